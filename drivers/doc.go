@@ -1,0 +1,18 @@
+// Package drivers defines the storage contracts every kvnode storage keeps,
+// and the standalone wrapper that serves a replicable engine on a single node.
+//
+// There are two contracts:
+//
+//   - Store is what the RPC layer calls. It takes a context, works on items
+//     whose timeouts were already validated and parsed, and may talk to a
+//     network service (redis, memcached) or to raft (cluster mode).
+//   - Engine is a passive, deterministic state machine (memory, boltdb). It
+//     never reads the wall clock and starts no goroutine or timer: every read
+//     takes "now" and every write is an Op carrying its own "now". The same
+//     sequence of Ops therefore yields byte-identical state on every node,
+//     which is what lets a raft FSM replay them.
+//
+// Local turns an Engine into a Store on one node: it supplies the clock,
+// coalesces concurrent writes into one Apply (group commit) and sweeps
+// expired keys. In cluster mode the cluster package plays that role instead.
+package drivers

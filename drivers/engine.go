@@ -1,0 +1,116 @@
+package drivers
+
+import "io"
+
+// OpKind names a state change.
+type OpKind uint8
+
+// The write operations an Engine applies. Values are part of the event log
+// encoding: never renumber.
+const (
+	OpSet OpKind = iota + 1
+	OpMExpire
+	OpDelete
+	OpClear
+	// OpExpire removes the keys in Items whose stored deadline still equals
+	// Items[i].Deadline (compare-and-delete), so a key that was re-set after
+	// the sweeper saw it survives.
+	OpExpire
+)
+
+// String returns the operation's name, as used in logs and metrics.
+func (k OpKind) String() string {
+	switch k {
+	case OpSet:
+		return "set"
+	case OpMExpire:
+		return "mexpire"
+	case OpDelete:
+		return "delete"
+	case OpClear:
+		return "clear"
+	case OpExpire:
+		return "expire"
+	default:
+		return "unknown"
+	}
+}
+
+// Op is one write: everything an Engine needs to apply it deterministically.
+type Op struct {
+	Kind OpKind
+	// Now is the clock the write is applied at (Unix nanoseconds), chosen
+	// once by whoever proposes it. An Engine never reads the clock itself.
+	Now int64
+	// Items for OpSet and OpMExpire (key, value, timeout, deadline) and
+	// OpExpire (key and the deadline it was seen with).
+	Items []Item
+	// Keys for OpDelete.
+	Keys []string
+}
+
+// Engine is a passive, deterministic storage that can be replicated: the
+// memory and boltdb drivers. It never reads the wall clock, never starts a
+// goroutine or timer, and given the same Ops in the same order reaches the
+// same state (and the same Hash) on every node.
+//
+// Implementations must be safe for concurrent use: reads may run
+// concurrently with Apply and with each other.
+type Engine interface {
+	// Has, MGet and TTL read as of now (Unix nanoseconds): keys whose
+	// deadline is not after now are treated as missing.
+	Has(now int64, keys []string) ([]string, error)
+	MGet(now int64, keys []string) ([]Item, error)
+	TTL(now int64, keys []string) ([]Item, error)
+
+	// Apply applies ops in order. Each op is validated whole and applied
+	// atomically: errs[i] != nil means op i changed nothing. A storage that
+	// persists (boltdb) commits the whole batch in one transaction with one
+	// fsync before Apply returns, and stores index with it, so that
+	// AppliedIndex survives a crash together with the data. index is the raft
+	// log index of the last op (0 when not replicated).
+	// A non-nil err means the batch as a whole failed (I/O) and nothing was
+	// applied.
+	Apply(index uint64, ops []Op) (errs []error, err error)
+
+	// AppliedIndex is the index passed to the last successful Apply, read
+	// back from storage after a restart.
+	AppliedIndex() uint64
+
+	// Expired returns up to limit keys whose deadline is not after now,
+	// earliest first, with Deadline set, ready for an OpExpire.
+	Expired(now int64, limit int) ([]Item, error)
+
+	// Snapshot captures a point-in-time view cheaply; the returned Snapshot
+	// is written out later, concurrently with Apply.
+	Snapshot() (Snapshot, error)
+	// Restore replaces the whole state with a stream written by
+	// Snapshot.WriteTo, building the new state before swapping it in: on
+	// error the old state is kept.
+	Restore(r io.Reader) error
+
+	// Hash is a digest of the logical state (every key with its value,
+	// timeout and deadline, plus nothing node-specific): equal on every node
+	// that applied the same ops.
+	Hash() ([]byte, error)
+	// Stats reports the number of keys (expired but unswept included) and
+	// the bytes of keys and values held.
+	Stats() Stats
+
+	// Close releases the engine (closes files).
+	Close() error
+}
+
+// Snapshot is a point-in-time view of an Engine.
+type Snapshot interface {
+	// WriteTo streams the state in the engine's own format.
+	WriteTo(w io.Writer) (int64, error)
+	// Release frees the view; it is called exactly once.
+	Release()
+}
+
+// Stats is a cheap summary of an Engine's contents.
+type Stats struct {
+	Keys  int64
+	Bytes int64
+}

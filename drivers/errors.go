@@ -1,0 +1,16 @@
+package drivers
+
+import "errors"
+
+var (
+	// ErrEmptyKey is returned for a key that is empty or only white space.
+	ErrEmptyKey = errors.New("key can't be empty string")
+	// ErrNoKeys is returned when a call that needs keys has none.
+	ErrNoKeys = errors.New("no keys provided")
+	// ErrClosed is returned by a storage after Close.
+	ErrClosed = errors.New("storage closed")
+	// ErrUnknownOp is returned by an Engine for an Op kind it does not know.
+	ErrUnknownOp = errors.New("unknown operation")
+	// ErrNotSupported is returned for a call a driver cannot serve (memcached TTL).
+	ErrNotSupported = errors.New("not supported by this driver")
+)
