@@ -1,0 +1,183 @@
+package memory
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/kvnode/kvnode/drivers"
+)
+
+var _ drivers.Engine = (*Engine)(nil)
+
+// entry is what the map holds per key, by value, to keep the per-key
+// footprint small: keys without expiry cost no extra allocation.
+type entry struct {
+	val []byte
+	// exp is nil for a key without expiry. An expiry record is never
+	// modified after it is published except for its heap position, so a
+	// snapshot may share it.
+	exp *expiry
+}
+
+// expiry is the TTL of one key and its position in the expiry heap.
+type expiry struct {
+	key      string
+	timeout  string
+	deadline int64
+	// idx is the record's position in Engine.heap; only the heap code,
+	// under the write lock, reads or writes it.
+	idx int
+}
+
+// visible reports whether the entry is served at now.
+func (en entry) visible(now int64) bool {
+	return en.exp == nil || en.exp.deadline > now
+}
+
+// emptyValue is returned for stored empty values so callers always get a
+// non-nil slice; it has zero capacity, so nobody can write through it.
+var emptyValue = []byte{}
+
+// Engine is the in-memory drivers.Engine. The zero value is not usable; call
+// New.
+type Engine struct {
+	mu     sync.RWMutex
+	m      map[string]entry
+	heap   expiryHeap
+	closed bool
+
+	// Counters are written under mu and read without it by Stats.
+	keys    atomic.Int64
+	bytes   atomic.Int64
+	applied atomic.Uint64
+}
+
+// New returns an empty engine.
+func New() *Engine {
+	return &Engine{m: make(map[string]entry)}
+}
+
+// Has returns the keys that exist and are not expired at now, each once.
+func (e *Engine) Has(now int64, keys []string) ([]string, error) {
+	keys = collapse(keys)
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return nil, drivers.ErrClosed
+	}
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if en, ok := e.m[k]; ok && en.visible(now) {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// MGet returns Key and Value of the keys that exist and are not expired at
+// now, each once. The values share the engine's storage: treat them as
+// read-only.
+func (e *Engine) MGet(now int64, keys []string) ([]drivers.Item, error) {
+	keys = collapse(keys)
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return nil, drivers.ErrClosed
+	}
+	out := make([]drivers.Item, 0, len(keys))
+	for _, k := range keys {
+		en, ok := e.m[k]
+		if !ok || !en.visible(now) {
+			continue
+		}
+		v := en.val
+		if len(v) == 0 {
+			v = emptyValue
+		}
+		out = append(out, drivers.Item{Key: k, Value: v})
+	}
+	return out, nil
+}
+
+// TTL returns Key, Timeout (as it was sent, "" for no expiry) and Deadline of
+// the keys that exist and are not expired at now, each once.
+func (e *Engine) TTL(now int64, keys []string) ([]drivers.Item, error) {
+	keys = collapse(keys)
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return nil, drivers.ErrClosed
+	}
+	out := make([]drivers.Item, 0, len(keys))
+	for _, k := range keys {
+		en, ok := e.m[k]
+		if !ok || !en.visible(now) {
+			continue
+		}
+		it := drivers.Item{Key: k}
+		if en.exp != nil {
+			it.Timeout, it.Deadline = en.exp.timeout, en.exp.deadline
+		}
+		out = append(out, it)
+	}
+	return out, nil
+}
+
+// AppliedIndex returns the index passed to the last successful Apply (or
+// carried by the last restored snapshot). It is not persisted: a memory
+// engine is rebuilt from a snapshot and the log.
+func (e *Engine) AppliedIndex() uint64 { return e.applied.Load() }
+
+// Stats reports the keys held (expired but unswept included) and the bytes of
+// their keys and values, in O(1).
+func (e *Engine) Stats() drivers.Stats {
+	return drivers.Stats{Keys: e.keys.Load(), Bytes: e.bytes.Load()}
+}
+
+// Close drops the state; later calls return drivers.ErrClosed. Closing twice
+// is harmless.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
+	e.m, e.heap = nil, nil
+	e.keys.Store(0)
+	e.bytes.Store(0)
+	return nil
+}
+
+// linearDedupMax is the request size up to which duplicates are found by
+// comparing keys pairwise, which beats building a set for small requests.
+const linearDedupMax = 16
+
+// collapse returns keys with later duplicates removed, keeping the order of
+// first occurrence. It allocates only when there is a duplicate.
+func collapse(keys []string) []string {
+	if len(keys) < 2 {
+		return keys
+	}
+	if len(keys) <= linearDedupMax {
+		for i := 1; i < len(keys); i++ {
+			for j := range i {
+				if keys[i] == keys[j] {
+					return collapseSlow(keys)
+				}
+			}
+		}
+		return keys
+	}
+	return collapseSlow(keys)
+}
+
+func collapseSlow(keys []string) []string {
+	seen := make(map[string]struct{}, len(keys))
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if _, dup := seen[k]; dup {
+			continue
+		}
+		seen[k] = struct{}{}
+		out = append(out, k)
+	}
+	return out
+}

@@ -1,0 +1,203 @@
+package memory
+
+import (
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/kvnode/kvnode/drivers"
+)
+
+// checkInvariants verifies the heap order, the heap/map cross references
+// and the counters against a full scan.
+func checkInvariants(t testing.TB, e *Engine) {
+	t.Helper()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	var bytes int64
+	withTTL := 0
+	for k, en := range e.m {
+		bytes += int64(len(k) + len(en.val))
+		if en.exp == nil {
+			continue
+		}
+		withTTL++
+		if en.exp.key != k || en.exp.deadline == 0 {
+			t.Fatalf("expiry of %q = %+v", k, en.exp)
+		}
+		if en.exp.idx >= len(e.heap) || e.heap[en.exp.idx] != en.exp {
+			t.Fatalf("heap index of %q is stale", k)
+		}
+	}
+	if withTTL != len(e.heap) {
+		t.Fatalf("%d keys with TTL, heap holds %d", withTTL, len(e.heap))
+	}
+	for i := 1; i < len(e.heap); i++ {
+		if less(e.heap[i], e.heap[(i-1)/2]) {
+			t.Fatalf("heap order broken at %d", i)
+		}
+	}
+	if s := e.Stats(); s.Keys != int64(len(e.m)) || s.Bytes != bytes {
+		t.Fatalf("Stats = %+v, scan says {%d %d}", s, len(e.m), bytes)
+	}
+}
+
+// model is the obvious reference implementation of the semantics.
+type model map[string]drivers.Item
+
+func (m model) apply(op drivers.Op) {
+	switch op.Kind {
+	case drivers.OpSet:
+		for _, x := range op.Items {
+			if drivers.Expired(x.Deadline, op.Now) {
+				delete(m, x.Key)
+			} else {
+				m[x.Key] = x
+			}
+		}
+	case drivers.OpMExpire:
+		for _, x := range op.Items {
+			cur, ok := m[x.Key]
+			if !ok || drivers.Expired(cur.Deadline, op.Now) {
+				continue
+			}
+			if drivers.Expired(x.Deadline, op.Now) {
+				delete(m, x.Key)
+				continue
+			}
+			if x.Deadline == 0 {
+				x.Timeout = ""
+			}
+			cur.Timeout, cur.Deadline = x.Timeout, x.Deadline
+			m[x.Key] = cur
+		}
+	case drivers.OpDelete:
+		for _, k := range op.Keys {
+			delete(m, k)
+		}
+	case drivers.OpClear:
+		clear(m)
+	case drivers.OpExpire:
+		for _, x := range op.Items {
+			if cur, ok := m[x.Key]; ok && cur.Deadline != 0 && cur.Deadline == x.Deadline {
+				delete(m, x.Key)
+			}
+		}
+	}
+}
+
+func (m model) expired(now int64, limit int) []string {
+	var out []drivers.Item
+	for _, x := range m {
+		if drivers.Expired(x.Deadline, now) {
+			out = append(out, x)
+		}
+	}
+	slices.SortFunc(out, func(a, b drivers.Item) int {
+		if a.Deadline != b.Deadline {
+			return int(a.Deadline - b.Deadline)
+		}
+		return compareStrings(a.Key, b.Key)
+	})
+	keys := make([]string, 0, len(out))
+	for _, x := range out[:min(limit, len(out))] {
+		keys = append(keys, x.Key)
+	}
+	return keys
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// randomOps generates n ops over a small key space so that keys collide,
+// TTLs get replaced and removed, and the sweeper races with re-sets.
+func randomOps(r *rand.Rand, e *Engine, n int, now *int64) []drivers.Op {
+	key := func() string { return "k" + strconv.Itoa(r.IntN(40)) }
+	deadline := func() (string, int64) {
+		switch r.IntN(4) {
+		case 0:
+			return "", 0
+		case 1:
+			return "past", *now - r.Int64N(3)
+		default:
+			d := *now + 1 + r.Int64N(50)
+			return "t" + strconv.FormatInt(d, 10), d
+		}
+	}
+	ops := make([]drivers.Op, 0, n)
+	for range n {
+		*now += r.Int64N(5)
+		op := drivers.Op{Now: *now}
+		switch c := r.IntN(20); {
+		case c < 9:
+			op.Kind = drivers.OpSet
+			for range 1 + r.IntN(3) {
+				to, d := deadline()
+				op.Items = append(op.Items, drivers.Item{Key: key(), Value: []byte(strconv.Itoa(r.IntN(1000))), Timeout: to, Deadline: d})
+			}
+		case c < 13:
+			op.Kind = drivers.OpMExpire
+			for range 1 + r.IntN(3) {
+				to, d := deadline()
+				op.Items = append(op.Items, drivers.Item{Key: key(), Timeout: to, Deadline: d})
+			}
+		case c < 15:
+			op.Kind = drivers.OpDelete
+			op.Keys = []string{key(), key()}
+		case c < 16 && r.IntN(5) == 0:
+			op.Kind = drivers.OpClear
+		default:
+			op.Kind = drivers.OpExpire
+			if e != nil {
+				op.Items, _ = e.Expired(*now, 1+r.IntN(4))
+			}
+			op.Items = append(op.Items, drivers.Item{Key: key(), Deadline: *now - r.Int64N(10)})
+		}
+		ops = append(ops, op)
+	}
+	return ops
+}
+
+func TestEngine_MatchesModel(t *testing.T) {
+	for seed := range uint64(20) {
+		r := rand.New(rand.NewPCG(seed, 1))
+		e, m := New(), model{}
+		now := t0
+		keys := make([]string, 40)
+		for i := range keys {
+			keys[i] = "k" + strconv.Itoa(i)
+		}
+		for step := range 300 {
+			for _, op := range randomOps(r, e, 1, &now) {
+				mustApply(t, e, op)
+				m.apply(op)
+			}
+			checkInvariants(t, e)
+			var want []drivers.Item
+			for _, x := range m {
+				if !drivers.Expired(x.Deadline, now) {
+					want = append(want, x)
+				}
+			}
+			wantState(t, read(t, e, now, keys...), want...)
+			got, _ := e.Expired(now, 5)
+			wantKeys := m.expired(now, 5)
+			if len(got) != len(wantKeys) {
+				t.Fatalf("seed %d step %d: Expired = %v, want %v", seed, step, got, wantKeys)
+			}
+			for i := range got {
+				if got[i].Key != wantKeys[i] || got[i].Deadline != m[wantKeys[i]].Deadline {
+					t.Fatalf("seed %d step %d: Expired = %v, want %v", seed, step, got, wantKeys)
+				}
+			}
+		}
+	}
+}
