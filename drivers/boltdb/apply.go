@@ -1,0 +1,287 @@
+package boltdb
+
+import (
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/kvnode/kvnode/drivers"
+)
+
+// Apply applies ops in order in one read-write transaction (one fsync) and
+// stores index with them when it is above 0. errs[i] reports an op refused by
+// validation, which changed nothing; err reports a failure of the whole
+// batch, of which nothing was committed.
+func (e *Engine) Apply(index uint64, ops []drivers.Op) ([]error, error) {
+	errs := make([]error, len(ops))
+	valid := 0
+	for i := range ops {
+		if errs[i] = validate(&ops[i]); errs[i] == nil {
+			valid++
+		}
+	}
+	if valid == 0 && index == 0 {
+		return errs, nil
+	}
+
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.db == nil {
+		return nil, drivers.ErrClosed
+	}
+
+	var d delta
+	err := e.db.Update(func(tx *bolt.Tx) error {
+		w := writer{buckets: e.buckets(tx), tx: tx, bucket: e.bucket, d: &d}
+		if err := w.check(); err != nil {
+			return err
+		}
+		for i := range ops {
+			if errs[i] != nil {
+				continue
+			}
+			if err := w.apply(&ops[i]); err != nil {
+				return fmt.Errorf("op %d (%s): %w", i, ops[i].Kind, err)
+			}
+		}
+		if index > 0 {
+			if err := w.meta.Put(appliedIndexKey, encodeUint64(index)); err != nil {
+				return fmt.Errorf("store applied index: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boltdb: %s: apply: %w", e.cfg.File, err)
+	}
+	if index > 0 {
+		e.applied.Store(index)
+	}
+	if d.reset {
+		e.keys.Store(d.keys)
+		e.bytes.Store(d.bytes)
+	} else {
+		e.keys.Add(d.keys)
+		e.bytes.Add(d.bytes)
+	}
+	return errs, nil
+}
+
+// validate refuses an op that could fail half-way for any reason other than
+// I/O, before the transaction touches anything.
+func validate(op *drivers.Op) error {
+	switch op.Kind {
+	case drivers.OpSet, drivers.OpMExpire:
+		for i := range op.Items {
+			it := &op.Items[i]
+			if err := validateKey(it.Key); err != nil {
+				return err
+			}
+			if op.Kind == drivers.OpSet && len(it.Value) > bolt.MaxValueSize-16 {
+				return fmt.Errorf("%w: value of key %q is %d bytes, more than bbolt can hold", ErrInvalidItem, it.Key, len(it.Value))
+			}
+			if it.Deadline < 0 && !drivers.Expired(it.Deadline, op.Now) {
+				return fmt.Errorf("%w: key %q: negative deadline %d", ErrInvalidItem, it.Key, it.Deadline)
+			}
+			if len(it.Timeout) > bolt.MaxValueSize-8 {
+				return fmt.Errorf("%w: timeout of key %q too long", ErrInvalidItem, it.Key)
+			}
+		}
+	case drivers.OpExpire:
+		for i := range op.Items {
+			if err := validateKey(op.Items[i].Key); err != nil {
+				return err
+			}
+		}
+	case drivers.OpDelete:
+		for _, k := range op.Keys {
+			if err := validateKey(k); err != nil {
+				return err
+			}
+		}
+	case drivers.OpClear:
+	default:
+		return fmt.Errorf("%w: kind %d", drivers.ErrUnknownOp, op.Kind)
+	}
+	return nil
+}
+
+func validateKey(k string) error {
+	if drivers.BlankKey(k) {
+		return drivers.ErrEmptyKey
+	}
+	// The expiry index prefixes the key with an 8-byte deadline.
+	if len(k) > bolt.MaxKeySize-8 {
+		return fmt.Errorf("%w: key of %d bytes, more than %d", ErrInvalidItem, len(k), bolt.MaxKeySize-8)
+	}
+	return nil
+}
+
+// delta is the change of the counters made by one batch, published after
+// commit. reset means the batch cleared everything first.
+type delta struct {
+	reset       bool
+	keys, bytes int64
+}
+
+// writer applies validated ops inside one read-write transaction.
+type writer struct {
+	buckets
+	tx     *bolt.Tx
+	bucket []byte
+	d      *delta
+}
+
+func (w *writer) apply(op *drivers.Op) error {
+	switch op.Kind {
+	case drivers.OpSet:
+		for i := range op.Items {
+			if err := w.set(&op.Items[i], op.Now); err != nil {
+				return err
+			}
+		}
+	case drivers.OpMExpire:
+		for i := range op.Items {
+			if err := w.mexpire(&op.Items[i], op.Now); err != nil {
+				return err
+			}
+		}
+	case drivers.OpDelete:
+		for _, k := range op.Keys {
+			if err := w.remove([]byte(k)); err != nil {
+				return err
+			}
+		}
+	case drivers.OpExpire:
+		for i := range op.Items {
+			if err := w.expire(&op.Items[i]); err != nil {
+				return err
+			}
+		}
+	case drivers.OpClear:
+		return w.clear()
+	default:
+		return drivers.ErrUnknownOp // unreachable: validate refused it
+	}
+	return nil
+}
+
+// set replaces value and expiry; a deadline not after now removes the key.
+func (w *writer) set(it *drivers.Item, now int64) error {
+	key := []byte(it.Key)
+	if drivers.Expired(it.Deadline, now) {
+		return w.remove(key)
+	}
+	if err := w.dropTTL(key); err != nil {
+		return err
+	}
+	if old := w.vals.Get(key); old != nil {
+		w.d.keys--
+		w.d.bytes -= int64(len(key) + valueLen(old))
+	}
+	if err := w.vals.Put(key, encodeValue(it.Value)); err != nil {
+		return err
+	}
+	w.d.keys++
+	w.d.bytes += int64(len(key) + len(it.Value))
+	return w.putTTL(key, it.Deadline, it.Timeout)
+}
+
+// mexpire changes the expiry of a live key, keeping its value; missing and
+// expired keys are left alone.
+func (w *writer) mexpire(it *drivers.Item, now int64) error {
+	key := []byte(it.Key)
+	if _, _, _, ok, err := w.live(key, now); err != nil || !ok {
+		return err
+	}
+	if drivers.Expired(it.Deadline, now) {
+		return w.remove(key)
+	}
+	if err := w.dropTTL(key); err != nil {
+		return err
+	}
+	return w.putTTL(key, it.Deadline, it.Timeout)
+}
+
+// expire removes the key only if its stored deadline is still the one the
+// sweeper saw, so a key set again since then survives. A stale index entry
+// for that deadline is dropped either way, so the sweeper cannot loop on it.
+func (w *writer) expire(it *drivers.Item) error {
+	key := []byte(it.Key)
+	if it.Deadline == 0 {
+		return nil // keys without expiry are never swept
+	}
+	if t := w.ttl.Get(key); t != nil {
+		deadline, _, err := decodeTTL(t)
+		if err != nil {
+			return fmt.Errorf("key %q: %w", key, err)
+		}
+		if deadline == it.Deadline {
+			return w.remove(key)
+		}
+	}
+	return w.exp.Delete(expiryKey(it.Deadline, key))
+}
+
+// remove deletes the key's value and expiry; a missing key is fine.
+func (w *writer) remove(key []byte) error {
+	if err := w.dropTTL(key); err != nil {
+		return err
+	}
+	old := w.vals.Get(key)
+	if old == nil {
+		return nil
+	}
+	w.d.keys--
+	w.d.bytes -= int64(len(key) + valueLen(old))
+	return w.vals.Delete(key)
+}
+
+func (w *writer) dropTTL(key []byte) error {
+	t := w.ttl.Get(key)
+	if t == nil {
+		return nil
+	}
+	deadline, _, err := decodeTTL(t)
+	if err != nil {
+		// A damaged record is replaced rather than trusted; its index entry,
+		// if any, is unreachable by key and is dropped by OpExpire.
+		return w.ttl.Delete(key)
+	}
+	if err := w.exp.Delete(expiryKey(deadline, key)); err != nil {
+		return err
+	}
+	return w.ttl.Delete(key)
+}
+
+func (w *writer) putTTL(key []byte, deadline int64, timeout string) error {
+	if deadline == 0 {
+		return nil
+	}
+	if err := w.ttl.Put(key, encodeTTL(deadline, timeout)); err != nil {
+		return err
+	}
+	return w.exp.Put(expiryKey(deadline, key), []byte{})
+}
+
+// clear empties the values and kvnode's expiry buckets; the meta bucket (and
+// with it the applied index) is kept.
+func (w *writer) clear() error {
+	for _, name := range [][]byte{w.bucket, []byte(ttlBucket), []byte(expiryBucket)} {
+		if err := w.tx.DeleteBucket(name); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+			return fmt.Errorf("clear bucket %q: %w", name, err)
+		}
+		if _, err := w.tx.CreateBucket(name); err != nil {
+			return fmt.Errorf("clear bucket %q: %w", name, err)
+		}
+	}
+	w.buckets.vals = w.tx.Bucket(w.bucket)
+	w.buckets.ttl = w.tx.Bucket([]byte(ttlBucket))
+	w.buckets.exp = w.tx.Bucket([]byte(expiryBucket))
+	*w.d = delta{reset: true}
+	return nil
+}

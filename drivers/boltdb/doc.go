@@ -1,0 +1,35 @@
+// Package boltdb is the persistent kvnode Engine, stored in a single bbolt
+// file that RoadRunner's boltdb kv driver can also read.
+//
+// # File layout
+//
+// Values live in the bucket "default" (Config.Bucket), each one encoded with
+// encoding/gob as a []byte exactly as RoadRunner stores it, so an existing
+// rr.db can be moved to kvnode and back. Everything kvnode adds lives in
+// buckets of its own, which RoadRunner ignores:
+//
+//   - "kvnode_ttl":    key -> 8-byte big-endian deadline (Unix ns) + the
+//     timeout string as the client sent it. Keys without expiry have no entry.
+//   - "kvnode_expiry": 8-byte big-endian deadline + key -> empty. The index is
+//     ordered by deadline so that Expired is a short cursor scan.
+//   - "kvnode_meta":   "applied_index" -> 8-byte big-endian raft index.
+//
+// # Durability
+//
+// Apply commits a whole batch of ops, and the applied index, in one bbolt
+// read-write transaction: one fsync per batch. Group commit (turning many
+// concurrent client writes into one batch) is the caller's job. Ops are
+// validated whole before the transaction touches anything, so the only way an
+// op can fail half-way is an I/O error, which rolls the whole batch back.
+//
+// Expired keys are hidden on read as soon as their deadline passes; removing
+// them from the file is left to the caller's sweeper (Expired + OpExpire).
+//
+// # Snapshots
+//
+// Snapshot holds a read transaction open and streams a consistent copy of the
+// file from it. Restore writes the stream to a temporary file next to the
+// database, checks it thoroughly, and only then swaps it in. Because bbolt's
+// Close waits for open read transactions, a Snapshot must be released before
+// Restore or Close can finish.
+package boltdb

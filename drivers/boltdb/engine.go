@@ -1,0 +1,329 @@
+package boltdb
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/kvnode/kvnode/drivers"
+)
+
+var _ drivers.Engine = (*Engine)(nil)
+
+// initialMmapSize is mapped up front so that the file can grow to this size
+// without a remap. A remap must wait for every open read transaction, so
+// without it a long Snapshot.WriteTo could stall writes. It costs address
+// space only, not memory.
+const initialMmapSize = 1 << 30
+
+var appliedIndexKey = []byte("applied_index")
+
+// Engine is a drivers.Engine stored in one bbolt file. It is safe for
+// concurrent use.
+type Engine struct {
+	cfg    Config
+	log    *slog.Logger
+	bucket []byte
+
+	// wmu serialises Apply, Restore and Close, so that the cached applied
+	// index and counters move in commit order.
+	wmu sync.Mutex
+	// mu guards db: readers and Apply hold it shared, Restore and Close
+	// exclusively while they swap or close the file.
+	mu sync.RWMutex
+	db *bolt.DB
+
+	applied atomic.Uint64
+	keys    atomic.Int64
+	bytes   atomic.Int64
+}
+
+// Open opens (or creates) the database file named by cfg, creating the
+// buckets it needs. Defaults are applied to unset fields. A file held by
+// another process makes Open fail after cfg.LockTimeout instead of hanging.
+func Open(cfg Config, logger *slog.Logger) (*Engine, error) {
+	cfg.InitDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{cfg: cfg, log: logger.With("file", cfg.File), bucket: []byte(cfg.Bucket)}
+	db, err := e.openFile(cfg.File, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.load(db); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	e.db = db
+	e.log.Debug("boltdb opened", "keys", e.keys.Load(), "applied_index", e.applied.Load())
+	return e, nil
+}
+
+// openFile opens path with bbolt, turning bbolt's failure modes (including a
+// panic on a damaged file) into errors that name the file. readOnly is used
+// to inspect a restore candidate without changing it.
+func (e *Engine) openFile(path string, readOnly bool) (db *bolt.DB, err error) {
+	var f *os.File
+	opts := &bolt.Options{
+		Timeout:         e.cfg.LockTimeout,
+		NoFreelistSync:  true,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: initialMmapSize,
+		ReadOnly:        readOnly,
+		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			file, err := os.OpenFile(name, flag, perm)
+			f = file
+			return file, err
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			if f != nil {
+				_ = f.Close()
+			}
+			db, err = nil, fmt.Errorf("boltdb: open %q: %w: %v", path, ErrNotBolt, r)
+		}
+	}()
+	db, err = bolt.Open(path, e.cfg.Permissions.Perm(), opts)
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("boltdb: open %q: %w (waited %s)", path, ErrLocked, e.cfg.LockTimeout)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch),
+		errors.Is(err, berrors.ErrChecksum):
+		return nil, fmt.Errorf("boltdb: open %q: %w: %w", path, ErrNotBolt, err)
+	default:
+		return nil, fmt.Errorf("boltdb: open %q: %w", path, err)
+	}
+}
+
+// load creates missing buckets and reads the applied index and counters.
+func (e *Engine) load(db *bolt.DB) error {
+	if !db.IsReadOnly() {
+		err := db.Update(func(tx *bolt.Tx) error {
+			for _, name := range [][]byte{e.bucket, []byte(ttlBucket), []byte(expiryBucket), []byte(metaBucket)} {
+				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+					return fmt.Errorf("create bucket %q: %w", name, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("boltdb: %s: %w", db.Path(), err)
+		}
+	}
+	var applied uint64
+	var keys, size int64
+	err := db.View(func(tx *bolt.Tx) error {
+		b := e.buckets(tx)
+		if err := b.check(); err != nil {
+			return err
+		}
+		if raw := b.meta.Get(appliedIndexKey); raw != nil {
+			if len(raw) != 8 {
+				return fmt.Errorf("%w: applied index of %d bytes", ErrCorrupt, len(raw))
+			}
+			applied = decodeUint64(raw)
+		}
+		return b.vals.ForEach(func(k, v []byte) error {
+			keys++
+			size += int64(len(k) + valueLen(v))
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("boltdb: %s: %w", db.Path(), err)
+	}
+	e.applied.Store(applied)
+	e.keys.Store(keys)
+	e.bytes.Store(size)
+	return nil
+}
+
+// buckets groups the four buckets of one transaction.
+type buckets struct {
+	vals, ttl, exp, meta *bolt.Bucket
+}
+
+func (e *Engine) buckets(tx *bolt.Tx) buckets {
+	return buckets{
+		vals: tx.Bucket(e.bucket),
+		ttl:  tx.Bucket([]byte(ttlBucket)),
+		exp:  tx.Bucket([]byte(expiryBucket)),
+		meta: tx.Bucket([]byte(metaBucket)),
+	}
+}
+
+func (b buckets) check() error {
+	if b.vals == nil || b.ttl == nil || b.exp == nil || b.meta == nil {
+		return fmt.Errorf("%w: missing bucket", ErrCorrupt)
+	}
+	return nil
+}
+
+// view runs fn in a read transaction of the current file.
+func (e *Engine) view(fn func(b buckets) error) error {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.db == nil {
+		return drivers.ErrClosed
+	}
+	return e.db.View(func(tx *bolt.Tx) error {
+		b := e.buckets(tx)
+		if err := b.check(); err != nil {
+			return err
+		}
+		return fn(b)
+	})
+}
+
+// live returns the ttl record of key when key exists and is not expired at
+// now; ok is false otherwise. deadline is 0 for a key without expiry.
+func (b buckets) live(key []byte, now int64) (raw []byte, deadline int64, timeout string, ok bool, err error) {
+	raw = b.vals.Get(key)
+	if raw == nil {
+		return nil, 0, "", false, nil
+	}
+	if t := b.ttl.Get(key); t != nil {
+		deadline, timeout, err = decodeTTL(t)
+		if err != nil {
+			return nil, 0, "", false, fmt.Errorf("key %q: %w", key, err)
+		}
+		if drivers.Expired(deadline, now) {
+			return nil, 0, "", false, nil
+		}
+	}
+	return raw, deadline, timeout, true, nil
+}
+
+// Has returns the keys that exist and are not expired at now.
+func (e *Engine) Has(now int64, keys []string) ([]string, error) {
+	var out []string
+	err := e.view(func(b buckets) error {
+		for _, k := range unique(keys) {
+			_, _, _, ok, err := b.live([]byte(k), now)
+			if err != nil {
+				return err
+			}
+			if ok {
+				out = append(out, k)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, e.readErr("has", err)
+	}
+	return out, nil
+}
+
+// MGet returns Key and Value of the keys that exist and are not expired.
+func (e *Engine) MGet(now int64, keys []string) ([]drivers.Item, error) {
+	var out []drivers.Item
+	err := e.view(func(b buckets) error {
+		for _, k := range unique(keys) {
+			raw, _, _, ok, err := b.live([]byte(k), now)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			v, err := decodeValue(raw)
+			if err != nil {
+				return fmt.Errorf("key %q: %w", k, err)
+			}
+			out = append(out, drivers.Item{Key: k, Value: v})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, e.readErr("mget", err)
+	}
+	return out, nil
+}
+
+// TTL returns Key, Timeout ("" for no expiry) and Deadline of the keys that
+// exist and are not expired.
+func (e *Engine) TTL(now int64, keys []string) ([]drivers.Item, error) {
+	var out []drivers.Item
+	err := e.view(func(b buckets) error {
+		for _, k := range unique(keys) {
+			_, deadline, timeout, ok, err := b.live([]byte(k), now)
+			if err != nil {
+				return err
+			}
+			if ok {
+				out = append(out, drivers.Item{Key: k, Timeout: timeout, Deadline: deadline})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, e.readErr("ttl", err)
+	}
+	return out, nil
+}
+
+func (e *Engine) readErr(op string, err error) error {
+	if errors.Is(err, drivers.ErrClosed) {
+		return err
+	}
+	return fmt.Errorf("boltdb: %s: %s: %w", e.cfg.File, op, err)
+}
+
+// AppliedIndex is the index stored by the last successful Apply.
+func (e *Engine) AppliedIndex() uint64 { return e.applied.Load() }
+
+// Stats reports the number of keys (expired but unswept included) and the
+// bytes of their keys and values (values decoded).
+func (e *Engine) Stats() drivers.Stats {
+	return drivers.Stats{Keys: e.keys.Load(), Bytes: e.bytes.Load()}
+}
+
+// Close closes the file. It waits for unreleased Snapshots. Further calls
+// return drivers.ErrClosed.
+func (e *Engine) Close() error {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.db == nil {
+		return drivers.ErrClosed
+	}
+	err := e.db.Close()
+	e.db = nil
+	if err != nil {
+		return fmt.Errorf("boltdb: close %q: %w", e.cfg.File, err)
+	}
+	return nil
+}
+
+// unique drops repeated keys, keeping the first occurrence, because a key
+// asked for twice is answered once.
+func unique(keys []string) []string {
+	if len(keys) < 2 {
+		return keys
+	}
+	seen := make(map[string]struct{}, len(keys))
+	out := keys[:0:0]
+	for _, k := range keys {
+		if _, dup := seen[k]; dup {
+			continue
+		}
+		seen[k] = struct{}{}
+		out = append(out, k)
+	}
+	return out
+}

@@ -1,0 +1,169 @@
+package boltdb
+
+import (
+	"bytes"
+	"encoding/gob"
+	"maps"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/kvnode/kvnode/drivers"
+)
+
+func TestRestartKeepsValuesTTLsAndIndex(t *testing.T) {
+	cfg := testConfig(t)
+	e, err := Open(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, e, 41, setOp(sec,
+		item("plain", "p", 0),
+		item("later", "l", 100*sec),
+		item("soon", "s", 5*sec),
+	))
+	before := hash(t, e)
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	e = openEngine(t, cfg)
+	if e.AppliedIndex() != 41 {
+		t.Fatalf("AppliedIndex after restart = %d, want 41", e.AppliedIndex())
+	}
+	if got := hash(t, e); got != before {
+		t.Fatal("Hash changed across restart")
+	}
+	if got := values(t, e, 10*sec, "plain", "later", "soon"); !maps.Equal(got, map[string]string{"plain": "p", "later": "l"}) {
+		t.Fatalf("MGet at 10s = %v: the expired key must stay hidden", got)
+	}
+	got := ttls(t, e, 10*sec, "plain", "later")
+	if got["later"].Timeout != "tlater" || got["later"].Deadline != 100*sec || got["plain"].Timeout != "" {
+		t.Fatalf("TTL after restart = %+v", got)
+	}
+	if ex, err := e.Expired(10*sec, 10); err != nil || len(ex) != 1 || ex[0].Key != "soon" {
+		t.Fatalf("Expired after restart = %+v, %v", ex, err)
+	}
+	if s := e.Stats(); s.Keys != 3 || s.Bytes != int64(len("plainplaterlsoons")) {
+		t.Fatalf("Stats after restart = %+v", s)
+	}
+}
+
+// TestRoadRunnerReadsOurFile opens the file the way RoadRunner's boltdb
+// driver does: bucket "default", gob-decode a []byte.
+func TestRoadRunnerReadsOurFile(t *testing.T) {
+	cfg := testConfig(t)
+	e, err := Open(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]byte{"k": []byte("hello"), "empty": {}, "big": bytes.Repeat([]byte{0xfe}, 70000)}
+	var items []drivers.Item
+	for k, v := range want {
+		items = append(items, drivers.Item{Key: k, Value: v, Timeout: "2099-01-01T00:00:00Z", Deadline: 4e18})
+	}
+	mustApply(t, e, 0, setOp(sec, items...))
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err := bolt.Open(cfg.File, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("default"))
+		if b == nil {
+			t.Fatal("no bucket \"default\"")
+		}
+		for k, v := range want {
+			raw := b.Get([]byte(k))
+			var got []byte
+			if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&got); err != nil {
+				t.Fatalf("gob decode %q: %v", k, err)
+			}
+			if !bytes.Equal(got, v) {
+				t.Fatalf("%q = %d bytes, want %d", k, len(got), len(v))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWeReadRoadRunnerFile reads a file written as RoadRunner writes it.
+func TestWeReadRoadRunnerFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "rr.db")
+	db, err := bolt.Open(file, 0o755, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"a": "alpha", "b": "", "c": string(bytes.Repeat([]byte("x"), 300))}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte("default"))
+		if err != nil {
+			return err
+		}
+		for k, v := range want {
+			var buf bytes.Buffer
+			val := []byte(v)
+			if err := gob.NewEncoder(&buf).Encode(&val); err != nil {
+				return err
+			}
+			if err := b.Put([]byte(k), buf.Bytes()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	e := openEngine(t, Config{File: file})
+	if got := values(t, e, sec, "a", "b", "c", "d"); !maps.Equal(got, want) {
+		t.Fatalf("MGet = %v", got)
+	}
+	if got := ttls(t, e, sec, "a"); got["a"].Timeout != "" {
+		t.Fatalf("TTL = %+v", got)
+	}
+	if s := e.Stats(); s.Keys != 3 {
+		t.Fatalf("Stats = %+v", s)
+	}
+	// And written back over by kvnode, RoadRunner's value stays readable.
+	mustApply(t, e, 0, setOp(sec, item("a", "beta", 0)))
+	if got := values(t, e, sec, "a"); got["a"] != "beta" {
+		t.Fatalf("MGet = %v", got)
+	}
+}
+
+func TestEncodeValueMatchesGob(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 125, 126, 127, 128, 129, 250, 255, 256, 257, 65535, 65536, 1 << 20, 3 << 20} {
+		v := bytes.Repeat([]byte{byte(n)}, n)
+		var buf bytes.Buffer
+		if err := gob.NewEncoder(&buf).Encode(&v); err != nil {
+			t.Fatal(err)
+		}
+		if got := encodeValue(v); !bytes.Equal(got, buf.Bytes()) {
+			t.Fatalf("len %d: encodeValue differs from encoding/gob", n)
+		}
+		back, err := decodeValue(buf.Bytes())
+		if err != nil || !bytes.Equal(back, v) {
+			t.Fatalf("len %d: decodeValue = %d bytes, %v", n, len(back), err)
+		}
+		if valueLen(buf.Bytes()) != n {
+			t.Fatalf("len %d: valueLen = %d", n, valueLen(buf.Bytes()))
+		}
+	}
+	if _, err := decodeValue([]byte("not gob")); err == nil {
+		t.Fatal("decodeValue accepted garbage")
+	}
+}

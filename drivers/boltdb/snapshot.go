@@ -1,0 +1,87 @@
+package boltdb
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/kvnode/kvnode/drivers"
+)
+
+// snapshot is a read transaction held open: a point-in-time view of the file
+// that WriteTo copies while Apply goes on.
+type snapshot struct {
+	tx   *bolt.Tx
+	once sync.Once
+}
+
+// Snapshot opens a read transaction; it must be Released.
+func (e *Engine) Snapshot() (drivers.Snapshot, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.db == nil {
+		return nil, drivers.ErrClosed
+	}
+	tx, err := e.db.Begin(false)
+	if err != nil {
+		return nil, fmt.Errorf("boltdb: %s: snapshot: %w", e.cfg.File, err)
+	}
+	return &snapshot{tx: tx}, nil
+}
+
+// WriteTo writes the whole database file as of the snapshot.
+func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
+	n, err := s.tx.WriteTo(w)
+	if err != nil {
+		return n, fmt.Errorf("boltdb: snapshot: %w", err)
+	}
+	return n, nil
+}
+
+// Release ends the read transaction.
+func (s *snapshot) Release() {
+	s.once.Do(func() { _ = s.tx.Rollback() })
+}
+
+// Hash is a SHA-256 over every key in byte order with its value bytes as
+// stored, its timeout and its deadline. The applied index and anything else
+// node-specific are left out.
+func (e *Engine) Hash() ([]byte, error) {
+	h := sha256.New()
+	err := e.view(func(b buckets) error {
+		var buf [binary.MaxVarintLen64]byte
+		field := func(p []byte) {
+			h.Write(buf[:binary.PutUvarint(buf[:], uint64(len(p)))])
+			h.Write(p)
+		}
+		return b.vals.ForEach(func(k, v []byte) error {
+			var deadline int64
+			var timeout string
+			if t := b.ttl.Get(k); t != nil {
+				var err error
+				if deadline, timeout, err = decodeTTL(t); err != nil {
+					return fmt.Errorf("key %q: %w", k, err)
+				}
+			}
+			field(k)
+			field(v)
+			field([]byte(timeout))
+			var d [8]byte
+			binary.BigEndian.PutUint64(d[:], uint64(deadline))
+			h.Write(d[:])
+			return nil
+		})
+	})
+	if err != nil {
+		if errors.Is(err, drivers.ErrClosed) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("boltdb: %s: hash: %w", e.cfg.File, err)
+	}
+	return h.Sum(nil), nil
+}
