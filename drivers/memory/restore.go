@@ -1,0 +1,261 @@
+package memory
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"github.com/kvnode/kvnode/drivers"
+)
+
+// Restore replaces the state with a stream written by Snapshot.WriteTo. The
+// new map and heap are built and the checksum verified before anything is
+// swapped in, so on any error the old state is kept. The applied index
+// becomes the one recorded in the snapshot.
+//
+// If r is an io.ByteReader (a *bufio.Reader, say) Restore reads exactly the
+// snapshot's bytes from it, so a caller can store several snapshots in one
+// stream; otherwise it buffers and may read past the end.
+func (e *Engine) Restore(r io.Reader) error {
+	d := &decoder{r: r}
+	if br, ok := r.(io.ByteReader); ok {
+		d.br = br
+	} else {
+		b := bufio.NewReaderSize(r, 64<<10)
+		d.r, d.br = b, b
+	}
+	st, err := d.decode()
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return drivers.ErrClosed
+	}
+	e.m, e.heap = st.m, st.heap
+	e.keys.Store(int64(len(st.m)))
+	e.bytes.Store(st.bytes)
+	e.applied.Store(st.index)
+	return nil
+}
+
+// maxPresize bounds the map size taken from a snapshot header before the
+// checksum has vouched for it.
+const maxPresize = 1 << 22
+
+// chunk is the size above which a length from the stream is not trusted to
+// allocate at once: a corrupt length then fails with EOF, not out of memory.
+const chunk = 1 << 20
+
+type restored struct {
+	m     map[string]entry
+	heap  expiryHeap
+	bytes int64
+	index uint64
+}
+
+// decoder reads a snapshot and keeps a running CRC of the bytes consumed.
+type decoder struct {
+	r       io.Reader
+	br      io.ByteReader
+	crc     uint32
+	scratch []byte
+}
+
+func (d *decoder) decode() (*restored, error) {
+	head, err := d.bytes(len(snapMagic) + 1)
+	if err != nil {
+		return nil, err
+	}
+	if string(head[:len(snapMagic)]) != snapMagic {
+		return nil, fmt.Errorf("%w: bad magic", ErrBadSnapshot)
+	}
+	if v := head[len(snapMagic)]; v != snapVersion {
+		return nil, fmt.Errorf("%w: version %d", ErrSnapshotVersion, v)
+	}
+	index, err := d.uvarint()
+	if err != nil {
+		return nil, err
+	}
+	count, err := d.uvarint()
+	if err != nil {
+		return nil, err
+	}
+	st := &restored{m: make(map[string]entry, min(count, maxPresize)), index: index}
+	var prev string
+	for i := range count {
+		k, en, err := d.entry()
+		if err != nil {
+			return nil, fmt.Errorf("memory: restore entry %d: %w", i, err)
+		}
+		if i > 0 && k <= prev {
+			return nil, fmt.Errorf("%w: entry %d: keys out of order", ErrBadSnapshot, i)
+		}
+		prev = k
+		st.m[k] = en
+		st.bytes += int64(len(k) + len(en.val))
+		if en.exp != nil {
+			st.heap = append(st.heap, en.exp)
+		}
+	}
+	trailer, err := d.uvarint()
+	if err != nil {
+		return nil, err
+	}
+	if trailer != count {
+		return nil, fmt.Errorf("%w: trailer count %d, header %d", ErrBadSnapshot, trailer, count)
+	}
+	want := d.crc
+	sum, err := d.bytes(4)
+	if err != nil {
+		return nil, err
+	}
+	if got := binary.LittleEndian.Uint32(sum); got != want {
+		return nil, fmt.Errorf("%w: checksum %08x, computed %08x", ErrBadSnapshot, got, want)
+	}
+	st.heap.heapify()
+	return st, nil
+}
+
+func (d *decoder) entry() (string, entry, error) {
+	kb, err := d.field()
+	if err != nil {
+		return "", entry{}, err
+	}
+	if len(kb) == 0 {
+		return "", entry{}, fmt.Errorf("%w: empty key", ErrBadSnapshot)
+	}
+	k := string(kb)
+	n, err := d.length()
+	if err != nil {
+		return "", entry{}, err
+	}
+	val, err := d.owned(n)
+	if err != nil {
+		return "", entry{}, err
+	}
+	tb, err := d.field()
+	if err != nil {
+		return "", entry{}, err
+	}
+	timeout := string(tb)
+	deadline, err := d.varint()
+	if err != nil {
+		return "", entry{}, err
+	}
+	en := entry{val: val}
+	switch {
+	case deadline != 0:
+		en.exp = &expiry{key: k, timeout: timeout, deadline: deadline}
+	case timeout != "":
+		return "", entry{}, fmt.Errorf("%w: timeout without deadline", ErrBadSnapshot)
+	}
+	return k, en, nil
+}
+
+// ReadByte lets binary.ReadUvarint read through the checksum.
+func (d *decoder) ReadByte() (byte, error) {
+	b, err := d.br.ReadByte()
+	if err != nil {
+		return 0, truncated(err)
+	}
+	// One table step of CRC-32C: crc32.Update would make b escape.
+	c := ^d.crc
+	c = castagnoli[byte(c)^b] ^ (c >> 8)
+	d.crc = ^c
+	return b, nil
+}
+
+func (d *decoder) uvarint() (uint64, error) {
+	v, err := binary.ReadUvarint(d)
+	if err != nil && !errors.Is(err, ErrBadSnapshot) {
+		err = fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+	}
+	return v, err
+}
+
+func (d *decoder) varint() (int64, error) {
+	v, err := binary.ReadVarint(d)
+	if err != nil && !errors.Is(err, ErrBadSnapshot) {
+		err = fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+	}
+	return v, err
+}
+
+func (d *decoder) length() (int, error) {
+	n, err := d.uvarint()
+	if err != nil {
+		return 0, err
+	}
+	if n > 1<<40 {
+		return 0, fmt.Errorf("%w: length %d", ErrBadSnapshot, n)
+	}
+	return int(n), nil
+}
+
+// field reads a length-prefixed field into scratch space, valid until the
+// next call.
+func (d *decoder) field() ([]byte, error) {
+	n, err := d.length()
+	if err != nil {
+		return nil, err
+	}
+	if n > chunk {
+		return d.owned(n)
+	}
+	return d.bytes(n)
+}
+
+// bytes reads n bytes (n <= chunk, or trusted) into scratch space.
+func (d *decoder) bytes(n int) ([]byte, error) {
+	if cap(d.scratch) < n {
+		d.scratch = make([]byte, n)
+	}
+	b := d.scratch[:n]
+	if err := d.full(b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// owned reads n bytes into a new slice of exactly that size. Beyond chunk it
+// grows as data actually arrives.
+func (d *decoder) owned(n int) ([]byte, error) {
+	if n <= chunk {
+		b := make([]byte, n)
+		return b, d.full(b)
+	}
+	var b []byte
+	for len(b) < n {
+		m := min(n-len(b), max(chunk, len(b)))
+		b = append(b, make([]byte, m)...)
+		if err := d.full(b[len(b)-m:]); err != nil {
+			return nil, err
+		}
+	}
+	if cap(b) > len(b)+len(b)/8 {
+		b = append([]byte(nil), b...)
+	}
+	return b, nil
+}
+
+func (d *decoder) full(b []byte) error {
+	if _, err := io.ReadFull(d.r, b); err != nil {
+		return truncated(err)
+	}
+	d.crc = crc32.Update(d.crc, castagnoli, b)
+	return nil
+}
+
+// truncated marks a stream that ended early as a bad snapshot and passes
+// other read errors through.
+func truncated(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: truncated: %w", ErrBadSnapshot, io.ErrUnexpectedEOF)
+	}
+	return fmt.Errorf("memory: restore: %w", err)
+}
