@@ -135,7 +135,9 @@ func TestMExpire(t *testing.T) {
 		"plain": {Key: "plain", Timeout: "T1", Deadline: 50 * sec},
 		"ttl":   {Key: "ttl", Timeout: "T2", Deadline: 60 * sec},
 	}
-	if !maps.EqualFunc(got, want, func(a, b drivers.Item) bool { return a.Key == b.Key && a.Timeout == b.Timeout && a.Deadline == b.Deadline }) {
+	if !maps.EqualFunc(got, want, func(a, b drivers.Item) bool {
+		return a.Key == b.Key && a.Timeout == b.Timeout && a.Deadline == b.Deadline
+	}) {
 		t.Fatalf("TTL = %+v, want %+v", got, want)
 	}
 	if got := values(t, e, 20*sec, "plain", "ttl"); got["plain"] != "p" || got["ttl"] != "t" {

@@ -1,6 +1,9 @@
 package boltdb
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -52,12 +55,8 @@ func (e *Engine) receive(r io.Reader) (string, error) {
 		_ = os.Remove(name)
 		return "", fmt.Errorf("boltdb: %s: restore: %w", e.cfg.File, err)
 	}
-	n, err := io.Copy(f, r)
-	if err != nil {
-		return fail(fmt.Errorf("read snapshot stream: %w", err))
-	}
-	if n == 0 {
-		return fail(fmt.Errorf("%w: empty stream", ErrBadSnapshot))
+	if err := readFramed(f, r); err != nil {
+		return fail(err)
 	}
 	if err := f.Chmod(e.cfg.Permissions.Perm()); err != nil {
 		return fail(err)
@@ -72,9 +71,54 @@ func (e *Engine) receive(r io.Reader) (string, error) {
 	return name, nil
 }
 
-// verify opens the candidate read-only and checks it whole. A damaged file
-// can make bbolt read past the end of its mapping; SetPanicOnFault turns that
-// into a panic this goroutine recovers from, instead of a crash.
+// readFramed copies the bolt file out of a stream written by
+// snapshot.WriteTo, checking its header, length and checksum.
+func readFramed(dst io.Writer, r io.Reader) error {
+	var head [len(snapshotMagic) + 8]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: stream too short for a header", ErrBadSnapshot)
+		}
+		return fmt.Errorf("read snapshot stream: %w", err)
+	}
+	if string(head[:len(snapshotMagic)]) != snapshotMagic {
+		return fmt.Errorf("%w: not a kvnode boltdb snapshot (bad magic)", ErrBadSnapshot)
+	}
+	size := int64(binary.BigEndian.Uint64(head[len(snapshotMagic):]))
+	if size <= 0 || size > maxSnapshotSize {
+		return fmt.Errorf("%w: implausible database size %d", ErrBadSnapshot, size)
+	}
+	h := sha256.New()
+	n, err := io.CopyN(io.MultiWriter(dst, h), r, size)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: truncated after %d of %d bytes", ErrBadSnapshot, n, size)
+		}
+		return fmt.Errorf("read snapshot stream: %w", err)
+	}
+	var sum [sha256.Size]byte
+	if _, err := io.ReadFull(r, sum[:]); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: truncated checksum", ErrBadSnapshot)
+		}
+		return fmt.Errorf("read snapshot stream: %w", err)
+	}
+	if !bytes.Equal(sum[:], h.Sum(nil)) {
+		return fmt.Errorf("%w: checksum mismatch", ErrBadSnapshot)
+	}
+	return nil
+}
+
+// maxSnapshotSize bounds the length a header may claim (bbolt's own limit on
+// 64-bit platforms is 256 TiB).
+const maxSnapshotSize = 1 << 48
+
+// verify opens the candidate read-only and reads every record of kvnode's
+// buckets, checking order and format. It does this itself rather than with
+// bbolt's Tx.Check, which panics in a goroutine of its own (uncatchable) on a
+// damaged page. A damaged file can also make bbolt read past the end of its
+// mapping; SetPanicOnFault turns that into a panic this goroutine recovers
+// from, instead of a crash.
 func (e *Engine) verify(path string) (err error) {
 	wrap := func(err error) error {
 		return fmt.Errorf("boltdb: %s: restore: %w: %w", e.cfg.File, ErrBadSnapshot, err)
@@ -98,21 +142,70 @@ func (e *Engine) verify(path string) (err error) {
 		if tx.Size() > info.Size() {
 			return wrap(fmt.Errorf("truncated: %d of %d bytes", info.Size(), tx.Size()))
 		}
-		var errs []error
-		for err := range tx.Check() {
-			errs = append(errs, err)
-		}
-		if err := errors.Join(errs...); err != nil {
+		b := e.buckets(tx)
+		if err := b.check(); err != nil {
 			return wrap(err)
 		}
-		if err := e.buckets(tx).check(); err != nil {
+		if err := b.walk(); err != nil {
 			return wrap(err)
-		}
-		if raw := tx.Bucket([]byte(metaBucket)).Get(appliedIndexKey); raw != nil && len(raw) != 8 {
-			return wrap(fmt.Errorf("%w: applied index of %d bytes", ErrCorrupt, len(raw)))
 		}
 		return nil
 	})
+}
+
+// walk reads every record, so that every page is visited (bbolt asserts each
+// page's identity as it loads it), and checks the records' shape.
+func (b buckets) walk() error {
+	var prev []byte
+	ordered := func(name string, k []byte) error {
+		if prev != nil && bytes.Compare(prev, k) >= 0 {
+			return fmt.Errorf("%w: bucket %s: keys out of order", ErrCorrupt, name)
+		}
+		prev = append(prev[:0], k...)
+		return nil
+	}
+	err := b.vals.ForEach(func(k, v []byte) error {
+		if v == nil {
+			return nil // a nested bucket: never served, harmless
+		}
+		if _, ok := decodeValueFastNoCopy(v); !ok {
+			if _, err := decodeValue(v); err != nil {
+				return fmt.Errorf("key %q: %w", k, err)
+			}
+		}
+		return ordered("values", k)
+	})
+	if err != nil {
+		return err
+	}
+	prev = nil
+	err = b.ttl.ForEach(func(k, v []byte) error {
+		deadline, _, err := decodeTTL(v)
+		if err != nil {
+			return fmt.Errorf("ttl of %q: %w", k, err)
+		}
+		if b.exp.Get(expiryKey(deadline, k)) == nil {
+			return fmt.Errorf("%w: ttl of %q has no expiry index entry", ErrCorrupt, k)
+		}
+		return ordered(ttlBucket, k)
+	})
+	if err != nil {
+		return err
+	}
+	prev = nil
+	err = b.exp.ForEach(func(k, _ []byte) error {
+		if len(k) <= 8 {
+			return fmt.Errorf("%w: expiry index key of %d bytes", ErrCorrupt, len(k))
+		}
+		return ordered(expiryBucket, k)
+	})
+	if err != nil {
+		return err
+	}
+	if raw := b.meta.Get(appliedIndexKey); raw != nil && len(raw) != 8 {
+		return fmt.Errorf("%w: applied index of %d bytes", ErrCorrupt, len(raw))
+	}
+	return nil
 }
 
 // swap closes the current file, moves the verified candidate into its place

@@ -13,6 +13,10 @@ import (
 	"github.com/kvnode/kvnode/drivers"
 )
 
+// snapshotMagic starts every snapshot stream; the last byte is the format
+// version.
+const snapshotMagic = "kvnode-boltdb\x00\x00\x01"
+
 // snapshot is a read transaction held open: a point-in-time view of the file
 // that WriteTo copies while Apply goes on.
 type snapshot struct {
@@ -34,13 +38,34 @@ func (e *Engine) Snapshot() (drivers.Snapshot, error) {
 	return &snapshot{tx: tx}, nil
 }
 
-// WriteTo writes the whole database file as of the snapshot.
+// WriteTo writes the whole database file as of the snapshot, framed so that
+// Restore can tell a complete, intact stream from a damaged one: a magic
+// header with the file's length, the file, then its SHA-256.
 func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
-	n, err := s.tx.WriteTo(w)
+	size := s.tx.Size()
+	var head [len(snapshotMagic) + 8]byte
+	copy(head[:], snapshotMagic)
+	binary.BigEndian.PutUint64(head[len(snapshotMagic):], uint64(size))
+	written, err := w.Write(head[:])
+	total := int64(written)
 	if err != nil {
-		return n, fmt.Errorf("boltdb: snapshot: %w", err)
+		return total, fmt.Errorf("boltdb: snapshot: %w", err)
 	}
-	return n, nil
+	h := sha256.New()
+	n, err := s.tx.WriteTo(io.MultiWriter(w, h))
+	total += n
+	if err != nil {
+		return total, fmt.Errorf("boltdb: snapshot: %w", err)
+	}
+	if n != size {
+		return total, fmt.Errorf("boltdb: snapshot: wrote %d bytes of %d", n, size)
+	}
+	written, err = w.Write(h.Sum(nil))
+	total += int64(written)
+	if err != nil {
+		return total, fmt.Errorf("boltdb: snapshot: %w", err)
+	}
+	return total, nil
 }
 
 // Release ends the read transaction.
