@@ -1,0 +1,250 @@
+package log
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"slices"
+
+	"github.com/kvnode/kvnode/drivers"
+)
+
+// The encoding of an Event:
+//
+//	[version = 1][op = drivers.OpKind][body]
+//	body  = storage:str  now:varint  payload
+//	payload for Set, MExpire, Expire = count:uvarint  count × (key:str value:str timeout:str deadline:varint)
+//	payload for Delete               = count:uvarint  count × key:str
+//	payload for Clear                = nothing
+//	str   = len:uvarint bytes
+//
+// varint is zig-zag (encoding/binary), so negative clocks and deadlines
+// survive. Nothing may follow the payload.
+
+// Smallest encodings, used to bound a count by the bytes left so that a
+// corrupt count cannot make Decode allocate more than the input justifies.
+const (
+	minItemSize = 4 // four empty or one-byte fields
+	minKeySize  = 1
+)
+
+// Encode returns the encoding of e. It fails only for an event that
+// ErrInvalidEvent describes.
+func Encode(e Event) ([]byte, error) {
+	return AppendEncode(nil, e)
+}
+
+// AppendEncode appends the encoding of e to dst, growing it at most once,
+// and returns the extended slice (dst unchanged on error).
+func AppendEncode(dst []byte, e Event) ([]byte, error) {
+	items, keys, ok := fields(e.Op.Kind)
+	switch {
+	case !ok:
+		return dst, fmt.Errorf("%w: op kind %d", ErrInvalidEvent, e.Op.Kind)
+	case !items && len(e.Op.Items) > 0:
+		return dst, fmt.Errorf("%w: %s carries no items, got %d", ErrInvalidEvent, e.Op.Kind, len(e.Op.Items))
+	case !keys && len(e.Op.Keys) > 0:
+		return dst, fmt.Errorf("%w: %s carries no keys, got %d", ErrInvalidEvent, e.Op.Kind, len(e.Op.Keys))
+	}
+	dst = slices.Grow(dst, encodedSize(e))
+	dst = append(dst, Version, byte(e.Op.Kind))
+	dst = appendStr(dst, e.Storage)
+	dst = binary.AppendVarint(dst, e.Op.Now)
+	switch {
+	case items:
+		dst = binary.AppendUvarint(dst, uint64(len(e.Op.Items)))
+		for i := range e.Op.Items {
+			it := &e.Op.Items[i]
+			dst = appendStr(dst, it.Key)
+			dst = binary.AppendUvarint(dst, uint64(len(it.Value)))
+			dst = append(dst, it.Value...)
+			dst = appendStr(dst, it.Timeout)
+			dst = binary.AppendVarint(dst, it.Deadline)
+		}
+	case keys:
+		dst = binary.AppendUvarint(dst, uint64(len(e.Op.Keys)))
+		for _, k := range e.Op.Keys {
+			dst = appendStr(dst, k)
+		}
+	}
+	return dst, nil
+}
+
+func appendStr(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+func uvarintLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
+
+func varintLen(x int64) int { return uvarintLen(uint64(x<<1) ^ uint64(x>>63)) }
+
+func strLen(n int) int { return uvarintLen(uint64(n)) + n }
+
+// encodedSize is the exact length AppendEncode adds for a valid e.
+func encodedSize(e Event) int {
+	n := 2 + strLen(len(e.Storage)) + varintLen(e.Op.Now)
+	items, keys, _ := fields(e.Op.Kind)
+	switch {
+	case items:
+		n += uvarintLen(uint64(len(e.Op.Items)))
+		for i := range e.Op.Items {
+			it := &e.Op.Items[i]
+			n += strLen(len(it.Key)) + strLen(len(it.Value)) + strLen(len(it.Timeout)) + varintLen(it.Deadline)
+		}
+	case keys:
+		n += uvarintLen(uint64(len(e.Op.Keys)))
+		for _, k := range e.Op.Keys {
+			n += strLen(len(k))
+		}
+	}
+	return n
+}
+
+// Decode parses an entry written by Encode. The event shares no memory
+// with b: values are copied, because engines keep them.
+//
+// Errors: ErrIgnorable (wrapped) for an unknown operation with IgnorableBit
+// set, in which case the returned event carries only Op.Kind; ErrCorrupt
+// (wrapped, with the offset and field) for anything else it cannot parse.
+// Use errors.Is.
+func Decode(b []byte) (Event, error) {
+	if len(b) < 2 {
+		return Event{}, fmt.Errorf("%w: %d bytes, want at least 2", ErrCorrupt, len(b))
+	}
+	if b[0] != Version {
+		return Event{}, fmt.Errorf("%w: version %d, want %d", ErrCorrupt, b[0], Version)
+	}
+	kind := drivers.OpKind(b[1])
+	items, keys, ok := fields(kind)
+	if !ok {
+		if b[1]&IgnorableBit != 0 {
+			return Event{Op: drivers.Op{Kind: kind}}, fmt.Errorf("%w: op %#x", ErrIgnorable, b[1])
+		}
+		return Event{}, fmt.Errorf("%w: unknown op %#x", ErrCorrupt, b[1])
+	}
+	d := decoder{b: b, off: 2}
+	var e Event
+	e.Op.Kind = kind
+	e.Storage = d.str("storage")
+	e.Op.Now = d.varint("now")
+	switch {
+	case items:
+		e.Op.Items = d.items()
+	case keys:
+		if n := d.count("key count", minKeySize); n > 0 {
+			e.Op.Keys = make([]string, n)
+			for i := range e.Op.Keys {
+				e.Op.Keys[i] = d.str("key")
+			}
+		}
+	}
+	if d.err == nil && d.off != len(b) {
+		d.fail("end", "%d trailing bytes", len(b)-d.off)
+	}
+	if d.err != nil {
+		return Event{}, d.err
+	}
+	return e, nil
+}
+
+// decoder reads fields off b; the first error sticks and every later read
+// returns a zero value, so callers check once at the end.
+type decoder struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (d *decoder) fail(field, format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s at offset %d: %s", ErrCorrupt, field, d.off, fmt.Sprintf(format, args...))
+	}
+}
+
+func (d *decoder) uvarint(field string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	x, n := binary.Uvarint(d.b[d.off:])
+	if n <= 0 {
+		d.fail(field, "bad uvarint")
+		return 0
+	}
+	d.off += n
+	return x
+}
+
+func (d *decoder) varint(field string) int64 {
+	if d.err != nil {
+		return 0
+	}
+	x, n := binary.Varint(d.b[d.off:])
+	if n <= 0 {
+		d.fail(field, "bad varint")
+		return 0
+	}
+	d.off += n
+	return x
+}
+
+// raw returns the next length-prefixed field, bounded by the input left.
+// The slice aliases the input.
+func (d *decoder) raw(field string) []byte {
+	n := d.uvarint(field + " length")
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)-d.off) {
+		d.fail(field, "length %d exceeds the %d bytes left", n, len(d.b)-d.off)
+		return nil
+	}
+	p := d.b[d.off : d.off+int(n)]
+	d.off += int(n)
+	return p
+}
+
+func (d *decoder) str(field string) string { return string(d.raw(field)) }
+
+// count reads an element count and checks that the input left can hold
+// that many elements of at least minSize bytes each.
+func (d *decoder) count(field string, minSize int) int {
+	n := d.uvarint(field)
+	if d.err != nil {
+		return 0
+	}
+	if n > uint64((len(d.b)-d.off)/minSize) {
+		d.fail(field, "%d elements cannot fit in the %d bytes left", n, len(d.b)-d.off)
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) items() []drivers.Item {
+	n := d.count("item count", minItemSize)
+	if n == 0 {
+		return nil
+	}
+	items := make([]drivers.Item, n)
+	var timeout string
+	for i := range items {
+		it := &items[i]
+		it.Key = d.str("key")
+		if v := d.raw("value"); len(v) > 0 {
+			it.Value = slices.Clone(v)
+		}
+		// Items of one write usually share their timeout: reuse the string
+		// instead of allocating it again (the comparison does not allocate).
+		if t := d.raw("timeout"); string(t) == timeout {
+			it.Timeout = timeout
+		} else {
+			timeout = string(t)
+			it.Timeout = timeout
+		}
+		it.Deadline = d.varint("deadline")
+		if d.err != nil {
+			return nil
+		}
+	}
+	return items
+}
