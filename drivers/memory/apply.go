@@ -41,6 +41,9 @@ func validate(op *drivers.Op) error {
 			if drivers.BlankKey(op.Items[i].Key) {
 				return fmt.Errorf("memory: %s item %d: %w", op.Kind, i, drivers.ErrEmptyKey)
 			}
+			if len(op.Items[i].Key) > maxKeyLen {
+				return fmt.Errorf("memory: %s item %d: %w", op.Kind, i, ErrKeyTooLong)
+			}
 		}
 	case drivers.OpDelete:
 		for i, k := range op.Keys {
@@ -115,7 +118,7 @@ func (e *Engine) put(key string, val []byte, timeout string, deadline int64) {
 		e.keys.Add(1)
 		e.bytes.Add(int64(len(key) + len(val)))
 	}
-	e.m[key] = entry{val: val, exp: e.setExpiry(old.exp, key, timeout, deadline)}
+	e.m[key] = entry{val: ownedString(val), exp: e.setExpiry(old.exp, key, timeout, deadline)}
 }
 
 // setExpiry replaces the expiry record old (nil = none) with a new one for
@@ -124,13 +127,13 @@ func (e *Engine) put(key string, val []byte, timeout string, deadline int64) {
 func (e *Engine) setExpiry(old *expiry, key, timeout string, deadline int64) *expiry {
 	if deadline == 0 {
 		if old != nil {
-			e.heap.remove(old.idx)
+			e.heap.remove(int(old.idx))
 		}
 		return nil
 	}
-	x := &expiry{key: key, timeout: timeout, deadline: deadline}
+	x := newExpiry(key, e.timeouts.intern(timeout, deadline), deadline)
 	if old != nil {
-		e.heap.replace(old.idx, x)
+		e.heap.replace(int(old.idx), x)
 	} else {
 		e.heap.push(x)
 	}
@@ -145,7 +148,7 @@ func (e *Engine) remove(key string) {
 	}
 	delete(e.m, key)
 	if en.exp != nil {
-		e.heap.remove(en.exp.idx)
+		e.heap.remove(int(en.exp.idx))
 	}
 	e.keys.Add(-1)
 	e.bytes.Add(-int64(len(key) + len(en.val)))

@@ -9,19 +9,20 @@ import "github.com/kvnode/kvnode/drivers"
 type expiryHeap []*expiry
 
 func less(a, b *expiry) bool {
-	return a.deadline < b.deadline || (a.deadline == b.deadline && a.key < b.key)
+	return a.deadline < b.deadline || (a.deadline == b.deadline && a.key() < b.key())
 }
 
 func (h *expiryHeap) push(x *expiry) {
-	x.idx = len(*h)
+	i := len(*h)
+	x.idx = int32(i) //nolint:gosec // a heap of 2^31 records would need 64 GiB
 	*h = append(*h, x)
-	h.up(x.idx)
+	h.up(i)
 }
 
 // replace puts x at position i (where the key's previous record was) and
 // restores the heap order.
 func (h expiryHeap) replace(i int, x *expiry) {
-	x.idx = i
+	x.idx = int32(i) //nolint:gosec // see push
 	h[i] = x
 	if !h.down(i) {
 		h.up(i)
@@ -33,7 +34,7 @@ func (h *expiryHeap) remove(i int) {
 	last := len(s) - 1
 	if i != last {
 		s[i] = s[last]
-		s[i].idx = i
+		s[i].idx = int32(i) //nolint:gosec // see push
 	}
 	s[last] = nil // let the record be collected
 	*h = s[:last]
@@ -78,15 +79,15 @@ func (h expiryHeap) down(i int) bool {
 
 func (h expiryHeap) swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].idx = i
-	h[j].idx = j
+	h[i].idx = int32(i) //nolint:gosec // see push
+	h[j].idx = int32(j) //nolint:gosec // see push
 }
 
 // heapify establishes the heap order over records in arbitrary order, in
 // O(n).
 func (h expiryHeap) heapify() {
 	for i, x := range h {
-		x.idx = i
+		x.idx = int32(i) //nolint:gosec // see push
 	}
 	for i := len(h)/2 - 1; i >= 0; i-- {
 		h.down(i)
@@ -116,7 +117,7 @@ func (e *Engine) Expired(now int64, limit int) ([]drivers.Item, error) {
 	frontier.push(0)
 	for len(out) < limit && len(frontier.idx) > 0 {
 		i := frontier.pop()
-		out = append(out, drivers.Item{Key: h[i].key, Deadline: h[i].deadline})
+		out = append(out, drivers.Item{Key: h[i].key(), Deadline: h[i].deadline})
 		for c := 2*i + 1; c <= 2*i+2 && c < len(h); c++ {
 			if h[c].deadline <= now {
 				frontier.push(c)

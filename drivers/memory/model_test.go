@@ -23,10 +23,10 @@ func checkInvariants(t testing.TB, e *Engine) {
 			continue
 		}
 		withTTL++
-		if en.exp.key != k || en.exp.deadline == 0 {
+		if en.exp.key() != k || en.exp.deadline == 0 {
 			t.Fatalf("expiry of %q = %+v", k, en.exp)
 		}
-		if en.exp.idx >= len(e.heap) || e.heap[en.exp.idx] != en.exp {
+		if int(en.exp.idx) >= len(e.heap) || e.heap[en.exp.idx] != en.exp {
 			t.Fatalf("heap index of %q is stale", k)
 		}
 	}

@@ -64,6 +64,8 @@ type decoder struct {
 	br      io.ByteReader
 	crc     uint32
 	scratch []byte
+	// timeouts shares equal timeout strings, as Engine does.
+	timeouts internCache
 }
 
 func (d *decoder) decode() (*restored, error) {
@@ -142,16 +144,15 @@ func (d *decoder) entry() (string, entry, error) {
 	if err != nil {
 		return "", entry{}, err
 	}
-	timeout := string(tb)
 	deadline, err := d.varint()
 	if err != nil {
 		return "", entry{}, err
 	}
-	en := entry{val: val}
+	en := entry{val: ownedString(val)}
 	switch {
 	case deadline != 0:
-		en.exp = &expiry{key: k, timeout: timeout, deadline: deadline}
-	case timeout != "":
+		en.exp = newExpiry(k, d.timeouts.internBytes(tb, deadline), deadline)
+	case len(tb) != 0:
 		return "", entry{}, fmt.Errorf("%w: timeout without deadline", ErrBadSnapshot)
 	}
 	return k, en, nil

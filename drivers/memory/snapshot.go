@@ -104,11 +104,7 @@ func appendEntry(buf []byte, k string, en entry) []byte {
 	buf = append(buf, k...)
 	buf = binary.AppendUvarint(buf, uint64(len(en.val)))
 	buf = append(buf, en.val...)
-	var timeout string
-	var deadline int64
-	if en.exp != nil {
-		timeout, deadline = en.exp.timeout, en.exp.deadline
-	}
+	timeout, deadline := en.ttl()
 	buf = binary.AppendUvarint(buf, uint64(len(timeout)))
 	buf = append(buf, timeout...)
 	return binary.AppendVarint(buf, deadline)
@@ -140,11 +136,7 @@ func (e *Engine) Hash() ([]byte, error) {
 	var buf []byte
 	for _, k := range s.sortedKeys() {
 		en := s.m[k]
-		var timeout string
-		var deadline int64
-		if en.exp != nil {
-			timeout, deadline = en.exp.timeout, en.exp.deadline
-		}
+		timeout, deadline := en.ttl()
 		buf = binary.AppendUvarint(buf[:0], uint64(len(k)))
 		buf = append(buf, k...)
 		buf = binary.AppendUvarint(buf, uint64(len(en.val)))
