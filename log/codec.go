@@ -191,7 +191,7 @@ func (d *decoder) varint(field string) int64 {
 // raw returns the next length-prefixed field, bounded by the input left.
 // The slice aliases the input.
 func (d *decoder) raw(field string) []byte {
-	n := d.uvarint(field + " length")
+	n := d.uvarint(field)
 	if d.err != nil {
 		return nil
 	}

@@ -25,7 +25,7 @@ type Event struct {
 	Op drivers.Op
 }
 
-// items reports whether ops of kind k carry Items, and keys whether they carry
+// fields reports whether ops of kind k carry Items, and whether they carry
 // Keys; ok is false for a kind this version does not know.
 func fields(k drivers.OpKind) (items, keys, ok bool) {
 	switch k {
