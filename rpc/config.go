@@ -1,0 +1,112 @@
+package rpc
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/kvnode/kvnode/drivers"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	// DefaultMaxFrameSize bounds a request payload. RoadRunner has no limit;
+	// 32 MiB leaves room for the largest values PHP applications store
+	// (3 MiB is the documented round trip) while one connection can no
+	// longer make the server allocate 4 GiB with a 20-byte header.
+	DefaultMaxFrameSize = 32 << 20
+	// DefaultRequestTimeout is the deadline of every Store call.
+	DefaultRequestTimeout = 30 * time.Second
+	// DefaultFrameTimeout is how long the rest of a frame may take to arrive
+	// once its first bytes have.
+	DefaultFrameTimeout = 30 * time.Second
+	// DefaultMaxInFlight bounds the requests one connection may have in
+	// progress; the server stops reading from it until one completes.
+	DefaultMaxInFlight = 256
+)
+
+// Config configures a Server. Zero fields take the defaults above.
+type Config struct {
+	// Listen is "tcp://host:port" (port 0 picks a free one) or
+	// "unix:///path/to.sock", as RoadRunner's rpc.listen.
+	Listen string
+	// MaxFrameSize is the largest request payload accepted, in bytes. A
+	// larger frame closes its connection (the server logs the limit).
+	MaxFrameSize int
+	// RequestTimeout is the deadline given to every Store call.
+	RequestTimeout time.Duration
+	// IdleTimeout closes a connection that sends nothing for this long.
+	// Zero (the default, as RoadRunner) keeps idle connections open:
+	// PHP workers hold one persistent connection each.
+	IdleTimeout time.Duration
+	// FrameTimeout closes a connection that starts a frame and does not
+	// finish it within this time.
+	FrameTimeout time.Duration
+	// MaxInFlight bounds the concurrent requests of one connection.
+	MaxInFlight int
+	// Observer, when set, is told about every call (for metrics).
+	Observer Observer
+}
+
+// Observer receives one notification per served kv call. It must be cheap
+// and safe for concurrent use; it runs on the request's goroutine.
+type Observer interface {
+	// ObserveCall reports the method ("kv.Set"), the storage name as sent,
+	// the time spent serving the call and its error (nil on success).
+	ObserveCall(method, storage string, elapsed time.Duration, err error)
+}
+
+// Storage is one named storage the server serves.
+type Storage struct {
+	// Name is the storage name requests use (the key under kv: in the
+	// config).
+	Name string
+	// Driver is "memory", "boltdb", "redis" or "memcached". It selects the
+	// driver part of RoadRunner's error texts.
+	Driver string
+	// Store serves the calls.
+	Store drivers.Store
+	// Inline marks a Store whose calls finish in microseconds without I/O
+	// or waiting on other nodes (a single-node memory storage). The server
+	// then runs them on the connection's reader goroutine, saving a
+	// goroutine hand-off per request. Leave it false for anything that
+	// may block (disk, network, raft): a blocking inline call would hold
+	// up every later request on its connection.
+	Inline bool
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxFrameSize <= 0 {
+		c.MaxFrameSize = DefaultMaxFrameSize
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.FrameTimeout <= 0 {
+		c.FrameTimeout = DefaultFrameTimeout
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+}
+
+// parseListen splits a DSN into the network and address net.Listen takes.
+func parseListen(dsn string) (network, addr string, err error) {
+	scheme, rest, ok := strings.Cut(dsn, "://")
+	if !ok {
+		return "", "", fmt.Errorf("%w %q: want tcp://host:port or unix:///path", ErrListen, dsn)
+	}
+	switch scheme {
+	case "tcp", "tcp4", "tcp6":
+		if rest == "" {
+			return "", "", fmt.Errorf("%w %q: missing host:port", ErrListen, dsn)
+		}
+	case "unix":
+		if rest == "" {
+			return "", "", fmt.Errorf("%w %q: missing socket path", ErrListen, dsn)
+		}
+	default:
+		return "", "", fmt.Errorf("%w %q: scheme must be tcp or unix", ErrListen, dsn)
+	}
+	return scheme, rest, nil
+}
