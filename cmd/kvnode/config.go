@@ -1,0 +1,304 @@
+package main
+
+import (
+	_ "embed"
+	"fmt"
+	"net"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// defaultConfigYAML is served by a bare "kvnode": one memory storage named
+// "default" on tcp://127.0.0.1:6001, RoadRunner's RPC address.
+//
+//go:embed default.yaml
+var defaultConfigYAML []byte
+
+const (
+	// defaultListen is RoadRunner's rpc.listen default.
+	defaultListen = "tcp://127.0.0.1:6001"
+	// defaultGracePeriod bounds how long shutdown waits for in-flight
+	// requests (endure.grace_period; RoadRunner's default is 30s, which is
+	// long for a store whose calls take microseconds).
+	defaultGracePeriod = 10 * time.Second
+	// configVersion is the only .rr.yaml format version kvnode reads.
+	configVersion = "3"
+)
+
+// Config is what kvnode reads from a .rr.yaml file.
+type Config struct {
+	// Source names where the configuration came from (a path or "embedded default").
+	Source string
+	// Version is the file's version ("3").
+	Version string
+	RPC     RPCConfig
+	Logs    LogsConfig
+	OTel    OTelConfig
+	// GracePeriod bounds graceful shutdown (endure.grace_period).
+	GracePeriod time.Duration
+	// Storages are the kv storages in file order.
+	Storages []StorageConfig
+	// Cluster is the raw cluster section, reserved for replication; it is
+	// kept but not interpreted yet.
+	Cluster *yaml.Node
+	// Warnings are non-fatal findings (unknown fields) to log at start-up.
+	Warnings []string
+}
+
+// RPCConfig is RoadRunner's rpc section. Only listen is RoadRunner's; the
+// other keys are kvnode's and default to the rpc package's defaults.
+type RPCConfig struct {
+	// Listen is tcp://host:port or unix:///path.
+	Listen string `yaml:"listen"`
+	// MaxFrameSize is the largest request payload in bytes.
+	MaxFrameSize int `yaml:"max_frame_size"`
+	// RequestTimeout bounds every storage call.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// IdleTimeout closes connections idle this long (0: never).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// FrameTimeout bounds the arrival of the rest of a started frame.
+	FrameTimeout time.Duration `yaml:"frame_timeout"`
+	// MaxInFlight bounds the concurrent requests of one connection.
+	MaxInFlight int `yaml:"max_in_flight"`
+}
+
+// LogsConfig is the part of RoadRunner's logs section kvnode honours.
+type LogsConfig struct {
+	// Level is debug, info, warn or error (panic and fatal mean error).
+	Level string `yaml:"level"`
+	// Mode is development, production, raw, or off/none to discard logs.
+	Mode string `yaml:"mode"`
+	// Encoding is console or json; empty means json in production mode.
+	Encoding string `yaml:"encoding"`
+	// Output is stderr, stdout or file paths (one or a list); default stderr.
+	Output []string `yaml:"output"`
+}
+
+// StorageConfig is one kv.<name> entry.
+type StorageConfig struct {
+	Name   string
+	Driver string
+	// ConfigPath is where the driver settings were found: "kv.<name>.config",
+	// or "<name>" when they came from the top-level section of that name.
+	ConfigPath string
+	// Node holds the raw driver settings; nil when there are none.
+	Node *yaml.Node
+	// Settings is the driver's decoded, defaulted and validated Config
+	// (a pointer), nil for a driver without settings.
+	Settings any
+}
+
+// LoadOptions says where a configuration comes from.
+type LoadOptions struct {
+	// File is the .rr.yaml path; empty means the embedded default.
+	File string
+	// Overrides are "key.path=value" strings applied in order after the file.
+	Overrides []string
+	// LookupEnv resolves ${VAR}; nil means os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+}
+
+// LoadConfig reads, expands, overrides, decodes and validates a
+// configuration. Any number of problems come back as one *ConfigError; a
+// file that cannot be read or parsed as YAML is reported alone.
+//
+// Precedence, lowest first: defaults, the file (with ${VAR} expanded),
+// -o overrides.
+func LoadConfig(opts LoadOptions) (*Config, error) {
+	cfg, p, err := loadConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// loadConfig is LoadConfig that also returns the configuration when it has
+// problems, so that serve can add the problems found while opening the
+// storages that are valid and report everything at once.
+func loadConfig(opts LoadOptions) (*Config, *problems, error) {
+	data, source := defaultConfigYAML, "embedded default"
+	if opts.File != "" {
+		b, err := os.ReadFile(opts.File)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read config: %w", err)
+		}
+		data, source = b, opts.File
+	}
+	root, err := parseYAML(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", source, err)
+	}
+	lookup := opts.LookupEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	expandEnv(root, lookup)
+
+	p := &problems{}
+	for _, o := range opts.Overrides {
+		if err := applyOverride(root, o); err != nil {
+			p.add("", err)
+		}
+	}
+	cfg := decodeConfig(root, p)
+	cfg.Source = source
+	cfg.Warnings = p.warnings
+	return cfg, p, nil
+}
+
+// decodeConfig walks the top-level sections. Sections kvnode does not know
+// (http, server, jobs, ...) belong to other RoadRunner plugins and are
+// skipped silently; unknown keys inside rpc, logs and endure are skipped too
+// because RoadRunner defines more of them than kvnode uses.
+func decodeConfig(root *yaml.Node, p *problems) *Config {
+	cfg := &Config{
+		RPC:         RPCConfig{Listen: defaultListen},
+		GracePeriod: defaultGracePeriod,
+	}
+	var kv *yaml.Node
+	for _, s := range mappingPairs(root, "", p) {
+		switch s.key {
+		case "version":
+			cfg.Version = decodeVersion(s.value, p)
+		case "rpc":
+			decodeLenient(s.value, "rpc", &cfg.RPC, p)
+		case "logs":
+			decodeLenient(s.value, "logs", &cfg.Logs, p)
+		case "endure":
+			var e struct {
+				GracePeriod time.Duration `yaml:"grace_period"`
+			}
+			decodeLenient(s.value, "endure", &e, p)
+			if e.GracePeriod != 0 {
+				cfg.GracePeriod = e.GracePeriod
+			}
+		case "otel":
+			decodeValue(s.value, "otel", reflect.ValueOf(&cfg.OTel).Elem(), p)
+		case "kv":
+			kv = s.value
+		case "cluster":
+			cfg.Cluster = resolve(s.value)
+		}
+	}
+	if cfg.Version == "" {
+		p.addf("version", "missing (want %q)", configVersion)
+	}
+	validateRPC(&cfg.RPC, p)
+	validateLogs(&cfg.Logs, p)
+	cfg.OTel.validate(p)
+	if cfg.GracePeriod < 0 {
+		p.addf("endure.grace_period", "must not be negative, got %s", cfg.GracePeriod)
+	}
+	cfg.Storages = decodeStorages(root, kv, p)
+	return cfg
+}
+
+// decodeLenient decodes a section without warning about unknown keys.
+func decodeLenient(n *yaml.Node, path string, out any, p *problems) {
+	before := len(p.warnings)
+	decodeValue(n, path, reflect.ValueOf(out).Elem(), p)
+	p.warnings = p.warnings[:before]
+}
+
+// decodeVersion accepts version: "3" or version: 3.
+func decodeVersion(n *yaml.Node, p *problems) string {
+	n = resolve(n)
+	if isNull(n) {
+		return ""
+	}
+	if n.Kind != yaml.ScalarNode {
+		p.addf("version", "want %q, got %s", configVersion, kindName(n))
+		return "?"
+	}
+	if n.Value != configVersion {
+		p.addf("version", "unsupported version %q (want %q)", n.Value, configVersion)
+	}
+	return n.Value
+}
+
+// parseListen splits an rpc.listen DSN into a network and an address, as
+// RoadRunner's rpc plugin accepts it: tcp://host:port or unix:///path.
+func parseListen(dsn string) (network, address string, err error) {
+	scheme, addr, ok := strings.Cut(dsn, "://")
+	if !ok {
+		return "", "", fmt.Errorf("invalid DSN %q: want tcp://host:port or unix:///path", dsn)
+	}
+	switch scheme {
+	case "tcp":
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return "", "", fmt.Errorf("invalid DSN %q: %w", dsn, err)
+		}
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || (port != "0" && n == 0) {
+			return "", "", fmt.Errorf("invalid DSN %q: port %q is not a number from 0 to 65535", dsn, port)
+		}
+		if strings.ContainsAny(host, " /") {
+			return "", "", fmt.Errorf("invalid DSN %q: bad host %q", dsn, host)
+		}
+		return "tcp", addr, nil
+	case "unix":
+		if addr == "" {
+			return "", "", fmt.Errorf("invalid DSN %q: the socket path is empty", dsn)
+		}
+		return "unix", addr, nil
+	default:
+		return "", "", fmt.Errorf("invalid DSN %q: unsupported scheme %q (want tcp or unix)", dsn, scheme)
+	}
+}
+
+func validateRPC(c *RPCConfig, p *problems) {
+	if strings.TrimSpace(c.Listen) == "" {
+		p.addf("rpc.listen", "missing (want e.g. %s)", defaultListen)
+	} else if _, _, err := parseListen(c.Listen); err != nil {
+		p.add("rpc.listen", err)
+	}
+	for _, f := range []struct {
+		name string
+		bad  bool
+		v    any
+	}{
+		{"max_frame_size", c.MaxFrameSize < 0, c.MaxFrameSize},
+		{"request_timeout", c.RequestTimeout < 0, c.RequestTimeout},
+		{"idle_timeout", c.IdleTimeout < 0, c.IdleTimeout},
+		{"frame_timeout", c.FrameTimeout < 0, c.FrameTimeout},
+		{"max_in_flight", c.MaxInFlight < 0, c.MaxInFlight},
+	} {
+		if f.bad {
+			p.addf("rpc."+f.name, "must not be negative, got %v", f.v)
+		}
+	}
+}
+
+func validateLogs(l *LogsConfig, p *problems) {
+	l.Level = strings.ToLower(strings.TrimSpace(l.Level))
+	l.Mode = strings.ToLower(strings.TrimSpace(l.Mode))
+	l.Encoding = strings.ToLower(strings.TrimSpace(l.Encoding))
+	switch l.Level {
+	case "", "debug", "info", "warn", "warning", "error", "panic", "fatal":
+	default:
+		p.addf("logs.level", "unknown level %q (want debug, info, warn, error)", l.Level)
+	}
+	switch l.Mode {
+	case "", "development", "production", "raw", "off", "none":
+	default:
+		p.addf("logs.mode", "unknown mode %q (want development, production, raw, off)", l.Mode)
+	}
+	switch l.Encoding {
+	case "", "console", "json":
+	default:
+		p.addf("logs.encoding", "unknown encoding %q (want console, json)", l.Encoding)
+	}
+	for i, o := range l.Output {
+		if strings.TrimSpace(o) == "" {
+			p.addf(fmt.Sprintf("logs.output[%d]", i), "empty path (want stderr, stdout or a file)")
+		}
+	}
+}

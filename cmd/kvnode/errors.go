@@ -1,0 +1,48 @@
+package main
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+)
+
+var (
+	// ErrUsage marks a command-line mistake (unknown command, bad flag, wrong
+	// number of arguments); run exits with status 2 for it instead of 1.
+	ErrUsage = errors.New("usage")
+	// ErrInvalidConfig is matched by every *ConfigError.
+	ErrInvalidConfig = errors.New("invalid configuration")
+	// ErrUnknownDriver is reported for a kv.<name>.driver kvnode has no driver for.
+	ErrUnknownDriver = errors.New("unknown driver")
+)
+
+// ConfigError lists every problem found in a configuration, each one
+// prefixed with the dotted path of the field it concerns, so that a user
+// fixes them all in one go instead of one per restart.
+type ConfigError struct {
+	Problems []error
+}
+
+// Error renders the problems one per line under a count.
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString(ErrInvalidConfig.Error())
+	b.WriteString(" (")
+	b.WriteString(strconv.Itoa(len(e.Problems)))
+	if len(e.Problems) == 1 {
+		b.WriteString(" problem):")
+	} else {
+		b.WriteString(" problems):")
+	}
+	for _, p := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(p.Error())
+	}
+	return b.String()
+}
+
+// Unwrap exposes the individual problems to errors.Is and errors.As.
+func (e *ConfigError) Unwrap() []error { return e.Problems }
+
+// Is makes errors.Is(err, ErrInvalidConfig) hold for every ConfigError.
+func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }

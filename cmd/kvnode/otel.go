@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	_ "google.golang.org/grpc/encoding/gzip" // registers "gzip" for otel.compress over grpc
+)
+
+// OTelConfig is RoadRunner's otel section.
+type OTelConfig struct {
+	// Exporter is otlp, stdout, stderr or none (the default: no tracing).
+	Exporter string `yaml:"exporter"`
+	// Client is the OTLP transport: http (default, port 4318) or grpc (4317).
+	Client string `yaml:"client"`
+	// Endpoint is host:port of the collector; empty leaves the exporter's
+	// default, which honours OTEL_EXPORTER_OTLP_ENDPOINT.
+	Endpoint string `yaml:"endpoint"`
+	// CustomURL is a full collector URL (scheme://host:port/path), or for
+	// the http client a bare URL path such as /v1/traces.
+	CustomURL string `yaml:"custom_url"`
+	// Insecure disables TLS towards the collector.
+	Insecure bool `yaml:"insecure"`
+	// Compress gzips export requests.
+	Compress bool `yaml:"compress"`
+	// Headers are sent with every export request.
+	Headers map[string]string `yaml:"headers"`
+
+	ServiceName       string `yaml:"service_name"`
+	ServiceVersion    string `yaml:"service_version"`
+	ServiceNamespace  string `yaml:"service_namespace"`
+	ServiceInstanceID string `yaml:"service_instance_id"`
+	// Resource adds resource attributes. Its keys service_name,
+	// service_version, service_namespace and service_instance_id (RoadRunner's
+	// spelling) set the service.* attributes and win over the fields above;
+	// other keys are used as attribute names as they are.
+	Resource map[string]string `yaml:"resource"`
+}
+
+const defaultServiceName = "kvnode"
+
+// enabled reports whether spans are exported at all.
+func (c *OTelConfig) enabled() bool { return c.Exporter != "" && c.Exporter != "none" }
+
+func (c *OTelConfig) validate(p *problems) {
+	c.Exporter = strings.ToLower(strings.TrimSpace(c.Exporter))
+	c.Client = strings.ToLower(strings.TrimSpace(c.Client))
+	switch c.Exporter {
+	case "", "none", "otlp", "stdout", "stderr":
+	default:
+		p.addf("otel.exporter", "unsupported exporter %q (want otlp, stdout, stderr, none)", c.Exporter)
+	}
+	switch c.Client {
+	case "", "http", "grpc":
+	default:
+		p.addf("otel.client", "unknown client %q (want http, grpc)", c.Client)
+	}
+	if c.CustomURL != "" && c.Client == "grpc" && !strings.Contains(c.CustomURL, "://") {
+		p.addf("otel.custom_url", "%q: the grpc client needs a full URL like http://collector:4317", c.CustomURL)
+	}
+}
+
+// tracing is the tracer provider kvnode passes to its parts explicitly; the
+// global otel provider is never set.
+type tracing struct {
+	// provider is a no-op provider when tracing is off.
+	provider trace.TracerProvider
+	// enabled is false for the no-op provider, so callers can skip
+	// creating tracers (and spans) altogether.
+	enabled bool
+	// shutdown flushes buffered spans; it must be bounded by its context.
+	shutdown func(context.Context) error
+}
+
+// newTracing builds the tracer provider for cfg: a batch span processor in
+// front of the configured exporter, or a no-op provider when there is no
+// exporter, so that tracing then costs nothing. stdout is where the stdout
+// exporter writes (injected for tests).
+func newTracing(ctx context.Context, cfg OTelConfig, version string, stdout, stderr io.Writer) (*tracing, error) {
+	if !cfg.enabled() {
+		return &tracing{provider: noop.NewTracerProvider(), shutdown: func(context.Context) error { return nil }}, nil
+	}
+	exp, err := newExporter(ctx, cfg, stdout, stderr)
+	if err != nil {
+		return nil, fmt.Errorf("otel: %w", err)
+	}
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(resourceAttributes(cfg, version)...))
+	if err != nil {
+		// Only schema URL conflicts fail a merge; the attributes alone will do.
+		res = resource.NewSchemaless(resourceAttributes(cfg, version)...)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	return &tracing{provider: tp, enabled: true, shutdown: tp.Shutdown}, nil
+}
+
+func newExporter(ctx context.Context, cfg OTelConfig, stdout, stderr io.Writer) (sdktrace.SpanExporter, error) {
+	switch cfg.Exporter {
+	case "stdout":
+		return stdouttrace.New(stdouttrace.WithWriter(stdout)) //nolint:wrapcheck // wrapped by newTracing
+	case "stderr":
+		return stdouttrace.New(stdouttrace.WithWriter(stderr)) //nolint:wrapcheck // wrapped by newTracing
+	case "otlp":
+	default:
+		return nil, fmt.Errorf("unsupported exporter %q", cfg.Exporter)
+	}
+	if cfg.Client == "grpc" {
+		var opts []otlptracegrpc.Option
+		if cfg.CustomURL != "" {
+			opts = append(opts, otlptracegrpc.WithEndpointURL(cfg.CustomURL))
+		} else if cfg.Endpoint != "" {
+			opts = append(opts, otlptracegrpc.WithEndpoint(cfg.Endpoint))
+		}
+		if cfg.Insecure {
+			opts = append(opts, otlptracegrpc.WithInsecure())
+		}
+		if cfg.Compress {
+			opts = append(opts, otlptracegrpc.WithCompressor("gzip"))
+		}
+		if len(cfg.Headers) > 0 {
+			opts = append(opts, otlptracegrpc.WithHeaders(cfg.Headers))
+		}
+		return otlptracegrpc.New(ctx, opts...) //nolint:wrapcheck // wrapped by newTracing
+	}
+	var opts []otlptracehttp.Option
+	switch {
+	case strings.Contains(cfg.CustomURL, "://"):
+		opts = append(opts, otlptracehttp.WithEndpointURL(cfg.CustomURL))
+	case cfg.CustomURL != "":
+		if cfg.Endpoint != "" {
+			opts = append(opts, otlptracehttp.WithEndpoint(cfg.Endpoint))
+		}
+		opts = append(opts, otlptracehttp.WithURLPath(cfg.CustomURL))
+	case cfg.Endpoint != "":
+		opts = append(opts, otlptracehttp.WithEndpoint(cfg.Endpoint))
+	}
+	if cfg.Insecure {
+		opts = append(opts, otlptracehttp.WithInsecure())
+	}
+	if cfg.Compress {
+		opts = append(opts, otlptracehttp.WithCompression(otlptracehttp.GzipCompression))
+	}
+	if len(cfg.Headers) > 0 {
+		opts = append(opts, otlptracehttp.WithHeaders(cfg.Headers))
+	}
+	return otlptracehttp.New(ctx, opts...) //nolint:wrapcheck // wrapped by newTracing
+}
+
+// resourceAttributes describes this process to the collector.
+func resourceAttributes(cfg OTelConfig, version string) []attribute.KeyValue {
+	svc := map[string]string{
+		"service.name":        cfg.ServiceName,
+		"service.version":     cfg.ServiceVersion,
+		"service.namespace":   cfg.ServiceNamespace,
+		"service.instance.id": cfg.ServiceInstanceID,
+	}
+	if svc["service.name"] == "" {
+		svc["service.name"] = defaultServiceName
+	}
+	if svc["service.version"] == "" {
+		svc["service.version"] = version
+	}
+	rrNames := map[string]string{
+		"service_name": "service.name", "service_version": "service.version",
+		"service_namespace": "service.namespace", "service_instance_id": "service.instance.id",
+	}
+	for k, v := range cfg.Resource {
+		if name, ok := rrNames[k]; ok {
+			k = name
+		}
+		svc[k] = v
+	}
+	out := make([]attribute.KeyValue, 0, len(svc))
+	for _, k := range slices.Sorted(maps.Keys(svc)) {
+		if svc[k] != "" {
+			out = append(out, attribute.String(k, svc[k]))
+		}
+	}
+	return out
+}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/kvnode/kvnode/rpc"
+)
+
+// tracingFlushTimeout bounds the export of buffered spans at exit, so an
+// unreachable collector cannot hold up shutdown.
+const tracingFlushTimeout = 5 * time.Second
+
+// serveOptions is what serve needs from the command line and the process.
+type serveOptions struct {
+	load   LoadOptions
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", "[-c .rr.yaml] [-o key.path=value]...", stderr)
+	file := fs.String("c", "", "configuration `file` (RoadRunner .rr.yaml); default: the embedded one (memory storage \"default\" on "+defaultListen+")")
+	var overrides stringsFlag
+	fs.Var(&overrides, "o", "override a configuration value, e.g. -o rpc.listen=tcp://127.0.0.1:7001 (repeatable)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
+	}
+	return serve(ctx, serveOptions{
+		load:   LoadOptions{File: *file, Overrides: overrides},
+		stdout: stdout,
+		stderr: stderr,
+	})
+}
+
+// serve runs kvnode until ctx is cancelled (SIGINT/SIGTERM), then shuts
+// down gracefully: stop accepting, let requests in flight finish within
+// the grace period, close the storages (boltdb files), flush spans.
+//
+// Every problem that keeps kvnode from starting is reported in one error:
+// configuration mistakes, and also what only opening reveals (an unreadable
+// boltdb file, an address already in use). To find the latter, the
+// storages whose settings are valid are opened even when others are not,
+// and closed again.
+func serve(ctx context.Context, o serveOptions) (err error) {
+	cfg, p, err := loadConfig(o.load)
+	if err != nil {
+		return err
+	}
+	logger, closeLogs, lerr := newLogger(cfg.Logs, o.stdout, o.stderr)
+	if lerr != nil {
+		p.add("logs.output", errors.Unwrap(lerr))
+		logger, closeLogs = slog.New(slog.NewTextHandler(o.stderr, nil)), func() error { return nil }
+	}
+	defer func() { err = errors.Join(err, closeLogs()) }()
+
+	tr := &tracing{shutdown: func(context.Context) error { return nil }}
+	if !p.has("otel") {
+		t, terr := newTracing(ctx, cfg.OTel, buildVersion(), o.stdout, o.stderr)
+		if terr != nil {
+			p.add("otel", terr)
+		} else {
+			tr = t
+		}
+	}
+	defer func() { err = errors.Join(err, flushTracing(tr)) }()
+
+	env := storageEnv{logger: logger}
+	if tr.enabled {
+		env.tp = tr.provider
+	}
+	stores := openStorages(cfg.Storages, env, p)
+	srv := newRPCServer(cfg, stores, env, logger, p)
+	if err := p.err(); err != nil {
+		return errors.Join(err, closeStores(stores))
+	}
+
+	for _, w := range cfg.Warnings {
+		logger.Warn("config: " + w)
+	}
+	logger.Info("kvnode serving", "rpc", listenURL(cfg.RPC.Listen, srv), "storages", describe(stores),
+		"config", cfg.Source, "version", buildVersion())
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("kvnode shutting down", "grace_period", cfg.GracePeriod)
+	case serveErr = <-served:
+		logger.Error("rpc server failed", "err", serveErr)
+	}
+	return shutdown(srv, stores, cfg.GracePeriod, logger, serveErr)
+}
+
+// newRPCServer builds the server and binds its address, recording failures.
+func newRPCServer(cfg *Config, stores []namedStore, env storageEnv, logger *slog.Logger, p *problems) *rpc.Server {
+	if p.has("rpc") {
+		return nil
+	}
+	storages := make([]rpc.Storage, len(stores))
+	for i, s := range stores {
+		// A single-node memory storage answers in microseconds, so the
+		// server may run its calls on the connection's reader.
+		storages[i] = rpc.Storage{Name: s.name, Driver: s.driver, Store: s.store, Inline: s.driver == "memory"}
+	}
+	srv, err := rpc.New(rpc.Config{
+		Listen:         cfg.RPC.Listen,
+		MaxFrameSize:   cfg.RPC.MaxFrameSize,
+		RequestTimeout: cfg.RPC.RequestTimeout,
+		IdleTimeout:    cfg.RPC.IdleTimeout,
+		FrameTimeout:   cfg.RPC.FrameTimeout,
+		MaxInFlight:    cfg.RPC.MaxInFlight,
+	}, storages, env.tp, logger)
+	if err != nil {
+		p.add("rpc", err)
+		return nil
+	}
+	if err := srv.Listen(); err != nil {
+		p.add("rpc.listen", err)
+		return nil
+	}
+	return srv
+}
+
+// shutdown stops the server within grace, then closes the storages even if
+// requests were cut off (they then fail with "storage closed").
+func shutdown(srv *rpc.Server, stores []namedStore, grace time.Duration, logger *slog.Logger, serveErr error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	var errs []error
+	if serveErr != nil {
+		errs = append(errs, serveErr)
+	}
+	if err := srv.Shutdown(ctx); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("requests still running after the grace period (%s) were cut off", grace)
+		}
+		logger.Warn("rpc shutdown", "err", err)
+		errs = append(errs, err)
+	}
+	if err := closeStores(stores); err != nil {
+		logger.Error("closing storages", "err", err)
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		logger.Info("kvnode stopped")
+	}
+	return errors.Join(errs...)
+}
+
+func flushTracing(tr *tracing) error {
+	ctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
+	defer cancel()
+	if err := tr.shutdown(ctx); err != nil {
+		return fmt.Errorf("otel: flush spans: %w", err)
+	}
+	return nil
+}
+
+// listenURL is the DSN actually listened on: with port 0 the kernel picks
+// the port, and the log line must say which.
+func listenURL(configured string, srv *rpc.Server) string {
+	a := srv.Addr()
+	if a == nil {
+		return configured
+	}
+	return a.Network() + "://" + a.String()
+}
+
+// describe renders the served storages as name(driver) pairs.
+func describe(stores []namedStore) string {
+	parts := make([]string, len(stores))
+	for i, s := range stores {
+		parts[i] = s.name + "(" + s.driver + ")"
+	}
+	return strings.Join(parts, ",")
+}
