@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -124,9 +125,8 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// conn picks the next pooled connection, redialling it if it broke.
-func (c *Client) conn(ctx context.Context) (*conn, error) {
-	s := &c.slots[(c.next.Add(1)-1)%uint64(len(c.slots))]
+// conn returns the connection of slot s, redialling it if it broke.
+func (c *Client) conn(ctx context.Context, s *slot) (*conn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c.closed.Load() {
@@ -158,9 +158,18 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: %w", method, context.Cause(ctx))
 	}
-	cn, err := c.conn(ctx)
-	if err != nil {
-		return err
+	s := &c.slots[(c.next.Add(1)-1)%uint64(len(c.slots))]
+	for attempt := 0; ; attempt++ {
+		cn, err := c.conn(ctx, s)
+		if err != nil {
+			return err
+		}
+		err = cn.call(ctx, method, args, reply)
+		if !errors.Is(err, errNotSent) {
+			return err
+		}
+		if attempt > 0 {
+			return fmt.Errorf("%s: %w %s: %w", method, ErrDial, c.Addr(), err)
+		}
 	}
-	return cn.call(ctx, method, args, reply)
 }

@@ -70,6 +70,14 @@ func (c *conn) call(ctx context.Context, method string, args, reply any) error {
 	call := c.rpc.Go(method, args, reply, make(chan *rpc.Call, 1))
 	select {
 	case <-call.Done:
+		if errors.Is(call.Error, rpc.ErrShutdown) && !c.broken.Load() {
+			// Only our own close sets net/rpc's "closing", and it marks the
+			// connection broken first; so this ErrShutdown comes from send,
+			// which refuses calls once the reader has stopped (the server
+			// closed the idle connection): the request never left.
+			c.close()
+			return errNotSent
+		}
 		return c.result(method, call.Error)
 	case <-ctx.Done():
 		// The reply may still be decoded into reply later, by net/rpc's

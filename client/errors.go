@@ -18,6 +18,10 @@ var (
 	// ErrBadAddress is returned by Dial and ParseAddr for an address that is
 	// neither host:port, tcp://host:port nor unix:///path.
 	ErrBadAddress = errors.New("client: bad address")
+
+	// errNotSent reports a pooled connection found dead before the request
+	// was written; Call retries once on a fresh one.
+	errNotSent = errors.New("connection closed before the request was sent")
 )
 
 // ServerError is an error the server sent back in reply to a call: the call
