@@ -76,10 +76,16 @@ type testServer struct {
 // the test ends.
 func startServer(t testing.TB, cfg Config, tp trace.TracerProvider, storages ...Storage) *testServer {
 	t.Helper()
+	tl, logger := newTestLog(t)
+	s := startServerLogger(t, cfg, tp, logger, storages...)
+	return &testServer{Server: s, log: tl}
+}
+
+func startServerLogger(t testing.TB, cfg Config, tp trace.TracerProvider, logger *slog.Logger, storages ...Storage) *Server {
+	t.Helper()
 	if cfg.Listen == "" {
 		cfg.Listen = "tcp://127.0.0.1:0"
 	}
-	tl, logger := newTestLog(t)
 	s, err := New(cfg, storages, tp, logger)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -99,7 +105,7 @@ func startServer(t testing.TB, cfg Config, tp trace.TracerProvider, storages ...
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return &testServer{Server: s, log: tl}
+	return s
 }
 
 // memoryServer serves one memory storage named "default".
