@@ -229,3 +229,39 @@ func TestStore_Spans(t *testing.T) {
 		t.Fatal("no redis:set span recorded")
 	}
 }
+
+func BenchmarkStore_MGet50(b *testing.B) {
+	s, err := New(Config{Addrs: []string{testsvc.Redis(b)}}, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	keys := make([]string, 50)
+	items := make([]drivers.Item, 50)
+	for i := range keys {
+		keys[i] = "k" + strconv.Itoa(i)
+		items[i] = drivers.Item{Key: keys[i], Value: []byte("0123456789abcdef")}
+	}
+	if err := s.Set(b.Context(), items); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if got, err := s.MGet(b.Context(), keys); err != nil || len(got) != 50 {
+			b.Fatalf("MGet = %d, %v", len(got), err)
+		}
+	}
+}
+
+func BenchmarkStore_Set1(b *testing.B) {
+	s, err := New(Config{Addrs: []string{testsvc.Redis(b)}}, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	item := []drivers.Item{{Key: "k", Value: []byte("0123456789abcdef"), Deadline: time.Now().Add(time.Hour).UnixNano()}}
+	for b.Loop() {
+		if err := s.Set(b.Context(), item); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
