@@ -74,25 +74,26 @@ func (e *Engine) apply(op *drivers.Op) {
 	case drivers.OpMExpire:
 		for i := range op.Items {
 			it := &op.Items[i]
-			en, ok := e.m[it.Key]
+			s := e.tab.shard(it.Key)
+			en, ok := s.m[it.Key]
 			if !ok || !en.visible(op.Now) {
 				continue
 			}
 			if drivers.Expired(it.Deadline, op.Now) {
-				e.remove(it.Key)
+				e.removeEntry(s, it.Key, en)
 				continue
 			}
 			en.exp = e.setExpiry(en.exp, it.Key, it.Timeout, it.Deadline)
-			e.m[it.Key] = en
+			s.writable()[it.Key] = en
 		}
 	case drivers.OpDelete:
 		for _, k := range op.Keys {
 			e.remove(k)
 		}
 	case drivers.OpClear:
-		// A fresh map returns the old one's memory to the runtime; snapshots
-		// still holding it are unaffected.
-		e.m = make(map[string]entry)
+		// Fresh maps return the old ones' memory to the runtime; snapshots
+		// still holding them are unaffected.
+		e.tab.reset()
 		e.heap = nil
 		e.keys.Store(0)
 		e.bytes.Store(0)
@@ -101,8 +102,9 @@ func (e *Engine) apply(op *drivers.Op) {
 			it := &op.Items[i]
 			// Compare-and-delete: a key re-set or re-expired after the
 			// sweeper saw it has a different deadline and survives.
-			if en, ok := e.m[it.Key]; ok && en.exp != nil && en.exp.deadline == it.Deadline {
-				e.remove(it.Key)
+			s := e.tab.shard(it.Key)
+			if en, ok := s.m[it.Key]; ok && en.exp != nil && en.exp.deadline == it.Deadline {
+				e.removeEntry(s, it.Key, en)
 			}
 		}
 	}
@@ -111,14 +113,15 @@ func (e *Engine) apply(op *drivers.Op) {
 // put stores key with a new value and expiry (deadline 0 = none), replacing
 // whatever was there.
 func (e *Engine) put(key string, val []byte, timeout string, deadline int64) {
-	old, ok := e.m[key]
+	s := e.tab.shard(key)
+	old, ok := s.m[key]
 	if ok {
 		e.bytes.Add(int64(len(val) - len(old.val)))
 	} else {
 		e.keys.Add(1)
 		e.bytes.Add(int64(len(key) + len(val)))
 	}
-	e.m[key] = entry{val: ownedString(val), exp: e.setExpiry(old.exp, key, timeout, deadline)}
+	s.writable()[key] = entry{val: ownedString(val), exp: e.setExpiry(old.exp, key, timeout, deadline)}
 }
 
 // setExpiry replaces the expiry record old (nil = none) with a new one for
@@ -142,11 +145,15 @@ func (e *Engine) setExpiry(old *expiry, key, timeout string, deadline int64) *ex
 
 // remove deletes key if present.
 func (e *Engine) remove(key string) {
-	en, ok := e.m[key]
-	if !ok {
-		return
+	s := e.tab.shard(key)
+	if en, ok := s.m[key]; ok {
+		e.removeEntry(s, key, en)
 	}
-	delete(e.m, key)
+}
+
+// removeEntry deletes key, found in s as en.
+func (e *Engine) removeEntry(s *shard, key string, en entry) {
+	delete(s.writable(), key)
 	if en.exp != nil {
 		e.heap.remove(int(en.exp.idx))
 	}

@@ -2,6 +2,7 @@ package memory
 
 import (
 	"bytes"
+	"io"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -66,6 +67,24 @@ func TestEngine_ConcurrentAtomicity(t *testing.T) {
 			}
 		})
 	}
+	// Snapshots and hashes run against the writers: the race detector
+	// checks that copy-on-write keeps them apart.
+	wg.Go(func() {
+		for i := 0; i < 100 && !done.Load(); i++ {
+			s, err := e.Snapshot()
+			if err != nil {
+				t.Errorf("Snapshot: %v", err)
+				return
+			}
+			if _, err := s.WriteTo(io.Discard); err != nil {
+				t.Errorf("WriteTo: %v", err)
+			}
+			s.Release()
+			if _, err := e.Hash(); err != nil {
+				t.Errorf("Hash: %v", err)
+			}
+		}
+	})
 	writersWG.Wait()
 	done.Store(true)
 	wg.Wait()

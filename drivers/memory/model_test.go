@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"iter"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -17,7 +18,14 @@ func checkInvariants(t testing.TB, e *Engine) {
 	defer e.mu.RUnlock()
 	var bytes int64
 	withTTL := 0
-	for k, en := range e.m {
+	for i := range e.tab.shards {
+		for k := range e.tab.shards[i].m {
+			if e.tab.shard(k) != &e.tab.shards[i] {
+				t.Fatalf("key %q in the wrong shard", k)
+			}
+		}
+	}
+	for k, en := range allEntries(e) {
 		bytes += int64(len(k) + len(en.val))
 		if en.exp == nil {
 			continue
@@ -38,8 +46,21 @@ func checkInvariants(t testing.TB, e *Engine) {
 			t.Fatalf("heap order broken at %d", i)
 		}
 	}
-	if s := e.Stats(); s.Keys != int64(len(e.m)) || s.Bytes != bytes {
-		t.Fatalf("Stats = %+v, scan says {%d %d}", s, len(e.m), bytes)
+	if s := e.Stats(); s.Keys != int64(count(&e.tab.shards)) || s.Bytes != bytes {
+		t.Fatalf("Stats = %+v, scan says {%d %d}", s, count(&e.tab.shards), bytes)
+	}
+}
+
+// allEntries iterates over every key of e; callers hold e.mu.
+func allEntries(e *Engine) iter.Seq2[string, entry] {
+	return func(yield func(string, entry) bool) {
+		for i := range e.tab.shards {
+			for k, en := range e.tab.shards[i].m {
+				if !yield(k, en) {
+					return
+				}
+			}
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"hash/maphash"
 	"io"
 
 	"github.com/kvnode/kvnode/drivers"
@@ -20,7 +21,7 @@ import (
 // snapshot's bytes from it, so a caller can store several snapshots in one
 // stream; otherwise it buffers and may read past the end.
 func (e *Engine) Restore(r io.Reader) error {
-	d := &decoder{r: r}
+	d := &decoder{r: r, seed: e.tab.seed}
 	if br, ok := r.(io.ByteReader); ok {
 		d.br = br
 	} else {
@@ -36,8 +37,9 @@ func (e *Engine) Restore(r io.Reader) error {
 	if e.closed {
 		return drivers.ErrClosed
 	}
-	e.m, e.heap = st.m, st.heap
-	e.keys.Store(int64(len(st.m)))
+	e.tab.shards = st.shards
+	e.heap = st.heap
+	e.keys.Store(int64(count(&st.shards)))
 	e.bytes.Store(st.bytes)
 	e.applied.Store(st.index)
 	return nil
@@ -52,15 +54,16 @@ const maxPresize = 1 << 22
 const chunk = 1 << 20
 
 type restored struct {
-	m     map[string]entry
-	heap  expiryHeap
-	bytes int64
-	index uint64
+	shards [numShards]shard
+	heap   expiryHeap
+	bytes  int64
+	index  uint64
 }
 
 // decoder reads a snapshot and keeps a running CRC of the bytes consumed.
 type decoder struct {
 	r       io.Reader
+	seed    maphash.Seed
 	br      io.ByteReader
 	crc     uint32
 	scratch []byte
@@ -87,7 +90,12 @@ func (d *decoder) decode() (*restored, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &restored{m: make(map[string]entry, min(count, maxPresize)), index: index}
+	st := &restored{index: index}
+	tab := table{seed: d.seed}
+	per := int(min(count, maxPresize)) / numShards
+	for i := range tab.shards {
+		tab.shards[i].m = make(map[string]entry, per)
+	}
 	var prev string
 	for i := range count {
 		k, en, err := d.entry()
@@ -98,7 +106,7 @@ func (d *decoder) decode() (*restored, error) {
 			return nil, fmt.Errorf("%w: entry %d: keys out of order", ErrBadSnapshot, i)
 		}
 		prev = k
-		st.m[k] = en
+		tab.shard(k).m[k] = en
 		st.bytes += int64(len(k) + len(en.val))
 		if en.exp != nil {
 			st.heap = append(st.heap, en.exp)
@@ -120,6 +128,7 @@ func (d *decoder) decode() (*restored, error) {
 		return nil, fmt.Errorf("%w: checksum %08x, computed %08x", ErrBadSnapshot, got, want)
 	}
 	st.heap.heapify()
+	st.shards = tab.shards
 	return st, nil
 }
 

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"maps"
 	"slices"
+	"strings"
 
 	"github.com/kvnode/kvnode/drivers"
 )
@@ -30,40 +30,55 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// Snapshot captures the state by cloning the map under the read lock (a
-// bulk copy of the table memory: values and expiry records are shared, as
-// neither is ever modified in place). Sorting and writing happen later, in
-// WriteTo, without any lock.
+// Snapshot captures the state in O(shards): it shares every shard's map
+// with the engine and marks them copy-on-write, so Apply copies a shard
+// before its first write to it while the snapshot is live. Values and expiry
+// records are shared too, as neither is modified in place. Sorting and
+// writing happen later, in WriteTo, without any lock.
 func (e *Engine) Snapshot() (drivers.Snapshot, error) {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.closed {
 		return nil, drivers.ErrClosed
 	}
-	return &snapshot{m: maps.Clone(e.m), index: e.applied.Load()}, nil
+	e.live++
+	return &snapshot{e: e, maps: e.tab.share(), index: e.applied.Load()}, nil
 }
 
 type snapshot struct {
-	m     map[string]entry
-	index uint64
+	e        *Engine
+	maps     [numShards]map[string]entry
+	index    uint64
+	released bool
 }
 
-// sortedKeys returns the snapshot's keys in ascending byte order.
-func (s *snapshot) sortedKeys() []string {
-	keys := make([]string, 0, len(s.m))
-	for k := range s.m {
-		keys = append(keys, k)
+type keyEntry struct {
+	key string
+	en  entry
+}
+
+// sorted returns the snapshot's entries in ascending byte order of keys.
+func (s *snapshot) sorted() []keyEntry {
+	n := 0
+	for _, m := range s.maps {
+		n += len(m)
 	}
-	slices.Sort(keys)
-	return keys
+	out := make([]keyEntry, 0, n)
+	for _, m := range s.maps {
+		for k, en := range m {
+			out = append(out, keyEntry{k, en})
+		}
+	}
+	slices.SortFunc(out, func(a, b keyEntry) int { return strings.Compare(a.key, b.key) })
+	return out
 }
 
 // WriteTo streams the snapshot in the format described above.
 func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
-	if s.m == nil {
+	if s.released {
 		return 0, fmt.Errorf("memory: snapshot: %w", drivers.ErrClosed)
 	}
-	keys := s.sortedKeys()
+	entries := s.sorted()
 	cw := &countWriter{w: w}
 	bw := bufio.NewWriterSize(cw, 64<<10)
 	var crc uint32
@@ -74,17 +89,17 @@ func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
 	}
 	buf := append([]byte(snapMagic), snapVersion)
 	buf = binary.AppendUvarint(buf, s.index)
-	buf = binary.AppendUvarint(buf, uint64(len(keys)))
+	buf = binary.AppendUvarint(buf, uint64(len(entries)))
 	if err := write(buf); err != nil {
 		return cw.n, fmt.Errorf("memory: snapshot: %w", err)
 	}
-	for _, k := range keys {
-		buf = appendEntry(buf[:0], k, s.m[k])
+	for _, x := range entries {
+		buf = appendEntry(buf[:0], x.key, x.en)
 		if err := write(buf); err != nil {
 			return cw.n, fmt.Errorf("memory: snapshot: %w", err)
 		}
 	}
-	buf = binary.AppendUvarint(buf[:0], uint64(len(keys)))
+	buf = binary.AppendUvarint(buf[:0], uint64(len(entries)))
 	crc = crc32.Update(crc, castagnoli, buf)
 	buf = binary.LittleEndian.AppendUint32(buf, crc)
 	if _, err := bw.Write(buf); err != nil {
@@ -96,8 +111,21 @@ func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
 	return cw.n, nil
 }
 
-// Release drops the snapshot's reference to the cloned map.
-func (s *snapshot) Release() { s.m = nil }
+// Release drops the snapshot's maps. When no snapshot is live any more,
+// the engine's shards stop being copy-on-write.
+func (s *snapshot) Release() {
+	if s.released {
+		return
+	}
+	s.released = true
+	s.maps = [numShards]map[string]entry{}
+	s.e.mu.Lock()
+	defer s.e.mu.Unlock()
+	s.e.live--
+	if s.e.live == 0 {
+		s.e.tab.unshare()
+	}
+}
 
 func appendEntry(buf []byte, k string, en entry) []byte {
 	buf = binary.AppendUvarint(buf, uint64(len(k)))
@@ -134,8 +162,8 @@ func (e *Engine) Hash() ([]byte, error) {
 	defer s.Release()
 	h := sha256.New()
 	var buf []byte
-	for _, k := range s.sortedKeys() {
-		en := s.m[k]
+	for _, x := range s.sorted() {
+		k, en := x.key, x.en
 		timeout, deadline := en.ttl()
 		buf = binary.AppendUvarint(buf[:0], uint64(len(k)))
 		buf = append(buf, k...)

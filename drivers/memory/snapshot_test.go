@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -81,7 +82,7 @@ func TestEngine_SnapshotRestoreRoundTrip(t *testing.T) {
 	}
 	checkInvariants(t, dst)
 	keys := make([]string, 0, 40)
-	for k := range src.m {
+	for k := range allEntries(src) {
 		keys = append(keys, k)
 	}
 	wantState(t, read(t, dst, now, keys...), itemsOf(read(t, src, now, keys...))...)
@@ -276,4 +277,66 @@ func FuzzRestore(f *testing.F) {
 			t.Fatal("accepted a stream that does not round-trip")
 		}
 	})
+}
+
+func TestEngine_SnapshotCopyOnWrite(t *testing.T) {
+	e := New()
+	var items []drivers.Item
+	for i := range 2000 {
+		items = append(items, it("k"+strconv.Itoa(i), "v"+strconv.Itoa(i), ts, t0+int64(i%7)+1))
+	}
+	mustApply(t, e, setOp(t0, items...))
+	before := mustHash(t, e)
+	s1, err := e.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := e.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Touch every shard in every way while both snapshots are live.
+	r := rand.New(rand.NewPCG(9, 9))
+	now := t0
+	mustApply(t, e, randomOps(r, e, 300, &now)...)
+	mustApply(t, e, deleteOp(now, "k1", "k2"), mexpireOp(now, it("k3", "", "x", now+99)),
+		expireOp(now, drivers.Item{Key: "k4", Deadline: t0 + 5}))
+	after := mustHash(t, e)
+
+	for _, s := range []drivers.Snapshot{s1, s2} {
+		var buf bytes.Buffer
+		if _, err := s.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		dst := New()
+		if err := dst.Restore(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if mustHash(t, dst) != before {
+			t.Fatal("snapshot changed by later writes")
+		}
+	}
+	s1.Release()
+	e.mu.RLock()
+	live := e.live
+	e.mu.RUnlock()
+	if live != 1 {
+		t.Fatalf("live = %d after one of two releases", live)
+	}
+	s2.Release()
+	s2.Release() // a second Release is harmless
+	e.mu.RLock()
+	for i := range e.tab.shards {
+		if e.tab.shards[i].shared {
+			t.Fatalf("shard %d still copy-on-write with no live snapshot", i)
+		}
+	}
+	e.mu.RUnlock()
+	if _, err := s1.WriteTo(io.Discard); err == nil {
+		t.Fatal("WriteTo after Release succeeded")
+	}
+	if mustHash(t, e) != after {
+		t.Fatal("releasing snapshots changed the engine")
+	}
+	checkInvariants(t, e)
 }

@@ -1,0 +1,116 @@
+package memory
+
+import (
+	"math"
+	"unsafe"
+)
+
+// entry is what the map holds per key, by value, to keep the per-key
+// footprint small: keys without expiry cost no extra allocation.
+type entry struct {
+	// val holds the value's bytes as a string header: 8 bytes smaller than
+	// a slice, which matters at millions of keys. The bytes are the slice
+	// handed to Apply (owned, never modified), viewed through unsafe.
+	val string
+	// exp is nil for a key without expiry. An expiry record is never
+	// modified after it is published except for its heap position, so a
+	// snapshot may share it.
+	exp *expiry
+}
+
+// expiry is the TTL of one key and its position in the expiry heap. It is
+// laid out to fit the 32-byte allocation class (a plain struct of strings
+// would take 48): the key is kept as pointer and length, and the timeout
+// as a pointer to a string shared between keys with the same timeout.
+type expiry struct {
+	keyp *byte
+	keyn uint32
+	// idx is the record's position in Engine.heap; only the heap code,
+	// under the write lock, reads or writes it.
+	idx      int32
+	timeout  *string
+	deadline int64
+}
+
+func newExpiry(key string, timeout *string, deadline int64) *expiry {
+	return &expiry{keyp: unsafe.StringData(key), keyn: uint32(len(key)), timeout: timeout, deadline: deadline} //nolint:gosec // validate bounds key length
+}
+
+func (x *expiry) key() string { return unsafe.String(x.keyp, x.keyn) }
+
+// maxKeyLen is the longest key an expiry record can describe.
+const maxKeyLen = math.MaxUint32
+
+// visible reports whether the entry is served at now.
+func (en entry) visible(now int64) bool {
+	return en.exp == nil || en.exp.deadline > now
+}
+
+// ownedString views an owned, never-again-modified slice as a string
+// without copying.
+func ownedString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// valueBytes returns a stored value for a reader. The slice aliases the
+// stored bytes and has no spare capacity, so appending to it copies; the
+// reader must not write into it.
+func valueBytes(s string) []byte {
+	if len(s) == 0 {
+		return emptyValue
+	}
+	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
+// ttl returns the entry's timeout text and deadline ("", 0 without expiry).
+func (en entry) ttl() (string, int64) {
+	if en.exp == nil {
+		return "", 0
+	}
+	return *en.exp.timeout, en.exp.deadline
+}
+
+// emptyValue is returned for stored empty values so callers always get a
+// non-nil slice; it has zero capacity, so nobody can write through it.
+var emptyValue = []byte{}
+
+// internCache is a small direct-mapped cache of timeout strings, indexed by
+// the deadline's second. Clients setting keys with the same TTL in the same
+// second send the same text; sharing one copy saves an allocation per key
+// (~32 bytes for a 25-character RFC 3339 string). A miss just replaces the
+// slot, so the cost is one string comparison. It never changes what is
+// stored, only which copy of equal bytes is kept.
+type internCache [64]*string
+
+// noTimeout is shared by every record whose timeout text is empty.
+var noTimeout = new(string)
+
+func (c *internCache) slot(deadline int64) **string {
+	return &c[uint64(deadline/1e9)%uint64(len(c))] //nolint:gosec // any bits will do for a cache index
+}
+
+func (c *internCache) intern(s string, deadline int64) *string {
+	if s == "" {
+		return noTimeout
+	}
+	slot := c.slot(deadline)
+	if *slot == nil || **slot != s {
+		// A new variable, not &s: taking s's address would move it to the
+		// heap on every call, hits included.
+		p := new(string)
+		*p = s
+		*slot = p
+	}
+	return *slot
+}
+
+// internBytes is intern for a scratch buffer: it copies b only on a miss.
+func (c *internCache) internBytes(b []byte, deadline int64) *string {
+	if len(b) == 0 {
+		return noTimeout
+	}
+	slot := c.slot(deadline)
+	if *slot == nil || **slot != string(b) {
+		s := string(b)
+		*slot = &s
+	}
+	return *slot
+}
