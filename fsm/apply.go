@@ -1,0 +1,124 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/kvnode/kvnode/drivers"
+	eventlog "github.com/kvnode/kvnode/log"
+)
+
+// Result is the response of every command entry (ApplyFuture.Response is
+// always a *Result for one): Err is the business outcome, identical on every
+// replica, and Index the entry's log index.
+type Result struct {
+	Err   error
+	Index uint64
+}
+
+// group collects one batch's ops for one engine, in log order.
+type group struct {
+	name string
+	eng  drivers.Engine
+	ops  []drivers.Op
+	res  []*Result
+	last uint64 // log index of the last op
+}
+
+// Apply applies one log entry; see ApplyBatch.
+func (f *FSM) Apply(l *raft.Log) any {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch applies committed entries in order and returns one response per
+// entry: a *Result for a command, nil for anything else (configuration
+// changes), which still advances AppliedIndex.
+//
+// Ops are grouped by storage, keeping their order, and each engine gets one
+// Apply per batch carrying the index of its last op, so a persistent engine
+// commits the batch with one fsync and records that index with it. An op
+// whose index is not above the engine's AppliedIndex was applied before a
+// restart and is skipped (its Result has no error), so replaying the log
+// over a persistent engine never applies an entry twice.
+//
+// ApplyBatch panics, after logging the entry, on an entry it cannot decode
+// (eventlog.ErrCorrupt) and when an engine fails a batch as a whole
+// (ErrApplyFailed): applying anything else would let this replica diverge,
+// so it stops and catches up from the log or a snapshot once restarted.
+// An unknown op marked ignorable is logged and skipped.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	var groups []*group
+	skipped := 0
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		res := &Result{Index: l.Index}
+		out[i] = res
+		ev, err := eventlog.Decode(l.Data)
+		switch {
+		case errors.Is(err, eventlog.ErrIgnorable):
+			f.log.Warn("skipping a log entry of an unknown ignorable kind", "index", l.Index, "term", l.Term, "err", err)
+			continue
+		case err != nil:
+			f.log.Error("corrupt log entry: stopping this replica rather than diverge",
+				"index", l.Index, "term", l.Term, "err", err)
+			panic(fmt.Errorf("fsm: log entry %d (term %d): %w", l.Index, l.Term, err))
+		}
+		g := groupFor(&groups, f, ev.Storage)
+		if g == nil {
+			res.Err = fmt.Errorf("%w: %q", ErrUnknownStorage, ev.Storage)
+			continue
+		}
+		if l.Index <= g.eng.AppliedIndex() {
+			skipped++
+			continue
+		}
+		g.ops = append(g.ops, ev.Op)
+		g.res = append(g.res, res)
+		g.last = l.Index
+	}
+	if skipped > 0 {
+		f.log.Debug("skipped entries the engines already hold", "entries", skipped)
+	}
+	for _, g := range groups {
+		if len(g.ops) == 0 {
+			continue
+		}
+		errs, err := g.eng.Apply(g.last, g.ops)
+		if err != nil {
+			f.log.Error("storage failed to apply committed entries: stopping this replica",
+				"storage", g.name, "last_index", g.last, "err", err)
+			panic(fmt.Errorf("fsm: storage %q, entries up to %d: %w: %w", g.name, g.last, ErrApplyFailed, err))
+		}
+		for j, r := range g.res {
+			if j < len(errs) {
+				r.Err = errs[j]
+			}
+		}
+	}
+	if len(logs) > 0 {
+		f.setApplied(logs[len(logs)-1].Index)
+	}
+	return out
+}
+
+// groupFor returns the batch group of storage name, creating it on first
+// use, or nil when the FSM does not replicate that storage.
+func groupFor(groups *[]*group, f *FSM, name string) *group {
+	for _, g := range *groups {
+		if g.name == name {
+			return g
+		}
+	}
+	eng, ok := f.engines[name]
+	if !ok {
+		return nil
+	}
+	g := &group{name: name, eng: eng}
+	*groups = append(*groups, g)
+	return g
+}
