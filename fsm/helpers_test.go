@@ -159,4 +159,3 @@ func (s *countingSnap) Release() {
 	s.c.released.Add(1)
 	s.Snapshot.Release()
 }
-
