@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -54,8 +55,9 @@ func (s *Server) dispatch(ctx context.Context, r *request) (result, error) {
 	if st == nil {
 		return result{}, errUnknownStorage(m, r.storage)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	defer cancel()
+	dctx := withDeadline(ctx, time.Now().Add(s.cfg.RequestTimeout))
+	defer dctx.release()
+	ctx = dctx
 
 	switch m {
 	case mHas, mMGet, mTTL, mDelete:
