@@ -17,7 +17,7 @@ import (
 func TestEngine_ConcurrentAtomicity(t *testing.T) {
 	e := New()
 	mustApply(t, e, setOp(t0, it("a", "init", "", 0), it("b", "init", "", 0), it("c", "init", "", 0)))
-	const writers, readers, rounds = 3, 3, 2000
+	const writers, readers, rounds = 3, 3, 1000
 	var done atomic.Bool
 	var wg sync.WaitGroup
 	var writersWG sync.WaitGroup

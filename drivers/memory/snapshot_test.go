@@ -44,14 +44,15 @@ func mustHash(t testing.TB, e *Engine) string {
 }
 
 // populated returns an engine after a random history that leaves plain
-// keys, keys with TTL, expired-but-unswept keys and an empty value.
+// keys, keys with TTL, expired-but-unswept keys, an empty value and a value
+// large enough to take Restore's chunked path.
 func populated(t testing.TB, seed uint64) (*Engine, int64) {
 	t.Helper()
 	e := New()
 	now := t0
 	r := rand.New(rand.NewPCG(seed, 2))
 	mustApply(t, e, randomOps(r, e, 400, &now)...)
-	mustApply(t, e, setOp(now, it("empty", "", "", 0), it("big", strings.Repeat("x", 3<<20), ts, now+1e9)))
+	mustApply(t, e, setOp(now, it("empty", "", "", 0), it("big", strings.Repeat("x", chunk+chunk/2), ts, now+1e9)))
 	errs, err := e.Apply(42, nil)
 	if err != nil || len(errs) != 0 {
 		t.Fatalf("Apply(42, nil) = %v, %v", errs, err)
