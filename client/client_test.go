@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,7 +20,7 @@ import (
 	"github.com/kvnode/kvnode/client"
 )
 
-func dial(t *testing.T, addr string, opts ...client.Option) *client.Client {
+func dial(t testing.TB, addr string, opts ...client.Option) *client.Client {
 	t.Helper()
 	c, err := client.Dial(t.Context(), addr, opts...)
 	if err != nil {
@@ -96,6 +97,20 @@ func TestClient_RoundTrip(t *testing.T) {
 	}
 	if vals, err := c.MGet(ctx, "default", "t", "empty"); err != nil || len(vals) != 0 {
 		t.Errorf("MGet after Clear = %q, %v; want nothing", vals, err)
+	}
+}
+
+func TestClient_UnixSocket(t *testing.T) {
+	addr := startServerOn(t, "unix://"+filepath.Join(t.TempDir(), "kv.sock"))
+	if !strings.HasPrefix(addr, "unix:///") {
+		t.Fatalf("server address %q, want unix:///...", addr)
+	}
+	c := dial(t, addr)
+	if err := c.Set(t.Context(), "default", client.Item{Key: "k", Value: []byte("v")}); err != nil {
+		t.Fatalf("Set over a unix socket: %v", err)
+	}
+	if vals, err := c.MGet(t.Context(), "default", "k"); err != nil || string(vals["k"]) != "v" {
+		t.Errorf("MGet over a unix socket = %q, %v", vals, err)
 	}
 }
 
@@ -359,4 +374,38 @@ func (p *proxy) cut() {
 		_ = c.Close()
 	}
 	p.conns = nil
+}
+
+func BenchmarkClient_MGet(b *testing.B) {
+	c := dial(b, startServer(b), client.WithPoolSize(4))
+	ctx := b.Context()
+	if err := c.Set(ctx, "default", client.Item{Key: "k", Value: bytes.Repeat([]byte("v"), 100)}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetParallelism(8) // enough requests in flight to measure throughput, not latency
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.MGet(ctx, "default", "k"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkClient_Set(b *testing.B) {
+	c := dial(b, startServer(b), client.WithPoolSize(4))
+	ctx := b.Context()
+	item := client.Item{Key: "k", Value: bytes.Repeat([]byte("v"), 100)}
+	b.ReportAllocs()
+	b.SetParallelism(8) // enough requests in flight to measure throughput, not latency
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := c.Set(ctx, "default", item); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -14,9 +14,15 @@ import (
 // loopback port until the test ends, and returns its address.
 func startServer(t testing.TB) string {
 	t.Helper()
+	return startServerOn(t, "tcp://127.0.0.1:0")
+}
+
+// startServerOn is startServer on a given listen DSN.
+func startServerOn(t testing.TB, listen string) string {
+	t.Helper()
 	st := drivers.NewLocal(memory.New(), drivers.LocalOptions{Driver: "memory"})
 	t.Cleanup(func() { _ = st.Close() })
-	s, err := rpc.New(rpc.Config{Listen: "tcp://127.0.0.1:0"},
+	s, err := rpc.New(rpc.Config{Listen: listen},
 		[]rpc.Storage{{Name: "default", Driver: "memory", Store: st}}, nil, nil)
 	if err != nil {
 		t.Fatalf("rpc.New: %v", err)
@@ -36,5 +42,5 @@ func startServer(t testing.TB) string {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return "tcp://" + s.Addr().String()
+	return s.Addr().Network() + "://" + s.Addr().String()
 }

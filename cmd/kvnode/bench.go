@@ -26,6 +26,7 @@ const (
 	benchMaxConns    = 10_000
 	benchPreloadN    = 100 // keys per kv.Set while preloading
 	benchMixedSetPct = 20  // --op mixed: 20 % kv.Set, 80 % kv.MGet
+	benchStopGrace   = time.Second
 )
 
 // benchOp is the kind of one request; it indexes a worker's stats.
@@ -125,13 +126,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(res); err != nil {
-			return fmt.Errorf("bench: write result: %w", err)
+			return fmt.Errorf("write result: %w", err)
 		}
 	} else if err := res.writeText(stdout); err != nil {
-		return fmt.Errorf("bench: write result: %w", err)
+		return fmt.Errorf("write result: %w", err)
 	}
 	if res.Total.Errors > 0 {
-		return fmt.Errorf("bench: %d of %d requests failed, first: %s", res.Total.Errors, res.Total.Requests, res.FirstError)
+		return fmt.Errorf("%d of %d requests failed, first: %s", res.Total.Errors, res.Total.Requests, res.FirstError)
 	}
 	return nil
 }
@@ -168,7 +169,7 @@ func (cfg *benchConfig) run(ctx context.Context, stderr io.Writer) (*benchResult
 	for i := range workers {
 		nc, err := dialer.DialContext(ctx, cfg.network, cfg.address)
 		if err != nil {
-			return nil, fmt.Errorf("bench: connect %s: %w", cfg.rpc, err)
+			return nil, fmt.Errorf("connect %s: %w", cfg.rpc, err)
 		}
 		workers[i] = newBenchWorker(i, b, rpc.NewClientWithCodec(goridgerpc.NewClientCodec(nc)))
 	}
@@ -195,12 +196,20 @@ func (cfg *benchConfig) run(ctx context.Context, stderr io.Writer) (*benchResult
 		t := time.AfterFunc(cfg.warmup+cfg.duration, cancel)
 		defer t.Stop()
 	}
-	// Stopping closes the connections, so that a worker blocked on a slow
-	// or hung server returns at once instead of when the reply comes.
+	// At the end each worker finishes the request it has in flight; a
+	// worker still waiting after benchStopGrace (a hung server) has its
+	// connection closed so that the run ends anyway.
 	stopped := make(chan struct{})
 	go func() {
 		select {
 		case <-runCtx.Done():
+		case <-stopped:
+			return
+		}
+		t := time.NewTimer(benchStopGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
 			for _, w := range workers {
 				w.close()
 			}
@@ -218,7 +227,7 @@ func (cfg *benchConfig) run(ctx context.Context, stderr io.Writer) (*benchResult
 	stopProgress()
 
 	measured := max(end.Sub(b.warmupEnd), 0)
-	res.ElapsedS = measured.Seconds()
+	res.ElapsedS = measured.Round(time.Millisecond).Seconds()
 	res.Interrupted = ctx.Err() != nil
 	res.Ops = make(map[string]benchOpResult)
 	var total opStats
@@ -275,10 +284,10 @@ func (b *benchRun) preload(ctx context.Context, workers []*benchWorker) error {
 	}
 	wg.Wait()
 	if len(errs) > 0 {
-		return fmt.Errorf("bench: preload: %w", errs[0])
+		return fmt.Errorf("preload: %w", errs[0])
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("bench: preload: %w", err)
+		return fmt.Errorf("preload: %w", err)
 	}
 	return nil
 }

@@ -252,39 +252,37 @@ func (b *benchRun) progress(ctx context.Context, workers []*benchWorker, stderr 
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
 		var last int64
+		lastAt := b.warmupEnd
 		for {
 			select {
 			case <-done:
-				if tty {
-					_, _ = io.WriteString(stderr, "\r\x1b[K")
-				}
-				return
 			case <-ctx.Done():
-				if tty {
-					_, _ = io.WriteString(stderr, "\r\x1b[K")
-				}
-				return
 			case now := <-tick.C:
 				var n, errs int64
 				for _, w := range workers {
 					n += w.completed.Load()
 					errs += w.failed.Load()
 				}
-				var line string
-				if now.Before(b.warmupEnd) {
-					line = fmt.Sprintf("bench %s: warming up", b.cfg.op)
-				} else {
-					line = fmt.Sprintf("bench %s: %5.0fs %9d req/s  total %d  errors %d",
-						b.cfg.op, now.Sub(b.warmupEnd).Seconds(), n-last, n, errs)
+				line := fmt.Sprintf("bench %s: warming up", b.cfg.op)
+				// The rate is over the time since the last line, so the
+				// first line after the warm-up is not diluted by it.
+				if since := now.Sub(lastAt); since >= 100*time.Millisecond {
+					line = fmt.Sprintf("bench %s: %5.0fs %9.0f req/s  total %d  errors %d",
+						b.cfg.op, now.Sub(b.warmupEnd).Seconds(), float64(n-last)/since.Seconds(), n, errs)
+					last, lastAt = n, now
 				}
-				last = n
 				if tty {
 					line = "\r" + line + "\x1b[K"
 				} else {
 					line += "\n"
 				}
 				_, _ = io.WriteString(stderr, line)
+				continue
 			}
+			if tty {
+				_, _ = io.WriteString(stderr, "\r\x1b[K")
+			}
+			return
 		}
 	})
 	return func() {
