@@ -318,3 +318,16 @@ func TestEngine_Closed(t *testing.T) {
 		t.Errorf("Stats after Close = %+v", s)
 	}
 }
+
+func TestEngine_ReturnedValuesAreStable(t *testing.T) {
+	e := New()
+	mustApply(t, e, setOp(t0, it("k", "first", "", 0)))
+	got, _ := e.MGet(t0, []string{"k"})
+	mustApply(t, e, setOp(t0, it("k", "second", "", 0)), deleteOp(t0, "k"), setOp(t0, it("k", "third", "", 0)))
+	if string(got[0].Value) != "first" {
+		t.Fatalf("value read before later writes became %q", got[0].Value)
+	}
+	if cap(got[0].Value) != len(got[0].Value) {
+		t.Fatalf("returned value has spare capacity %d: an append could write into the store", cap(got[0].Value))
+	}
+}
