@@ -70,16 +70,13 @@ func (c *conn) call(ctx context.Context, method string, args, reply any) error {
 	call := c.rpc.Go(method, args, reply, make(chan *rpc.Call, 1))
 	select {
 	case <-call.Done:
-		if errors.Is(call.Error, rpc.ErrShutdown) && !c.broken.Load() {
-			// Only our own close sets net/rpc's "closing", and it marks the
-			// connection broken first; so this ErrShutdown comes from send,
-			// which refuses calls once the reader has stopped (the server
-			// closed the idle connection): the request never left.
-			c.close()
-			return errNotSent
-		}
-		return c.result(method, call.Error)
+		return c.finish(method, call)
 	case <-ctx.Done():
+		select {
+		case <-call.Done: // the reply won the race: report it, not the deadline
+			return c.finish(method, call)
+		default:
+		}
 		// The reply may still be decoded into reply later, by net/rpc's
 		// reader goroutine: the caller must never touch it again.
 		c.abandon(call)
@@ -87,13 +84,23 @@ func (c *conn) call(ctx context.Context, method string, args, reply any) error {
 	}
 }
 
-func (c *conn) result(method string, err error) error {
+// finish turns a completed call into the caller's error.
+func (c *conn) finish(method string, call *rpc.Call) error {
+	err := call.Error
 	if err == nil {
 		return nil
 	}
 	var se rpc.ServerError
 	if errors.As(err, &se) {
 		return &ServerError{Method: method, Text: string(se)}
+	}
+	if errors.Is(err, rpc.ErrShutdown) && !c.broken.Load() {
+		// Only our own close sets net/rpc's "closing", and it marks the
+		// connection broken first; so this ErrShutdown comes from send,
+		// which refuses calls once the reader has stopped (the server
+		// closed the idle connection): the request never left.
+		c.close()
+		return errNotSent
 	}
 	// Anything else comes from the transport: a failed write may have left
 	// half a frame on the wire, and a failed read leaves net/rpc shut down,

@@ -15,6 +15,8 @@
 //   - *ServerError: the server answered and refused the call (no such
 //     storage, blank key, bad timeout, ...). kvnode validates a call whole
 //     before applying it, so a write that fails this way changed nothing.
+//     (A replicated server that loses leadership while applying a write
+//     can only say so in the text; IsUnknownOutcome does not read texts.)
 //   - ErrClosed, or an error wrapping ErrDial: the request was never sent, so
 //     it definitely did not happen.
 //   - An error wrapping ErrUnknownOutcome: the request was sent (or may have
