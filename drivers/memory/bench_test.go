@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"runtime"
@@ -228,4 +229,25 @@ func rss() int64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkWriteToRestore measures streaming a snapshot of 256k keys out and
+// building an engine back from it.
+func BenchmarkWriteToRestore(b *testing.B) {
+	e := loaded(b, 1<<18, true)
+	data := snapshotBytes(b, e)
+	b.Run("write", func(b *testing.B) {
+		for b.Loop() {
+			data = snapshotBytes(b, e)
+		}
+		b.SetBytes(int64(len(data)))
+	})
+	b.Run("restore", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			if err := New().Restore(bytes.NewReader(data)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

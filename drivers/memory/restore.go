@@ -47,7 +47,7 @@ func (e *Engine) Restore(r io.Reader) error {
 
 // maxPresize bounds the map size taken from a snapshot header before the
 // checksum has vouched for it.
-const maxPresize = 1 << 22
+const maxPresize = 1 << 20
 
 // chunk is the size above which a length from the stream is not trusted to
 // allocate at once: a corrupt length then fails with EOF, not out of memory.
