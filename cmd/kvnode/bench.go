@@ -196,26 +196,9 @@ func (cfg *benchConfig) run(ctx context.Context, stderr io.Writer) (*benchResult
 		t := time.AfterFunc(cfg.warmup+cfg.duration, cancel)
 		defer t.Stop()
 	}
-	// At the end each worker finishes the request it has in flight; a
-	// worker still waiting after benchStopGrace (a hung server) has its
-	// connection closed so that the run ends anyway.
-	stopped := make(chan struct{})
-	go func() {
-		select {
-		case <-runCtx.Done():
-		case <-stopped:
-			return
-		}
-		t := time.NewTimer(benchStopGrace)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			for _, w := range workers {
-				w.close()
-			}
-		case <-stopped:
-		}
-	}()
+	// At the end each worker finishes the request it has in flight; one
+	// still waiting after benchStopGrace (a hung server) is cut loose.
+	stopWatch := closeWhenDone(runCtx, benchStopGrace, workers)
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		wg.Go(func() { w.loop(runCtx) })
@@ -223,7 +206,7 @@ func (cfg *benchConfig) run(ctx context.Context, stderr io.Writer) (*benchResult
 	stopProgress := b.progress(runCtx, workers, stderr)
 	wg.Wait()
 	end := time.Now()
-	close(stopped)
+	stopWatch()
 	stopProgress()
 
 	measured := max(end.Sub(b.warmupEnd), 0)
@@ -248,8 +231,37 @@ func (cfg *benchConfig) run(ctx context.Context, stderr io.Writer) (*benchResult
 	return res, nil
 }
 
+// closeWhenDone closes the workers' connections once ctx has ended and
+// grace has passed, unless the returned stop is called first: closing makes
+// a call blocked on a hung server return.
+func closeWhenDone(ctx context.Context, grace time.Duration, workers []*benchWorker) (stop func()) {
+	stopped := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		select {
+		case <-ctx.Done():
+		case <-stopped:
+			return
+		}
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			for _, w := range workers {
+				w.close()
+			}
+		case <-stopped:
+		}
+	})
+	return func() {
+		close(stopped)
+		wg.Wait()
+	}
+}
+
 // preload sets every key, spreading batches over the connections.
 func (b *benchRun) preload(ctx context.Context, workers []*benchWorker) error {
+	defer closeWhenDone(ctx, 0, workers)()
 	var (
 		next atomic.Int64
 		wg   sync.WaitGroup
@@ -283,11 +295,11 @@ func (b *benchRun) preload(ctx context.Context, workers []*benchWorker) error {
 		})
 	}
 	wg.Wait()
+	if err := ctx.Err(); err != nil { // first: it made the calls in flight fail
+		return fmt.Errorf("preload: %w", err)
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("preload: %w", errs[0])
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("preload: %w", err)
 	}
 	return nil
 }

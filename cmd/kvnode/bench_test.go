@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"math"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -105,6 +109,37 @@ func TestBench_DurationAndInterrupt(t *testing.T) {
 	res, err, _ = runBenchJSON(t, ctx, "--rpc", addr, "-d", "1h", "--warmup", "0", "-c", "2", "--keyspace", "100")
 	if err != nil || !res.Interrupted || res.Total.Requests == 0 || res.Total.Errors != 0 {
 		t.Errorf("interrupted run: %v, interrupted %v, %+v", err, res.Interrupted, res.Total)
+	}
+}
+
+// TestBench_SilentServer runs against a peer that accepts and reads but
+// never answers: neither the run nor the preload may hang.
+func TestBench_SilentServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { _, _ = io.Copy(io.Discard, nc); _ = nc.Close() })
+		}
+	})
+	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
+	addr := "tcp://" + ln.Addr().String()
+
+	res, err, _ := runBenchJSON(t, t.Context(), "--rpc", addr, "-d", "100ms", "--warmup", "0", "-c", "2", "--op", "set", "-q")
+	if err != nil || res.Total.Requests != 0 || res.Interrupted {
+		t.Errorf("run against a silent server: %v, %+v, interrupted %v; want an empty, uninterrupted result", err, res.Total, res.Interrupted)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if _, err, _ := runBenchJSON(t, ctx, "--rpc", addr, "-d", "1h", "-c", "2", "--op", "mget", "-q"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("preload against a silent server, interrupted: %v, want the context's error", err)
 	}
 }
 
