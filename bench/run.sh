@@ -1,0 +1,297 @@
+#!/usr/bin/env bash
+# bench/run.sh: kvnode against RoadRunner v2025.1.15's KV plugin, side by side.
+#
+# Both servers are built from source in this run, started one after the other on the same
+# machine with the same RoadRunner config file (bench/rrserver/rr-*.yaml, which kvnode reads as
+# is), and driven by the same load generator (`kvnode bench`). Throughput scenarios alternate
+# RoadRunner/kvnode for BENCH_REPS repetitions and report the median. The result is written to
+# docs/benchmarks.md.
+#
+# Usage: bench/run.sh            (about 6-8 minutes)
+# Env:   BENCH_DURATION=10s      length of one measured run
+#        BENCH_REPS=3            repetitions per scenario and server (median is reported)
+#        BENCH_KEYS=1000000      keys loaded for the footprint row
+#        BENCH_PORT=17100        first loopback port; each server start takes the next one
+#        BENCH_OUT=docs/benchmarks.md
+# Needs: go, jq; redis-server is optional (reference row of the footprint table).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DURATION=${BENCH_DURATION:-10s}
+REPS=${BENCH_REPS:-3}
+NKEYS=${BENCH_KEYS:-1000000}
+PORT=${BENCH_PORT:-17100}
+OUT=${BENCH_OUT:-$ROOT/docs/benchmarks.md}
+VALUE_SIZE=100     # bytes per value, every scenario
+KEYSPACE=100000    # distinct keys in the throughput scenarios
+SETTLE_SECONDS=5   # pause before reading RSS so both Go runtimes have scavenged alike
+
+LOADAVG=$(cut -d" " -f1-3 /proc/loadavg)
+command -v jq >/dev/null || { echo "run.sh: jq is required (apt-get install jq)" >&2; exit 1; }
+
+tmp=$(mktemp -d /tmp/kvnode-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# ---------------------------------------------------------------------------------------------
+# build
+
+log "building kvnode, rrserver and the smoke probe into $tmp"
+(cd "$ROOT" && CGO_ENABLED=0 go build -o "$tmp/kvnode" ./cmd/kvnode)
+(cd "$ROOT/bench/rrserver" && CGO_ENABLED=0 go build -o "$tmp/rrserver" . \
+  && CGO_ENABLED=0 go build -o "$tmp/smoke" ./smoke)
+
+# ---------------------------------------------------------------------------------------------
+# servers
+
+# next_port prints a loopback port nobody listens on, so a server that failed to stop cannot
+# answer for the next one.
+next_port() {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    PORT=$((PORT + 1))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+      echo "$PORT"
+      return 0
+    fi
+  done
+  echo "run.sh: no free port found" >&2
+  return 1
+}
+
+# start_server KIND CONFIG PORT: starts rr or kvnode, waits until the smoke probe passes
+# (kv.Set + kv.MGet), and sets SERVER_PID.
+start_server() {
+  local kind=$1 cfg=$2 port=$3 i
+  local logf="$tmp/$kind-$port.log"
+  local bolt="$tmp/$kind-$port.db"
+  case $kind in
+    rr) RR_PORT=$port RR_BOLT_FILE=$bolt "$tmp/rrserver" -c "$cfg" >"$logf" 2>&1 & ;;
+    kvnode) RR_PORT=$port RR_BOLT_FILE=$bolt "$tmp/kvnode" serve -c "$cfg" >"$logf" 2>&1 & ;;
+    *) echo "run.sh: unknown server $kind" >&2; return 1 ;;
+  esac
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  for ((i = 0; i < 100; i++)); do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      echo "run.sh: $kind exited during start-up:" >&2
+      cat "$logf" >&2
+      return 1
+    fi
+    if "$tmp/smoke" -rpc "tcp://127.0.0.1:$port" -timeout 1s >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "run.sh: $kind did not answer on 127.0.0.1:$port within 10 s:" >&2
+  cat "$logf" >&2
+  return 1
+}
+
+# stop_server PID: SIGTERM, then SIGKILL after 10 s.
+stop_server() {
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# rss_kb PID prints the resident set size in KiB.
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# ---------------------------------------------------------------------------------------------
+# load generator
+
+# bench PORT ARGS...: one `kvnode bench` run against 127.0.0.1:PORT, its JSON on stdout.
+bench() {
+  local port=$1
+  shift
+  "$tmp/kvnode" bench --rpc "tcp://127.0.0.1:$port" --json "$@"
+}
+
+# The JSON fields of `kvnode bench --json` that this script reads.
+rps_of() { jq -r '.total.requests_per_s' "$1"; }
+p99_of() { jq -r '.total.latency_us.p99' "$1"; }   # microseconds
+
+# median prints the middle of its numeric arguments (the lower middle for an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# ---------------------------------------------------------------------------------------------
+# throughput scenarios
+
+declare -A RPS P99
+
+# scenario NAME CONFIG -- BENCH_ARGS...: REPS alternating runs of RoadRunner and kvnode; each run
+# gets a fresh server (and a fresh boltdb file) so no run inherits another's data.
+scenario() {
+  local name=$1 cfg=$2
+  shift 3
+  local rep kind port out
+  local -A rps=() p99=()
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for kind in rr kvnode; do
+      port=$(next_port)
+      start_server "$kind" "$cfg" "$port"
+      out="$tmp/$name-$kind-$rep.json"
+      log "$name: $kind, repetition $rep/$REPS"
+      bench "$port" "$@" >"$out"
+      stop_server "$SERVER_PID"
+      rps[$kind]+="$(rps_of "$out") "
+      p99[$kind]+="$(p99_of "$out") "
+      log "  $(rps_of "$out") req/s, p99 $(p99_of "$out") us"
+    done
+  done
+  for kind in rr kvnode; do
+    # shellcheck disable=SC2086 # the lists are space-separated numbers
+    RPS[$name,$kind]=$(median ${rps[$kind]})
+    # shellcheck disable=SC2086
+    P99[$name,$kind]=$(median ${p99[$kind]})
+  done
+}
+
+MEM_CFG=$ROOT/bench/rrserver/rr-memory.yaml
+BOLT_CFG=$ROOT/bench/rrserver/rr-boltdb.yaml
+# Every request carries one key out of KEYSPACE, picked at random; MGet preloads all of them
+# (100 per kv.Set) so every read hits. One second of warm-up precedes each measured run.
+COMMON=(-d "$DURATION" --warmup 1s --keys 1 --size "$VALUE_SIZE" --keyspace "$KEYSPACE" -q)
+
+scenario mem-set "$MEM_CFG" -- --op set -c 16 "${COMMON[@]}"
+scenario mem-mget "$MEM_CFG" -- --op mget -c 16 "${COMMON[@]}"
+scenario bolt-set "$BOLT_CFG" -- --op set -c 64 "${COMMON[@]}"
+
+# ---------------------------------------------------------------------------------------------
+# footprint
+
+declare -A BPK
+
+# footprint KIND: bytes of RSS per key after loading NKEYS keys of VALUE_SIZE bytes.
+footprint() {
+  local kind=$1 port idle full
+  port=$(next_port)
+  start_server "$kind" "$MEM_CFG" "$port"
+  sleep "$SETTLE_SECONDS"
+  idle=$(rss_kb "$SERVER_PID")
+  log "footprint: $kind idle RSS $idle KiB, loading $NKEYS keys"
+  # --preload writes every key of the keyspace once, 100 per kv.Set; -n 1 then ends the run.
+  bench "$port" --op set --preload --keyspace "$NKEYS" --size "$VALUE_SIZE" -c 16 -n 1 --warmup 0 -q \
+    >"$tmp/footprint-$kind.json"
+  [[ $(jq -r '.preloaded_keys' "$tmp/footprint-$kind.json") == "$NKEYS" ]] ||
+    { echo "run.sh: $kind footprint preload incomplete" >&2; return 1; }
+  sleep "$SETTLE_SECONDS"
+  full=$(rss_kb "$SERVER_PID")
+  stop_server "$SERVER_PID"
+  BPK[$kind]=$(awk -v a="$full" -v b="$idle" -v n="$NKEYS" 'BEGIN { printf "%.1f", (a - b) * 1024 / n }')
+  log "  loaded RSS $full KiB: ${BPK[$kind]} B/key"
+}
+
+footprint rr
+footprint kvnode
+
+# redis-server holding the same keys, for reference: DEBUG POPULATE writes NKEYS keys of
+# VALUE_SIZE bytes without any client overhead.
+REDIS_VERSION=""
+if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+  port=$(next_port)
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+    --enable-debug-command local --dir "$tmp" >"$tmp/redis.log" 2>&1 &
+  rpid=$!
+  PIDS+=("$rpid")
+  for ((i = 0; i < 100; i++)); do
+    redis-cli -p "$port" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  REDIS_VERSION=$(redis-server --version | awk '{ print $3 }' | sed 's/^v=//')
+  idle=$(rss_kb "$rpid")
+  redis-cli -p "$port" debug populate "$NKEYS" key "$VALUE_SIZE" >/dev/null
+  got=$(redis-cli -p "$port" dbsize)
+  [[ $got == "$NKEYS" ]] || { echo "run.sh: redis holds $got keys, want $NKEYS" >&2; exit 1; }
+  full=$(rss_kb "$rpid")
+  redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+  stop_server "$rpid"
+  BPK[redis]=$(awk -v a="$full" -v b="$idle" -v n="$NKEYS" 'BEGIN { printf "%.1f", (a - b) * 1024 / n }')
+  log "footprint: redis-server ${BPK[redis]} B/key"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+ms() { awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }'; }
+int() { awk -v v="$1" 'BEGIN { printf "%.0f", v }'; }
+
+# verdict_rps NAME MIN_RATIO CHECK_P99: "met" when kvnode/RR >= MIN_RATIO (and p99 no worse).
+verdict_rps() {
+  local name=$1 min=$2 check_p99=$3 ok
+  ok=$(awk -v k="${RPS[$name,kvnode]}" -v r="${RPS[$name,rr]}" -v m="$min" \
+    -v kp="${P99[$name,kvnode]}" -v rp="${P99[$name,rr]}" -v c="$check_p99" \
+    'BEGIN { print (r > 0 && k / r >= m && (c == 0 || kp <= rp)) ? "met" : "NOT met" }')
+  echo "$ok"
+}
+
+row() {
+  local name=$1 label=$2 target=$3 min=$4 check_p99=$5
+  printf '| %s | %s | %s | %s× | %s | %s | %s | %s |\n' "$label" \
+    "$(int "${RPS[$name,rr]}")" "$(int "${RPS[$name,kvnode]}")" \
+    "$(ratio "${RPS[$name,kvnode]}" "${RPS[$name,rr]}")" \
+    "$(ms "${P99[$name,rr]}")" "$(ms "${P99[$name,kvnode]}")" \
+    "$target" "$(verdict_rps "$name" "$min" "$check_p99")"
+}
+
+fp_ratio=$(ratio "${BPK[kvnode]}" "${BPK[rr]}")
+fp_verdict=$(awk -v r="$fp_ratio" 'BEGIN { print (r != "n/a" && r <= 0.5) ? "met" : "NOT met" }')
+
+{
+  echo "# Benchmarks: kvnode against RoadRunner's KV plugin"
+  echo
+  echo "Generated by \`bench/run.sh\`; do not edit by hand, run it again."
+  echo
+  echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "- machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)," \
+    "$(awk '/^MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)," \
+    "load average at start ${LOADAVG:-n/a}"
+  echo "- go: $(go version | awk '{ print $3, $4 }')"
+  echo "- kvnode: commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "- RoadRunner: v2025.1.15 plugins (kv v5.2.9, memory v5.2.9, boltdb v5.1.9, rpc v5.1.9)," \
+    "built from \`bench/rrserver\`"
+  echo "- command: \`BENCH_DURATION=$DURATION BENCH_REPS=$REPS BENCH_KEYS=$NKEYS bench/run.sh\`"
+  echo
+  echo "Both servers read the same config file (\`bench/rrserver/rr-memory.yaml\` or \`rr-boltdb.yaml\`)"
+  echo "and are loaded by the same client, \`kvnode bench\`, over goridge on 127.0.0.1, one server at"
+  echo "a time, alternating RoadRunner/kvnode, $REPS repetitions of $DURATION each; figures are medians."
+  echo "Requests carry one key with a $VALUE_SIZE-byte value; \`c\` is the number of concurrent callers."
+  echo "The load generator runs on the same $(nproc) CPUs as the server, so absolute figures are low;"
+  echo "the ratios are what the targets are about."
+  echo
+  echo "| scenario | RoadRunner req/s | kvnode req/s | kvnode/RR | RR p99 | kvnode p99 | target | |"
+  echo "|---|---:|---:|---:|---:|---:|---|---|"
+  row mem-set "memory, Set 1 key, c=16" "≥ 1.3×, p99 no worse" 1.3 1
+  row mem-mget "memory, MGet 1 key, c=16" "≥ 1.3×, p99 no worse" 1.3 1
+  row bolt-set "boltdb, Set 1 key, c=64" "≥ 5×" 5 0
+  echo
+  echo "| footprint, $NKEYS keys × $VALUE_SIZE B (memory driver) | RoadRunner | kvnode | kvnode/RR | target | |"
+  echo "|---|---:|---:|---:|---|---|"
+  echo "| RSS growth per key | ${BPK[rr]} B | ${BPK[kvnode]} B | ${fp_ratio}× | ≤ 0.5× | $fp_verdict |"
+  echo
+  echo "RSS is VmRSS from /proc after loading, minus VmRSS of the same process idle, divided by the"
+  echo "number of keys; both are read ${SETTLE_SECONDS} s after the last write."
+  if [[ -n ${BPK[redis]:-} ]]; then
+    echo "For reference, redis-server $REDIS_VERSION holding the same keys (DEBUG POPULATE) grows by"
+    echo "${BPK[redis]} B/key (kvnode/redis = $(ratio "${BPK[kvnode]}" "${BPK[redis]}")×)."
+  fi
+} >"$OUT"
+
+log "wrote $OUT"
+cat "$OUT"
