@@ -172,17 +172,24 @@ func (b buckets) check() error {
 	return nil
 }
 
-// view runs fn in a read transaction of the current file.
-func (e *Engine) view(fn func(b buckets) error) error {
+// view runs fn in a read transaction of the current file. Only the values
+// and ttl buckets are opened unless withExpiry: each opened bucket costs
+// allocations on every read.
+func (e *Engine) view(withExpiry bool, fn func(b buckets) error) error {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.db == nil {
 		return drivers.ErrClosed
 	}
 	return e.db.View(func(tx *bolt.Tx) error {
-		b := e.buckets(tx)
-		if err := b.check(); err != nil {
-			return err
+		b := buckets{vals: tx.Bucket(e.bucket), ttl: tx.Bucket([]byte(ttlBucket))}
+		if b.vals == nil || b.ttl == nil {
+			return fmt.Errorf("%w: missing bucket", ErrCorrupt)
+		}
+		if withExpiry {
+			if b.exp = tx.Bucket([]byte(expiryBucket)); b.exp == nil {
+				return fmt.Errorf("%w: missing bucket %s", ErrCorrupt, expiryBucket)
+			}
 		}
 		return fn(b)
 	})
@@ -210,7 +217,7 @@ func (b buckets) live(key []byte, now int64) (raw []byte, deadline int64, timeou
 // Has returns the keys that exist and are not expired at now.
 func (e *Engine) Has(now int64, keys []string) ([]string, error) {
 	var out []string
-	err := e.view(func(b buckets) error {
+	err := e.view(false, func(b buckets) error {
 		for _, k := range unique(keys) {
 			_, _, _, ok, err := b.live([]byte(k), now)
 			if err != nil {
@@ -231,7 +238,7 @@ func (e *Engine) Has(now int64, keys []string) ([]string, error) {
 // MGet returns Key and Value of the keys that exist and are not expired.
 func (e *Engine) MGet(now int64, keys []string) ([]drivers.Item, error) {
 	var out []drivers.Item
-	err := e.view(func(b buckets) error {
+	err := e.view(false, func(b buckets) error {
 		for _, k := range unique(keys) {
 			raw, _, _, ok, err := b.live([]byte(k), now)
 			if err != nil {
@@ -258,7 +265,7 @@ func (e *Engine) MGet(now int64, keys []string) ([]drivers.Item, error) {
 // exist and are not expired.
 func (e *Engine) TTL(now int64, keys []string) ([]drivers.Item, error) {
 	var out []drivers.Item
-	err := e.view(func(b buckets) error {
+	err := e.view(false, func(b buckets) error {
 		for _, k := range unique(keys) {
 			_, deadline, timeout, ok, err := b.live([]byte(k), now)
 			if err != nil {

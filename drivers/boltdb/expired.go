@@ -15,7 +15,7 @@ func (e *Engine) Expired(now int64, limit int) ([]drivers.Item, error) {
 		return nil, nil
 	}
 	var out []drivers.Item
-	err := e.view(func(b buckets) error {
+	err := e.view(true, func(b buckets) error {
 		c := b.exp.Cursor()
 		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
 			if len(k) < 8 {

@@ -18,7 +18,7 @@ func testConfig(t *testing.T) Config {
 	return cfg
 }
 
-func openEngine(t *testing.T, cfg Config) *Engine {
+func openEngine(t testing.TB, cfg Config) *Engine {
 	t.Helper()
 	e, err := Open(cfg, nil)
 	if err != nil {

@@ -78,7 +78,7 @@ func (s *snapshot) Release() {
 // node-specific are left out.
 func (e *Engine) Hash() ([]byte, error) {
 	h := sha256.New()
-	err := e.view(func(b buckets) error {
+	err := e.view(false, func(b buckets) error {
 		var buf [binary.MaxVarintLen64]byte
 		field := func(p []byte) {
 			h.Write(buf[:binary.PutUvarint(buf[:], uint64(len(p)))])
