@@ -42,19 +42,19 @@ func verbTestServer(t testing.TB) string {
 	return "tcp://" + s.Addr().String()
 }
 
-// kvnode runs the binary's dispatcher in-process and returns its exit
+// runVerb runs the binary's dispatcher in-process and returns its exit
 // status and output.
-func kvnode(t *testing.T, args ...string) (code int, stdout, stderr string) {
+func runVerb(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code = run(t.Context(), args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 
-// must runs a verb that has to succeed and returns its stdout.
-func must(t *testing.T, args ...string) string {
+// mustVerb runs a verb that has to succeed and returns its stdout.
+func mustVerb(t *testing.T, args ...string) string {
 	t.Helper()
-	code, out, errs := kvnode(t, args...)
+	code, out, errs := runVerb(t, args...)
 	if code != 0 {
 		t.Fatalf("kvnode %q: exit %d, stderr %q", args, code, errs)
 	}
@@ -63,29 +63,29 @@ func must(t *testing.T, args ...string) string {
 
 func TestVerbs_SetGetDel(t *testing.T) {
 	addr := verbTestServer(t)
-	must(t, "set", "--rpc", addr, "greeting", "hello world")
-	must(t, "set", "k2", "two", "--rpc", addr) // flags after the arguments
-	must(t, "set", "--rpc", addr, "--", "-dash", "v")
+	mustVerb(t, "set", "--rpc", addr, "greeting", "hello world")
+	mustVerb(t, "set", "k2", "two", "--rpc", addr) // flags after the arguments
+	mustVerb(t, "set", "--rpc", addr, "--", "-dash", "v")
 
-	if got := must(t, "get", "--rpc", addr, "greeting"); got != "hello world" {
+	if got := mustVerb(t, "get", "--rpc", addr, "greeting"); got != "hello world" {
 		t.Errorf("get greeting = %q, want the raw value", got)
 	}
-	got := must(t, "get", "--rpc", addr, "greeting", "nope", "k2", "--", "-dash")
+	got := mustVerb(t, "get", "--rpc", addr, "greeting", "nope", "k2", "--", "-dash")
 	if want := "greeting\thello world\nk2\ttwo\n-dash\tv\n"; got != want {
 		t.Errorf("get of several keys = %q, want %q", got, want)
 	}
 
-	code, out, errs := kvnode(t, "get", "--rpc", addr, "nope")
+	code, out, errs := runVerb(t, "get", "--rpc", addr, "nope")
 	if code != 1 || out != "" || !strings.Contains(errs, `"nope": key not found`) {
 		t.Errorf("get of a missing key: exit %d, stdout %q, stderr %q; want 1 and a message", code, out, errs)
 	}
 
-	must(t, "del", "--rpc", addr, "greeting", "nope")
-	if code, _, _ := kvnode(t, "get", "--rpc", addr, "greeting"); code != 1 {
+	mustVerb(t, "del", "--rpc", addr, "greeting", "nope")
+	if code, _, _ := runVerb(t, "get", "--rpc", addr, "greeting"); code != 1 {
 		t.Errorf("get after del: exit %d, want 1", code)
 	}
-	must(t, "clear", "--rpc", addr)
-	if got := must(t, "get", "--rpc", addr, "k2", "--", "-dash"); got != "" {
+	mustVerb(t, "clear", "--rpc", addr)
+	if got := mustVerb(t, "get", "--rpc", addr, "k2", "--", "-dash"); got != "" {
 		t.Errorf("get after clear = %q, want nothing", got)
 	}
 }
@@ -97,7 +97,7 @@ func TestVerbs_SetFromStdin(t *testing.T) {
 	if err := runSetFrom(t.Context(), []string{"--rpc", addr, "blob", "-"}, strings.NewReader(value), &out, &errb); err != nil {
 		t.Fatalf("set blob -: %v (stderr %q)", err, errb.String())
 	}
-	if got := must(t, "get", "--rpc", addr, "blob"); got != value {
+	if got := mustVerb(t, "get", "--rpc", addr, "blob"); got != value {
 		t.Errorf("get blob = %q, want %q", got, value)
 	}
 }
@@ -105,29 +105,29 @@ func TestVerbs_SetFromStdin(t *testing.T) {
 func TestVerbs_HasTTLExpire(t *testing.T) {
 	addr := verbTestServer(t)
 	const at = "2099-01-02T03:04:05+03:00"
-	must(t, "set", "--rpc", addr, "plain", "1")
-	must(t, "set", "--rpc", addr, "dated", "2", "--expires", at)
+	mustVerb(t, "set", "--rpc", addr, "plain", "1")
+	mustVerb(t, "set", "--rpc", addr, "dated", "2", "--expires", at)
 
-	if got := must(t, "has", "--rpc", addr, "plain"); got != "true\n" {
+	if got := mustVerb(t, "has", "--rpc", addr, "plain"); got != "true\n" {
 		t.Errorf("has plain = %q", got)
 	}
-	code, out, _ := kvnode(t, "has", "--rpc", addr, "plain", "nope")
+	code, out, _ := runVerb(t, "has", "--rpc", addr, "plain", "nope")
 	if code != 1 || out != "plain\ttrue\nnope\tfalse\n" {
 		t.Errorf("has plain nope: exit %d, %q; want 1 and one line per key", code, out)
 	}
 
-	if got := must(t, "ttl", "--rpc", addr, "plain"); got != "no expiry\n" {
+	if got := mustVerb(t, "ttl", "--rpc", addr, "plain"); got != "no expiry\n" {
 		t.Errorf("ttl plain = %q", got)
 	}
-	if got := must(t, "ttl", "--rpc", addr, "dated", "plain", "nope"); got != "dated\t"+at+"\nplain\tno expiry\n" {
+	if got := mustVerb(t, "ttl", "--rpc", addr, "dated", "plain", "nope"); got != "dated\t"+at+"\nplain\tno expiry\n" {
 		t.Errorf("ttl of several = %q", got)
 	}
-	if code, _, errs := kvnode(t, "ttl", "--rpc", addr, "nope"); code != 1 || !strings.Contains(errs, "key not found") {
+	if code, _, errs := runVerb(t, "ttl", "--rpc", addr, "nope"); code != 1 || !strings.Contains(errs, "key not found") {
 		t.Errorf("ttl nope: exit %d, stderr %q", code, errs)
 	}
 
-	must(t, "expire", "--rpc", addr, "plain", "nope", "--ttl", "1h")
-	got := strings.TrimSpace(must(t, "ttl", "--rpc", addr, "plain"))
+	mustVerb(t, "expire", "--rpc", addr, "plain", "nope", "--ttl", "1h")
+	got := strings.TrimSpace(mustVerb(t, "ttl", "--rpc", addr, "plain"))
 	deadline, err := time.Parse(time.RFC3339, got)
 	if err != nil {
 		t.Fatalf("ttl after expire = %q: %v", got, err)
@@ -135,12 +135,12 @@ func TestVerbs_HasTTLExpire(t *testing.T) {
 	if d := time.Until(deadline); d < 50*time.Minute || d > 61*time.Minute {
 		t.Errorf("expire --ttl 1h set a deadline %v away", d)
 	}
-	if got := must(t, "get", "--rpc", addr, "plain"); got != "1" {
+	if got := mustVerb(t, "get", "--rpc", addr, "plain"); got != "1" {
 		t.Errorf("expire changed the value to %q", got)
 	}
 
-	must(t, "set", "--rpc", addr, "short", "x", "--ttl", "-1s")
-	if code, _, _ := kvnode(t, "has", "--rpc", addr, "short"); code != 1 {
+	mustVerb(t, "set", "--rpc", addr, "short", "x", "--ttl", "-1s")
+	if code, _, _ := runVerb(t, "has", "--rpc", addr, "short"); code != 1 {
 		t.Errorf("a key set with a negative ttl still exists")
 	}
 }
@@ -162,12 +162,12 @@ func TestVerbs_Errors(t *testing.T) {
 		{[]string{"del", "--bogus", "k"}, 2, "bogus"},
 		{[]string{"has", "--rpc", "http://x", "k"}, 1, "bad address"},
 	} {
-		code, _, errs := kvnode(t, tc.args...)
+		code, _, errs := runVerb(t, tc.args...)
 		if code != tc.code || !strings.Contains(errs, tc.msg) {
 			t.Errorf("kvnode %q: exit %d, stderr %q; want %d and %q", tc.args, code, errs, tc.code, tc.msg)
 		}
 	}
-	if code, _, _ := kvnode(t, "get", "-h"); code != 0 {
+	if code, _, _ := runVerb(t, "get", "-h"); code != 0 {
 		t.Errorf("get -h: exit %d, want 0", code)
 	}
 }
@@ -175,7 +175,7 @@ func TestVerbs_Errors(t *testing.T) {
 func TestVerbs_Timeout(t *testing.T) {
 	// Nothing listens on port 1 of loopback: whether the dial is refused
 	// or times out, the verb must fail, and within --timeout.
-	code, _, errs := kvnode(t, "get", "--rpc", "tcp://127.0.0.1:1", "--timeout", "200ms", "k")
+	code, _, errs := runVerb(t, "get", "--rpc", "tcp://127.0.0.1:1", "--timeout", "200ms", "k")
 	if code != 1 || errs == "" {
 		t.Errorf("get against nothing: exit %d, stderr %q", code, errs)
 	}
