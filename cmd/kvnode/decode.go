@@ -40,7 +40,27 @@ func (e *FieldError) Unwrap() error { return e.Err }
 type problems struct {
 	errs     []error
 	warnings []string
+	// depth counts nested decodes: an alias may point at a node that
+	// contains it (a: &a {b: *a}), and following it must not recurse
+	// forever.
+	depth int
 }
+
+// maxDepth is far beyond any real configuration's nesting.
+const maxDepth = 64
+
+// enter records one level of nesting; it reports false (and a problem) when
+// the input nests too deep to be anything but an alias cycle.
+func (p *problems) enter(path string) bool {
+	p.depth++
+	if p.depth > maxDepth {
+		p.addf(path, "nested too deep (an alias that contains itself?)")
+		return false
+	}
+	return true
+}
+
+func (p *problems) leave() { p.depth-- }
 
 func (p *problems) add(path string, err error) {
 	p.errs = append(p.errs, &FieldError{Path: path, Err: err})
@@ -161,6 +181,10 @@ func mappingPairs(n *yaml.Node, path string, p *problems) []pair {
 // mergeSources expands the value of a merge key: one mapping or a list of
 // them, earlier ones winning.
 func mergeSources(v *yaml.Node, path string, p *problems) []pair {
+	defer p.leave()
+	if !p.enter(path) {
+		return nil
+	}
 	v = resolve(v)
 	switch {
 	case v == nil:
@@ -195,6 +219,10 @@ var (
 // should not pass silently, but RoadRunner configs carry keys that kvnode
 // has no use for.
 func decodeValue(node *yaml.Node, path string, out reflect.Value, p *problems) {
+	defer p.leave()
+	if !p.enter(path) {
+		return
+	}
 	n := resolve(node)
 	if isNull(n) {
 		return
@@ -420,20 +448,21 @@ func typeWord(k reflect.Kind) string {
 }
 
 // cleanYAMLError strips yaml.v3's "yaml: unmarshal errors:\n  line 3: "
-// framing from an error about a single value.
+// framing from an error about a single value, also when a field's own
+// UnmarshalYAML wrapped it in context.
 func cleanYAMLError(err error) error {
 	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		msgs := make([]string, len(te.Errors))
-		for i, m := range te.Errors {
-			msgs[i] = m
-			if _, rest, ok := strings.Cut(m, ": "); ok && strings.HasPrefix(m, "line ") {
-				msgs[i] = rest
-			}
-		}
-		return errors.New(strings.Join(msgs, "; "))
+	if !errors.As(err, &te) || len(te.Errors) == 0 {
+		return err
 	}
-	return err
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		msgs[i] = m
+		if _, rest, ok := strings.Cut(m, ": "); ok && strings.HasPrefix(m, "line ") {
+			msgs[i] = rest
+		}
+	}
+	return &detail{msg: strings.Replace(err.Error(), te.Error(), strings.Join(msgs, "; "), 1), err: err}
 }
 
 // trimField shortens the message of a field's own UnmarshalYAML error when

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/drivers/boltdb"
+	"github.com/kvnode/kvnode/drivers/memcached"
 	"github.com/kvnode/kvnode/drivers/memory"
 	"github.com/kvnode/kvnode/drivers/redis"
 )
@@ -69,6 +70,12 @@ func driverSpecs() map[string]driverSpec {
 			newConfig: func() any { return &redis.Config{} },
 			open: func(sc *StorageConfig, env storageEnv) (drivers.Store, error) {
 				return redis.New(*sc.Settings.(*redis.Config), env.tp, env.logger) //nolint:wrapcheck // reported under the storage's path
+			},
+		},
+		"memcached": {
+			newConfig: func() any { return &memcached.Config{} },
+			open: func(sc *StorageConfig, env storageEnv) (drivers.Store, error) {
+				return memcached.New(*sc.Settings.(*memcached.Config), env.tp, env.logger) //nolint:wrapcheck // reported under the storage's path
 			},
 		},
 	}
@@ -217,16 +224,28 @@ func checkSharedFiles(storages []StorageConfig, p *problems) {
 	}
 }
 
-// flatten splits an errors.Join result into its parts.
+// flatten splits an errors.Join result into its parts. Only a Join is
+// split: fmt.Errorf("%w: %w", ErrConfig, err) also has Unwrap() []error,
+// but it is one message. A Join's text is its parts' texts on separate
+// lines, which tells the two apart.
 func flatten(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok { //nolint:errorlint // only a Join's own parts are split
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, flatten(e)...)
-		}
-		return out
+	j, ok := err.(interface{ Unwrap() []error }) //nolint:errorlint // only the error's own parts are split
+	if !ok {
+		return []error{err}
 	}
-	return []error{err}
+	parts := j.Unwrap()
+	texts := make([]string, len(parts))
+	for i, e := range parts {
+		texts[i] = e.Error()
+	}
+	if strings.Join(texts, "\n") != err.Error() {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range parts {
+		out = append(out, flatten(e)...)
+	}
+	return out
 }
 
 // attributeField turns a driver's "invalid boltdb config: file: must not be

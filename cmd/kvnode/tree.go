@@ -23,7 +23,7 @@ func parseYAML(data []byte) (root *yaml.Node, err error) {
 		return nil, err //nolint:wrapcheck // yaml's message already starts with "yaml:"
 	}
 	root = resolve(&doc)
-	if root == nil || isNull(root) {
+	if root == nil || root.Kind == 0 || isNull(root) {
 		return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}, nil
 	}
 	if root.Kind != yaml.MappingNode {
