@@ -1,6 +1,7 @@
 package boltdb
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -284,4 +285,48 @@ func (w *writer) clear() error {
 	w.buckets.exp = w.tx.Bucket([]byte(expiryBucket))
 	*w.d = delta{reset: true}
 	return nil
+}
+
+// dropOrphans removes expiry records that cannot belong to a live value: a
+// ttl record whose key has no value (RoadRunner deleted the key while it had
+// the file; the record would otherwise be inherited by a later Set of the
+// same key made by RoadRunner), and index entries that do not
+// match their key's ttl record. kvnode itself never leaves either behind, so
+// on a file only kvnode wrote this finds nothing.
+func (b buckets) dropOrphans() (int, error) {
+	var ttls, idx [][]byte
+	err := b.ttl.ForEach(func(k, _ []byte) error {
+		if b.vals.Get(k) == nil {
+			ttls = append(ttls, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	err = b.exp.ForEach(func(k, _ []byte) error {
+		if len(k) < 8 {
+			idx = append(idx, bytes.Clone(k))
+			return nil
+		}
+		t := b.ttl.Get(k[8:])
+		if t == nil || len(t) < 8 || !bytes.Equal(t[:8], k[:8]) || b.vals.Get(k[8:]) == nil {
+			idx = append(idx, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range ttls {
+		if err := b.ttl.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	for _, k := range idx {
+		if err := b.exp.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	return len(ttls) + len(idx), nil
 }

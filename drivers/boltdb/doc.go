@@ -27,9 +27,23 @@
 //
 // # Snapshots
 //
-// Snapshot holds a read transaction open and streams a consistent copy of the
-// file from it. Restore writes the stream to a temporary file next to the
-// database, checks it thoroughly, and only then swaps it in. Because bbolt's
-// Close waits for open read transactions, a Snapshot must be released before
-// Restore or Close can finish.
+// Snapshot holds a read transaction open; WriteTo streams a consistent copy
+// of the file from it, framed by a header with the file's length and a
+// SHA-256 trailer. Restore writes the stream to a temporary file next to the
+// database, checks the frame, then opens the copy read-only and reads every
+// record (bbolt's own Tx.Check is not used: it panics on a damaged page in a
+// goroutine no caller can recover). Only then is the live file moved aside,
+// the copy moved in and opened; on any error the old file is put back. Open
+// finishes a swap a crash interrupted. Because bbolt's Close waits for open
+// read transactions, a Snapshot must be released before Restore or Close can
+// finish.
+//
+// # Files written by RoadRunner
+//
+// Open accepts a RoadRunner file as it is (values without kvnode buckets get
+// no expiry), and drops expiry records whose value RoadRunner deleted while
+// it had the file. A key RoadRunner deleted and set again keeps the expiry
+// kvnode gave it: the file does not record that it changed.
+//
+// Open scans the values once to count keys and bytes for Stats.
 package boltdb

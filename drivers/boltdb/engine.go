@@ -56,6 +56,9 @@ func Open(cfg Config, logger *slog.Logger) (*Engine, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{cfg: cfg, log: logger.With("file", cfg.File), bucket: []byte(cfg.Bucket)}
+	if err := finishRestore(cfg.File); err != nil {
+		return nil, err
+	}
 	db, err := e.openFile(cfg.File, false)
 	if err != nil {
 		return nil, err
@@ -117,7 +120,11 @@ func (e *Engine) load(db *bolt.DB) error {
 					return fmt.Errorf("create bucket %q: %w", name, err)
 				}
 			}
-			return nil
+			n, err := e.buckets(tx).dropOrphans()
+			if n > 0 {
+				e.log.Warn("boltdb: dropped expiry records of keys removed outside kvnode", "records", n)
+			}
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("boltdb: %s: %w", db.Path(), err)

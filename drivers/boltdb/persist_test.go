@@ -3,7 +3,9 @@ package boltdb
 import (
 	"bytes"
 	"encoding/gob"
+	"errors"
 	"maps"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -165,5 +167,86 @@ func TestEncodeValueMatchesGob(t *testing.T) {
 	}
 	if _, err := decodeValue([]byte("not gob")); err == nil {
 		t.Fatal("decodeValue accepted garbage")
+	}
+}
+
+// TestOpenDropsOrphanedTTL: RoadRunner deleted a key that kvnode had given a
+// TTL; its expiry records must not outlive the value.
+func TestOpenDropsOrphanedTTL(t *testing.T) {
+	cfg := testConfig(t)
+	e, err := Open(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, e, 0, setOp(sec, item("gone", "v", 100*sec), item("kept", "v", 100*sec)))
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(cfg.File, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("default")).Delete([]byte("gone")) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	e = openEngine(t, cfg)
+	ex, err := e.Expired(1<<62, 10)
+	if err != nil || len(ex) != 1 || ex[0].Key != "kept" {
+		t.Fatalf("Expired = %+v, %v; want only the surviving key", ex, err)
+	}
+	err = e.view(true, func(b buckets) error {
+		if b.ttl.Get([]byte("gone")) != nil {
+			t.Error("ttl record of the deleted key survived")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenFinishesInterruptedRestore(t *testing.T) {
+	cfg := testConfig(t)
+	e, err := Open(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, e, 3, setOp(sec, item("old", "1", 0)))
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stray := cfg.File + restoreTempSuffix + "123"
+	if err := os.WriteFile(stray, []byte("half a snapshot"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Crash between moving the live file aside and moving the new one in.
+	if err := os.Rename(cfg.File, cfg.File+restorePrevSuffix); err != nil {
+		t.Fatal(err)
+	}
+	e = openEngine(t, cfg)
+	if got := has(t, e, sec, "old"); len(got) != 1 || e.AppliedIndex() != 3 {
+		t.Fatalf("the old file was not put back: %v, index %d", got, e.AppliedIndex())
+	}
+	if _, err := os.Stat(stray); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stray restore file kept: %v", err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Crash after the new file is in place, before the old one is removed.
+	if err := os.WriteFile(cfg.File+restorePrevSuffix, []byte("old file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e = openEngine(t, cfg)
+	if got := has(t, e, sec, "old"); len(got) != 1 {
+		t.Fatalf("the current file was not kept: %v", got)
+	}
+	if _, err := os.Stat(cfg.File + restorePrevSuffix); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("replaced file kept: %v", err)
 	}
 }

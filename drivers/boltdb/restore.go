@@ -45,7 +45,7 @@ func (e *Engine) Restore(r io.Reader) error {
 // receive copies the stream to a new file in the database's directory, so
 // that the final rename stays on one file system.
 func (e *Engine) receive(r io.Reader) (string, error) {
-	f, err := os.CreateTemp(filepath.Dir(e.cfg.File), filepath.Base(e.cfg.File)+".restore-*")
+	f, err := os.CreateTemp(filepath.Dir(e.cfg.File), filepath.Base(e.cfg.File)+restoreTempSuffix+"*")
 	if err != nil {
 		return "", fmt.Errorf("boltdb: %s: restore: %w", e.cfg.File, err)
 	}
@@ -108,6 +108,12 @@ func readFramed(dst io.Writer, r io.Reader) error {
 	}
 	return nil
 }
+
+// Names of the files Restore works with, next to the database.
+const (
+	restoreTempSuffix = ".restore-new-"
+	restorePrevSuffix = ".restore-prev"
+)
 
 // maxSnapshotSize bounds the length a header may claim (bbolt's own limit on
 // 64-bit platforms is 256 TiB).
@@ -213,7 +219,7 @@ func (b buckets) walk() error {
 // The caller holds e.mu exclusively.
 func (e *Engine) swap(tmp string) error {
 	path := e.cfg.File
-	prev := path + ".restore-prev"
+	prev := path + restorePrevSuffix
 	if err := e.db.Close(); err != nil {
 		e.log.Warn("boltdb: close before restore", "err", err)
 	}
@@ -256,6 +262,28 @@ func (e *Engine) swap(tmp string) error {
 	}
 	syncDir(filepath.Dir(path))
 	e.log.Info("boltdb restored", "keys", e.keys.Load(), "applied_index", e.applied.Load())
+	return nil
+}
+
+// finishRestore settles a Restore that a crash interrupted. swap renames the
+// live file to <file>.restore-prev, the candidate to <file>, then removes the
+// former: if <file> is missing the old file is put back; if both exist the
+// verified new file is kept. Stray candidates are removed.
+func finishRestore(path string) error {
+	prev := path + restorePrevSuffix
+	if _, err := os.Stat(prev); err == nil {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			if err := os.Rename(prev, path); err != nil {
+				return fmt.Errorf("boltdb: %s: put back the file of an interrupted restore: %w", path, err)
+			}
+		} else if err := os.Remove(prev); err != nil {
+			return fmt.Errorf("boltdb: %s: remove the file an interrupted restore replaced: %w", path, err)
+		}
+	}
+	stray, _ := filepath.Glob(path + restoreTempSuffix + "*")
+	for _, f := range stray {
+		_ = os.Remove(f)
+	}
 	return nil
 }
 
