@@ -46,3 +46,21 @@ func (e *ConfigError) Unwrap() []error { return e.Problems }
 
 // Is makes errors.Is(err, ErrInvalidConfig) hold for every ConfigError.
 func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
+
+// FieldError is one configuration problem: the dotted path of the field
+// (kv.sessions.config.permissions) and what is wrong with it.
+type FieldError struct {
+	Path string
+	Err  error
+}
+
+// Error renders "path: problem".
+func (e *FieldError) Error() string {
+	if e.Path == "" {
+		return e.Err.Error()
+	}
+	return e.Path + ": " + e.Err.Error()
+}
+
+// Unwrap returns the underlying problem.
+func (e *FieldError) Unwrap() error { return e.Err }
