@@ -261,9 +261,9 @@ fp_verdict=$(awk -v r="$fp_ratio" 'BEGIN { print (r != "n/a" && r <= 0.5) ? "met
   echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "- machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)," \
     "$(awk '/^MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)," \
-    "load average at start ${LOADAVG:-n/a}"
+    "load average at start ${LOADAVG:-n/a}, at end $(cut -d" " -f1-3 /proc/loadavg)"
   echo "- go: $(go version | awk '{ print $3, $4 }')"
-  echo "- kvnode: commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "- kvnode: commit $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown)"
   echo "- RoadRunner: v2025.1.15 plugins (kv v5.2.9, memory v5.2.9, boltdb v5.1.9, rpc v5.1.9)," \
     "built from \`bench/rrserver\`"
   echo "- command: \`BENCH_DURATION=$DURATION BENCH_REPS=$REPS BENCH_KEYS=$NKEYS bench/run.sh\`"
@@ -274,6 +274,11 @@ fp_verdict=$(awk -v r="$fp_ratio" 'BEGIN { print (r != "n/a" && r <= 0.5) ? "met
   echo "Requests carry one key with a $VALUE_SIZE-byte value; \`c\` is the number of concurrent callers."
   echo "The load generator runs on the same $(nproc) CPUs as the server, so absolute figures are low;"
   echo "the ratios are what the targets are about."
+  if awk -v l="${LOADAVG%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n) }'; then
+    echo
+    echo "**The machine was busy when this ran** (1-minute load average ${LOADAVG%% *} on $(nproc) CPUs):"
+    echo "other work shared the CPUs, so single runs varied widely; the medians are less reliable than usual."
+  fi
   echo
   echo "| scenario | RoadRunner req/s | kvnode req/s | kvnode/RR | RR p99 | kvnode p99 | target | |"
   echo "|---|---:|---:|---:|---:|---:|---|---|"
