@@ -81,11 +81,19 @@ func TestOpenErrorsAreClear(t *testing.T) {
 	if err := os.WriteFile(aFile, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	truncated := filepath.Join(dir, "truncated.db")
+	src := newEngine(t)
+	fill(t, src, 1, 2000)
+	data := snapshotBytes(t, src)
+	if err := os.WriteFile(truncated, data[len(snapshotMagic)+8:len(data)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name, file string
 		is         error
 	}{
 		{"not a bolt file", notBolt, ErrNotBolt},
+		{"truncated bolt file", truncated, ErrNotBolt},
 		{"missing directory", filepath.Join(dir, "nope", "rr.db"), os.ErrNotExist},
 		{"parent is a file", filepath.Join(aFile, "rr.db"), nil},
 	}
@@ -102,6 +110,7 @@ func TestOpenErrorsAreClear(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.file) {
 				t.Fatalf("error does not name the file: %v", err)
 			}
+			t.Log(err)
 		})
 	}
 }

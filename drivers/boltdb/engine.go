@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -63,6 +64,7 @@ func Open(cfg Config, logger *slog.Logger) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	cleanRestore(cfg.File)
 	if err := e.load(db); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -72,10 +74,24 @@ func Open(cfg Config, logger *slog.Logger) (*Engine, error) {
 	return e, nil
 }
 
-// openFile opens path with bbolt, turning bbolt's failure modes (including a
-// panic on a damaged file) into errors that name the file. readOnly is used
-// to inspect a restore candidate without changing it.
-func (e *Engine) openFile(path string, readOnly bool) (db *bolt.DB, err error) {
+// openFile opens path with bbolt, turning bbolt's failure modes into errors
+// that name the file. An existing file is first opened read-only to check
+// that it is whole: opening it for writing makes bbolt read every page to
+// rebuild the freelist. readOnly is used to inspect a restore candidate.
+func (e *Engine) openFile(path string, readOnly bool) (*bolt.DB, error) {
+	if info, err := os.Stat(path); !readOnly && err == nil && info.Size() > 0 {
+		db, err := e.openBolt(path, true)
+		if err != nil {
+			return nil, err
+		}
+		if err := db.Close(); err != nil {
+			return nil, fmt.Errorf("boltdb: open %q: %w", path, err)
+		}
+	}
+	return e.openBolt(path, readOnly)
+}
+
+func (e *Engine) openBolt(path string, readOnly bool) (db *bolt.DB, err error) {
 	var f *os.File
 	opts := &bolt.Options{
 		Timeout:         e.cfg.LockTimeout,
@@ -89,6 +105,9 @@ func (e *Engine) openFile(path string, readOnly bool) (db *bolt.DB, err error) {
 			return file, err
 		},
 	}
+	// A damaged file can make bbolt fault reading its mapping or fail an
+	// assertion while it rebuilds the freelist; both become errors here.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			if f != nil {
@@ -100,6 +119,10 @@ func (e *Engine) openFile(path string, readOnly bool) (db *bolt.DB, err error) {
 	db, err = bolt.Open(path, e.cfg.Permissions.Perm(), opts)
 	switch {
 	case err == nil:
+		if err := checkSize(db); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("boltdb: open %q: %w: %w", path, ErrNotBolt, err)
+		}
 		return db, nil
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("boltdb: open %q: %w (waited %s)", path, ErrLocked, e.cfg.LockTimeout)
@@ -109,6 +132,21 @@ func (e *Engine) openFile(path string, readOnly bool) (db *bolt.DB, err error) {
 	default:
 		return nil, fmt.Errorf("boltdb: open %q: %w", path, err)
 	}
+}
+
+// checkSize refuses a file shorter than its own meta page says (a truncated
+// copy): reading its missing pages would crash the process.
+func checkSize(db *bolt.DB) error {
+	info, err := os.Stat(db.Path())
+	if err != nil {
+		return err
+	}
+	return db.View(func(tx *bolt.Tx) error {
+		if tx.Size() > info.Size() {
+			return fmt.Errorf("truncated: %d of %d bytes", info.Size(), tx.Size())
+		}
+		return nil
+	})
 }
 
 // load creates missing buckets and reads the applied index and counters.

@@ -18,8 +18,9 @@ import (
 
 // Restore replaces the database with a stream written by Snapshot.WriteTo.
 // The stream is written to a temporary file next to the database and checked
-// (it opens, every page is consistent, the buckets are there) before the
-// current file is closed and replaced; on any error the old state is kept.
+// (length and checksum intact, the file opens, kvnode's buckets are there and
+// every record in them reads back well-formed) before the current file is
+// closed and replaced; on any error the old state is kept.
 // Reads wait while the files are swapped.
 func (e *Engine) Restore(r io.Reader) error {
 	tmp, err := e.receive(r)
@@ -265,26 +266,33 @@ func (e *Engine) swap(tmp string) error {
 	return nil
 }
 
-// finishRestore settles a Restore that a crash interrupted. swap renames the
-// live file to <file>.restore-prev, the candidate to <file>, then removes the
-// former: if <file> is missing the old file is put back; if both exist the
-// verified new file is kept. Stray candidates are removed.
+// finishRestore puts back the live file when a crash interrupted Restore
+// between its two renames (the live file moved to <file>.restore-prev, the
+// candidate not yet moved in). It runs before Open takes the file lock,
+// because there is no file to lock yet.
 func finishRestore(path string) error {
 	prev := path + restorePrevSuffix
-	if _, err := os.Stat(prev); err == nil {
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			if err := os.Rename(prev, path); err != nil {
-				return fmt.Errorf("boltdb: %s: put back the file of an interrupted restore: %w", path, err)
-			}
-		} else if err := os.Remove(prev); err != nil {
-			return fmt.Errorf("boltdb: %s: remove the file an interrupted restore replaced: %w", path, err)
-		}
+	if _, err := os.Stat(prev); err != nil {
+		return nil
 	}
-	stray, _ := filepath.Glob(path + restoreTempSuffix + "*")
-	for _, f := range stray {
-		_ = os.Remove(f)
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := os.Rename(prev, path); err != nil {
+		return fmt.Errorf("boltdb: %s: put back the file of an interrupted restore: %w", path, err)
 	}
 	return nil
+}
+
+// cleanRestore removes what an interrupted Restore left: the file a
+// completed swap replaced, and candidates never swapped in. It runs once Open
+// holds the file lock, so no other process can be restoring this file.
+func cleanRestore(path string) {
+	leftovers, _ := filepath.Glob(path + restoreTempSuffix + "*")
+	leftovers = append(leftovers, path+restorePrevSuffix)
+	for _, f := range leftovers {
+		_ = os.Remove(f)
+	}
 }
 
 // syncDir makes the renames durable; failure only weakens crash safety.
