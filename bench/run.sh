@@ -53,14 +53,14 @@ log "building kvnode, rrserver and the smoke probe into $tmp"
 # ---------------------------------------------------------------------------------------------
 # servers
 
-# next_port prints a loopback port nobody listens on, so a server that failed to stop cannot
-# answer for the next one.
+# next_port advances PORT to a loopback port nobody listens on, so a server that failed to stop
+# cannot answer for the next one. (It sets PORT rather than printing it: in a $(...) subshell the
+# advance would be lost.)
 next_port() {
   local i
   for ((i = 0; i < 100; i++)); do
     PORT=$((PORT + 1))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-      echo "$PORT"
       return 0
     fi
   done
@@ -143,7 +143,8 @@ scenario() {
   local -A rps=() p99=()
   for ((rep = 1; rep <= REPS; rep++)); do
     for kind in rr kvnode; do
-      port=$(next_port)
+      next_port
+      port=$PORT
       start_server "$kind" "$cfg" "$port"
       out="$tmp/$name-$kind-$rep.json"
       log "$name: $kind, repetition $rep/$REPS"
@@ -177,14 +178,16 @@ scenario bolt-set "$BOLT_CFG" -- --op set -c 64 "${COMMON[@]}"
 
 declare -A BPK
 
-# footprint KIND: bytes of RSS per key after loading NKEYS keys of VALUE_SIZE bytes.
+# footprint KIND: sets FP to the bytes of RSS per key after loading NKEYS keys of VALUE_SIZE bytes.
+# (A global rather than output, so the server is started by this shell and not a subshell that
+# the EXIT trap does not know about.)
 footprint() {
   local kind=$1 port idle full
-  port=$(next_port)
+  next_port
+  port=$PORT
   start_server "$kind" "$MEM_CFG" "$port"
   sleep "$SETTLE_SECONDS"
   idle=$(rss_kb "$SERVER_PID")
-  log "footprint: $kind idle RSS $idle KiB, loading $NKEYS keys"
   # --preload writes every key of the keyspace once, 100 per kv.Set; -n 1 then ends the run.
   bench "$port" --op set --preload --keyspace "$NKEYS" --size "$VALUE_SIZE" -c 16 -n 1 --warmup 0 -q \
     >"$tmp/footprint-$kind.json"
@@ -193,18 +196,31 @@ footprint() {
   sleep "$SETTLE_SECONDS"
   full=$(rss_kb "$SERVER_PID")
   stop_server "$SERVER_PID"
-  BPK[$kind]=$(awk -v a="$full" -v b="$idle" -v n="$NKEYS" 'BEGIN { printf "%.1f", (a - b) * 1024 / n }')
-  log "  loaded RSS $full KiB: ${BPK[$kind]} B/key"
+  log "footprint: $kind RSS idle $idle KiB, with $NKEYS keys $full KiB"
+  FP=$(awk -v a="$full" -v b="$idle" -v n="$NKEYS" 'BEGIN { printf "%.1f", (a - b) * 1024 / n }')
 }
 
-footprint rr
-footprint kvnode
+# RSS after loading depends on where the last GC fell, so the footprint is repeated like the
+# throughput scenarios and the median kept.
+declare -A fps=()
+for ((rep = 1; rep <= REPS; rep++)); do
+  for kind in rr kvnode; do
+    footprint "$kind"
+    fps[$kind]+="$FP "
+  done
+done
+for kind in rr kvnode; do
+  # shellcheck disable=SC2086 # space-separated numbers
+  BPK[$kind]=$(median ${fps[$kind]})
+  log "footprint: $kind runs ${fps[$kind]}-> median ${BPK[$kind]} B/key"
+done
 
 # redis-server holding the same keys, for reference: DEBUG POPULATE writes NKEYS keys of
 # VALUE_SIZE bytes without any client overhead.
 REDIS_VERSION=""
 if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
-  port=$(next_port)
+  next_port
+  port=$PORT
   redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
     --enable-debug-command local --dir "$tmp" >"$tmp/redis.log" 2>&1 &
   rpid=$!
@@ -291,7 +307,7 @@ fp_verdict=$(awk -v r="$fp_ratio" 'BEGIN { print (r != "n/a" && r <= 0.5) ? "met
   echo "| RSS growth per key | ${BPK[rr]} B | ${BPK[kvnode]} B | ${fp_ratio}× | ≤ 0.5× | $fp_verdict |"
   echo
   echo "RSS is VmRSS from /proc after loading, minus VmRSS of the same process idle, divided by the"
-  echo "number of keys; both are read ${SETTLE_SECONDS} s after the last write."
+  echo "number of keys; both are read ${SETTLE_SECONDS} s after the last write, median of $REPS runs per server."
   if [[ -n ${BPK[redis]:-} ]]; then
     echo "For reference, redis-server $REDIS_VERSION holding the same keys (DEBUG POPULATE) grows by"
     echo "${BPK[redis]} B/key (kvnode/redis = $(ratio "${BPK[kvnode]}" "${BPK[redis]}")×)."
