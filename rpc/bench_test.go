@@ -1,20 +1,26 @@
 package rpc
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	netrpc "net/rpc"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	kvv1 "github.com/roadrunner-server/api/v4/build/kv/v1"
-	goridgerpc "github.com/roadrunner-server/goridge/v3/pkg/rpc"
 	"github.com/roadrunner-server/goridge/v3/pkg/frame"
+	goridgerpc "github.com/roadrunner-server/goridge/v3/pkg/rpc"
 
 	"github.com/kvnode/kvnode/drivers"
 )
@@ -39,13 +45,15 @@ func (k *netrpcKV) do(m method, in *kvv1.Request, out *kvv1.Response) error {
 	return nil
 }
 
-func (k *netrpcKV) Has(in *kvv1.Request, out *kvv1.Response) error     { return k.do(mHas, in, out) }
-func (k *netrpcKV) Set(in *kvv1.Request, out *kvv1.Response) error     { return k.do(mSet, in, out) }
-func (k *netrpcKV) MGet(in *kvv1.Request, out *kvv1.Response) error    { return k.do(mMGet, in, out) }
-func (k *netrpcKV) MExpire(in *kvv1.Request, out *kvv1.Response) error { return k.do(mMExpire, in, out) }
-func (k *netrpcKV) TTL(in *kvv1.Request, out *kvv1.Response) error     { return k.do(mTTL, in, out) }
-func (k *netrpcKV) Delete(in *kvv1.Request, out *kvv1.Response) error  { return k.do(mDelete, in, out) }
-func (k *netrpcKV) Clear(in *kvv1.Request, out *kvv1.Response) error   { return k.do(mClear, in, out) }
+func (k *netrpcKV) Has(in *kvv1.Request, out *kvv1.Response) error  { return k.do(mHas, in, out) }
+func (k *netrpcKV) Set(in *kvv1.Request, out *kvv1.Response) error  { return k.do(mSet, in, out) }
+func (k *netrpcKV) MGet(in *kvv1.Request, out *kvv1.Response) error { return k.do(mMGet, in, out) }
+func (k *netrpcKV) MExpire(in *kvv1.Request, out *kvv1.Response) error {
+	return k.do(mMExpire, in, out)
+}
+func (k *netrpcKV) TTL(in *kvv1.Request, out *kvv1.Response) error    { return k.do(mTTL, in, out) }
+func (k *netrpcKV) Delete(in *kvv1.Request, out *kvv1.Response) error { return k.do(mDelete, in, out) }
+func (k *netrpcKV) Clear(in *kvv1.Request, out *kvv1.Response) error  { return k.do(mClear, in, out) }
 
 // startNetRPC serves s's storages with net/rpc + goridge's codec on a
 // loopback port and returns its address.
@@ -99,7 +107,7 @@ func benchTargets() []benchTarget {
 			return srv.Addr().String()
 		}
 	}
-	return []benchTarget{
+	targets := []benchTarget{
 		{"kvnode-inline", direct(true)},
 		{"kvnode-goroutine", direct(false)},
 		{"netrpc-goridge", func(b *testing.B) string {
@@ -110,6 +118,13 @@ func benchTargets() []benchTarget {
 			return startNetRPC(b, s)
 		}},
 	}
+	// KV_BENCH_ADDR adds a server running elsewhere, such as RoadRunner
+	// itself (bench/rrserver with bench/rrserver/rr-memory.yaml), whose
+	// storage must be named "default". Its CPU is not in cpu-ns/op.
+	if addr := os.Getenv("KV_BENCH_ADDR"); addr != "" {
+		targets = append(targets, benchTarget{"external", func(*testing.B) string { return addr }})
+	}
+	return targets
 }
 
 // runParallel runs fn on benchConns goroutines, each with its own
@@ -127,6 +142,7 @@ func runParallel(b *testing.B, addr string, fn func(c *netrpc.Client) error) {
 	var next atomic.Int32
 	b.SetParallelism((benchConns + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 	b.ReportAllocs()
+	start := cpuTime()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		c := clients[int(next.Add(1)-1)%benchConns]
@@ -137,6 +153,43 @@ func runParallel(b *testing.B, addr string, fn func(c *netrpc.Client) error) {
 			}
 		}
 	})
+	b.StopTimer()
+	// Wall time per op swings with whatever else runs on the machine; the
+	// CPU time (client and server, user and system) spent per op does not,
+	// and on a saturated machine throughput is cores / cpu-ns/op.
+	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
+}
+
+// cpuTime is the CPU time this process has used, user plus system, plus
+// that of the external server KV_BENCH_PID if set.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) + externalCPU()
+}
+
+// externalCPU reads utime+stime of KV_BENCH_PID from /proc (clock ticks,
+// assumed 100 Hz: use a -benchtime of a few seconds).
+func externalCPU() time.Duration {
+	pid := os.Getenv("KV_BENCH_PID")
+	if pid == "" {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesised command name; utime and stime are
+	// fields 14 and 15 of the whole line.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
 func BenchmarkServer_SetParallel(b *testing.B) {
