@@ -21,8 +21,6 @@ import (
 	kvv1 "github.com/roadrunner-server/api/v4/build/kv/v1"
 	"github.com/roadrunner-server/goridge/v3/pkg/frame"
 	goridgerpc "github.com/roadrunner-server/goridge/v3/pkg/rpc"
-
-	"github.com/kvnode/kvnode/drivers"
 )
 
 // benchConns is the number of client connections of the parallel benchmarks
@@ -261,5 +259,4 @@ func BenchmarkCall(b *testing.B) {
 		buf = s.appendReply(buf[:0], r, res, err)
 		putRequest(r)
 	}
-	_ = drivers.Item{}
 }
