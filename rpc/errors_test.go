@@ -12,9 +12,11 @@ import (
 
 // TestServer_ErrorTexts checks every RoadRunner error text of part A4 over
 // the wire, and that the connection keeps serving after each.
-func TestServer_ErrorTexts(t *testing.T) {
+func TestServer_ErrorTexts(t *testing.T) { forEachNetwork(t, testErrorTexts) }
+
+func testErrorTexts(t *testing.T, listen string) {
 	st := newMemory(t)
-	srv := startServer(t, Config{}, nil,
+	srv := startServer(t, Config{Listen: listen}, nil,
 		Storage{Name: "default", Driver: "memory", Store: st, Inline: true},
 		Storage{Name: "bolt", Driver: "boltdb", Store: st},
 		Storage{Name: "red", Driver: "redis", Store: st},

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 
 	"github.com/roadrunner-server/goridge/v3/pkg/frame"
@@ -22,15 +23,6 @@ const (
 	flagsCodec    = frame.CodecProto | frame.CodecJSON | frame.CodecRaw | frame.CodecMsgpack | frame.CodecGob
 )
 
-// header is a validated request header.
-type header struct {
-	flags  byte
-	plen   uint32
-	seq    uint32
-	mlen   uint32
-	remote string
-}
-
 // checkBase validates the first 12 bytes of a frame: everything a peer can
 // get wrong before the options, so that a bad header is refused before the
 // server waits for or allocates anything it declares.
@@ -46,7 +38,7 @@ func checkBase(b []byte, maxFrame int) (flags byte, plen uint32, err error) {
 	}
 	plen = binary.LittleEndian.Uint32(b[2:6])
 	if uint64(plen) > uint64(maxFrame) {
-		return 0, 0, ErrFrameTooLarge
+		return 0, 0, fmt.Errorf("%w: %d bytes declared, limit %d", ErrFrameTooLarge, plen, maxFrame)
 	}
 	return b[1], plen, nil
 }

@@ -260,3 +260,10 @@ func unixListen(t testing.TB) string {
 func clientFor(nc net.Conn) *netrpc.Client {
 	return netrpc.NewClientWithCodec(goridgerpc.NewClientCodec(nc))
 }
+
+// forEachNetwork runs f once over TCP and once over a unix socket, with the
+// Listen DSN to use.
+func forEachNetwork(t *testing.T, f func(t *testing.T, listen string)) {
+	t.Run("tcp", func(t *testing.T) { f(t, "tcp://127.0.0.1:0") })
+	t.Run("unix", func(t *testing.T) { f(t, unixListen(t)) })
+}

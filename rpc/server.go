@@ -120,8 +120,9 @@ func (s *Server) Addr() net.Addr {
 }
 
 // Serve accepts connections until Shutdown, then returns nil. It calls
-// Listen first if that was not done. It returns an error if accepting fails
-// for another reason than Shutdown.
+// Listen first if that was not done (and returns ErrServerClosed if
+// Shutdown came first). It returns an error if accepting fails for another
+// reason than Shutdown.
 func (s *Server) Serve() error {
 	if err := s.Listen(); err != nil {
 		return err

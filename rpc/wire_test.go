@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -118,8 +120,10 @@ func TestServer_Codecs(t *testing.T) {
 
 // TestServer_BadFrames sends frames RoadRunner's codec cannot handle: each
 // closes its connection without a reply, and the server keeps serving.
-func TestServer_BadFrames(t *testing.T) {
-	srv := startServer(t, Config{MaxFrameSize: 1 << 20}, nil,
+func TestServer_BadFrames(t *testing.T) { forEachNetwork(t, testBadFrames) }
+
+func testBadFrames(t *testing.T, listen string) {
+	srv := startServer(t, Config{Listen: listen, MaxFrameSize: 1 << 20}, nil,
 		Storage{Name: "default", Driver: "memory", Store: newMemory(t), Inline: true})
 	good := rawFrame(0x80, 1, "kv.Has", marshal(t, req("default", "k")))
 	edit := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
@@ -139,7 +143,7 @@ func TestServer_BadFrames(t *testing.T) {
 		{"too large", edit(func(b []byte) []byte {
 			binary.LittleEndian.PutUint32(b[2:6], 1<<20+1)
 			return reframe(b[:20])
-		}), "max_frame_size=1048576"},
+		}), "1048577 bytes declared, limit 1048576"},
 		{"4 GiB", edit(func(b []byte) []byte {
 			binary.LittleEndian.PutUint32(b[2:6], 0xFFFFFFFF)
 			return reframe(b[:20])
@@ -262,6 +266,35 @@ func TestServer_UnixSocket(t *testing.T) {
 	}
 	if _, e := call(t, c, "kv.Nope", req("default")); e != "rpc: can't find method kv.Nope" {
 		t.Fatalf("unknown method over unix socket: %q", e)
+	}
+}
+
+func TestServer_StaleUnixSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kv.sock")
+	old, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.(*net.UnixListener).SetUnlinkOnClose(false)
+	_ = old.Close() // leaves the socket file behind, as a crash would
+	srv := startServer(t, Config{Listen: "unix://" + path}, nil,
+		Storage{Name: "default", Driver: "memory", Store: newMemory(t), Inline: true})
+	mustCall(t, dialClient(t, srv.Server), "kv.Has", req("default", "k"))
+
+	// Anything but a socket in the way is not removed.
+	file := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(file, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Listen: "unix://" + file}, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err == nil {
+		t.Fatal("Listen over a regular file succeeded")
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "keep" {
+		t.Fatalf("regular file changed: %q, %v", b, err)
 	}
 }
 
