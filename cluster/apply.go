@@ -1,0 +1,175 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/kvnode/kvnode/fsm"
+	eventlog "github.com/kvnode/kvnode/log"
+)
+
+// Apply commits ev through the leader (forwarding it when this node
+// follows) and returns once it is applied on this node too, so the caller
+// reads its own write here. The error is nil, ErrNoLeader (nothing applied),
+// ErrOutcomeUnknown, ErrShutdown, or the state machine's own refusal.
+func (n *Node) Apply(ctx context.Context, ev eventlog.Event) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+	defer cancel()
+	idx, err := n.propose(ctx, ev)
+	if err != nil {
+		return err
+	}
+	if err := n.fsm.WaitApplied(ctx, idx); err != nil {
+		// Committed, so it will be applied; but not here within the
+		// deadline, and the caller must not assume it can read it here.
+		return fmt.Errorf("%w: committed at index %d, not yet applied on this node: %w", ErrOutcomeUnknown, idx, err)
+	}
+	return nil
+}
+
+// propose gets ev into the log and returns its index once committed,
+// retrying while nothing was applied (no leader yet, leader changed).
+func (n *Node) propose(ctx context.Context, ev eventlog.Event) (uint64, error) {
+	backoff := 5 * time.Millisecond
+	for {
+		if n.closed.Load() {
+			return 0, ErrShutdown
+		}
+		var (
+			idx   uint64
+			err   error
+			retry = true
+		)
+		if n.raft.State() == raft.Leader {
+			idx, err, retry = n.applyLeader(ctx, ev)
+		} else if _, addr := n.Leader(); addr != "" {
+			idx, err, retry = n.forwardApply(ctx, addr, ev)
+		}
+		if !retry {
+			return idx, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w (%w)", ErrNoLeader, ctx.Err())
+		case <-n.stop:
+			return 0, ErrShutdown
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 100*time.Millisecond)
+	}
+}
+
+// applyLeader stamps ev with this leader's clock and proposes it. retry
+// means nothing was applied and another attempt may succeed.
+func (n *Node) applyLeader(ctx context.Context, ev eventlog.Event) (idx uint64, err error, retry bool) {
+	ev.Op.Now = n.opts.Clock().UnixNano()
+	data, err := eventlog.Encode(ev)
+	if err != nil {
+		return 0, fmt.Errorf("encode event: %w", err), false
+	}
+	f := n.raft.Apply(data, remaining(ctx, n.cfg.ApplyTimeout))
+	err, done := wait(ctx, f)
+	if !done {
+		return 0, fmt.Errorf("%w (%w)", ErrOutcomeUnknown, err), false
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+		return 0, nil, true
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return 0, fmt.Errorf("%w: %w", ErrShutdown, ErrOutcomeUnknown), false
+	default: // ErrLeadershipLost and anything raft adds later
+		return 0, fmt.Errorf("%w (%w)", ErrOutcomeUnknown, err), false
+	}
+	if res, ok := f.Response().(*fsm.Result); ok && res != nil && res.Err != nil {
+		return f.Index(), res.Err, false
+	}
+	return f.Index(), nil, false
+}
+
+func (n *Node) forwardApply(ctx context.Context, addr string, ev eventlog.Event) (uint64, error, bool) {
+	var reply ApplyReply
+	sent, err := n.fwd.call(ctx, addr, "Apply", ApplyArgs{Event: ev, Timeout: remaining(ctx, n.cfg.ApplyTimeout)}, &reply)
+	switch {
+	case err != nil && !sent:
+		return 0, nil, true
+	case err != nil:
+		return 0, fmt.Errorf("%w (forwarding to leader %s: %w)", ErrOutcomeUnknown, addr, err), false
+	}
+	switch reply.Code {
+	case codeOK:
+		return reply.Index, nil, false
+	case codeRetry:
+		return 0, nil, true
+	case codeUnknown:
+		return 0, fmt.Errorf("%w (leader %s: %s)", ErrOutcomeUnknown, addr, reply.Text), false
+	default:
+		return reply.Index, errors.New(reply.Text), false //nolint:err113 // the leader's state machine refusal, relayed as text
+	}
+}
+
+// ReadIndex returns a log index such that every write acknowledged before
+// the call is at or below it, confirmed by a round of heartbeats
+// (VerifyLeader) so a deposed leader cannot answer.
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	backoff := 2 * time.Millisecond
+	for {
+		if n.closed.Load() {
+			return 0, ErrShutdown
+		}
+		if n.raft.State() == raft.Leader {
+			if idx, ok := n.leaderReadIndex(ctx); ok {
+				return idx, nil
+			}
+		} else if _, addr := n.Leader(); addr != "" {
+			var reply ReadIndexReply
+			_, err := n.fwd.call(ctx, addr, "ReadIndex", ReadIndexArgs{Timeout: remaining(ctx, n.cfg.ApplyTimeout)}, &reply)
+			if err == nil && reply.Code == codeOK {
+				return reply.Index, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w (%w)", ErrNotLinearizable, ctx.Err())
+		case <-n.stop:
+			return 0, ErrShutdown
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 100*time.Millisecond)
+	}
+}
+
+// leaderReadIndex is ReadIndex on the leader. The index is the leader's
+// FSM applied index rather than raft's commit index: raft acknowledges a
+// write only after the leader applied it, so the applied index covers every
+// acknowledged write, and unlike the commit index it always names an entry
+// the FSM sees (raft keeps no-op and barrier entries from the FSM, so a
+// follower could never "apply" up to one). A new leader first applies a
+// barrier in its own term, which brings its FSM past every entry committed
+// under its predecessors.
+func (n *Node) leaderReadIndex(ctx context.Context) (uint64, bool) {
+	term := n.raft.CurrentTerm()
+	if n.readyTerm.Load() != term {
+		n.barrierMu.Lock()
+		if n.readyTerm.Load() != term {
+			if err, done := wait(ctx, n.raft.Barrier(remaining(ctx, n.cfg.ApplyTimeout))); !done || err != nil {
+				n.barrierMu.Unlock()
+				return 0, false
+			}
+			n.readyTerm.Store(term)
+		}
+		n.barrierMu.Unlock()
+	}
+	idx := n.fsm.AppliedIndex()
+	if err, done := wait(ctx, n.raft.VerifyLeader()); !done || err != nil {
+		return 0, false
+	}
+	if n.raft.CurrentTerm() != term {
+		return 0, false
+	}
+	return idx, true
+}

@@ -1,0 +1,324 @@
+// Package clustertest runs kvnode clusters in-process over real raft on
+// loopback TCP, for tests: N nodes on 127.0.0.1:0 with temp dirs, polling
+// waits (never sleeps), crash and restart, isolation, and state-hash checks.
+package clustertest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/kvnode/kvnode/cluster"
+	"github.com/kvnode/kvnode/drivers"
+	"github.com/kvnode/kvnode/drivers/boltdb"
+	"github.com/kvnode/kvnode/drivers/memory"
+	"github.com/kvnode/kvnode/fsm"
+)
+
+// Options shapes a test cluster.
+type Options struct {
+	// Size is the number of voters (3 when zero).
+	Size int
+	// Storages maps storage names to "memory" or "boltdb"
+	// (default: {"mem": memory, "bolt": boltdb}).
+	Storages map[string]string
+	// Tune adjusts each node's config after the harness defaults.
+	Tune func(*cluster.Config)
+	// Logger receives node logs (discarded when nil; pass a t.Log handler
+	// to debug).
+	Logger *slog.Logger
+}
+
+// Cluster is a running test cluster.
+type Cluster struct {
+	t     testing.TB
+	opts  Options
+	peers []cluster.Peer
+	Nodes []*Node
+}
+
+// Node is one member; Node is nil while it is killed.
+type Node struct {
+	Index   int
+	ID      string
+	Addr    string
+	Dir     string
+	Node    *cluster.Node
+	Engines map[string]drivers.Engine
+	net     *faultNet
+}
+
+// WaitTimeout bounds every polling wait in the harness.
+const WaitTimeout = 20 * time.Second
+
+// New starts a cluster and registers its shutdown with t.Cleanup.
+func New(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.Size == 0 {
+		opts.Size = 3
+	}
+	if opts.Storages == nil {
+		opts.Storages = map[string]string{"mem": "memory", "bolt": "boltdb"}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Cluster{t: t, opts: opts}
+	lns := make([]net.Listener, opts.Size)
+	for i := range opts.Size {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[i] = ln
+		id := fmt.Sprintf("node%d", i)
+		c.peers = append(c.peers, cluster.Peer{ID: id, Address: ln.Addr().String()})
+		c.Nodes = append(c.Nodes, &Node{Index: i, ID: id, Addr: ln.Addr().String(), Dir: t.TempDir(), net: newFaultNet()})
+	}
+	for i, n := range c.Nodes {
+		c.start(n, lns[i])
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func (c *Cluster) start(n *Node, ln net.Listener) {
+	c.t.Helper()
+	if ln == nil {
+		var err error
+		// Rebind the node's own port so its peers find it again.
+		deadline := time.Now().Add(WaitTimeout)
+		for ln, err = net.Listen("tcp", n.Addr); err != nil; ln, err = net.Listen("tcp", n.Addr) {
+			if time.Now().After(deadline) {
+				c.t.Fatalf("rebind %s: %v", n.Addr, err)
+			}
+			time.Sleep(10 * time.Millisecond) // port release is not observable otherwise
+		}
+	}
+	n.Engines = map[string]drivers.Engine{}
+	for name, driver := range c.opts.Storages {
+		switch driver {
+		case "memory":
+			n.Engines[name] = memory.New()
+		case "boltdb":
+			cfg := boltdb.Config{File: filepath.Join(n.Dir, name+".db")}
+			cfg.InitDefaults()
+			e, err := boltdb.Open(cfg, c.opts.Logger)
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			n.Engines[name] = e
+		default:
+			c.t.Fatalf("clustertest: unknown driver %q", driver)
+		}
+	}
+	cfg := cluster.Config{
+		NodeID:        n.ID,
+		DataDir:       filepath.Join(n.Dir, "raft"),
+		Peers:         c.peers,
+		ApplyTimeout:  5 * time.Second,
+		SweepInterval: 50 * time.Millisecond,
+		Raft: cluster.RaftConfig{
+			Bind:               n.Addr,
+			Advertise:          n.Addr,
+			// Short enough for quick failovers, long enough that a loaded
+			// 2-core machine running -race does not flap leadership.
+			HeartbeatTimeout:   300 * time.Millisecond,
+			ElectionTimeout:    300 * time.Millisecond,
+			LeaderLeaseTimeout: 150 * time.Millisecond,
+			CommitTimeout:      5 * time.Millisecond,
+		},
+	}
+	if c.opts.Tune != nil {
+		c.opts.Tune(&cfg)
+	}
+	logger := c.opts.Logger.With("node", n.ID)
+	node, err := cluster.Open(cfg, fsm.New(n.Engines, logger), cluster.Options{
+		Listener: &faultListener{Listener: ln, f: n.net},
+		Dial:     n.net.dial,
+		Logger:   logger,
+	})
+	if err != nil {
+		c.t.Fatalf("open %s: %v", n.ID, err)
+	}
+	n.Node = node
+}
+
+// Store returns node i's store for a storage at level.
+func (c *Cluster) Store(i int, storage string, level cluster.Consistency) drivers.Store {
+	c.t.Helper()
+	s, err := c.Nodes[i].Node.Store(storage, level)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return s
+}
+
+// Kill stops node i abruptly-as-possible in-process: raft stops without
+// handing over leadership, files are closed, nothing is flushed beyond what
+// each write already synced.
+func (c *Cluster) Kill(i int) {
+	c.t.Helper()
+	n := c.Nodes[i]
+	if n.Node == nil {
+		return
+	}
+	n.net.setIsolated(true)
+	_ = n.Node.Close()
+	for _, e := range n.Engines {
+		_ = e.Close()
+	}
+	n.Node = nil
+	n.net.setIsolated(false)
+}
+
+// Restart starts a killed node again from its data directory.
+func (c *Cluster) Restart(i int) {
+	c.t.Helper()
+	if c.Nodes[i].Node != nil {
+		c.t.Fatalf("restart %d: still running", i)
+	}
+	c.start(c.Nodes[i], nil)
+}
+
+// Isolate cuts node i off from every peer (both directions).
+func (c *Cluster) Isolate(i int) { c.Nodes[i].net.setIsolated(true) }
+
+// Heal reconnects node i.
+func (c *Cluster) Heal(i int) { c.Nodes[i].net.setIsolated(false) }
+
+// Live returns the running nodes.
+func (c *Cluster) Live() []*Node {
+	var out []*Node
+	for _, n := range c.Nodes {
+		if n.Node != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Poll calls cond until it returns "" or WaitTimeout passes, then fails
+// the test with cond's last complaint.
+func (c *Cluster) Poll(what string, cond func() string) {
+	c.t.Helper()
+	deadline := time.Now().Add(WaitTimeout)
+	for {
+		msg := cond()
+		if msg == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s: %s", what, msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// WaitLeader waits until every live, connected node agrees on one leader
+// among them and returns its index.
+func (c *Cluster) WaitLeader(exclude ...int) int {
+	c.t.Helper()
+	skip := map[int]bool{}
+	for _, i := range exclude {
+		skip[i] = true
+	}
+	leader := -1
+	c.Poll("wait for leader", func() string {
+		leader = -1
+		var leaderID string
+		for _, n := range c.Live() {
+			if skip[n.Index] {
+				continue
+			}
+			id, _ := n.Node.Leader()
+			if id == "" {
+				return n.ID + " knows no leader"
+			}
+			if leaderID != "" && id != leaderID {
+				return fmt.Sprintf("nodes disagree: %s vs %s", leaderID, id)
+			}
+			leaderID = id
+		}
+		for _, n := range c.Live() {
+			if n.ID == leaderID && !skip[n.Index] && n.Node.IsLeader() {
+				leader = n.Index
+				return ""
+			}
+		}
+		return "leader " + leaderID + " is not a live leader"
+	})
+	return leader
+}
+
+// Followers returns the live node indexes other than the leader.
+func (c *Cluster) Followers(leader int) []int {
+	var out []int
+	for _, n := range c.Live() {
+		if n.Index != leader {
+			out = append(out, n.Index)
+		}
+	}
+	return out
+}
+
+// EnsureSame waits until every live node has applied the same index and
+// holds the same state hash.
+func (c *Cluster) EnsureSame() {
+	c.t.Helper()
+	c.Poll("ensure same state", func() string {
+		var first []byte
+		var firstIdx uint64
+		for k, n := range c.Live() {
+			f := n.Node.FSM()
+			idx := f.AppliedIndex()
+			h, err := f.StateHash()
+			if err != nil {
+				return err.Error()
+			}
+			if k == 0 {
+				first, firstIdx = h, idx
+				continue
+			}
+			if idx != firstIdx || !bytes.Equal(h, first) {
+				return fmt.Sprintf("%s at index %d hash %x, first node at %d hash %x", n.ID, idx, h[:6], firstIdx, first[:6])
+			}
+		}
+		return ""
+	})
+}
+
+// Retry runs an idempotent write until it succeeds, for tests that are not
+// about failover but may see leadership move on a loaded machine. It fails
+// the test on a state machine refusal or after WaitTimeout.
+func (c *Cluster) Retry(what string, write func(ctx context.Context) error) {
+	c.t.Helper()
+	var last error
+	c.Poll(what, func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		last = write(ctx)
+		switch {
+		case last == nil:
+			return ""
+		case errors.Is(last, cluster.ErrNoLeader), errors.Is(last, cluster.ErrOutcomeUnknown):
+			return last.Error()
+		default:
+			c.t.Fatalf("%s: %v", what, last)
+			return ""
+		}
+	})
+}
+
+// Close stops every node.
+func (c *Cluster) Close() {
+	for i := range c.Nodes {
+		c.Kill(i)
+	}
+}

@@ -1,0 +1,21 @@
+// Package cluster turns the replicated storages (memory, boltdb) of several
+// kvnode processes into one state with hashicorp/raft.
+//
+// Every write becomes an event (package log) that the leader stamps with its
+// clock and appends to the raft log; the FSM (package fsm) applies it on
+// every node. A follower forwards writes to the leader over the same TCP port
+// raft uses (a one-byte header picks raft or forwarding, see mux.go) and
+// answers only after the write is committed and applied on itself, so a
+// client always reads its own writes on the node it talks to.
+//
+// Reads are served from the node's own state. With consistency
+// "linearizable" the node first learns the leader's commit index (ReadIndex:
+// the leader confirms it still leads with VerifyLeader) and waits until it
+// has applied that far, so no read returns a value older than a write that
+// was acknowledged before the read began.
+//
+// Errors say what the client may assume: ErrNoLeader means nothing was
+// applied and the write may be retried; ErrOutcomeUnknown means leadership
+// was lost (or the deadline passed) after the write was proposed, so it may
+// or may not have been applied.
+package cluster

@@ -1,0 +1,306 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/rpc"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/kvnode/kvnode/fsm"
+	eventlog "github.com/kvnode/kvnode/log"
+)
+
+// Options carries what a Node needs besides its Config.
+type Options struct {
+	// Listener is a pre-bound listener for the cluster port (tests bind
+	// 127.0.0.1:0 first to know every address); nil listens on Raft.Bind.
+	Listener net.Listener
+	// Dial opens connections to peers (tests inject faults here); nil uses
+	// net.DialTimeout.
+	Dial func(address string, timeout time.Duration) (net.Conn, error)
+	// Clock stamps proposed events; time.Now when nil.
+	Clock  func() time.Time
+	Logger *slog.Logger
+}
+
+// Node is one member of the raft cluster serving the replicated storages.
+type Node struct {
+	cfg    Config
+	opts   Options
+	logger *slog.Logger
+
+	fsm       *fsm.FSM
+	stores    *eventlog.Stores
+	mux       *mux
+	transport *raft.NetworkTransport
+	raft      *raft.Raft
+	fwdServer *rpc.Server
+	fwd       *forwardClients
+
+	// readyTerm is the term in which this leader has applied a barrier, so
+	// its commit index covers every entry of earlier terms (ReadIndex).
+	readyTerm atomic.Uint64
+	barrierMu sync.Mutex
+
+	closed    atomic.Bool
+	stop      chan struct{}
+	bg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// Open starts a node: it opens the raft log in cfg.DataDir, listens on the
+// cluster port, bootstraps a new cluster from cfg.Peers on the very first
+// start, and starts the leader's expiry sweeper.
+func Open(cfg Config, f *fsm.FSM, opts Options) (*Node, error) {
+	cfg.InitDefaults()
+	if opts.Listener != nil {
+		// The real address is known: let Validate see it.
+		if cfg.Raft.Bind == "" || cfg.Raft.Bind == cfg.Raft.Advertise {
+			cfg.Raft.Advertise = opts.Listener.Addr().String()
+		}
+		if cfg.Raft.Bind == "" {
+			cfg.Raft.Bind = cfg.Raft.Advertise
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Dial == nil {
+		opts.Dial = func(address string, timeout time.Duration) (net.Conn, error) {
+			return net.DialTimeout("tcp", address, timeout)
+		}
+	}
+	n := &Node{cfg: cfg, opts: opts, fsm: f, stop: make(chan struct{}),
+		logger: opts.Logger.With("component", "cluster", "node", cfg.NodeID)}
+	if err := n.open(); err != nil {
+		n.teardown()
+		return nil, err
+	}
+	n.bg.Add(1)
+	go n.sweepLoop()
+	return n, nil
+}
+
+func (n *Node) open() error {
+	if err := os.MkdirAll(n.cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("cluster.data_dir: %w", err)
+	}
+	stores, err := eventlog.OpenStores(n.cfg.DataDir, n.logger)
+	if err != nil {
+		return fmt.Errorf("open raft log: %w", err)
+	}
+	n.stores = stores
+
+	ln := n.opts.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", n.cfg.Raft.Bind); err != nil {
+			return fmt.Errorf("cluster.raft.bind: %w", err)
+		}
+		if n.cfg.Raft.Advertise == n.cfg.Raft.Bind {
+			n.cfg.Raft.Advertise = ln.Addr().String()
+		}
+	}
+	n.mux = newMux(ln, stringAddr(n.cfg.Raft.Advertise), n.opts.Dial, n.logger)
+	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  n.mux.raft,
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  newHclog(n.logger, "raft-net"),
+	})
+
+	n.fwd = newForwardClients(n.mux)
+	n.fwdServer = rpc.NewServer()
+	if err := n.fwdServer.RegisterName(forwardService, &forwarder{n: n}); err != nil {
+		return fmt.Errorf("register forwarding: %w", err)
+	}
+	go n.serveForward()
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.NodeID)
+	rc.HeartbeatTimeout = n.cfg.Raft.HeartbeatTimeout
+	rc.ElectionTimeout = n.cfg.Raft.ElectionTimeout
+	rc.LeaderLeaseTimeout = n.cfg.Raft.LeaderLeaseTimeout
+	rc.CommitTimeout = n.cfg.Raft.CommitTimeout
+	rc.SnapshotThreshold = n.cfg.Raft.SnapshotThreshold
+	rc.SnapshotInterval = n.cfg.Raft.SnapshotInterval
+	rc.TrailingLogs = n.cfg.Raft.TrailingLogs
+	// Concurrent proposals leave the apply channel together and share one
+	// log write and one fsync.
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 256
+	rc.Logger = newHclog(n.logger, "raft")
+
+	has, err := raft.HasExistingState(n.stores.Log, n.stores.Stable, n.stores.Snapshots)
+	if err != nil {
+		return fmt.Errorf("read raft state: %w", err)
+	}
+	if err := n.checkEngines(); err != nil {
+		return err
+	}
+	r, err := raft.NewRaft(rc, n.fsm, n.stores.Log, n.stores.Stable, n.stores.Snapshots, n.transport)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	n.raft = r
+	if !has {
+		if err := n.bootstrap(); err != nil {
+			return err
+		}
+	}
+	n.logger.Info("cluster node started", "raft", n.cfg.Raft.Advertise, "existing_state", has)
+	return nil
+}
+
+// checkEngines refuses persistent storages that are ahead of the raft log:
+// the FSM skips entries an engine says it applied, so a boltdb file kept
+// while the raft data dir was wiped would silently swallow the new log.
+func (n *Node) checkEngines() error {
+	last, err := n.stores.Log.LastIndex()
+	if err != nil {
+		return fmt.Errorf("read raft log: %w", err)
+	}
+	if snaps, err := n.stores.Snapshots.List(); err == nil && len(snaps) > 0 {
+		last = max(last, snaps[0].Index)
+	}
+	var errs []error
+	for _, name := range n.fsm.Names() {
+		e, _ := n.fsm.Engine(name)
+		if idx := e.AppliedIndex(); idx > last {
+			errs = append(errs, fmt.Errorf("%w: storage %q holds state up to raft index %d but the raft log in %s ends at %d: "+
+				"it belongs to another cluster or the data dir was replaced; move the storage file away to start empty",
+				ErrConfig, name, idx, n.cfg.DataDir, last))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// serveForward serves followers' forwarded calls until the mux closes.
+func (n *Node) serveForward() {
+	for {
+		c, err := n.mux.forward.Accept()
+		if err != nil {
+			return
+		}
+		go n.fwdServer.ServeConn(c)
+	}
+}
+
+// bootstrap writes the initial configuration: every static peer, or this
+// node alone. Identical configurations on every node make this safe.
+func (n *Node) bootstrap() error {
+	var servers []raft.Server
+	for _, p := range n.cfg.Peers {
+		addr := p.Address
+		if p.ID == n.cfg.NodeID {
+			addr = n.cfg.Raft.Advertise
+		}
+		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(addr)})
+	}
+	if len(servers) == 0 {
+		servers = []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.NodeID), Address: raft.ServerAddress(n.cfg.Raft.Advertise)}}
+	}
+	err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	return nil
+}
+
+// ID is the node's raft server id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Addr is the advertised cluster address.
+func (n *Node) Addr() string { return n.cfg.Raft.Advertise }
+
+// Raft exposes the raft instance for status and tests.
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// FSM exposes the state machine for status and tests.
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// IsLeader reports whether this node currently leads.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the id and address of the leader this node knows of.
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// Close stops the node: sweeper, raft, cluster port and the raft log. The
+// replicated engines belong to the caller, who closes them afterwards.
+func (n *Node) Close() error {
+	var err error
+	n.closeOnce.Do(func() {
+		n.closed.Store(true)
+		close(n.stop)
+		n.bg.Wait()
+		err = n.teardown()
+	})
+	return err
+}
+
+func (n *Node) teardown() error {
+	var errs []error
+	if n.raft != nil {
+		errs = append(errs, n.raft.Shutdown().Error())
+	}
+	if n.fwd != nil {
+		n.fwd.closeAll()
+	}
+	if n.transport != nil {
+		errs = append(errs, n.transport.Close())
+	} else if n.mux != nil {
+		errs = append(errs, n.mux.close())
+	} else if n.opts.Listener != nil {
+		errs = append(errs, n.opts.Listener.Close())
+	}
+	if n.mux != nil {
+		_ = n.mux.close()
+	}
+	if n.stores != nil {
+		errs = append(errs, n.stores.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// stringAddr is an advertised address taken as given: a host name stays a
+// host name (resolved by whoever dials it, e.g. docker's DNS).
+type stringAddr string
+
+func (a stringAddr) Network() string { return "tcp" }
+func (a stringAddr) String() string  { return string(a) }
+
+func remaining(ctx context.Context, fallback time.Duration) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return max(time.Until(d), time.Millisecond)
+	}
+	return fallback
+}
+
+// wait blocks until f resolves or ctx ends; a raft future cannot be
+// cancelled, so a goroutine waits for it.
+func wait(ctx context.Context, f raft.Future) (error, bool) {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err, true
+	case <-ctx.Done():
+		return ctx.Err(), false
+	}
+}

@@ -1,0 +1,114 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kvnode/kvnode/drivers"
+	eventlog "github.com/kvnode/kvnode/log"
+)
+
+// Consistency is a storage's read level.
+type Consistency int
+
+const (
+	// Local reads serve this node's state: read-your-writes on this node,
+	// possibly stale elsewhere.
+	Local Consistency = iota
+	// Linearizable reads first wait for the leader's confirmed commit index.
+	Linearizable
+)
+
+// ParseConsistency maps the config word to a level ("" = local).
+func ParseConsistency(s string) (Consistency, error) {
+	switch s {
+	case "", "local":
+		return Local, nil
+	case "linearizable":
+		return Linearizable, nil
+	default:
+		return Local, fmt.Errorf("%w: consistency %q (want local or linearizable)", ErrConfig, s)
+	}
+}
+
+// Store returns the drivers.Store of the replicated storage name, reading
+// at level.
+func (n *Node) Store(name string, level Consistency) (drivers.Store, error) {
+	e, ok := n.fsm.Engine(name)
+	if !ok {
+		return nil, fmt.Errorf("%w: storage %q is not replicated", ErrConfig, name)
+	}
+	return &replicated{n: n, name: name, e: e, level: level}, nil
+}
+
+// replicated is a storage whose writes go through raft.
+type replicated struct {
+	n     *Node
+	name  string
+	e     drivers.Engine
+	level Consistency
+}
+
+var _ drivers.Store = (*replicated)(nil)
+
+func (s *replicated) readNow(ctx context.Context) (int64, error) {
+	if s.level == Linearizable {
+		ctx, cancel := context.WithTimeout(ctx, s.n.cfg.ApplyTimeout)
+		defer cancel()
+		idx, err := s.n.ReadIndex(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if err := s.n.fsm.WaitApplied(ctx, idx); err != nil {
+			return 0, fmt.Errorf("%w (%w)", ErrNotLinearizable, err)
+		}
+	}
+	return s.n.opts.Clock().UnixNano(), nil
+}
+
+func (s *replicated) Has(ctx context.Context, keys []string) ([]string, error) {
+	now, err := s.readNow(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.e.Has(now, keys) //nolint:wrapcheck
+}
+
+func (s *replicated) MGet(ctx context.Context, keys []string) ([]drivers.Item, error) {
+	now, err := s.readNow(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.e.MGet(now, keys) //nolint:wrapcheck
+}
+
+func (s *replicated) TTL(ctx context.Context, keys []string) ([]drivers.Item, error) {
+	now, err := s.readNow(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.e.TTL(now, keys) //nolint:wrapcheck
+}
+
+func (s *replicated) write(ctx context.Context, op drivers.Op) error {
+	return s.n.Apply(ctx, eventlog.Event{Storage: s.name, Op: op})
+}
+
+func (s *replicated) Set(ctx context.Context, items []drivers.Item) error {
+	return s.write(ctx, drivers.Op{Kind: drivers.OpSet, Items: items})
+}
+
+func (s *replicated) MExpire(ctx context.Context, items []drivers.Item) error {
+	return s.write(ctx, drivers.Op{Kind: drivers.OpMExpire, Items: items})
+}
+
+func (s *replicated) Delete(ctx context.Context, keys []string) error {
+	return s.write(ctx, drivers.Op{Kind: drivers.OpDelete, Keys: keys})
+}
+
+func (s *replicated) Clear(ctx context.Context) error {
+	return s.write(ctx, drivers.Op{Kind: drivers.OpClear})
+}
+
+// Close is a no-op: the node owns the raft side and the caller the engine.
+func (s *replicated) Close() error { return nil }
