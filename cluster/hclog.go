@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -20,7 +21,7 @@ type hclogAdapter struct {
 var _ hclog.Logger = (*hclogAdapter)(nil)
 
 func newHclog(l *slog.Logger, name string) hclog.Logger {
-	return &hclogAdapter{l: l.With("component", name), name: name}
+	return &hclogAdapter{l: l.With("subsystem", name), name: name}
 }
 
 func slogLevel(level hclog.Level) slog.Level {
@@ -37,7 +38,20 @@ func slogLevel(level hclog.Level) slog.Level {
 }
 
 func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
-	h.l.Log(context.Background(), slogLevel(level), msg, args...)
+	ctx := context.Background()
+	lvl := slogLevel(level)
+	if !h.l.Enabled(ctx, lvl) {
+		return
+	}
+	for i, a := range args {
+		// hclog.Fmt values are printf calls deferred until logging.
+		if f, ok := a.(hclog.Format); ok && len(f) > 0 {
+			if format, ok := f[0].(string); ok {
+				args[i] = fmt.Sprintf(format, f[1:]...)
+			}
+		}
+	}
+	h.l.Log(ctx, lvl, msg, args...)
 }
 func (h *hclogAdapter) Trace(msg string, args ...any) { h.Log(hclog.Trace, msg, args...) }
 func (h *hclogAdapter) Debug(msg string, args ...any) { h.Log(hclog.Debug, msg, args...) }
@@ -60,7 +74,7 @@ func (h *hclogAdapter) With(args ...any) hclog.Logger {
 }
 func (h *hclogAdapter) Name() string { return h.name }
 func (h *hclogAdapter) Named(name string) hclog.Logger {
-	return &hclogAdapter{l: h.l.With("sub", name), name: h.name + "." + name, args: h.args}
+	return &hclogAdapter{l: h.l.With("subsystem", h.name+"."+name), name: h.name + "." + name, args: h.args}
 }
 func (h *hclogAdapter) ResetNamed(name string) hclog.Logger {
 	return &hclogAdapter{l: h.l, name: name, args: h.args}

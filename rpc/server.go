@@ -130,7 +130,7 @@ func (s *Server) Serve() error {
 	s.mu.Lock()
 	ln := s.ln
 	s.mu.Unlock()
-	s.logger.Info("rpc: serving kv", "addr", ln.Addr().String(), "storages", len(s.storages))
+	s.logger.Debug("rpc: serving kv", "addr", ln.Addr().String(), "storages", len(s.storages))
 
 	var backoff time.Duration
 	for {

@@ -125,8 +125,8 @@ func (c *Cluster) start(n *Node, ln net.Listener) {
 		ApplyTimeout:  5 * time.Second,
 		SweepInterval: 50 * time.Millisecond,
 		Raft: cluster.RaftConfig{
-			Bind:               n.Addr,
-			Advertise:          n.Addr,
+			Bind:      n.Addr,
+			Advertise: n.Addr,
 			// Short enough for quick failovers, long enough that a loaded
 			// 2-core machine running -race does not flap leadership.
 			HeartbeatTimeout:   300 * time.Millisecond,

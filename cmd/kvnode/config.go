@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kvnode/kvnode/cluster"
 )
 
 // defaultConfigYAML is served by a bare "kvnode": one memory storage named
@@ -43,9 +45,8 @@ type Config struct {
 	GracePeriod time.Duration
 	// Storages are the kv storages in file order.
 	Storages []StorageConfig
-	// Cluster is the raw cluster section, reserved for replication; it is
-	// kept but not interpreted yet.
-	Cluster *yaml.Node
+	// ClusterConfig is the decoded cluster section; nil runs a single node.
+	ClusterConfig *cluster.Config
 	// Warnings are non-fatal findings (unknown fields) to log at start-up.
 	Warnings []string
 }
@@ -91,6 +92,9 @@ type StorageConfig struct {
 	// Settings is the driver's decoded, defaulted and validated Config
 	// (a pointer), nil for a driver without settings.
 	Settings any
+	// Consistency is kv.<name>.consistency: the read level of a
+	// replicated storage in a cluster (local unless set).
+	Consistency cluster.Consistency
 }
 
 // LoadOptions says where a configuration comes from.
@@ -108,7 +112,7 @@ type LoadOptions struct {
 // file that cannot be read or parsed as YAML is reported alone.
 //
 // Precedence, lowest first: defaults, the file (with ${VAR} expanded),
-// -o overrides.
+// KVNODE_CLUSTER_* environment variables, -o overrides.
 func LoadConfig(opts LoadOptions) (*Config, error) {
 	cfg, p, err := loadConfig(opts)
 	if err != nil {
@@ -143,7 +147,9 @@ func loadConfig(opts LoadOptions) (*Config, *problems, error) {
 	expandEnv(root, lookup)
 
 	p := &problems{}
-	for _, o := range opts.Overrides {
+	// Environment overrides sit between the file and the command line.
+	overrides := append(clusterEnvOverrides(lookup), opts.Overrides...)
+	for _, o := range overrides {
 		if err := applyOverride(root, o); err != nil {
 			p.add("", err)
 		}
@@ -185,7 +191,7 @@ func decodeConfig(root *yaml.Node, p *problems) *Config {
 		case "kv":
 			kv = s.value
 		case "cluster":
-			cfg.Cluster = resolve(s.value)
+			cfg.ClusterConfig = decodeCluster(s.value, p)
 		}
 	}
 	if cfg.Version == "" {
@@ -198,6 +204,11 @@ func decodeConfig(root *yaml.Node, p *problems) *Config {
 		p.addf("endure.grace_period", "must not be negative, got %s", cfg.GracePeriod)
 	}
 	cfg.Storages = decodeStorages(root, kv, p)
+	for _, sc := range cfg.Storages {
+		if sc.Consistency == cluster.Linearizable && (cfg.ClusterConfig == nil || !replicable(sc.Driver)) {
+			p.warnf("kv."+sc.Name+".consistency", "linearizable applies to memory and boltdb storages of a cluster; %s here is already as consistent as it gets", sc.Driver)
+		}
+	}
 	return cfg
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvnode/kvnode/cluster"
 	"github.com/kvnode/kvnode/drivers/boltdb"
 	"github.com/kvnode/kvnode/drivers/memcached"
 	"github.com/kvnode/kvnode/drivers/memory"
@@ -357,19 +358,84 @@ func TestLoadConfig_RealisticRRFile(t *testing.T) {
 	}
 }
 
-func TestLoadConfig_ReservedSectionsAreAccepted(t *testing.T) {
+func TestLoadConfig_ClusterSection(t *testing.T) {
 	t.Parallel()
-	cfg := mustLoad(t, LoadOptions{File: writeConfig(t, `
+	file := writeConfig(t, `
+version: "3"
+kv:
+  default: {driver: memory, consistency: linearizable}
+  files: {driver: boltdb, config: {file: f.db}}
+cluster:
+  node_id: n1
+  data_dir: /var/lib/kvnode
+  raft: {bind: "127.0.0.1:7000", heartbeat_timeout: 400ms, election_timeout: 800ms}
+  peers: [{id: n1, address: "127.0.0.1:7000"}, {id: n2, address: "127.0.0.1:7001"}]
+metrics: {address: "127.0.0.1:2112"}
+`)
+	env := map[string]string{"KVNODE_CLUSTER_NODE_ID": "n2", "KVNODE_CLUSTER_RAFT_BIND": "127.0.0.1:7001"}
+	cfg := mustLoad(t, LoadOptions{File: file, LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+		Overrides: []string{"cluster.raft.bind=127.0.0.1:7009", "cluster.peers.1.address=127.0.0.1:7009"}})
+	cc := cfg.ClusterConfig
+	if cc == nil {
+		t.Fatal("cluster section not decoded")
+	}
+	// Precedence: file < KVNODE_* env < -o.
+	if cc.NodeID != "n2" || cc.Raft.Bind != "127.0.0.1:7009" || cc.Raft.Advertise != "127.0.0.1:7009" {
+		t.Errorf("node_id=%q bind=%q advertise=%q", cc.NodeID, cc.Raft.Bind, cc.Raft.Advertise)
+	}
+	if cc.Raft.HeartbeatTimeout != 400*time.Millisecond || cc.Raft.ElectionTimeout != 800*time.Millisecond || cc.ApplyTimeout == 0 {
+		t.Errorf("timeouts not decoded or defaulted: %+v", cc.Raft)
+	}
+	if len(cc.Peers) != 2 || cc.Peers[1].ID != "n2" {
+		t.Errorf("peers = %+v", cc.Peers)
+	}
+	if cfg.Storages[0].Consistency != cluster.Linearizable || cfg.Storages[1].Consistency != cluster.Local {
+		t.Errorf("consistency = %v, %v", cfg.Storages[0].Consistency, cfg.Storages[1].Consistency)
+	}
+}
+
+func TestLoadConfig_ClusterFromEnvironmentOnly(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"KVNODE_CLUSTER_NODE_ID":        "n1",
+		"KVNODE_CLUSTER_DATA_DIR":       "/data",
+		"KVNODE_CLUSTER_RAFT_BIND":      "0.0.0.0:7000",
+		"KVNODE_CLUSTER_RAFT_ADVERTISE": "node1:7000",
+		"KVNODE_CLUSTER_PEERS":          "n1=node1:7000, n2=node2:7000,n3=node3:7000",
+	}
+	cfg := mustLoad(t, LoadOptions{LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
+	cc := cfg.ClusterConfig
+	if cc == nil || cc.NodeID != "n1" || cc.Raft.Advertise != "node1:7000" || len(cc.Peers) != 3 || cc.Peers[2].Address != "node3:7000" {
+		t.Fatalf("cluster from env = %+v", cc)
+	}
+}
+
+func TestLoadConfig_ClusterProblemsAreListed(t *testing.T) {
+	t.Parallel()
+	_, err := LoadConfig(LoadOptions{File: writeConfig(t, `
+version: "3"
+kv: {default: {driver: memory, consistency: strict}}
+cluster:
+  raft: {bind: "0.0.0.0:7000", heartbeat_timeout: soon}
+`)})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"kv.default.consistency", "cluster.raft.heartbeat_timeout"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s:\n%v", want, err)
+		}
+	}
+	_, err = LoadConfig(LoadOptions{File: writeConfig(t, `
 version: "3"
 kv: {default: {driver: memory}}
 cluster:
-  node_id: n1
-  raft: {bind: "127.0.0.1:7000"}
-metrics: {address: "127.0.0.1:2112"}
-status: {address: "127.0.0.1:2114"}
+  raft: {bind: "0.0.0.0:7000"}
 `)})
-	if cfg.Cluster == nil || len(cfg.Cluster.Content) != 4 {
-		t.Errorf("cluster section not kept: %+v", cfg.Cluster)
+	for _, want := range []string{"cluster.node_id", "cluster.data_dir", "cluster.raft.advertise"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s:\n%v", want, err)
+		}
 	}
 }
 
@@ -386,7 +452,7 @@ otel: {exporter: none, sampler: always}
 `)})
 	want := []string{
 		"otel.sampler: unknown field, ignored",
-		"kv.files.colour: unknown field, ignored (want driver, config)",
+		"kv.files.colour: unknown field, ignored (want driver, config, consistency)",
 		"kv.files.config.permisions: unknown field, ignored",
 	}
 	if strings.Join(cfg.Warnings, "\n") != strings.Join(want, "\n") {

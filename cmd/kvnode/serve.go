@@ -77,10 +77,16 @@ func serve(ctx context.Context, o serveOptions) (err error) {
 	if tr.enabled {
 		env.tp = tr.provider
 	}
-	stores := openStorages(cfg.Storages, env, p)
+	stores := openStorages(cfg.Storages, env, cfg.ClusterConfig != nil, p)
+	var repl *replicatedSet
+	if cfg.ClusterConfig != nil && p.err() == nil {
+		var rstores []namedStore
+		repl, rstores = openReplicated(cfg, logger, p)
+		stores = append(rstores, stores...)
+	}
 	srv := newRPCServer(cfg, stores, env, logger, p)
 	if err := p.err(); err != nil {
-		return errors.Join(err, closeStores(stores))
+		return errors.Join(err, closeStores(stores), repl.close())
 	}
 
 	for _, w := range cfg.Warnings {
@@ -98,7 +104,7 @@ func serve(ctx context.Context, o serveOptions) (err error) {
 	case serveErr = <-served:
 		logger.Error("rpc server failed", "err", serveErr)
 	}
-	return shutdown(srv, stores, cfg.GracePeriod, logger, serveErr)
+	return shutdown(srv, stores, repl, cfg.GracePeriod, logger, serveErr)
 }
 
 // newRPCServer builds the server and binds its address, recording failures.
@@ -110,7 +116,7 @@ func newRPCServer(cfg *Config, stores []namedStore, env storageEnv, logger *slog
 	for i, s := range stores {
 		// A single-node memory storage answers in microseconds, so the
 		// server may run its calls on the connection's reader.
-		storages[i] = rpc.Storage{Name: s.name, Driver: s.driver, Store: s.store, Inline: s.driver == "memory"}
+		storages[i] = rpc.Storage{Name: s.name, Driver: s.driver, Store: s.store, Inline: s.driver == "memory" && cfg.ClusterConfig == nil}
 	}
 	srv, err := rpc.New(rpc.Config{
 		Listen:         cfg.RPC.Listen,
@@ -133,7 +139,7 @@ func newRPCServer(cfg *Config, stores []namedStore, env storageEnv, logger *slog
 
 // shutdown stops the server within grace, then closes the storages even if
 // requests were cut off (they then fail with "storage closed").
-func shutdown(srv *rpc.Server, stores []namedStore, grace time.Duration, logger *slog.Logger, serveErr error) error {
+func shutdown(srv *rpc.Server, stores []namedStore, repl *replicatedSet, grace time.Duration, logger *slog.Logger, serveErr error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	var errs []error
@@ -147,7 +153,7 @@ func shutdown(srv *rpc.Server, stores []namedStore, grace time.Duration, logger 
 		logger.Warn("rpc shutdown", "err", err)
 		errs = append(errs, err)
 	}
-	if err := closeStores(stores); err != nil {
+	if err := errors.Join(closeStores(stores), repl.close()); err != nil {
 		logger.Error("closing storages", "err", err)
 		errs = append(errs, err)
 	}

@@ -136,8 +136,10 @@ func decodeStorages(root, kv *yaml.Node, p *problems) []StorageConfig {
 				sc.Driver = decodeDriver(f.value, path+".driver", p)
 			case "config":
 				cfgNode = f.value
+			case "consistency":
+				sc.Consistency = decodeConsistency(f.value, path+".consistency", p)
 			default:
-				p.warnf(joinPath(path, f.key), "unknown field, ignored (want driver, config)")
+				p.warnf(joinPath(path, f.key), "unknown field, ignored (want driver, config, consistency)")
 			}
 		}
 		if !driverSeen {
@@ -291,13 +293,13 @@ func (d *detail) Unwrap() error { return d.err }
 
 // openStorages opens every storage whose settings are valid. Failures are
 // recorded under the storage's path (boltdb ones under its file field).
-func openStorages(storages []StorageConfig, env storageEnv, p *problems) []namedStore {
+func openStorages(storages []StorageConfig, env storageEnv, clustered bool, p *problems) []namedStore {
 	specs := driverSpecs()
 	var out []namedStore
 	for i := range storages {
 		sc := &storages[i]
 		spec, ok := specs[sc.Driver]
-		if !ok || sc.Settings == nil {
+		if !ok || sc.Settings == nil || clustered && replicable(sc.Driver) {
 			continue
 		}
 		senv := env

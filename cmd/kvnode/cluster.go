@@ -1,0 +1,203 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/kvnode/kvnode/cluster"
+	"github.com/kvnode/kvnode/drivers"
+	"github.com/kvnode/kvnode/drivers/boltdb"
+	"github.com/kvnode/kvnode/drivers/memory"
+	"github.com/kvnode/kvnode/fsm"
+)
+
+// envPrefix starts every environment override of a cluster setting:
+// KVNODE_CLUSTER_NODE_ID sets cluster.node_id, KVNODE_CLUSTER_RAFT_BIND
+// cluster.raft.bind. Containers configure nodes this way without a file
+// per node.
+const envPrefix = "KVNODE_"
+
+// replicable reports whether a driver's storages are replicated by raft.
+func replicable(driver string) bool { return driver == "memory" || driver == "boltdb" }
+
+// clusterEnvOverrides turns the KVNODE_CLUSTER_* variables that are set
+// into "-o" overrides. The names derive from cluster.Config's yaml tags;
+// peers take "id=host:port,id=host:port".
+func clusterEnvOverrides(lookup func(string) (string, bool)) []string {
+	var out []string
+	for _, path := range settingPaths("cluster", reflect.TypeFor[cluster.Config]()) {
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(path, ".", "_"))
+		v, ok := lookup(name)
+		if !ok {
+			continue
+		}
+		if path == "cluster.peers" {
+			v = peersYAML(v)
+		}
+		out = append(out, path+"="+v)
+	}
+	return out
+}
+
+// settingPaths lists the dot paths of a config struct's leaf settings.
+func settingPaths(prefix string, t reflect.Type) []string {
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		path := prefix + "." + tag
+		if f.Type.Kind() == reflect.Struct && f.Type.String() != "time.Duration" {
+			out = append(out, settingPaths(path, f.Type)...)
+			continue
+		}
+		out = append(out, path)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// peersYAML renders "n1=a:7000,n2=b:7000" as a YAML flow list of peers.
+func peersYAML(s string) string {
+	var parts []string
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		id, addr, _ := strings.Cut(p, "=")
+		parts = append(parts, fmt.Sprintf("{id: %q, address: %q}", id, addr))
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// decodeCluster decodes the cluster section; nil when there is none.
+func decodeCluster(n *yaml.Node, p *problems) *cluster.Config {
+	if isNull(n) {
+		return nil
+	}
+	cfg := &cluster.Config{}
+	before := len(p.errs)
+	decodeValue(n, "cluster", reflect.ValueOf(cfg).Elem(), p)
+	if len(p.errs) > before {
+		return cfg
+	}
+	cfg.InitDefaults()
+	if err := cfg.Validate(); err != nil {
+		for _, e := range flatten(err) {
+			p.add("", e)
+		}
+	}
+	return cfg
+}
+
+// decodeConsistency reads kv.<name>.consistency.
+func decodeConsistency(n *yaml.Node, path string, p *problems) cluster.Consistency {
+	n = resolve(n)
+	if isNull(n) || n.Kind != yaml.ScalarNode {
+		p.addf(path, "want local or linearizable")
+		return cluster.Local
+	}
+	c, err := cluster.ParseConsistency(n.Value)
+	if err != nil {
+		p.addf(path, "%q: want local or linearizable", n.Value)
+	}
+	return c
+}
+
+// openEngine opens the engine of a replicated storage. A relative boltdb
+// file lives in the node's data dir, so nodes sharing a working directory
+// (three local processes) never share a file.
+func openEngine(sc *StorageConfig, dataDir string, logger *slog.Logger) (drivers.Engine, error) {
+	if sc.Driver == "memory" {
+		return memory.New(), nil
+	}
+	cfg := *sc.Settings.(*boltdb.Config)
+	if !filepath.IsAbs(cfg.File) {
+		cfg.File = filepath.Join(dataDir, cfg.File)
+	}
+	return boltdb.Open(cfg, logger) //nolint:wrapcheck // reported under the storage's path
+}
+
+// replicatedSet is the raft side of a clustered kvnode.
+type replicatedSet struct {
+	node    *cluster.Node
+	engines map[string]drivers.Engine
+}
+
+// close stops raft before the engines: an apply on a closed engine would
+// stop the node loudly.
+func (r *replicatedSet) close() error {
+	if r == nil {
+		return nil
+	}
+	var errs []error
+	if r.node != nil {
+		errs = append(errs, r.node.Close())
+	}
+	for name, e := range r.engines {
+		if err := e.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close storage %q: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// openReplicated opens the replicated storages of a cluster node and
+// starts raft over them. Problems are recorded under the storage or
+// cluster path; on any problem nothing is left open.
+func openReplicated(cfg *Config, logger *slog.Logger, p *problems) (*replicatedSet, []namedStore) {
+	cc := cfg.ClusterConfig
+	r := &replicatedSet{engines: map[string]drivers.Engine{}}
+	if err := os.MkdirAll(cc.DataDir, 0o750); err != nil {
+		p.add("cluster.data_dir", err)
+		return nil, nil
+	}
+	for i := range cfg.Storages {
+		sc := &cfg.Storages[i]
+		if !replicable(sc.Driver) || sc.Settings == nil {
+			continue
+		}
+		e, err := openEngine(sc, cc.DataDir, logger.With("storage", sc.Name))
+		if err != nil {
+			p.add(sc.ConfigPath+".file", err)
+			continue
+		}
+		r.engines[sc.Name] = e
+	}
+	if p.err() != nil {
+		_ = r.close()
+		return nil, nil
+	}
+	f := fsm.New(r.engines, logger, fsm.WithSpoolDir(cc.DataDir))
+	node, err := cluster.Open(*cc, f, cluster.Options{Logger: logger})
+	if err != nil {
+		p.add("cluster", err)
+		_ = r.close()
+		return nil, nil
+	}
+	r.node = node
+	var stores []namedStore
+	for _, sc := range cfg.Storages {
+		if _, ok := r.engines[sc.Name]; !ok {
+			continue
+		}
+		st, err := node.Store(sc.Name, sc.Consistency)
+		if err != nil {
+			p.add(sc.ConfigPath, err)
+			continue
+		}
+		stores = append(stores, namedStore{name: sc.Name, driver: sc.Driver, store: st})
+	}
+	return r, stores
+}
