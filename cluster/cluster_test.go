@@ -252,3 +252,23 @@ func TestCluster_IsolatedLeaderRefusesLinearizableReads(t *testing.T) {
 		t.Fatalf("healed node reads %v", got)
 	}
 }
+
+func TestCluster_UnsafeLocalReadsServeStaleValues(t *testing.T) {
+	// The switch the jepsen harness uses to prove its checker can fail: with
+	// it on, the isolated old leader answers "linearizable" reads stale.
+	c := clustertest.New(t, clustertest.Options{Tune: func(cfg *cluster.Config) { cfg.Unsafe.LocalLinearizableReads = true }})
+	old := c.WaitLeader()
+	c.Retry("set", func(ctx context.Context) error {
+		return c.Store(old, "mem", cluster.Local).Set(ctx, []drivers.Item{item("x", "old")})
+	})
+	c.EnsureSame()
+	c.Isolate(old)
+	t.Cleanup(func() { c.Heal(old) })
+	newLeader := c.WaitLeader(old)
+	c.Retry("set", func(ctx context.Context) error {
+		return c.Store(newLeader, "mem", cluster.Local).Set(ctx, []drivers.Item{item("x", "new")})
+	})
+	if got := mget(t, c.Store(old, "mem", cluster.Linearizable), "x"); got["x"] != "old" {
+		t.Fatalf("unsafe read on isolated node = %v, want the stale value", got)
+	}
+}

@@ -35,6 +35,18 @@ type Config struct {
 	// whose deadline passed; SweepBatch caps keys per event.
 	SweepInterval time.Duration `yaml:"sweep_interval"`
 	SweepBatch    int           `yaml:"sweep_batch"`
+
+	// Unsafe holds switches that break guarantees on purpose, so the
+	// jepsen harness can prove its checker catches the anomaly.
+	Unsafe UnsafeConfig `yaml:"unsafe"`
+}
+
+// UnsafeConfig switches off safety for fault-injection tests. Never set
+// these in production: the node logs an error at start when one is on.
+type UnsafeConfig struct {
+	// LocalLinearizableReads serves "linearizable" reads from local state
+	// without confirming the leader's index: stale reads become possible.
+	LocalLinearizableReads bool `yaml:"local_linearizable_reads"`
 }
 
 // RaftConfig holds the raft transport and timing settings.

@@ -52,7 +52,7 @@ type replicated struct {
 var _ drivers.Store = (*replicated)(nil)
 
 func (s *replicated) readNow(ctx context.Context) (int64, error) {
-	if s.level == Linearizable {
+	if s.level == Linearizable && !s.n.cfg.Unsafe.LocalLinearizableReads {
 		ctx, cancel := context.WithTimeout(ctx, s.n.cfg.ApplyTimeout)
 		defer cancel()
 		idx, err := s.n.ReadIndex(ctx)
