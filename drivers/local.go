@@ -176,11 +176,13 @@ func (l *Local) traced(ctx context.Context, method string, n int, op Op) error {
 	return err
 }
 
-// write queues op and returns once it is applied (and, for a persistent
-// engine, synced). The first caller to find no batch in flight applies the
-// queue; callers arriving meanwhile wait and go out together in the next
-// batch, so N concurrent writers cost about two fsyncs, not N. Once queued a
-// write is not abandoned on ctx cancellation: its outcome would be unknown.
+// write applies op and returns once it is applied (and, for a persistent
+// engine, synced). A writer that finds no batch in flight applies its op at
+// once; writers arriving meanwhile queue, and when the batch in flight ends
+// the first of them applies the whole queue in one Engine.Apply. So N
+// concurrent writers cost about two fsyncs, not N, and a lone writer pays
+// no queueing. Once queued a write is not abandoned on ctx cancellation:
+// its outcome would be unknown.
 func (l *Local) write(ctx context.Context, op Op) error {
 	l.life.RLock()
 	defer l.life.RUnlock()
@@ -190,39 +192,52 @@ func (l *Local) write(ctx context.Context, op Op) error {
 	if err := ctx.Err(); err != nil {
 		return err //nolint:wrapcheck // context errors are returned as is
 	}
-	r := &writeReq{op: op, done: make(chan struct{})}
 	l.mu.Lock()
-	l.queue = append(l.queue, r)
 	if l.busy {
+		r := &writeReq{op: op, done: make(chan struct{})}
+		l.queue = append(l.queue, r)
 		l.mu.Unlock()
 		<-r.done
-		if !r.lead {
-			return r.err
+		if r.lead {
+			l.applyQueue(r)
 		}
-		l.mu.Lock()
+		return r.err
 	}
 	l.busy = true
+	l.mu.Unlock()
+
+	r := writeReq{op: op}
+	l.applyBatch([]*writeReq{&r})
+	l.handOff()
+	return r.err
+}
+
+// applyQueue applies everything queued (self included) as one batch.
+func (l *Local) applyQueue(self *writeReq) {
+	l.mu.Lock()
 	batch := l.queue
 	l.queue = nil
 	l.mu.Unlock()
-
 	l.applyBatch(batch)
-
-	l.mu.Lock()
-	if len(l.queue) > 0 {
-		next := l.queue[0]
-		next.lead = true
-		close(next.done)
-	} else {
-		l.busy = false
-	}
-	l.mu.Unlock()
+	l.handOff()
 	for _, w := range batch {
-		if w != r {
+		if w != self {
 			close(w.done)
 		}
 	}
-	return r.err
+}
+
+// handOff passes the turn to the first queued writer, or ends it.
+func (l *Local) handOff() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.queue) == 0 {
+		l.busy = false
+		return
+	}
+	next := l.queue[0]
+	next.lead = true
+	close(next.done)
 }
 
 func (l *Local) applyBatch(batch []*writeReq) {
