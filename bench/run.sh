@@ -32,10 +32,20 @@ command -v jq >/dev/null || { echo "run.sh: jq is required (apt-get install jq)"
 tmp=$(mktemp -d /tmp/kvnode-bench.XXXXXX)
 PIDS=()
 cleanup() {
-  local pid
+  local rc=$? pid f
   for pid in "${PIDS[@]}"; do
     kill -KILL "$pid" 2>/dev/null || true
   done
+  if ((rc != 0)); then
+    # A failed run keeps its server logs: a reset connection is only explained there.
+    for f in "$tmp"/*.log; do
+      [[ -s $f ]] || continue
+      echo "--- $f (last 20 lines)" >&2
+      tail -n 20 "$f" >&2
+    done
+    echo "run.sh: failed; logs kept in $tmp" >&2
+    return
+  fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
