@@ -19,3 +19,49 @@ test: vet
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzServeFrame -fuzztime=60s ./rpc/
+
+# --- docker cluster and jepsen harness (docs/jepsen.md) ---
+COMPOSE ?= docker-compose
+CLUSTER_FILE := docker-compose.cluster.yml
+KVNODE_IMAGE ?= kvnode:local
+JEPSEN_FLAGS ?=
+
+.PHONY: static image cluster-up cluster-down jepsen-test jepsen-smoke jepsen-long jepsen-failover
+
+# static is the CGO-free binary the FROM-scratch image copies.
+static:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/kvnode ./cmd/kvnode
+
+image: static
+	docker build -q -t $(KVNODE_IMAGE) .
+
+# cluster-up builds the binary and the image and starts three nodes with RPC on
+# 127.0.0.1:6001-6003; it returns once every node reports healthy.
+cluster-up: image
+	KVNODE_IMAGE=$(KVNODE_IMAGE) $(COMPOSE) -f $(CLUSTER_FILE) up -d --no-build
+	./jepsen/scripts/wait-healthy.sh $(COMPOSE) -f $(CLUSTER_FILE)
+
+cluster-down:
+	$(COMPOSE) -f $(CLUSTER_FILE) down -v --remove-orphans
+
+# jepsen-test: the harness's own tests, including the unsafe-reads test that
+# must find an anomaly (docker when present, local processes otherwise).
+jepsen-test: static
+	cd jepsen && $(GO) vet ./... && KVNODE_BIN=$(CURDIR)/bin/kvnode $(GO) test -count=1 -timeout 10m ./...
+
+# jepsen-smoke is the CI run: <= 3 minutes of workload with kill, pause and
+# partition against a compose project of its own, always torn down.
+jepsen-smoke: image
+	cd jepsen && $(GO) run ./cmd/jepsen -mode=auto -image=$(KVNODE_IMAGE) -duration=150s \
+		-nemeses=kill,pause,partition,leader -out=/tmp/kvnode-jepsen-smoke $(JEPSEN_FLAGS)
+	$(MAKE) jepsen-test
+
+# jepsen-long is the documented long run (docs/jepsen.md): every nemesis.
+jepsen-long: image
+	cd jepsen && $(GO) run ./cmd/jepsen -mode=auto -image=$(KVNODE_IMAGE) -duration=30m \
+		-nemeses=all -out=/tmp/kvnode-jepsen-long $(JEPSEN_FLAGS)
+
+# jepsen-failover measures write unavailability after 10 leader kills.
+jepsen-failover: image
+	cd jepsen && $(GO) run ./cmd/jepsen -mode=auto -image=$(KVNODE_IMAGE) -failover=10 \
+		-out=/tmp/kvnode-jepsen-failover $(JEPSEN_FLAGS)
