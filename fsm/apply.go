@@ -3,6 +3,7 @@ package fsm
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -49,6 +50,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 // so it stops and catches up from the log or a snapshot once restarted.
 // An unknown op marked ignorable is logged and skipped.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	start := time.Now()
 	out := make([]any, len(logs))
 	var groups []*group
 	skipped := 0
@@ -103,6 +105,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	if len(logs) > 0 {
 		f.setApplied(logs[len(logs)-1].Index)
 	}
+	f.observeApply(logs, start)
 	return out
 }
 

@@ -71,4 +71,17 @@
 // becomes the snapshot's index and waiters are woken. Each engine's own
 // applied index comes from its section (boltdb stores it in the file), which
 // keeps replay skipping correct after a restore.
+//
+// # Backups
+//
+// A backup is a snapshot stream taken out of the cluster. VerifySnapshot
+// checks one without restoring it; Reindex rewrites the header's index (and
+// the checksum) so that a backup restored into another cluster through
+// raft.Restore carries the index raft assigns it there.
+//
+// # Metrics
+//
+// SetObserver installs an Observer told about every applied batch, the
+// leader-append-to-apply latency of every command entry, and each snapshot
+// persisted and restored.
 package fsm

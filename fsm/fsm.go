@@ -33,6 +33,8 @@ type FSM struct {
 	// moves, waking every WaitApplied at once.
 	mu       sync.Mutex
 	advanced chan struct{}
+
+	obs atomic.Pointer[observerRef] // metrics; see SetObserver
 }
 
 // Option configures an FSM.

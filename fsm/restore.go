@@ -9,6 +9,7 @@ import (
 	"hash/crc64"
 	"io"
 	"os"
+	"time"
 
 	"github.com/kvnode/kvnode/drivers"
 )
@@ -27,7 +28,8 @@ import (
 // different points and the error is returned; raft then reports the failed
 // restore (a leader sends the snapshot again; at start-up raft.NewRaft
 // fails), and AppliedIndex does not move until a restore succeeds.
-func (f *FSM) Restore(rc io.ReadCloser) error {
+func (f *FSM) Restore(rc io.ReadCloser) (err error) {
+	defer func(start time.Time) { f.observeRestore(start, err) }(time.Now())
 	defer func() { _ = rc.Close() }()
 	spool, err := os.CreateTemp(f.spoolDir, "kvnode-restore-*")
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -20,6 +21,7 @@ type snapshot struct {
 	index uint64
 	parts []part
 	log   *slog.Logger
+	obs   Observer
 	once  sync.Once
 }
 
@@ -35,7 +37,7 @@ var _ raft.FSMSnapshot = (*snapshot)(nil)
 // index; writing them out happens later in Persist, concurrently with
 // Apply.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	s := &snapshot{index: f.applied.Load(), log: f.log}
+	s := &snapshot{index: f.applied.Load(), log: f.log, obs: f.observer()}
 	for _, name := range f.names {
 		es, err := f.engines[name].Snapshot()
 		if err != nil {
@@ -49,7 +51,10 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 
 // Persist writes the snapshot stream (see format.go) to sink, closing it,
 // or cancelling it on any error.
-func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+func (s *snapshot) Persist(sink raft.SnapshotSink) (err error) {
+	if s.obs != nil {
+		defer func(start time.Time) { s.obs.ObserveSnapshot(time.Since(start), err) }(time.Now())
+	}
 	if err := s.write(sink); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("fsm: persist snapshot at %d: %w", s.index, err)
