@@ -19,11 +19,11 @@ import (
 func (n *Node) Apply(ctx context.Context, ev eventlog.Event) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
-	idx, err := n.propose(ctx, ev)
+	idx, leaderAddr, err := n.propose(ctx, ev)
 	if err != nil {
 		return err
 	}
-	if err := n.fsm.WaitApplied(ctx, idx); err != nil {
+	if err := n.waitApplied(ctx, idx, leaderAddr); err != nil {
 		// Committed, so it will be applied; but not here within the
 		// deadline, and the caller must not assume it can read it here.
 		return fmt.Errorf("%w: committed at index %d, not yet applied on this node: %w", ErrOutcomeUnknown, idx, err)
@@ -31,32 +31,30 @@ func (n *Node) Apply(ctx context.Context, ev eventlog.Event) error {
 	return nil
 }
 
-// propose gets ev into the log and returns its index once committed,
-// retrying while nothing was applied (no leader yet, leader changed).
-func (n *Node) propose(ctx context.Context, ev eventlog.Event) (uint64, error) {
+// propose gets ev into the log and returns its index once committed, and
+// the leader's address when it was forwarded, retrying while nothing was
+// applied (no leader yet, leader changed).
+func (n *Node) propose(ctx context.Context, ev eventlog.Event) (idx uint64, leaderAddr string, err error) {
 	backoff := 5 * time.Millisecond
 	for {
 		if n.closed.Load() {
-			return 0, ErrShutdown
+			return 0, "", ErrShutdown
 		}
-		var (
-			idx   uint64
-			err   error
-			retry = true
-		)
+		retry := true
+		leaderAddr = ""
 		if n.raft.State() == raft.Leader {
 			idx, err, retry = n.applyLeader(ctx, ev)
-		} else if _, addr := n.Leader(); addr != "" {
-			idx, err, retry = n.forwardApply(ctx, addr, ev)
+		} else if _, leaderAddr = n.Leader(); leaderAddr != "" {
+			idx, err, retry = n.forwardApply(ctx, leaderAddr, ev)
 		}
 		if !retry {
-			return idx, err
+			return idx, leaderAddr, err
 		}
 		select {
 		case <-ctx.Done():
-			return 0, fmt.Errorf("%w (%w)", ErrNoLeader, ctx.Err())
+			return 0, "", fmt.Errorf("%w (%w)", ErrNoLeader, ctx.Err())
 		case <-n.stop:
-			return 0, ErrShutdown
+			return 0, "", ErrShutdown
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 100*time.Millisecond)
@@ -116,27 +114,34 @@ func (n *Node) forwardApply(ctx context.Context, addr string, ev eventlog.Event)
 // the call is at or below it, confirmed by a round of heartbeats
 // (VerifyLeader) so a deposed leader cannot answer.
 func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	idx, _, err := n.readIndex(ctx)
+	return idx, err
+}
+
+// readIndex is ReadIndex that also names the leader that answered ("" when
+// this node leads), so a follower can ask it for a nudge.
+func (n *Node) readIndex(ctx context.Context) (index uint64, leaderAddr string, err error) {
 	backoff := 2 * time.Millisecond
 	for {
 		if n.closed.Load() {
-			return 0, ErrShutdown
+			return 0, "", ErrShutdown
 		}
 		if n.raft.State() == raft.Leader {
 			if idx, ok := n.leaderReadIndex(ctx); ok {
-				return idx, nil
+				return idx, "", nil
 			}
 		} else if _, addr := n.Leader(); addr != "" {
 			var reply ReadIndexReply
 			_, err := n.fwd.call(ctx, addr, "ReadIndex", ReadIndexArgs{Timeout: remaining(ctx, n.cfg.ApplyTimeout)}, &reply)
 			if err == nil && reply.Code == codeOK {
-				return reply.Index, nil
+				return reply.Index, addr, nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return 0, fmt.Errorf("%w (%w)", ErrNotLinearizable, ctx.Err())
+			return 0, "", fmt.Errorf("%w (%w)", ErrNotLinearizable, ctx.Err())
 		case <-n.stop:
-			return 0, ErrShutdown
+			return 0, "", ErrShutdown
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 100*time.Millisecond)

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 
 	"github.com/kvnode/kvnode/fsm"
@@ -29,6 +30,15 @@ type Options struct {
 	// Clock stamps proposed events; time.Now when nil.
 	Clock  func() time.Time
 	Logger *slog.Logger
+	// RPCAddr is the node's RPC address, advertised in gossip so tools and
+	// clients can find every node's kv endpoint (see also SetRPCAddr).
+	RPCAddr string
+	// GossipTune adjusts memberlist's settings after the profile's defaults
+	// (tests shorten its probe intervals).
+	GossipTune func(*memberlist.Config)
+	// ReconcileInterval is how often the leader reconciles raft membership
+	// with gossip besides on every gossip event; 1s when zero.
+	ReconcileInterval time.Duration
 }
 
 // Node is one member of the raft cluster serving the replicated storages.
@@ -44,14 +54,26 @@ type Node struct {
 	raft      *raft.Raft
 	fwdServer *rpc.Server
 	fwd       *forwardClients
+	gossip    *gossip // nil without cluster.gossip
+
+	// boot and recon belong to the membership loop's goroutine.
+	boot  bootstrapState
+	recon reconciler
+	// leaving is set by Leave: the node must not be (re-)added.
+	leaving atomic.Bool
 
 	// readyTerm is the term in which this leader has applied a barrier, so
 	// its commit index covers every entry of earlier terms (ReadIndex).
 	readyTerm atomic.Uint64
 	barrierMu sync.Mutex
+	// nudging is set while a barrier requested by a follower is in flight.
+	nudging atomic.Bool
 
-	closed    atomic.Bool
-	stop      chan struct{}
+	closed atomic.Bool
+	stop   chan struct{}
+	// ctx is cancelled when the node closes, for background work.
+	ctx       context.Context
+	cancel    context.CancelFunc
 	bg        sync.WaitGroup
 	closeOnce sync.Once
 }
@@ -79,6 +101,9 @@ func Open(cfg Config, f *fsm.FSM, opts Options) (*Node, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.ReconcileInterval <= 0 {
+		opts.ReconcileInterval = defaultReconcileInterval
+	}
 	if opts.Dial == nil {
 		opts.Dial = func(address string, timeout time.Duration) (net.Conn, error) {
 			return net.DialTimeout("tcp", address, timeout)
@@ -86,12 +111,19 @@ func Open(cfg Config, f *fsm.FSM, opts Options) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, opts: opts, fsm: f, stop: make(chan struct{}),
 		logger: opts.Logger.With("component", "cluster", "node", cfg.NodeID)}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.open(); err != nil {
-		n.teardown()
+		n.cancel()
+		_ = n.teardown()
 		return nil, err
 	}
 	n.bg.Add(1)
 	go n.sweepLoop()
+	if n.gossip != nil {
+		n.bg.Add(2)
+		go n.joinLoop()
+		go n.membershipLoop()
+	}
 	return n, nil
 }
 
@@ -114,7 +146,14 @@ func (n *Node) open() error {
 			n.cfg.Raft.Advertise = ln.Addr().String()
 		}
 	}
-	n.mux = newMux(ln, stringAddr(n.cfg.Raft.Advertise), n.opts.Dial, n.logger)
+	var tp *tlsPair
+	if n.cfg.TLS.Enabled() {
+		if tp, err = loadTLS(n.cfg.TLS); err != nil {
+			_ = ln.Close()
+			return err
+		}
+	}
+	n.mux = newMux(ln, stringAddr(n.cfg.Raft.Advertise), n.opts.Dial, tp, n.logger)
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  n.mux.raft,
 		MaxPool: 3,
@@ -156,12 +195,20 @@ func (n *Node) open() error {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.raft = r
-	if !has {
+	// With gossip and no static peers, bootstrap_expect decides (or a
+	// leader adds this node); bootstrapping alone would split the cluster.
+	if !has && (len(n.cfg.Peers) > 0 || !n.cfg.Gossip.Enabled()) {
 		if err := n.bootstrap(); err != nil {
 			return err
 		}
 	}
-	n.logger.Info("cluster node started", "raft", n.cfg.Raft.Advertise, "existing_state", has)
+	if n.cfg.Gossip.Enabled() {
+		if n.gossip, err = startGossip(n, has); err != nil {
+			return err
+		}
+	}
+	n.logger.Info("cluster node started", "raft", n.cfg.Raft.Advertise, "existing_state", has,
+		"gossip", n.GossipAddr(), "tls", tp != nil)
 	if n.cfg.Unsafe.LocalLinearizableReads {
 		n.logger.Error("UNSAFE: cluster.unsafe.local_linearizable_reads is on: linearizable storages may serve stale reads")
 	}
@@ -250,6 +297,7 @@ func (n *Node) Close() error {
 	var err error
 	n.closeOnce.Do(func() {
 		n.closed.Store(true)
+		n.cancel()
 		close(n.stop)
 		n.bg.Wait()
 		err = n.teardown()
@@ -259,6 +307,11 @@ func (n *Node) Close() error {
 
 func (n *Node) teardown() error {
 	var errs []error
+	if n.gossip != nil {
+		// No leave message: a crash looks the same to the others, and a
+		// graceful stop has announced its departure in Leave already.
+		errs = append(errs, n.gossip.ml.Shutdown())
+	}
 	if n.raft != nil {
 		errs = append(errs, n.raft.Shutdown().Error())
 	}

@@ -55,11 +55,11 @@ func (s *replicated) readNow(ctx context.Context) (int64, error) {
 	if s.level == Linearizable && !s.n.cfg.Unsafe.LocalLinearizableReads {
 		ctx, cancel := context.WithTimeout(ctx, s.n.cfg.ApplyTimeout)
 		defer cancel()
-		idx, err := s.n.ReadIndex(ctx)
+		idx, leaderAddr, err := s.n.readIndex(ctx)
 		if err != nil {
 			return 0, err
 		}
-		if err := s.n.fsm.WaitApplied(ctx, idx); err != nil {
+		if err := s.n.waitApplied(ctx, idx, leaderAddr); err != nil {
 			return 0, fmt.Errorf("%w (%w)", ErrNotLinearizable, err)
 		}
 	}
