@@ -1,0 +1,198 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DockerOptions configures a compose cluster.
+type DockerOptions struct {
+	// ComposeFile is docker-compose.cluster.yml.
+	ComposeFile string
+	// Project is the compose project name; unique per run so that runs and
+	// a user's own cluster never share containers, networks or volumes.
+	Project string
+	// Image is the kvnode image (built by `make image`).
+	Image string
+	// UnsafeLocalReads turns on cluster.unsafe.local_linearizable_reads.
+	UnsafeLocalReads bool
+	Logger           *slog.Logger
+}
+
+// Docker is a Cluster of docker-compose containers.
+type Docker struct {
+	opts  DockerOptions
+	env   []string
+	ports map[string]int
+	ids   map[string]string
+}
+
+var _ Cluster = (*Docker)(nil)
+
+// DockerAvailable reports whether docker and docker-compose can be used.
+func DockerAvailable(ctx context.Context) bool {
+	if _, err := exec.LookPath("docker-compose"); err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return exec.CommandContext(ctx, "docker", "info").Run() == nil
+}
+
+// StartDocker brings a compose project up on free loopback ports and waits
+// until every node answers.
+func StartDocker(ctx context.Context, opts DockerOptions) (*Docker, error) {
+	d := &Docker{opts: opts, ports: map[string]int{}, ids: map[string]string{}}
+	d.env = append(os.Environ(), "KVNODE_IMAGE="+opts.Image, "KVNODE_UNSAFE_LOCAL_READS="+strconv.FormatBool(opts.UnsafeLocalReads))
+	for i, n := range d.Nodes() {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		d.ports[n] = p
+		d.env = append(d.env, fmt.Sprintf("KVNODE_RPC_PORT%d=%d", i+1, p))
+	}
+	if _, err := d.compose(ctx, 3*time.Minute, "up", "-d", "--no-build"); err != nil {
+		_ = d.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	for _, n := range d.Nodes() {
+		out, err := d.compose(ctx, time.Minute, "ps", "-q", n)
+		if err != nil || strings.TrimSpace(out) == "" {
+			_ = d.Close(context.WithoutCancel(ctx))
+			return nil, fmt.Errorf("%w: no container for %s: %v", ErrDocker, n, err)
+		}
+		d.ids[n] = strings.TrimSpace(out)
+	}
+	if err := WaitReady(ctx, d, 60*time.Second); err != nil {
+		_ = d.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return d, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Name implements Cluster.
+func (d *Docker) Name() string { return "docker" }
+
+// Nodes implements Cluster.
+func (d *Docker) Nodes() []string { return []string{"node1", "node2", "node3"} }
+
+// Addr implements Cluster.
+func (d *Docker) Addr(node string) string { return fmt.Sprintf("127.0.0.1:%d", d.ports[node]) }
+
+func (d *Docker) run(ctx context.Context, timeout time.Duration, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = d.env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%w: %s %s: %v: %s", ErrDocker, name, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return out.String() + errb.String(), nil
+}
+
+func (d *Docker) compose(ctx context.Context, timeout time.Duration, args ...string) (string, error) {
+	return d.run(ctx, timeout, "docker-compose", append([]string{"-p", d.opts.Project, "-f", d.opts.ComposeFile}, args...)...)
+}
+
+func (d *Docker) docker(ctx context.Context, args ...string) error {
+	_, err := d.run(ctx, time.Minute, "docker", args...)
+	return err
+}
+
+// Kill implements Cluster.
+func (d *Docker) Kill(ctx context.Context, node string) error {
+	return d.docker(ctx, "kill", "-s", "KILL", d.ids[node])
+}
+
+// Start implements Cluster.
+func (d *Docker) Start(ctx context.Context, node string) error {
+	if err := d.docker(ctx, "start", d.ids[node]); err != nil {
+		return err
+	}
+	return waitNode(ctx, d, node, 60*time.Second)
+}
+
+// Pause implements Cluster.
+func (d *Docker) Pause(ctx context.Context, node string) error {
+	return d.docker(ctx, "pause", d.ids[node])
+}
+
+// Resume implements Cluster.
+func (d *Docker) Resume(ctx context.Context, node string) error {
+	return d.docker(ctx, "unpause", d.ids[node])
+}
+
+func (d *Docker) peerNet() string { return d.opts.Project + "_peer" }
+
+// Isolate implements Cluster: the node leaves the peer network, so raft
+// and forwarding to and from it stop, while RPC on the client network works.
+func (d *Docker) Isolate(ctx context.Context, node string) error {
+	return d.docker(ctx, "network", "disconnect", "-f", d.peerNet(), d.ids[node])
+}
+
+// Rejoin implements Cluster.
+func (d *Docker) Rejoin(ctx context.Context, node string) error {
+	return d.docker(ctx, "network", "connect", "--alias", node+"-peer", d.peerNet(), d.ids[node])
+}
+
+// Replace implements Cluster: container and volume go, a new container
+// with an empty volume takes the node's name.
+func (d *Docker) Replace(ctx context.Context, node string) error {
+	if _, err := d.compose(ctx, time.Minute, "rm", "-s", "-f", node); err != nil {
+		return err
+	}
+	vol := d.opts.Project + "_data" + strings.TrimPrefix(node, "node")
+	if err := d.docker(ctx, "volume", "rm", vol); err != nil {
+		return err
+	}
+	if _, err := d.compose(ctx, time.Minute, "up", "-d", "--no-build", node); err != nil {
+		return err
+	}
+	out, err := d.compose(ctx, time.Minute, "ps", "-q", node)
+	if err != nil {
+		return err
+	}
+	d.ids[node] = strings.TrimSpace(out)
+	return waitNode(ctx, d, node, 60*time.Second)
+}
+
+// Logs implements Cluster.
+func (d *Docker) Logs(ctx context.Context, node string) (string, error) {
+	return d.run(ctx, 20*time.Second, "docker", "logs", "--tail", "300", d.ids[node])
+}
+
+// SaveLogs writes every node's full log to dir.
+func (d *Docker) SaveLogs(ctx context.Context, dir string) {
+	for _, n := range d.Nodes() {
+		out, err := d.run(ctx, time.Minute, "docker", "logs", d.ids[n])
+		if err == nil {
+			_ = os.WriteFile(dir+"/"+n+".log", []byte(out), 0o644)
+		}
+	}
+}
+
+// Close implements Cluster: everything the project created goes.
+func (d *Docker) Close(ctx context.Context) error {
+	_, err := d.compose(context.WithoutCancel(ctx), 2*time.Minute, "down", "-v", "--remove-orphans", "-t", "2")
+	return err
+}

@@ -1,0 +1,203 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// LocalOptions configures a cluster of local kvnode processes.
+type LocalOptions struct {
+	// Binary is the kvnode executable.
+	Binary string
+	// Config is jepsen/docker/kvnode.yaml; addresses and ids are overridden.
+	Config string
+	// Dir holds each node's data dir and log.
+	Dir              string
+	UnsafeLocalReads bool
+}
+
+// Local is a Cluster of kvnode processes on 127.0.0.1. It cannot cut the
+// network (Isolate returns ErrUnsupported); kill, pause and replace work.
+type Local struct {
+	opts  LocalOptions
+	rpc   map[string]int
+	raft  map[string]int
+	mu    sync.Mutex
+	procs map[string]*proc
+}
+
+// proc is a running node; done closes when the process has exited.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+var _ Cluster = (*Local)(nil)
+
+// StartLocal starts three processes and waits until they answer.
+func StartLocal(ctx context.Context, opts LocalOptions) (*Local, error) {
+	l := &Local{opts: opts, rpc: map[string]int{}, raft: map[string]int{}, procs: map[string]*proc{}}
+	for _, n := range l.Nodes() {
+		var err error
+		if l.rpc[n], err = freePort(); err != nil {
+			return nil, err
+		}
+		if l.raft[n], err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	for _, n := range l.Nodes() {
+		if err := l.spawn(n); err != nil {
+			_ = l.Close(ctx)
+			return nil, err
+		}
+	}
+	if err := WaitReady(ctx, l, 60*time.Second); err != nil {
+		_ = l.Close(ctx)
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Local) spawn(node string) error {
+	var peers []string
+	for _, n := range l.Nodes() {
+		peers = append(peers, fmt.Sprintf("%s=127.0.0.1:%d", n, l.raft[n]))
+	}
+	dir := filepath.Join(l.opts.Dir, node)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("node dir: %w", err)
+	}
+	logf, err := os.OpenFile(filepath.Join(l.opts.Dir, node+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("node log: %w", err)
+	}
+	raftAddr := fmt.Sprintf("127.0.0.1:%d", l.raft[node])
+	cmd := exec.Command(l.opts.Binary, "serve", "-c", l.opts.Config,
+		"-o", fmt.Sprintf("rpc.listen=tcp://127.0.0.1:%d", l.rpc[node]),
+		"-o", "cluster.data_dir="+filepath.Join(dir, "data"),
+		"-o", "cluster.raft.bind="+raftAddr,
+		"-o", "cluster.raft.advertise="+raftAddr)
+	cmd.Env = append(os.Environ(), "HOSTNAME="+node, "KVNODE_CLUSTER_PEERS="+strings.Join(peers, ","),
+		fmt.Sprintf("KVNODE_CLUSTER_UNSAFE_LOCAL_LINEARIZABLE_READS=%t", l.opts.UnsafeLocalReads))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
+		return fmt.Errorf("start %s: %w", node, err)
+	}
+	pr := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); _ = logf.Close(); close(pr.done) }()
+	l.mu.Lock()
+	l.procs[node] = pr
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *Local) signal(node string, sig syscall.Signal) error {
+	l.mu.Lock()
+	pr := l.procs[node]
+	l.mu.Unlock()
+	if pr == nil {
+		return fmt.Errorf("%w: %s is not running", ErrNotReady, node)
+	}
+	if err := pr.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signal %s: %w", node, err)
+	}
+	return nil
+}
+
+// Name implements Cluster.
+func (l *Local) Name() string { return "local" }
+
+// Nodes implements Cluster.
+func (l *Local) Nodes() []string { return []string{"node1", "node2", "node3"} }
+
+// Addr implements Cluster.
+func (l *Local) Addr(node string) string { return fmt.Sprintf("127.0.0.1:%d", l.rpc[node]) }
+
+// Kill implements Cluster.
+func (l *Local) Kill(ctx context.Context, node string) error {
+	if err := l.signal(node, syscall.SIGKILL); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	pr := l.procs[node]
+	l.procs[node] = nil
+	l.mu.Unlock()
+	select {
+	case <-pr.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("%w: %s did not exit after SIGKILL", ErrNotReady, node)
+	}
+}
+
+// Start implements Cluster.
+func (l *Local) Start(ctx context.Context, node string) error {
+	if err := l.spawn(node); err != nil {
+		return err
+	}
+	return waitNode(ctx, l, node, 60*time.Second)
+}
+
+// Pause implements Cluster.
+func (l *Local) Pause(_ context.Context, node string) error { return l.signal(node, syscall.SIGSTOP) }
+
+// Resume implements Cluster.
+func (l *Local) Resume(_ context.Context, node string) error { return l.signal(node, syscall.SIGCONT) }
+
+// Isolate implements Cluster: processes sharing the loopback cannot be cut apart.
+func (l *Local) Isolate(context.Context, string) error { return ErrUnsupported }
+
+// Rejoin implements Cluster.
+func (l *Local) Rejoin(context.Context, string) error { return ErrUnsupported }
+
+// Replace implements Cluster.
+func (l *Local) Replace(ctx context.Context, node string) error {
+	if err := l.Kill(ctx, node); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(filepath.Join(l.opts.Dir, node, "data")); err != nil {
+		return fmt.Errorf("wipe %s: %w", node, err)
+	}
+	return l.Start(ctx, node)
+}
+
+// Logs implements Cluster: the last 64 KiB of the node's log file.
+func (l *Local) Logs(_ context.Context, node string) (string, error) {
+	f, err := os.Open(filepath.Join(l.opts.Dir, node+".log"))
+	if err != nil {
+		return "", fmt.Errorf("logs: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("logs: %w", err)
+	}
+	off := max(st.Size()-64<<10, 0)
+	buf := make([]byte, st.Size()-off)
+	_, err = f.ReadAt(buf, off)
+	if err != nil {
+		return "", fmt.Errorf("logs: %w", err)
+	}
+	return string(buf), nil
+}
+
+// Close implements Cluster: every process gets SIGCONT then SIGKILL.
+func (l *Local) Close(ctx context.Context) error {
+	for _, n := range l.Nodes() {
+		_ = l.signal(n, syscall.SIGCONT)
+		_ = l.Kill(ctx, n)
+	}
+	return nil
+}

@@ -1,0 +1,156 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Nemesis kinds.
+const (
+	// NemesisKill: SIGKILL a node (the leader half of the time), restart it.
+	NemesisKill = "kill"
+	// NemesisPause: freeze a node (the leader half of the time), thaw it.
+	NemesisPause = "pause"
+	// NemesisPartition: cut a random node off the peer network (a
+	// minority of one against a majority of two), then heal.
+	NemesisPartition = "partition"
+	// NemesisLeader: cut the current leader off the peer network.
+	NemesisLeader = "leader"
+	// NemesisReplace: kill a node, remove its container and data, start an
+	// empty node under its name that must rejoin and catch up.
+	NemesisReplace = "remove"
+)
+
+// AllNemeses lists every kind.
+var AllNemeses = []string{NemesisKill, NemesisPause, NemesisPartition, NemesisLeader, NemesisReplace}
+
+// Fault is one injected fault.
+type Fault struct {
+	Kind   string `json:"kind"`
+	Node   string `json:"node"`
+	Leader bool   `json:"leader"`
+	Start  int64  `json:"start"`
+	End    int64  `json:"end"`
+	Err    string `json:"error,omitempty"`
+}
+
+// NemesisOptions times the faults.
+type NemesisOptions struct {
+	Kinds []string
+	// Calm is the fault-free time between faults; Hold how long each lasts.
+	CalmMin, CalmMax time.Duration
+	HoldMin, HoldMax time.Duration
+	MaxFaults        int
+}
+
+func (o *NemesisOptions) defaults() {
+	if o.CalmMin <= 0 {
+		o.CalmMin = 3 * time.Second
+	}
+	if o.CalmMax <= o.CalmMin {
+		o.CalmMax = o.CalmMin + 4*time.Second
+	}
+	if o.HoldMin <= 0 {
+		o.HoldMin = 3 * time.Second
+	}
+	if o.HoldMax <= o.HoldMin {
+		o.HoldMax = o.HoldMin + 5*time.Second
+	}
+	if o.MaxFaults <= 0 {
+		o.MaxFaults = 10_000
+	}
+}
+
+type nemesis struct {
+	c      Cluster
+	opts   NemesisOptions
+	clock  runClock
+	rng    *rand.Rand
+	logger *slog.Logger
+	mu     sync.Mutex
+	faults []Fault
+}
+
+func between(rng *rand.Rand, lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(rng.Int64N(int64(hi-lo)+1))
+}
+
+// run injects faults one at a time until ctx ends; every fault is healed
+// before the next starts and before run returns.
+func (n *nemesis) run(ctx context.Context) {
+	kinds := n.opts.Kinds
+	for i := 0; i < n.opts.MaxFaults && len(kinds) > 0; i++ {
+		if !sleepCtx(ctx, between(n.rng, n.opts.CalmMin, n.opts.CalmMax)) {
+			return
+		}
+		f := n.inject(ctx, kinds[i%len(kinds)])
+		n.mu.Lock()
+		n.faults = append(n.faults, f)
+		n.mu.Unlock()
+	}
+}
+
+func (n *nemesis) pick(ctx context.Context, preferLeader bool) (string, bool) {
+	if preferLeader {
+		if l, err := FindLeader(ctx, n.c); err == nil {
+			return l, true
+		}
+	}
+	nodes := n.c.Nodes()
+	return nodes[n.rng.IntN(len(nodes))], false
+}
+
+func (n *nemesis) inject(ctx context.Context, kind string) Fault {
+	var node string
+	var leader bool
+	var hurt, heal func(context.Context, string) error
+	switch kind {
+	case NemesisKill:
+		node, leader = n.pick(ctx, n.rng.IntN(2) == 0)
+		hurt, heal = n.c.Kill, n.c.Start
+	case NemesisPause:
+		node, leader = n.pick(ctx, n.rng.IntN(2) == 0)
+		hurt, heal = n.c.Pause, n.c.Resume
+	case NemesisPartition:
+		node, leader = n.pick(ctx, false)
+		hurt, heal = n.c.Isolate, n.c.Rejoin
+	case NemesisLeader:
+		node, leader = n.pick(ctx, true)
+		hurt, heal = n.c.Isolate, n.c.Rejoin
+	case NemesisReplace:
+		node, leader = n.pick(ctx, false)
+		hurt, heal = n.c.Kill, n.c.Replace
+	default:
+		return Fault{Kind: kind, Err: "unknown nemesis"}
+	}
+	f := Fault{Kind: kind, Node: node, Leader: leader, Start: n.clock.now()}
+	n.logger.Info("fault", "kind", kind, "node", node, "leader", leader)
+	if err := hurt(ctx, node); err != nil {
+		f.End, f.Err = n.clock.now(), err.Error()
+		if !isUnsupported(err) {
+			n.logger.Warn("fault failed", "kind", kind, "node", node, "err", err)
+		}
+		return f
+	}
+	sleepCtx(ctx, between(n.rng, n.opts.HoldMin, n.opts.HoldMax))
+	// Heal even when the run is over: the checks need every node back.
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if err := heal(hctx, node); err != nil {
+		f.Err = fmt.Sprintf("heal: %v", err)
+		n.logger.Warn("heal failed", "kind", kind, "node", node, "err", err)
+	}
+	f.End = n.clock.now()
+	n.logger.Info("healed", "kind", kind, "node", node, "after", time.Duration(f.End-f.Start).Round(time.Millisecond))
+	return f
+}
+
+func (n *nemesis) list() []Fault {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]Fault(nil), n.faults...)
+}
