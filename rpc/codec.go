@@ -27,6 +27,11 @@ type request struct {
 	storage string   // as sent
 	st      *storage // nil when storage is not configured
 	items   []drivers.Item
+
+	// admin is set for a kvnode.* call, whose body is kept undecoded
+	// until the admin service serves it (admin.go).
+	admin adminMethod
+	body  []byte
 }
 
 // name is the method name the reply repeats.

@@ -44,8 +44,12 @@ type Config struct {
 	FrameTimeout time.Duration
 	// MaxInFlight bounds the concurrent requests of one connection.
 	MaxInFlight int
-	// Observer, when set, is told about every call (for metrics).
+	// Observer, when set, is told about every call (for metrics), the
+	// kvnode.* admin calls included (with an empty storage).
 	Observer Observer
+	// Admin, when set, serves the kvnode.* methods (status, health,
+	// backups) on the same listener; without it they are unknown methods.
+	Admin Admin
 }
 
 // Observer receives one notification per served kv call. It must be cheap

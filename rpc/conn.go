@@ -100,7 +100,7 @@ func (c *conn) readLoop() (err error) {
 // dispatch serves req on the reader goroutine when that cannot block (an
 // error reply, an inline storage), else on its own goroutine.
 func (c *conn) dispatch(req *request) {
-	if req.err != nil || req.st == nil || req.st.inline {
+	if req.err != nil || req.admin == aNone && (req.st == nil || req.st.inline) {
 		c.process(req)
 		return
 	}
@@ -159,7 +159,9 @@ func (c *conn) readRequest() (*request, error) {
 	name := payload[:mlen]
 	if req.m = lookupMethod(name); req.m == mUnknown {
 		req.unknown = string(name)
-		req.err = errMethod(req.unknown)
+		if !c.s.decodeAdmin(req, req.unknown, payload[mlen:]) {
+			req.err = errMethod(req.unknown)
+		}
 	} else if err := decodeBody(payload[mlen:], req, c.s.storages); err != nil {
 		req.err = err
 	}
@@ -244,6 +246,10 @@ func (d deadlineReader) Read(p []byte) (int, error) {
 
 // process serves req and writes its reply.
 func (c *conn) process(req *request) {
+	if req.admin != aNone && req.err == nil {
+		c.processAdmin(req)
+		return
+	}
 	defer putRequest(req)
 	res, err := c.serveRequest(req)
 	bp := getBuf()

@@ -43,4 +43,16 @@
 // blank keys (in Set too), RFC 3339 timeouts. One bad item fails the call and
 // nothing changes. Errors carry RoadRunner's exact texts (errors.go), which
 // the PHP client matches on.
+//
+// # The kvnode admin service
+//
+// With Config.Admin set, the same listener also serves kvnode's own
+// service, "kvnode": Status, Health, and backups as chunked sessions
+// (SnapshotOpen, SnapshotRead, SnapshotClose; RestoreBegin, RestoreWrite,
+// RestoreCommit, RestoreAbort), no chunk above MaxChunk so frames stay far
+// below max_frame_size. Arguments and replies are gob (what goridge's Go
+// client sends for non-protobuf values) or JSON, answered in the request's
+// codec. Sessions idle for two minutes are closed; one restore runs at a
+// time. Anyone who can reach the kv port can call these, as they can call
+// kv.Clear: expose the port only to trusted clients.
 package rpc

@@ -60,6 +60,24 @@ var (
 	ErrInternal = errors.New("rpc: internal error")
 )
 
+// Admin service errors (kvnode.*).
+var (
+	// ErrAdminSession is a snapshot or restore session id that is unknown,
+	// expired (idle too long) or already finished.
+	ErrAdminSession = errors.New("no such session (unknown, finished, or idle too long)")
+	// ErrAdminBusy refuses a session beyond the limit: a restore while
+	// another runs, too many snapshot downloads at once.
+	ErrAdminBusy = errors.New("busy")
+	// ErrAdminOffset is a chunk that does not continue the stream where the
+	// server has it: a lost or repeated message.
+	ErrAdminOffset = errors.New("chunk out of order")
+	// ErrRestoreChecksum is a restore whose bytes do not match the digest
+	// the client sent; the restore was abandoned and nothing changed.
+	ErrRestoreChecksum = errors.New("restore stream does not match its SHA-256")
+	// ErrRestoreAborted ends a restore abandoned before it committed.
+	ErrRestoreAborted = errors.New("restore aborted")
+)
+
 // replyError is an error whose text goes on the wire verbatim. It wraps the
 // sentinel (or the Store's error) it stands for.
 type replyError struct {

@@ -27,6 +27,7 @@ type Server struct {
 	logger   *slog.Logger
 	tracer   trace.Tracer // nil: no spans at all (not even no-op ones)
 	storages map[string]*storage
+	admin    *adminState // nil without Config.Admin
 
 	// base is the parent of every request context; cancelled when
 	// Shutdown's context expires, so Stores abandon what they are doing.
@@ -78,6 +79,9 @@ func New(cfg Config, storages []Storage, tp trace.TracerProvider, logger *slog.L
 		s.tracer = tp.Tracer("kv")
 	}
 	s.base, s.cancel = context.WithCancel(context.Background())
+	if cfg.Admin != nil {
+		s.admin = newAdminState(cfg.Admin, s.base, cfg.MaxFrameSize, s.logger)
+	}
 	return s, nil
 }
 
