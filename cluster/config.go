@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -36,10 +37,67 @@ type Config struct {
 	SweepInterval time.Duration `yaml:"sweep_interval"`
 	SweepBatch    int           `yaml:"sweep_batch"`
 
+	// BootstrapExpect, with gossip, makes the first BootstrapExpect nodes
+	// that find each other bootstrap one new cluster together (see
+	// bootstrap.go). An alternative to Peers; zero means this node never
+	// bootstraps and waits for a leader to add it.
+	BootstrapExpect int `yaml:"bootstrap_expect"`
+
+	// Voters is how many voting members the leader keeps; further nodes
+	// found by gossip join as non-voting read replicas. Default 3.
+	Voters int `yaml:"voters"`
+
+	// ReapAfter is how long a member must have been dead (or gone) in
+	// gossip before the leader removes it from raft. Default 5m.
+	ReapAfter time.Duration `yaml:"reap_after"`
+
+	// LeaveOnTerminate makes a node that stops gracefully (SIGTERM) ask the
+	// leader to remove it from raft, instead of waiting to be reaped.
+	LeaveOnTerminate bool `yaml:"leave_on_terminate"`
+
+	// Gossip configures discovery with memberlist; off when Bind is empty.
+	Gossip GossipConfig `yaml:"gossip"`
+
+	// TLS secures the cluster port (raft and forwarding) with mutual TLS.
+	TLS TLSConfig `yaml:"tls"`
+
 	// Unsafe holds switches that break guarantees on purpose, so the
 	// jepsen harness can prove its checker catches the anomaly.
 	Unsafe UnsafeConfig `yaml:"unsafe"`
 }
+
+// GossipConfig configures membership discovery (hashicorp/memberlist).
+type GossipConfig struct {
+	// Bind is the host:port gossip listens on, TCP and UDP (port 0 picks
+	// one). Empty turns gossip off.
+	Bind string `yaml:"bind"`
+	// Advertise is the host:port other nodes reach this one at; defaults to
+	// Bind. A host name is resolved once at start.
+	Advertise string `yaml:"advertise"`
+	// Join lists seed addresses; the node retries them with backoff until
+	// it reaches another member, and again whenever it finds itself alone.
+	Join []string `yaml:"join"`
+	// EncryptKey is a base64 AES key (16, 24 or 32 bytes) shared by every
+	// node: gossip is encrypted and authenticated with it, and messages
+	// without it are dropped.
+	EncryptKey string `yaml:"encrypt_key"`
+	// Profile picks memberlist's timing: lan (default), local or wan.
+	Profile string `yaml:"profile"`
+}
+
+// TLSConfig names PEM files for mutual TLS on the cluster port. Either all
+// three are set or none.
+type TLSConfig struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	CA   string `yaml:"ca"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLSConfig) Enabled() bool { return t.Cert != "" || t.Key != "" || t.CA != "" }
+
+// Enabled reports whether gossip discovery is configured.
+func (g GossipConfig) Enabled() bool { return g.Bind != "" }
 
 // UnsafeConfig switches off safety for fault-injection tests. Never set
 // these in production: the node logs an error at start when one is on.
@@ -90,6 +148,16 @@ func (c *Config) InitDefaults() {
 	if c.Raft.Advertise == "" {
 		c.Raft.Advertise = c.Raft.Bind
 	}
+	if c.Voters == 0 {
+		c.Voters = 3
+	}
+	def(&c.ReapAfter, 5*time.Minute)
+	if c.Gossip.Advertise == "" {
+		c.Gossip.Advertise = c.Gossip.Bind
+	}
+	if c.Gossip.Profile == "" {
+		c.Gossip.Profile = "lan"
+	}
 }
 
 // Validate reports every problem at once, each naming its field.
@@ -131,5 +199,71 @@ func (c *Config) Validate() error {
 	if len(c.Peers) > 0 && !seen[c.NodeID] {
 		bad("peers", "does not list this node %q", c.NodeID)
 	}
+	c.validateMembership(bad)
 	return errors.Join(errs...)
+}
+
+// validateMembership checks the gossip, voter and TLS settings.
+func (c *Config) validateMembership(bad func(field, format string, args ...any)) {
+	if c.Voters < 1 {
+		bad("voters", "%d: want at least 1", c.Voters)
+	}
+	if c.ReapAfter < 0 {
+		bad("reap_after", "%s is negative", c.ReapAfter)
+	}
+	switch {
+	case c.BootstrapExpect < 0:
+		bad("bootstrap_expect", "%d is negative", c.BootstrapExpect)
+	case c.BootstrapExpect > 0 && len(c.Peers) > 0:
+		bad("bootstrap_expect", "set together with peers: choose gossip bootstrap or a static peer list")
+	case c.BootstrapExpect > 0 && !c.Gossip.Enabled():
+		bad("bootstrap_expect", "needs gossip.bind: the nodes find each other by gossip")
+	}
+	if len(c.Gossip.Join) > 0 && !c.Gossip.Enabled() {
+		bad("gossip.join", "needs gossip.bind")
+	}
+	if c.Gossip.Enabled() {
+		if _, _, err := net.SplitHostPort(c.Gossip.Bind); err != nil {
+			bad("gossip.bind", "%q: %v", c.Gossip.Bind, err)
+		}
+		if _, _, err := net.SplitHostPort(c.Gossip.Advertise); err != nil {
+			bad("gossip.advertise", "%q: %v", c.Gossip.Advertise, err)
+		}
+	}
+	for i, j := range c.Gossip.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			bad(fmt.Sprintf("gossip.join[%d]", i), "%q: %v", j, err)
+		}
+	}
+	if c.Gossip.EncryptKey != "" {
+		if _, err := c.Gossip.key(); err != nil {
+			bad("gossip.encrypt_key", "%v", err)
+		}
+	}
+	switch c.Gossip.Profile {
+	case "", "lan", "local", "wan":
+	default:
+		bad("gossip.profile", "%q: want lan, local or wan", c.Gossip.Profile)
+	}
+	if t := c.TLS; t.Enabled() {
+		for _, f := range [][2]string{{"tls.cert", t.Cert}, {"tls.key", t.Key}, {"tls.ca", t.CA}} {
+			if f[1] == "" {
+				bad(f[0], "missing: tls needs cert, key and ca together")
+			}
+		}
+	}
+}
+
+// key decodes EncryptKey.
+func (g GossipConfig) key() ([]byte, error) {
+	k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(g.EncryptKey))
+	if err != nil {
+		return nil, fmt.Errorf("not base64: %w", err)
+	}
+	switch len(k) {
+	case 16, 24, 32:
+		return k, nil
+	default:
+		return nil, fmt.Errorf("%d bytes: want 16, 24 or 32 (e.g. `openssl rand -base64 32`)", len(k))
+	}
 }

@@ -17,4 +17,17 @@ var (
 	ErrShutdown = errors.New("node is shutting down")
 	// ErrConfig wraps configuration problems.
 	ErrConfig = errors.New("invalid cluster config")
+	// ErrLastVoter refuses to remove the only voter of a cluster.
+	ErrLastVoter = errors.New("refusing to remove the last voter")
+
+	// errNoPeerCert is a TLS handshake where the peer showed no certificate.
+	errNoPeerCert = errors.New("peer presented no certificate")
+	// errNoTLSAck is a TLS listener that closed instead of accepting.
+	errNoTLSAck = errors.New("listener did not accept the certificate")
+	// errNotMember is a cluster port that answered with another node's id.
+	errNotMember = errors.New("cluster port answered as another node")
+	// errNoAddress is a host name that resolved to nothing.
+	errNoAddress = errors.New("no address")
+	// errNoSeedAnswered is a join where only this node itself answered.
+	errNoSeedAnswered = errors.New("no other member answered")
 )

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,11 +14,20 @@ import (
 
 // One TCP port carries raft and write forwarding: every connection starts
 // with one byte naming its protocol. Operators open one port per node, and
-// securing that port (TLS, later) secures both.
+// securing that port secures both: with TLS configured the handshake comes
+// first, so the protocol byte already travels inside the encrypted stream
+// and a peer without a certificate from the cluster CA reaches neither.
 const (
 	protoRaft    byte = 'R'
 	protoForward byte = 'F'
 )
+
+// tlsAccepted is the byte a TLS listener sends once it has verified the
+// dialer's certificate. In TLS 1.3 the client finishes its handshake before
+// the server has checked the client certificate, so without it a refused
+// dialer would only learn of the refusal on its first read, after sending
+// a request, and could not tell "refused" from "maybe applied".
+const tlsAccepted byte = 1
 
 // headerTimeout bounds how long an accepted connection may take to say
 // which protocol it speaks, so a silent peer cannot pin a goroutine.
@@ -29,7 +39,9 @@ type mux struct {
 	ln        net.Listener
 	advertise net.Addr
 	dialer    func(address string, timeout time.Duration) (net.Conn, error)
+	tls       *tlsPair // nil: plain TCP
 	logger    *slog.Logger
+	refusals  *logLimiter
 
 	raft    *subListener
 	forward *subListener
@@ -38,8 +50,9 @@ type mux struct {
 	done      chan struct{}
 }
 
-func newMux(ln net.Listener, advertise net.Addr, dialer func(string, time.Duration) (net.Conn, error), logger *slog.Logger) *mux {
-	m := &mux{ln: ln, advertise: advertise, dialer: dialer, logger: logger, done: make(chan struct{})}
+func newMux(ln net.Listener, advertise net.Addr, dialer func(string, time.Duration) (net.Conn, error), tp *tlsPair, logger *slog.Logger) *mux {
+	m := &mux{ln: ln, advertise: advertise, dialer: dialer, tls: tp, logger: logger,
+		refusals: newLogLimiter(refusalLogEvery), done: make(chan struct{})}
 	m.raft = &subListener{m: m, proto: protoRaft, conns: make(chan net.Conn)}
 	m.forward = &subListener{m: m, proto: protoForward, conns: make(chan net.Conn)}
 	go m.serve()
@@ -68,12 +81,25 @@ func (m *mux) serve() {
 
 func (m *mux) route(c net.Conn) {
 	var b [1]byte
-	_ = c.SetReadDeadline(time.Now().Add(headerTimeout))
+	_ = c.SetDeadline(time.Now().Add(headerTimeout))
+	if m.tls != nil {
+		tc := tls.Server(c, m.tls.server)
+		if err := tc.Handshake(); err != nil {
+			m.refused(c.RemoteAddr(), err)
+			_ = c.Close()
+			return
+		}
+		if _, err := tc.Write([]byte{tlsAccepted}); err != nil {
+			_ = c.Close()
+			return
+		}
+		c = tc
+	}
 	if _, err := c.Read(b[:]); err != nil {
 		_ = c.Close()
 		return
 	}
-	_ = c.SetReadDeadline(time.Time{})
+	_ = c.SetDeadline(time.Time{})
 	var sub *subListener
 	switch b[0] {
 	case protoRaft:
@@ -92,6 +118,19 @@ func (m *mux) route(c net.Conn) {
 	}
 }
 
+// refused logs a failed TLS handshake, at most once per remote host per
+// refusalLogEvery so a misconfigured peer retrying cannot flood the log.
+func (m *mux) refused(remote net.Addr, err error) {
+	host := remote.String()
+	if h, _, serr := net.SplitHostPort(host); serr == nil {
+		host = h
+	}
+	if n, ok := m.refusals.allow(host); ok {
+		m.logger.Warn("refused cluster connection: TLS handshake failed (wrong or missing certificate?)",
+			"remote", remote.String(), "err", err, "suppressed_since_last", n)
+	}
+}
+
 func (m *mux) close() error {
 	var err error
 	m.closeOnce.Do(func() {
@@ -103,16 +142,26 @@ func (m *mux) close() error {
 
 // dial opens a connection to a peer's cluster port for proto.
 func (m *mux) dial(address string, proto byte, timeout time.Duration) (net.Conn, error) {
+	start := time.Now()
 	c, err := m.dialer(address, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", address, err)
 	}
-	_ = c.SetWriteDeadline(time.Now().Add(timeout))
+	_ = c.SetDeadline(start.Add(timeout))
+	if m.tls != nil {
+		tc := tls.Client(c, m.tls.client)
+		var ack [1]byte
+		if _, err := tc.Read(ack[:]); err != nil || ack[0] != tlsAccepted {
+			_ = c.Close()
+			return nil, fmt.Errorf("dial %s: TLS handshake: %w", address, cmpErr(err, errNoTLSAck))
+		}
+		c = tc
+	}
 	if _, err := c.Write([]byte{proto}); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("dial %s: %w", address, err)
 	}
-	_ = c.SetWriteDeadline(time.Time{})
+	_ = c.SetDeadline(time.Time{})
 	return c, nil
 }
 
@@ -143,4 +192,12 @@ func (s *subListener) Addr() net.Addr { return s.m.advertise }
 
 func (s *subListener) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	return s.m.dial(string(address), s.proto, timeout)
+}
+
+// cmpErr returns err, or fallback when err is nil.
+func cmpErr(err, fallback error) error {
+	if err != nil {
+		return err
+	}
+	return fallback
 }

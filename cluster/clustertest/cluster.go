@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +31,16 @@ type Options struct {
 	Storages map[string]string
 	// Tune adjusts each node's config after the harness defaults.
 	Tune func(*cluster.Config)
+	// TuneNode adjusts node i's config after Tune (per-node keys, certs).
+	TuneNode func(i int, cfg *cluster.Config)
+	// Gossip starts the nodes with gossip discovery instead of static
+	// peers: each knows only the seed list (every initial node's gossip
+	// address), and the first Size nodes bootstrap with bootstrap_expect.
+	// The nodes start concurrently.
+	Gossip bool
+	// BootstrapExpect is the initial nodes' bootstrap_expect (Size when
+	// zero).
+	BootstrapExpect int
 	// Logger receives node logs (discarded when nil; pass a t.Log handler
 	// to debug).
 	Logger *slog.Logger
@@ -51,6 +62,12 @@ type Node struct {
 	Dir     string
 	Node    *cluster.Node
 	Engines map[string]drivers.Engine
+	// GossipAddr is the node's gossip address (Options.Gossip).
+	GossipAddr string
+	// Initial marks the nodes New started (they bootstrap); AddNode's
+	// nodes join the running cluster.
+	Initial bool
+	tune    func(*cluster.Config)
 	net     *faultNet
 }
 
@@ -69,53 +86,90 @@ func New(t testing.TB, opts Options) *Cluster {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.BootstrapExpect == 0 {
+		opts.BootstrapExpect = opts.Size
+	}
 	c := &Cluster{t: t, opts: opts}
 	lns := make([]net.Listener, opts.Size)
 	for i := range opts.Size {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns[i] = ln
-		id := fmt.Sprintf("node%d", i)
-		c.peers = append(c.peers, cluster.Peer{ID: id, Address: ln.Addr().String()})
-		c.Nodes = append(c.Nodes, &Node{Index: i, ID: id, Addr: ln.Addr().String(), Dir: t.TempDir(), net: newFaultNet()})
-	}
-	for i, n := range c.Nodes {
-		c.start(n, lns[i])
+		lns[i] = c.newNode(true)
+		n := c.Nodes[i]
+		c.peers = append(c.peers, cluster.Peer{ID: n.ID, Address: n.Addr})
 	}
 	t.Cleanup(c.Close)
+	if !opts.Gossip {
+		for i, n := range c.Nodes {
+			c.start(n, lns[i])
+		}
+		return c
+	}
+	// Concurrently, as operators start containers: bootstrap_expect must
+	// form one cluster however the starts interleave.
+	errs := make([]error, len(c.Nodes))
+	var wg sync.WaitGroup
+	for i, n := range c.Nodes {
+		wg.Go(func() { errs[i] = c.open(n, lns[i]) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
 	return c
+}
+
+// newNode allocates the next node's id, directory and addresses and returns
+// its bound cluster listener.
+func (c *Cluster) newNode(initial bool) net.Listener {
+	c.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	i := len(c.Nodes)
+	n := &Node{Index: i, ID: fmt.Sprintf("node%d", i), Addr: ln.Addr().String(), Dir: c.t.TempDir(),
+		Initial: initial, net: newFaultNet()}
+	if c.opts.Gossip {
+		n.GossipAddr = fmt.Sprintf("127.0.0.1:%d", freeGossipPort(c.t))
+	}
+	c.Nodes = append(c.Nodes, n)
+	return ln
 }
 
 func (c *Cluster) start(n *Node, ln net.Listener) {
 	c.t.Helper()
+	if err := c.open(n, ln); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// open starts node n; safe to call for several nodes at once.
+func (c *Cluster) open(n *Node, ln net.Listener) error {
 	if ln == nil {
 		var err error
 		// Rebind the node's own port so its peers find it again.
 		deadline := time.Now().Add(WaitTimeout)
 		for ln, err = net.Listen("tcp", n.Addr); err != nil; ln, err = net.Listen("tcp", n.Addr) {
 			if time.Now().After(deadline) {
-				c.t.Fatalf("rebind %s: %v", n.Addr, err)
+				return fmt.Errorf("rebind %s: %w", n.Addr, err)
 			}
 			time.Sleep(10 * time.Millisecond) // port release is not observable otherwise
 		}
 	}
-	n.Engines = map[string]drivers.Engine{}
+	engines := map[string]drivers.Engine{}
 	for name, driver := range c.opts.Storages {
 		switch driver {
 		case "memory":
-			n.Engines[name] = memory.New()
+			engines[name] = memory.New()
 		case "boltdb":
 			cfg := boltdb.Config{File: filepath.Join(n.Dir, name+".db")}
 			cfg.InitDefaults()
 			e, err := boltdb.Open(cfg, c.opts.Logger)
 			if err != nil {
-				c.t.Fatal(err)
+				return err
 			}
-			n.Engines[name] = e
+			engines[name] = e
 		default:
-			c.t.Fatalf("clustertest: unknown driver %q", driver)
+			return fmt.Errorf("clustertest: unknown driver %q", driver)
 		}
 	}
 	cfg := cluster.Config{
@@ -135,19 +189,34 @@ func (c *Cluster) start(n *Node, ln net.Listener) {
 			CommitTimeout:      5 * time.Millisecond,
 		},
 	}
+	opts := cluster.Options{
+		Listener: &faultListener{Listener: ln, f: n.net},
+		Dial:     n.net.dial,
+		RPCAddr:  "tcp://127.0.0.1:0",
+	}
+	if c.opts.Gossip {
+		c.gossipConfig(n, &cfg, &opts)
+	}
 	if c.opts.Tune != nil {
 		c.opts.Tune(&cfg)
 	}
-	logger := c.opts.Logger.With("node", n.ID)
-	node, err := cluster.Open(cfg, fsm.New(n.Engines, logger), cluster.Options{
-		Listener: &faultListener{Listener: ln, f: n.net},
-		Dial:     n.net.dial,
-		Logger:   logger,
-	})
-	if err != nil {
-		c.t.Fatalf("open %s: %v", n.ID, err)
+	if c.opts.TuneNode != nil {
+		c.opts.TuneNode(n.Index, &cfg)
 	}
+	if n.tune != nil {
+		n.tune(&cfg)
+	}
+	opts.Logger = c.opts.Logger.With("node", n.ID)
+	node, err := cluster.Open(cfg, fsm.New(engines, opts.Logger), opts)
+	if err != nil {
+		for _, e := range engines {
+			_ = e.Close()
+		}
+		return fmt.Errorf("open %s: %w", n.ID, err)
+	}
+	n.Engines = engines
 	n.Node = node
+	return nil
 }
 
 // Store returns node i's store for a storage at level.

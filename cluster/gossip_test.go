@@ -1,0 +1,102 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/kvnode/kvnode/cluster"
+	"github.com/kvnode/kvnode/cluster/clustertest"
+	"github.com/kvnode/kvnode/drivers"
+)
+
+// readLocal returns key's value on node i without failing the test.
+func readLocal(c *clustertest.Cluster, i int, storage, key string) string {
+	items, err := c.Store(i, storage, cluster.Local).MGet(context.Background(), []string{key})
+	if err != nil || len(items) == 0 {
+		return ""
+	}
+	return string(items[0].Value)
+}
+
+func TestGossip_SeedsFormOneClusterReplicaJoinsAndIsPromoted(t *testing.T) {
+	logger, logs := newLogBook(t)
+	c := clustertest.New(t, clustertest.Options{Gossip: true, Logger: logger, Tune: func(cfg *cluster.Config) {
+		cfg.ReapAfter = 2 * time.Second
+	}})
+
+	// Three nodes that know only the seed list, started at once: one
+	// cluster, and every node holds the same configuration.
+	want := []string{"node0:voter", "node1:voter", "node2:voter"}
+	c.WaitConfiguration(want...)
+	c.Poll("every node has the bootstrap configuration", func() string {
+		for i := range 3 {
+			if got := c.Configuration(i); !slices.Equal(got, want) {
+				return fmt.Sprintf("node%d: %v", i, got)
+			}
+		}
+		return ""
+	})
+	if n := logs.find("bootstrapped a new cluster"); n == "" {
+		t.Fatal("no node logged a bootstrap")
+	}
+	leader := c.WaitLeader()
+
+	// A fourth node joins as a read replica, serves local reads of a write
+	// made elsewhere, and forwards its own writes.
+	r := c.AddNode(nil)
+	c.WaitConfiguration(append(want, "node3:nonvoter")...)
+	c.Retry("set on leader", func(ctx context.Context) error {
+		return c.Store(leader, "mem", cluster.Local).Set(ctx, []drivers.Item{item("k", "v1")})
+	})
+	c.Poll("replica reads the leader's write locally", func() string {
+		if got := readLocal(c, r, "mem", "k"); got != "v1" {
+			return fmt.Sprintf("replica reads %q", got)
+		}
+		return ""
+	})
+	c.Retry("set on replica", func(ctx context.Context) error {
+		return c.Store(r, "bolt", cluster.Local).Set(ctx, []drivers.Item{item("r", "from-replica")})
+	})
+	if got := readLocal(c, leader, "bolt", "r"); got != "from-replica" {
+		// Acknowledged means committed; the leader applied it before
+		// answering the forwarded write.
+		t.Fatalf("leader reads %q after the replica's write", got)
+	}
+	for _, m := range c.Nodes[r].Node.GossipMembers() {
+		if m.State != "alive" || m.RaftAddr == "" || m.RPCAddr == "" {
+			t.Fatalf("replica sees member %+v", m)
+		}
+	}
+
+	// A voter dies: the replica takes its vote, and after reap_after the
+	// dead voter leaves the configuration.
+	victim := c.Followers(leader)[0]
+	if victim == r {
+		victim = c.Followers(leader)[1]
+	}
+	c.Kill(victim)
+	var survivors []string
+	for _, n := range c.Nodes {
+		if n.Index != victim {
+			survivors = append(survivors, n.ID+":voter")
+		}
+	}
+	leader = c.WaitConfiguration(survivors...)
+	if line := logs.find("promoting replica to voter", "member=node3"); line == "" {
+		t.Fatal("no promotion of node3 logged")
+	}
+	dead := false
+	for _, m := range c.Nodes[leader].Node.GossipMembers() {
+		dead = dead || m.ID == c.Nodes[victim].ID && m.State == "dead"
+	}
+	if !dead {
+		t.Fatalf("leader's gossip does not list %s as dead: %+v", c.Nodes[victim].ID, c.Nodes[leader].Node.GossipMembers())
+	}
+	c.Retry("write after the failover", func(ctx context.Context) error {
+		return c.Store(r, "mem", cluster.Linearizable).Set(ctx, []drivers.Item{item("after", "yes")})
+	})
+	c.EnsureSame()
+}
