@@ -1,0 +1,104 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testCluster starts a cluster for a test: docker compose when docker and
+// the kvnode image are there, local processes otherwise.
+func testCluster(t *testing.T, unsafe bool) Cluster {
+	t.Helper()
+	ctx := t.Context()
+	image := os.Getenv("KVNODE_IMAGE")
+	if image == "" {
+		image = "kvnode:local"
+	}
+	if DockerAvailable(ctx) && exec.CommandContext(ctx, "docker", "image", "inspect", image).Run() == nil {
+		compose, err := filepath.Abs("../../docker-compose.cluster.yml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		project := fmt.Sprintf("kvjepsentest%d", time.Now().UnixNano()%1_000_000_000)
+		d, err := StartDocker(ctx, DockerOptions{ComposeFile: compose, Project: project, Image: image, UnsafeLocalReads: unsafe})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = d.Close(context.Background()) })
+		return d
+	}
+	bin := os.Getenv("KVNODE_BIN")
+	if bin == "" {
+		bin = filepath.Join(t.TempDir(), "kvnode")
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "../../cmd/kvnode").CombinedOutput()
+		if err != nil {
+			t.Fatalf("build kvnode: %v\n%s", err, out)
+		}
+	}
+	cfg, err := filepath.Abs("../docker/kvnode.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := StartLocal(ctx, LocalOptions{Binary: bin, Config: cfg, Dir: t.TempDir(), UnsafeLocalReads: unsafe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close(context.Background()) })
+	return l
+}
+
+func runStaleRead(t *testing.T, unsafe bool) ([]Op, []Anomaly) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	c := testCluster(t, unsafe)
+	ops, err := StaleReadScenario(t.Context(), c)
+	if err != nil {
+		t.Fatalf("%s cluster: %v", c.Name(), err)
+	}
+	_, _, anomalies := CheckLinearizable(ops, time.Minute, t.TempDir())
+	t.Logf("%s cluster: %d operations", c.Name(), len(ops))
+	for _, op := range ops {
+		t.Logf("  %s %s %s %s %v %s %s", op.Node, op.Storage, op.F, op.Value, op.Read, op.Status, op.ErrKind)
+	}
+	return ops, anomalies
+}
+
+// TestUnsafeReadsAreCaught is the proof that the checker can fail: with
+// cluster.unsafe.local_linearizable_reads the cut-off node serves v1 after
+// v2 was acknowledged, and porcupine must call that history illegal on
+// both linearizable storages.
+func TestUnsafeReadsAreCaught(t *testing.T) {
+	_, anomalies := runStaleRead(t, true)
+	for _, st := range []string{"memory_lin", "boltdb_lin"} {
+		found := false
+		for _, a := range anomalies {
+			found = found || (a.Check == "linearizability" && strings.HasPrefix(a.Detail, st+"|"))
+		}
+		if !found {
+			t.Errorf("%s: the stale read was not reported; anomalies: %v", st, anomalies)
+		}
+	}
+}
+
+// TestSafeReadsPassTheSameScenario shows the anomaly above comes from the
+// switch, not from the checker: with safe reads the cut-off node refuses
+// the read and the history is linearizable.
+func TestSafeReadsPassTheSameScenario(t *testing.T) {
+	ops, anomalies := runStaleRead(t, false)
+	if len(anomalies) != 0 {
+		t.Fatalf("anomalies with safe reads: %v", anomalies)
+	}
+	for _, op := range ops {
+		if op.F == "get" && op.Status == StatusOK {
+			t.Errorf("the cut-off node %s answered a linearizable read: %v", op.Node, op.Read)
+		}
+	}
+}
