@@ -13,6 +13,7 @@
 #        BENCH_KEYS=1000000      keys loaded for the footprint row
 #        BENCH_PORT=17100        first loopback port; each server start takes the next one
 #        BENCH_OUT=docs/benchmarks.md
+#        BENCH_REF=              git revision of kvnode to build (default: the work tree as it is)
 # Needs: go, jq; redis-server is optional (reference row of the footprint table).
 set -euo pipefail
 
@@ -22,6 +23,7 @@ REPS=${BENCH_REPS:-3}
 NKEYS=${BENCH_KEYS:-1000000}
 PORT=${BENCH_PORT:-17100}
 OUT=${BENCH_OUT:-$ROOT/docs/benchmarks.md}
+REF=${BENCH_REF:-}
 VALUE_SIZE=100     # bytes per value, every scenario
 KEYSPACE=100000    # distinct keys in the throughput scenarios
 SETTLE_SECONDS=5   # pause before reading RSS so both Go runtimes have scavenged alike
@@ -55,8 +57,19 @@ log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 # ---------------------------------------------------------------------------------------------
 # build
 
-log "building kvnode, rrserver and the smoke probe into $tmp"
-(cd "$ROOT" && CGO_ENABLED=0 go build -o "$tmp/kvnode" ./cmd/kvnode)
+# BENCH_REF builds kvnode from a committed revision (git archive) instead of the work tree, so
+# the figures belong to a commit even while the tree is being edited.
+if [[ -n $REF ]]; then
+  KVNODE_REV=$(cd "$ROOT" && git rev-parse --short "$REF^{commit}")
+  log "building kvnode at $REF ($KVNODE_REV), rrserver and the smoke probe into $tmp"
+  mkdir "$tmp/src"
+  (cd "$ROOT" && git archive "$KVNODE_REV") | tar -x -C "$tmp/src"
+  (cd "$tmp/src" && CGO_ENABLED=0 go build -o "$tmp/kvnode" ./cmd/kvnode)
+else
+  KVNODE_REV="$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown) (work tree)"
+  log "building kvnode from the work tree, rrserver and the smoke probe into $tmp"
+  (cd "$ROOT" && CGO_ENABLED=0 go build -o "$tmp/kvnode" ./cmd/kvnode)
+fi
 (cd "$ROOT/bench/rrserver" && CGO_ENABLED=0 go build -o "$tmp/rrserver" . \
   && CGO_ENABLED=0 go build -o "$tmp/smoke" ./smoke)
 
@@ -122,6 +135,10 @@ stop_server() {
 # rss_kb PID prints the resident set size in KiB.
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
+# cpu_ticks PID prints the user+system CPU time the process has used, in clock ticks.
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+
 # ---------------------------------------------------------------------------------------------
 # load generator
 
@@ -142,15 +159,16 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int(
 # ---------------------------------------------------------------------------------------------
 # throughput scenarios
 
-declare -A RPS P99
+declare -A RPS P99 RATIO CPU
 
 # scenario NAME CONFIG -- BENCH_ARGS...: REPS alternating runs of RoadRunner and kvnode; each run
 # gets a fresh server (and a fresh boltdb file) so no run inherits another's data.
 scenario() {
   local name=$1 cfg=$2
   shift 3
-  local rep kind port out
-  local -A rps=() p99=()
+  local rep kind port out t0 t1 cpu
+  local -A rps=() p99=() cpus=() this=()
+  local ratios=""
   for ((rep = 1; rep <= REPS; rep++)); do
     for kind in rr kvnode; do
       next_port
@@ -158,18 +176,32 @@ scenario() {
       start_server "$kind" "$cfg" "$port"
       out="$tmp/$name-$kind-$rep.json"
       log "$name: $kind, repetition $rep/$REPS"
+      t0=$(cpu_ticks "$SERVER_PID")
       bench "$port" "$@" >"$out"
+      t1=$(cpu_ticks "$SERVER_PID")
       stop_server "$SERVER_PID"
-      rps[$kind]+="$(rps_of "$out") "
+      # Server CPU per request: the ticks cover the warm-up (1 s) and any preload too, so the
+      # request count is scaled up to the whole run at the measured rate; an approximation.
+      cpu=$(jq -r --argjson ticks "$((t1 - t0))" --argjson hz "$CLK_TCK" \
+        '($ticks / $hz * 1e6) / (.total.requests_per_s * (.elapsed_s + 1)) | . * 10 | round / 10' "$out")
+      this[$kind]=$(rps_of "$out")
+      rps[$kind]+="${this[$kind]} "
       p99[$kind]+="$(p99_of "$out") "
-      log "  $(rps_of "$out") req/s, p99 $(p99_of "$out") us"
+      cpus[$kind]+="$cpu "
+      log "  ${this[$kind]} req/s, p99 $(p99_of "$out") us, server CPU $cpu us/req"
     done
+    # The ratio is taken per back-to-back pair, so load that drifts during the run cancels out.
+    ratios+="$(awk -v k="${this[kvnode]}" -v r="${this[rr]}" 'BEGIN { printf "%.4f", (r > 0 ? k / r : 0) }') "
   done
+  # shellcheck disable=SC2086 # space-separated numbers
+  RATIO[$name]=$(median $ratios)
   for kind in rr kvnode; do
     # shellcheck disable=SC2086 # the lists are space-separated numbers
     RPS[$name,$kind]=$(median ${rps[$kind]})
     # shellcheck disable=SC2086
     P99[$name,$kind]=$(median ${p99[$kind]})
+    # shellcheck disable=SC2086
+    CPU[$name,$kind]=$(median ${cpus[$kind]})
   done
 }
 
@@ -260,19 +292,19 @@ int() { awk -v v="$1" 'BEGIN { printf "%.0f", v }'; }
 
 # verdict_rps NAME MIN_RATIO CHECK_P99: "met" when kvnode/RR >= MIN_RATIO (and p99 no worse).
 verdict_rps() {
-  local name=$1 min=$2 check_p99=$3 ok
-  ok=$(awk -v k="${RPS[$name,kvnode]}" -v r="${RPS[$name,rr]}" -v m="$min" \
+  local name=$1 min=$2 check_p99=$3
+  awk -v q="${RATIO[$name]}" -v m="$min" \
     -v kp="${P99[$name,kvnode]}" -v rp="${P99[$name,rr]}" -v c="$check_p99" \
-    'BEGIN { print (r > 0 && k / r >= m && (c == 0 || kp <= rp)) ? "met" : "NOT met" }')
-  echo "$ok"
+    'BEGIN { print (q >= m && (c == 0 || kp <= rp)) ? "met" : "NOT met" }'
 }
 
 row() {
   local name=$1 label=$2 target=$3 min=$4 check_p99=$5
-  printf '| %s | %s | %s | %s× | %s | %s | %s | %s |\n' "$label" \
+  printf '| %s | %s | %s | %s× | %s | %s | %s µs | %s µs | %s | %s |\n' "$label" \
     "$(int "${RPS[$name,rr]}")" "$(int "${RPS[$name,kvnode]}")" \
-    "$(ratio "${RPS[$name,kvnode]}" "${RPS[$name,rr]}")" \
+    "$(awk -v q="${RATIO[$name]}" 'BEGIN { printf "%.2f", q }')" \
     "$(ms "${P99[$name,rr]}")" "$(ms "${P99[$name,kvnode]}")" \
+    "${CPU[$name,rr]}" "${CPU[$name,kvnode]}" \
     "$target" "$(verdict_rps "$name" "$min" "$check_p99")"
 }
 
@@ -289,25 +321,28 @@ fp_verdict=$(awk -v r="$fp_ratio" 'BEGIN { print (r != "n/a" && r <= 0.5) ? "met
     "$(awk '/^MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)," \
     "load average at start ${LOADAVG:-n/a}, at end $(cut -d" " -f1-3 /proc/loadavg)"
   echo "- go: $(go version | awk '{ print $3, $4 }')"
-  echo "- kvnode: commit $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown)"
+  echo "- kvnode: $KVNODE_REV"
   echo "- RoadRunner: v2025.1.15 plugins (kv v5.2.9, memory v5.2.9, boltdb v5.1.9, rpc v5.1.9)," \
     "built from \`bench/rrserver\`"
-  echo "- command: \`BENCH_DURATION=$DURATION BENCH_REPS=$REPS BENCH_KEYS=$NKEYS bench/run.sh\`"
+  echo "- command: \`BENCH_DURATION=$DURATION BENCH_REPS=$REPS BENCH_KEYS=$NKEYS${REF:+ BENCH_REF=$REF} bench/run.sh\`"
   echo
   echo "Both servers read the same config file (\`bench/rrserver/rr-memory.yaml\` or \`rr-boltdb.yaml\`)"
   echo "and are loaded by the same client, \`kvnode bench\`, over goridge on 127.0.0.1, one server at"
-  echo "a time, alternating RoadRunner/kvnode, $REPS repetitions of $DURATION each; figures are medians."
+  echo "a time, alternating RoadRunner/kvnode, $REPS repetitions of $DURATION each; figures are medians,"
+  echo "and kvnode/RR is the median of the ratios of back-to-back pairs."
   echo "Requests carry one key with a $VALUE_SIZE-byte value; \`c\` is the number of concurrent callers."
   echo "The load generator runs on the same $(nproc) CPUs as the server, so absolute figures are low;"
-  echo "the ratios are what the targets are about."
+  echo "the ratios are what the targets are about. CPU/req is the server process's user+system CPU"
+  echo "time over the run divided by the requests it served (approximate: it includes the 1 s warm-up"
+  echo "and, for MGet, the preload of the keyspace); it does not depend on how fast the client is."
   if awk -v l="${LOADAVG%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n) }'; then
     echo
     echo "**The machine was busy when this ran** (1-minute load average ${LOADAVG%% *} on $(nproc) CPUs):"
     echo "other work shared the CPUs, so single runs varied widely; the medians are less reliable than usual."
   fi
   echo
-  echo "| scenario | RoadRunner req/s | kvnode req/s | kvnode/RR | RR p99 | kvnode p99 | target | |"
-  echo "|---|---:|---:|---:|---:|---:|---|---|"
+  echo "| scenario | RoadRunner req/s | kvnode req/s | kvnode/RR | RR p99 | kvnode p99 | RR CPU/req | kvnode CPU/req | target | |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"
   row mem-set "memory, Set 1 key, c=16" "≥ 1.3×, p99 no worse" 1.3 1
   row mem-mget "memory, MGet 1 key, c=16" "≥ 1.3×, p99 no worse" 1.3 1
   row bolt-set "boltdb, Set 1 key, c=64" "≥ 5×" 5 0
