@@ -22,7 +22,7 @@ func readLocal(c *clustertest.Cluster, i int, storage, key string) string {
 }
 
 func TestGossip_SeedsFormOneClusterReplicaJoinsAndIsPromoted(t *testing.T) {
-	logger, logs := newLogBook(t)
+	logger, logs := cluster.NewLogBook()
 	c := clustertest.New(t, clustertest.Options{Gossip: true, Logger: logger, Tune: func(cfg *cluster.Config) {
 		cfg.ReapAfter = 2 * time.Second
 	}})
@@ -39,7 +39,7 @@ func TestGossip_SeedsFormOneClusterReplicaJoinsAndIsPromoted(t *testing.T) {
 		}
 		return ""
 	})
-	if n := logs.find("bootstrapped a new cluster"); n == "" {
+	if n := logs.Find("bootstrapped a new cluster"); n == "" {
 		t.Fatal("no node logged a bootstrap")
 	}
 	leader := c.WaitLeader()
@@ -85,7 +85,7 @@ func TestGossip_SeedsFormOneClusterReplicaJoinsAndIsPromoted(t *testing.T) {
 		}
 	}
 	leader = c.WaitConfiguration(survivors...)
-	if line := logs.find("promoting replica to voter", "member=node3"); line == "" {
+	if line := logs.Find("promoting replica to voter", "member=node3"); line == "" {
 		t.Fatal("no promotion of node3 logged")
 	}
 	dead := false
