@@ -100,3 +100,22 @@ func TestGossip_SeedsFormOneClusterReplicaJoinsAndIsPromoted(t *testing.T) {
 	})
 	c.EnsureSame()
 }
+
+// With cluster.voters 5 but only three voters, reaping a dead one would
+// leave two, fewer than a quorum of five: the leader keeps it and says why.
+func TestGossip_ReapNeverLeavesFewerVotersThanAQuorum(t *testing.T) {
+	logger, logs := cluster.NewLogBook()
+	c := clustertest.New(t, clustertest.Options{Gossip: true, Logger: logger, Tune: func(cfg *cluster.Config) {
+		cfg.Voters = 5
+		cfg.ReapAfter = 300 * time.Millisecond
+	}})
+	want := []string{"node0:voter", "node1:voter", "node2:voter"}
+	c.WaitConfiguration(want...)
+	leader := c.WaitLeader()
+	victim := c.Followers(leader)[0]
+	c.Kill(victim)
+	c.Poll("the leader declines to reap", logs.WaitFor("not removing dead voter", "member="+c.Nodes[victim].ID))
+	if got := c.Configuration(leader); !slices.Equal(got, want) {
+		t.Fatalf("configuration after the refused reap: %v", got)
+	}
+}
