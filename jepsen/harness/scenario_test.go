@@ -12,7 +12,8 @@ import (
 )
 
 // testCluster starts a cluster for a test: docker compose when docker and
-// the kvnode image are there, local processes otherwise.
+// the kvnode image are there, local processes otherwise (or when
+// JEPSEN_CLUSTER=local).
 func testCluster(t *testing.T, unsafe bool) Cluster {
 	t.Helper()
 	ctx := t.Context()
@@ -20,7 +21,7 @@ func testCluster(t *testing.T, unsafe bool) Cluster {
 	if image == "" {
 		image = "kvnode:local"
 	}
-	if DockerAvailable(ctx) && exec.CommandContext(ctx, "docker", "image", "inspect", image).Run() == nil {
+	if os.Getenv("JEPSEN_CLUSTER") != "local" && DockerAvailable(ctx) && exec.CommandContext(ctx, "docker", "image", "inspect", image).Run() == nil {
 		compose, err := filepath.Abs("../../docker-compose.cluster.yml")
 		if err != nil {
 			t.Fatal(err)
