@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -30,7 +32,7 @@ func replicable(driver string) bool { return driver == "memory" || driver == "bo
 
 // clusterEnvOverrides turns the KVNODE_CLUSTER_* variables that are set
 // into "-o" overrides. The names derive from cluster.Config's yaml tags;
-// peers take "id=host:port,id=host:port".
+// peers take "id=host:port,id=host:port", gossip.join "host:port,host:port".
 func clusterEnvOverrides(lookup func(string) (string, bool)) []string {
 	var out []string
 	for _, path := range settingPaths("cluster", reflect.TypeFor[cluster.Config]()) {
@@ -39,8 +41,11 @@ func clusterEnvOverrides(lookup func(string) (string, bool)) []string {
 		if !ok {
 			continue
 		}
-		if path == "cluster.peers" {
+		switch path {
+		case "cluster.peers":
 			v = peersYAML(v)
+		case "cluster.gossip.join":
+			v = listYAML(v)
 		}
 		out = append(out, path+"="+v)
 	}
@@ -77,6 +82,17 @@ func peersYAML(s string) string {
 		}
 		id, addr, _ := strings.Cut(p, "=")
 		parts = append(parts, fmt.Sprintf("{id: %q, address: %q}", id, addr))
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// listYAML renders "a:1, b:2" as a YAML flow list of strings.
+func listYAML(s string) string {
+	var parts []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			parts = append(parts, fmt.Sprintf("%q", p))
+		}
 	}
 	return "[" + strings.Join(parts, ", ") + "]"
 }
@@ -135,6 +151,25 @@ type replicatedSet struct {
 	engines map[string]drivers.Engine
 }
 
+// leaveTimeout bounds the graceful part of a stop: handing over
+// leadership, announcing the departure in gossip, leaving raft. Container
+// runtimes send SIGKILL about 10s after SIGTERM.
+const leaveTimeout = 8 * time.Second
+
+// leave runs before close on a graceful stop (SIGTERM/SIGINT), once no
+// request is running any more: see cluster.Node.Leave. Problems are logged;
+// the node stops either way.
+func (r *replicatedSet) leave(logger *slog.Logger) {
+	if r == nil || r.node == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+	defer cancel()
+	if err := r.node.Leave(ctx); err != nil {
+		logger.Warn("leaving the cluster", "err", err)
+	}
+}
+
 // close stops raft before the engines: an apply on a closed engine would
 // stop the node loudly.
 func (r *replicatedSet) close() error {
@@ -180,7 +215,9 @@ func openReplicated(cfg *Config, logger *slog.Logger, p *problems) (*replicatedS
 		return nil, nil
 	}
 	f := fsm.New(r.engines, logger, fsm.WithSpoolDir(cc.DataDir))
-	node, err := cluster.Open(*cc, f, cluster.Options{Logger: logger})
+	// The configured RPC address goes into gossip metadata, for tools that
+	// discover nodes (status, the jepsen harness).
+	node, err := cluster.Open(*cc, f, cluster.Options{Logger: logger, RPCAddr: cfg.RPC.Listen})
 	if err != nil {
 		p.add("cluster", err)
 		_ = r.close()

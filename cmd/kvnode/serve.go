@@ -153,6 +153,8 @@ func shutdown(srv *rpc.Server, stores []namedStore, repl *replicatedSet, grace t
 		logger.Warn("rpc shutdown", "err", err)
 		errs = append(errs, err)
 	}
+	// Hand over leadership and leave the cluster before raft stops.
+	repl.leave(logger)
 	if err := errors.Join(closeStores(stores), repl.close()); err != nil {
 		logger.Error("closing storages", "err", err)
 		errs = append(errs, err)
