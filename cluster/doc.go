@@ -14,6 +14,15 @@
 // has applied that far, so no read returns a value older than a write that
 // was acknowledged before the read began.
 //
+// Membership: with cluster.gossip the nodes find each other through
+// hashicorp/memberlist from a few seed addresses, bootstrap_expect lets the
+// first N of them bootstrap one cluster, and the leader keeps cluster.voters
+// voters, adds further nodes as non-voting read replicas, promotes a replica
+// when a voter dies and removes members dead longer than reap_after. Gossip
+// is encrypted with a shared key and the cluster port can require mutual
+// TLS. DESIGN.md explains the rules and why bootstrap cannot form two
+// clusters.
+//
 // Errors say what the client may assume: ErrNoLeader means nothing was
 // applied and the write may be retried; ErrOutcomeUnknown means leadership
 // was lost (or the deadline passed) after the write was proposed, so it may

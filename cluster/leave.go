@@ -33,8 +33,7 @@ func (n *Node) Leave(ctx context.Context) error {
 		}
 	}
 	if n.gossip != nil {
-		n.gossip.setMeta(func(m *meta) { m.Leaving = true })
-		if err := n.gossip.ml.Leave(gossipLeaveTimeout); err != nil {
+		if err := n.gossip.leave(gossipLeaveTimeout); err != nil {
 			errs = append(errs, fmt.Errorf("leave gossip: %w", err))
 		}
 	}
