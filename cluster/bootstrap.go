@@ -49,15 +49,22 @@ type candidate struct {
 // it may, once the proposal has settled). digest is "" when there is no
 // proposal.
 func decideBootstrap(self string, expect int, alive []candidate) (servers []raft.Server, digest, reason string) {
+	for _, c := range alive {
+		if c.State {
+			return nil, "", fmt.Sprintf("member %s already belongs to a cluster: waiting to be added", c.ID)
+		}
+	}
 	var fresh []candidate
 	for _, c := range alive {
-		switch {
-		case c.State:
-			return nil, "", fmt.Sprintf("member %s already belongs to a cluster: waiting to be added", c.ID)
-		case c.Expect != expect:
+		switch c.Expect {
+		case expect:
+			fresh = append(fresh, c)
+		case 0:
+			// A node without bootstrap_expect only ever joins: it is
+			// added once the cluster exists, and counts for nothing here.
+		default:
 			return nil, "", fmt.Sprintf("member %s expects %d nodes, this node %d: fix bootstrap_expect", c.ID, c.Expect, expect)
 		}
-		fresh = append(fresh, c)
 	}
 	if len(fresh) < expect {
 		return nil, "", fmt.Sprintf("waiting for %d nodes, %d in gossip", expect, len(fresh))

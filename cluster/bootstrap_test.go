@@ -68,6 +68,17 @@ func TestBootstrap_ExistingClusterOrMismatchBlocks(t *testing.T) {
 	if _, d, r := decideBootstrap("a", 3, cs); d != "" || !strings.Contains(r, "d already belongs to a cluster") {
 		t.Fatalf("member with state: %q %q", d, r)
 	}
+	// State wins over a mismatch: the member's cluster is the answer.
+	cs[0].Expect = 5
+	if _, _, r := decideBootstrap("b", 3, cs); !strings.Contains(r, "d already belongs") {
+		t.Fatalf("state and mismatch: %q", r)
+	}
+	// A node without bootstrap_expect neither counts nor blocks.
+	cs = cands("a", "b", "c", "d")
+	cs[0].Expect = 0
+	if _, _, r := decideBootstrap("b", 3, cs); strings.Contains(r, "expects") || strings.Contains(r, "waiting for 3") {
+		t.Fatalf("joiner without bootstrap_expect: %q", r)
+	}
 	cs = cands("a", "b", "c")
 	cs[1].Expect = 5
 	if _, d, r := decideBootstrap("a", 3, cs); d != "" || !strings.Contains(r, "b expects 5") {
