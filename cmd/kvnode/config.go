@@ -47,6 +47,8 @@ type Config struct {
 	Storages []StorageConfig
 	// ClusterConfig is the decoded cluster section; nil runs a single node.
 	ClusterConfig *cluster.Config
+	// Ops is the HTTP ops endpoint (metrics.address, status.address).
+	Ops OpsConfig
 	// Warnings are non-fatal findings (unknown fields) to log at start-up.
 	Warnings []string
 }
@@ -192,6 +194,8 @@ func decodeConfig(root *yaml.Node, p *problems) *Config {
 			kv = s.value
 		case "cluster":
 			cfg.ClusterConfig = decodeCluster(s.value, p)
+		case "metrics", "status":
+			decodeOps(s.value, s.key, &cfg.Ops, p)
 		}
 	}
 	if cfg.Version == "" {

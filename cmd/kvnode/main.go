@@ -45,6 +45,9 @@ func commands() []command {
 		{"ttl", "print the expiry of keys", runTTL},
 		{"expire", "change the expiry of keys", runExpire},
 		{"clear", "delete every key of a storage", runClear},
+		{"status", "print a node's view of itself and the cluster", runStatus},
+		{"health", "exit 0 if a node answers (--ready: and is ready)", runHealth},
+		{"snapshot", "save a cluster's state to a file, restore or inspect one", runSnapshot},
 		{"bench", "measure a kvnode (or RoadRunner) server", runBench},
 		{"version", "print the version", runVersion},
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kvnode/kvnode/ops"
 	"github.com/kvnode/kvnode/rpc"
 )
 
@@ -84,8 +85,19 @@ func serve(ctx context.Context, o serveOptions) (err error) {
 		repl, rstores = openReplicated(cfg, logger, p)
 		stores = append(rstores, stores...)
 	}
-	srv := newRPCServer(cfg, stores, env, logger, p)
+	admin := newNodeAdmin(stores, repl, logger)
+	metrics := newMetrics(cfg, stores, admin)
+	hooks := rpcHooks{admin: admin}
+	if metrics != nil {
+		hooks.observer = metrics
+	}
+	srv := newRPCServer(cfg, stores, env, hooks, logger, p)
+	opsSrv := startOps(cfg, metrics, admin, p)
 	if err := p.err(); err != nil {
+		admin.close()
+		if opsSrv != nil {
+			_ = opsSrv.Shutdown(context.Background())
+		}
 		return errors.Join(err, closeStores(stores), repl.close())
 	}
 
@@ -93,22 +105,42 @@ func serve(ctx context.Context, o serveOptions) (err error) {
 		logger.Warn("config: " + w)
 	}
 	logger.Info("kvnode serving", "rpc", listenURL(cfg.RPC.Listen, srv), "storages", describe(stores),
-		"config", cfg.Source, "version", buildVersion())
+		"ops", opsAddrs(opsSrv), "config", cfg.Source, "version", buildVersion())
 
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve() }()
+	if opsSrv != nil {
+		go func() {
+			if err := opsSrv.Serve(); err != nil {
+				served <- err
+			}
+		}()
+	}
 	var serveErr error
 	select {
 	case <-ctx.Done():
 		logger.Info("kvnode shutting down", "grace_period", cfg.GracePeriod)
 	case serveErr = <-served:
-		logger.Error("rpc server failed", "err", serveErr)
+		logger.Error("server failed", "err", serveErr)
 	}
-	return shutdown(srv, stores, repl, cfg.GracePeriod, logger, serveErr)
+	return shutdown(servers{rpc: srv, ops: opsSrv, admin: admin}, stores, repl, cfg.GracePeriod, logger, serveErr)
+}
+
+// rpcHooks are what the RPC server reports to and serves besides kv.
+type rpcHooks struct {
+	observer rpc.Observer // nil: no metrics
+	admin    rpc.Admin
+}
+
+// servers are what shutdown stops before closing the storages.
+type servers struct {
+	rpc   *rpc.Server
+	ops   *ops.Server
+	admin *nodeAdmin
 }
 
 // newRPCServer builds the server and binds its address, recording failures.
-func newRPCServer(cfg *Config, stores []namedStore, env storageEnv, logger *slog.Logger, p *problems) *rpc.Server {
+func newRPCServer(cfg *Config, stores []namedStore, env storageEnv, hooks rpcHooks, logger *slog.Logger, p *problems) *rpc.Server {
 	if p.has("rpc") {
 		return nil
 	}
@@ -125,6 +157,8 @@ func newRPCServer(cfg *Config, stores []namedStore, env storageEnv, logger *slog
 		IdleTimeout:    cfg.RPC.IdleTimeout,
 		FrameTimeout:   cfg.RPC.FrameTimeout,
 		MaxInFlight:    cfg.RPC.MaxInFlight,
+		Observer:       hooks.observer,
+		Admin:          hooks.admin,
 	}, storages, env.tp, logger)
 	if err != nil {
 		p.add("rpc", err)
@@ -139,20 +173,34 @@ func newRPCServer(cfg *Config, stores []namedStore, env storageEnv, logger *slog
 
 // shutdown stops the server within grace, then closes the storages even if
 // requests were cut off (they then fail with "storage closed").
-func shutdown(srv *rpc.Server, stores []namedStore, repl *replicatedSet, grace time.Duration, logger *slog.Logger, serveErr error) error {
+func shutdown(s servers, stores []namedStore, repl *replicatedSet, grace time.Duration, logger *slog.Logger, serveErr error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	var errs []error
 	if serveErr != nil {
 		errs = append(errs, serveErr)
 	}
-	if err := srv.Shutdown(ctx); err != nil {
+	// Probes and scrapes are short; they stop with the RPC server.
+	opsDone := make(chan error, 1)
+	go func() {
+		if s.ops != nil {
+			opsDone <- s.ops.Shutdown(ctx)
+			return
+		}
+		opsDone <- nil
+	}()
+	if err := s.rpc.Shutdown(ctx); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("requests still running after the grace period (%s) were cut off", grace)
 		}
 		logger.Warn("rpc shutdown", "err", err)
 		errs = append(errs, err)
 	}
+	if err := <-opsDone; err != nil {
+		logger.Warn("ops shutdown", "err", err)
+		errs = append(errs, err)
+	}
+	s.admin.close()
 	// Hand over leadership and leave the cluster before raft stops.
 	repl.leave(logger)
 	if err := errors.Join(closeStores(stores), repl.close()); err != nil {

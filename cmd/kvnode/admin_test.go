@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/kvnode/kvnode/cluster"
+	"github.com/kvnode/kvnode/cluster/clustertest"
+	"github.com/kvnode/kvnode/drivers"
+	"github.com/kvnode/kvnode/drivers/memory"
+	"github.com/kvnode/kvnode/rpc"
+)
+
+// testDrivers are clustertest's default storages.
+var testDrivers = map[string]string{"mem": "memory", "bolt": "boltdb"}
+
+// clusterRPC serves the kv and kvnode services of every node of c on
+// loopback ports, wired as serve wires them, and returns their addresses.
+// Everything stops before the cluster does.
+func clusterRPC(t *testing.T, c *clustertest.Cluster) []string {
+	t.Helper()
+	addrs := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		var stores []namedStore
+		for name := range n.Engines {
+			st, err := n.Node.Store(name, cluster.Local)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stores = append(stores, namedStore{name: name, driver: testDrivers[name], store: st})
+		}
+		admin := newNodeAdmin(stores, &replicatedSet{node: n.Node, engines: n.Engines}, slog.New(slog.DiscardHandler))
+		cfg := &Config{RPC: RPCConfig{Listen: "tcp://127.0.0.1:0"}}
+		p := &problems{}
+		srv := newRPCServer(cfg, stores, storageEnv{}, rpcHooks{admin: admin}, slog.New(slog.DiscardHandler), p)
+		if err := p.err(); err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve() }()
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				t.Errorf("shutdown: %v", err)
+			}
+			<-served
+			admin.close()
+		})
+		addrs[i] = "tcp://" + srv.Addr().String()
+	}
+	return addrs
+}
+
+// waitReady polls kvnode.Health on addr until the node is ready.
+func waitReady(t *testing.T, c *clustertest.Cluster, addr string) {
+	t.Helper()
+	c.Poll("ready "+addr, func() string {
+		code, _, errs := runVerb(t, "health", "--rpc", addr, "--ready")
+		if code != 0 {
+			return errs
+		}
+		return ""
+	})
+}
+
+var _ rpc.Admin = (*nodeAdmin)(nil)
+
+// verbTestServerAdmin is verbTestServer with the kvnode service wired as
+// serve wires it for a standalone node.
+func verbTestServerAdmin(t *testing.T) string {
+	t.Helper()
+	st := drivers.NewLocal(memory.New(), drivers.LocalOptions{Driver: "memory"})
+	t.Cleanup(func() { _ = st.Close() })
+	stores := []namedStore{{name: "default", driver: "memory", store: st}}
+	admin := newNodeAdmin(stores, nil, slog.New(slog.DiscardHandler))
+	p := &problems{}
+	srv := newRPCServer(&Config{RPC: RPCConfig{Listen: "tcp://127.0.0.1:0"}}, stores, storageEnv{}, rpcHooks{admin: admin},
+		slog.New(slog.DiscardHandler), p)
+	if err := p.err(); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-served
+	})
+	return "tcp://" + srv.Addr().String()
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/kvnode/kvnode/fsm"
+)
+
+// A backup file:
+//
+//	"KVNBKUP1"            magic with the format version
+//	length uint32 BE      of the JSON metadata that follows
+//	metadata              backupMeta as JSON
+//	stream                the cluster's snapshot stream (fsm format, with
+//	                      its own CRC-64), metadata.size bytes
+//	SHA-256               32 bytes over everything before it
+//
+// The SHA-256 catches any damage to the file; the stream's CRC-64 is
+// checked again by the node that restores it.
+const (
+	backupMagic   = "KVNBKUP1"
+	maxBackupMeta = 64 << 10
+)
+
+// errBadBackup marks a file that is not an intact backup.
+var errBadBackup = errors.New("not an intact kvnode backup")
+
+// backupMeta describes the snapshot a backup holds.
+type backupMeta struct {
+	NodeID    string    `json:"node_id"`
+	RaftIndex uint64    `json:"raft_index"`
+	RaftTerm  uint64    `json:"raft_term"`
+	Size      int64     `json:"size"`
+	Created   time.Time `json:"created"`
+	Version   string    `json:"kvnode_version"`
+}
+
+// backupWriter writes a backup to path.tmp and renames it into place on
+// Commit, so an interrupted save never leaves a truncated file under the
+// name given.
+type backupWriter struct {
+	path string
+	f    *os.File
+	sum  hash.Hash
+	w    io.Writer
+}
+
+func createBackup(path string, meta backupMeta) (*backupWriter, error) {
+	js, err := json.Marshal(meta)
+	if err != nil {
+		return nil, fmt.Errorf("encode backup metadata: %w", err)
+	}
+	f, err := os.OpenFile(path+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err //nolint:wrapcheck // names the path
+	}
+	bw := &backupWriter{path: path, f: f, sum: sha256.New()}
+	bw.w = io.MultiWriter(f, bw.sum)
+	head := binary.BigEndian.AppendUint32([]byte(backupMagic), uint32(len(js)))
+	if _, err := bw.w.Write(append(head, js...)); err != nil {
+		bw.Abort()
+		return nil, fmt.Errorf("write %s: %w", f.Name(), err)
+	}
+	return bw, nil
+}
+
+func (bw *backupWriter) Write(p []byte) (int, error) { return bw.w.Write(p) } //nolint:wrapcheck
+
+// Commit writes the digest, syncs and renames the file into place.
+func (bw *backupWriter) Commit() error {
+	if _, err := bw.f.Write(bw.sum.Sum(nil)); err != nil {
+		bw.Abort()
+		return fmt.Errorf("write %s: %w", bw.f.Name(), err)
+	}
+	if err := bw.f.Sync(); err != nil {
+		bw.Abort()
+		return fmt.Errorf("sync %s: %w", bw.f.Name(), err)
+	}
+	if err := bw.f.Close(); err != nil {
+		_ = os.Remove(bw.f.Name())
+		return fmt.Errorf("close %s: %w", bw.f.Name(), err)
+	}
+	if err := os.Rename(bw.f.Name(), bw.path); err != nil {
+		_ = os.Remove(bw.f.Name())
+		return err //nolint:wrapcheck // names both paths
+	}
+	if d, err := os.Open(filepath.Dir(bw.path)); err == nil {
+		_ = d.Sync() // make the rename itself durable
+		_ = d.Close()
+	}
+	return nil
+}
+
+// Abort removes the partial file.
+func (bw *backupWriter) Abort() {
+	_ = bw.f.Close()
+	_ = os.Remove(bw.f.Name())
+}
+
+// backupFile is an opened, verified backup.
+type backupFile struct {
+	f    *os.File
+	meta backupMeta
+	// off is where the stream starts in the file.
+	off int64
+	// info is what the stream holds; streamSum its SHA-256, which the
+	// restore sends so the node can check what it received.
+	info      fsm.SnapshotInfo
+	streamSum []byte
+}
+
+// Stream reads the snapshot stream out of the file.
+func (b *backupFile) Stream() io.Reader { return io.NewSectionReader(b.f, b.off, b.meta.Size) }
+
+func (b *backupFile) Close() error { return b.f.Close() } //nolint:wrapcheck
+
+// openBackup opens path and verifies it whole before anything is sent:
+// framing, the file's SHA-256 and the stream's own checksum. onRead, when
+// set, is told how many bytes were read (progress).
+func openBackup(path string, onRead func(int)) (*backupFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err //nolint:wrapcheck // names the path
+	}
+	b, err := verifyBackup(f, onRead)
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return b, nil
+}
+
+func verifyBackup(f *os.File, onRead func(int)) (*backupFile, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err //nolint:wrapcheck
+	}
+	var head [len(backupMagic) + 4]byte
+	if _, err := io.ReadFull(f, head[:]); err != nil || string(head[:len(backupMagic)]) != backupMagic {
+		return nil, fmt.Errorf("%w: no backup header", errBadBackup)
+	}
+	n := binary.BigEndian.Uint32(head[len(backupMagic):])
+	if n > maxBackupMeta {
+		return nil, fmt.Errorf("%w: metadata of %d bytes", errBadBackup, n)
+	}
+	js := make([]byte, n)
+	if _, err := io.ReadFull(f, js); err != nil {
+		return nil, fmt.Errorf("%w: metadata: %w", errBadBackup, err)
+	}
+	b := &backupFile{f: f, off: int64(len(head)) + int64(n)}
+	if err := json.Unmarshal(js, &b.meta); err != nil {
+		return nil, fmt.Errorf("%w: metadata: %w", errBadBackup, err)
+	}
+	if want := b.off + b.meta.Size + sha256.Size; b.meta.Size < 0 || st.Size() != want {
+		return nil, fmt.Errorf("%w: %d bytes, the metadata implies %d", errBadBackup, st.Size(), want)
+	}
+
+	fileSum, streamSum := sha256.New(), sha256.New()
+	fileSum.Write(head[:])
+	fileSum.Write(js)
+	stream := io.TeeReader(&countReader{r: io.NewSectionReader(f, b.off, b.meta.Size), onRead: onRead},
+		io.MultiWriter(fileSum, streamSum))
+	if b.info, err = fsm.VerifySnapshot(stream); err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadBackup, err)
+	}
+	trailer := make([]byte, sha256.Size)
+	if _, err := f.ReadAt(trailer, b.off+b.meta.Size); err != nil {
+		return nil, fmt.Errorf("%w: digest: %w", errBadBackup, err)
+	}
+	if !bytes.Equal(trailer, fileSum.Sum(nil)) {
+		return nil, fmt.Errorf("%w: SHA-256 mismatch", errBadBackup)
+	}
+	b.streamSum = streamSum.Sum(nil)
+	return b, nil
+}
+
+// countReader reports the bytes read through it.
+type countReader struct {
+	r      io.Reader
+	onRead func(int)
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if c.onRead != nil && n > 0 {
+		c.onRead(n)
+	}
+	return n, err //nolint:wrapcheck // io.EOF must stay unwrapped
+}

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/kvnode/kvnode/client"
+	"github.com/kvnode/kvnode/cluster"
+	"github.com/kvnode/kvnode/fsm"
+	"github.com/kvnode/kvnode/rpc"
+)
+
+// snapshotWait bounds the calls that take as long as the state is large:
+// the node taking the snapshot, and the cluster installing a restore.
+const snapshotWait = 30 * time.Minute
+
+const snapshotUsage = "save FILE [--rpc ADDR] [--stale] | restore FILE [--rpc ADDR] | inspect FILE"
+
+// runSnapshot dispatches kvnode snapshot save|restore|inspect.
+func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	sub := ""
+	if len(args) > 0 {
+		sub, args = args[0], args[1:]
+	}
+	switch sub {
+	case "save":
+		return runSnapshotSave(ctx, args, stdout, stderr)
+	case "restore":
+		return runSnapshotRestore(ctx, args, stdout, stderr)
+	case "inspect":
+		return runSnapshotInspect(args, stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stderr, "Usage: kvnode snapshot "+snapshotUsage)
+		return flag.ErrHelp
+	default:
+		fmt.Fprintln(stderr, "Usage: kvnode snapshot "+snapshotUsage)
+		return fmt.Errorf("%w: want save, restore or inspect, got %q", ErrUsage, sub)
+	}
+}
+
+// oneFile parses a subcommand's flags and its single FILE argument; flags
+// may come before or after it.
+func oneFile(fs *flag.FlagSet, args []string) (string, error) {
+	pos, err := parseVerbArgs(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return "", fmt.Errorf("%w: want exactly one FILE, got %d arguments", ErrUsage, len(pos))
+	}
+	return pos[0], nil
+}
+
+// runSnapshotSave downloads a consistent snapshot of every replicated
+// storage into FILE (written to FILE.tmp, verified, then renamed).
+func runSnapshotSave(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	fs, af := newAdminFlagSet("snapshot save", "FILE [--rpc ADDR] [--stale]", 30*time.Second, stderr)
+	stale := fs.Bool("stale", false, "do not wait for the leader's commit index first (for a node cut off from its leader)")
+	file, err := oneFile(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := af.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = c.Close() }()
+	var open rpc.SnapshotOpenReply
+	if err := af.call(ctx, c, rpc.MethodSnapshotOpen, rpc.SnapshotOpenArgs{Stale: *stale}, &open, snapshotWait); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil { // the session may still hold the snapshot open
+			_ = af.call(context.WithoutCancel(ctx), c, rpc.MethodSnapshotClose, rpc.SnapshotCloseArgs{ID: open.ID}, nil, 0)
+		}
+	}()
+	bw, err := createBackup(file, backupMeta{NodeID: open.NodeID, RaftIndex: open.Index, RaftTerm: open.Term,
+		Size: open.Size, Created: time.Now().UTC().Truncate(time.Second), Version: buildVersion()})
+	if err != nil {
+		return err
+	}
+	info, err := download(ctx, af, c, open, bw, newProgress(stderr, "saving", open.Size))
+	if err != nil {
+		bw.Abort()
+		return err
+	}
+	if err := bw.Commit(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "saved %s: storages %s, %s, raft index %d (term %d) from node %s\n",
+		file, strings.Join(info.Storages, ", "), humanBytes(open.Size), open.Index, open.Term, open.NodeID)
+	return nil
+}
+
+// download reads the session's chunks into w, checking the stream's own
+// checksum on the way.
+func download(ctx context.Context, af *adminFlags, c *client.Client, open rpc.SnapshotOpenReply, w io.Writer, prog *progress) (fsm.SnapshotInfo, error) {
+	pr, pw := io.Pipe()
+	type verdict struct {
+		info fsm.SnapshotInfo
+		err  error
+	}
+	verified := make(chan verdict, 1)
+	go func() {
+		info, err := fsm.VerifySnapshot(pr)
+		_, _ = io.Copy(io.Discard, pr) // never leave the writer blocked
+		verified <- verdict{info, err}
+	}()
+	var off int64
+	for {
+		var r rpc.SnapshotReadReply
+		if err := af.call(ctx, c, rpc.MethodSnapshotRead, rpc.SnapshotReadArgs{ID: open.ID, Offset: off}, &r, 0); err != nil {
+			_ = pw.CloseWithError(err)
+			prog.finish()
+			return fsm.SnapshotInfo{}, err
+		}
+		if _, err := w.Write(r.Data); err != nil {
+			_ = pw.CloseWithError(err)
+			prog.finish()
+			return fsm.SnapshotInfo{}, fmt.Errorf("write: %w", err)
+		}
+		_, _ = pw.Write(r.Data)
+		off += int64(len(r.Data))
+		prog.add(len(r.Data))
+		if r.EOF || off > open.Size {
+			break
+		}
+	}
+	_ = pw.Close()
+	prog.finish()
+	v := <-verified
+	switch {
+	case off != open.Size:
+		return v.info, fmt.Errorf("%w: received %d bytes of %d", errBadBackup, off, open.Size)
+	case v.err != nil:
+		return v.info, fmt.Errorf("the node sent a damaged snapshot: %w", v.err)
+	}
+	return v.info, nil
+}
+
+// leaderHint finds the leader's RPC address in a node's refusal.
+var leaderHint = regexp.MustCompile(`leader RPC address (\S+)`)
+
+// runSnapshotRestore verifies FILE, then streams it to the leader, which
+// makes the whole cluster hold exactly its state.
+func runSnapshotRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, af := newAdminFlagSet("snapshot restore", "FILE [--rpc ADDR]", 30*time.Second, stderr)
+	file, err := oneFile(fs, args)
+	if err != nil {
+		return err
+	}
+	prog := newProgress(stderr, "verifying", fileSize(file))
+	b, err := openBackup(file, prog.add)
+	prog.finish()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = b.Close() }()
+
+	res, err := upload(ctx, af, b, stderr)
+	if m := leaderHint.FindStringSubmatch(errText(err)); m != nil && !strings.Contains(af.rpc, m[1]) {
+		fmt.Fprintf(stderr, "kvnode: %s is not the leader; sending the restore to the leader at %s\n", af.rpc, m[1])
+		af.rpc = m[1]
+		res, err = upload(ctx, af, b, stderr)
+	}
+	if err != nil {
+		return err
+	}
+	cleared := ""
+	if len(res.Cleared) > 0 {
+		cleared = "; emptied storages the backup did not hold: " + strings.Join(res.Cleared, ", ")
+	}
+	fmt.Fprintf(stdout, "restored %s: storages %s, %s, taken at index %d, now at raft index %d%s\n",
+		file, strings.Join(res.Storages, ", "), humanBytes(res.Size), res.SourceIndex, res.Index, cleared)
+	return nil
+}
+
+// upload runs one restore session against af.rpc.
+func upload(ctx context.Context, af *adminFlags, b *backupFile, stderr io.Writer) (cluster.RestoreInfo, error) {
+	var res cluster.RestoreInfo
+	c, err := af.dial(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer func() { _ = c.Close() }()
+	var begin rpc.RestoreBeginReply
+	if err := af.call(ctx, c, rpc.MethodRestoreBegin, rpc.RestoreBeginArgs{Size: b.meta.Size}, &begin, 0); err != nil {
+		return res, err
+	}
+	abort := func(err error) (cluster.RestoreInfo, error) {
+		_ = af.call(context.WithoutCancel(ctx), c, rpc.MethodRestoreAbort, rpc.RestoreAbortArgs{ID: begin.ID}, nil, 0)
+		return res, err
+	}
+	prog := newProgress(stderr, "restoring", b.meta.Size)
+	buf := make([]byte, max(min(begin.MaxChunk, rpc.MaxChunk), 1))
+	src := b.Stream()
+	var off int64
+	for {
+		n, rerr := io.ReadFull(src, buf)
+		if n > 0 {
+			var w rpc.RestoreWriteReply
+			args := rpc.RestoreWriteArgs{ID: begin.ID, Offset: off, Data: buf[:n]}
+			if err := af.call(ctx, c, rpc.MethodRestoreWrite, args, &w, 0); err != nil {
+				prog.finish()
+				return abort(err)
+			}
+			off += int64(n)
+			prog.add(n)
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		if rerr != nil {
+			prog.finish()
+			return abort(fmt.Errorf("read backup: %w", rerr))
+		}
+	}
+	prog.finish()
+	err = af.call(ctx, c, rpc.MethodRestoreCommit, rpc.RestoreCommitArgs{ID: begin.ID, SHA256: b.streamSum}, &res, snapshotWait)
+	return res, err
+}
+
+// runSnapshotInspect verifies a backup file offline and describes it.
+func runSnapshotInspect(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("snapshot inspect", "FILE", stderr)
+	file, err := oneFile(fs, args)
+	if err != nil {
+		return err
+	}
+	b, err := openBackup(file, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = b.Close() }()
+	m := b.meta
+	fmt.Fprintf(stdout, "file        %s (intact: SHA-256 and stream checksum verified)\n", file)
+	fmt.Fprintf(stdout, "taken from  node %s at raft index %d, term %d\n", m.NodeID, m.RaftIndex, m.RaftTerm)
+	fmt.Fprintf(stdout, "created     %s by kvnode %s\n", m.Created.Format(time.RFC3339), m.Version)
+	fmt.Fprintf(stdout, "size        %s\n", humanBytes(m.Size))
+	fmt.Fprintf(stdout, "storages    %s\n", strings.Join(b.info.Storages, ", "))
+	return nil
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

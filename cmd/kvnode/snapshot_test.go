@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvnode/kvnode/cluster"
+	"github.com/kvnode/kvnode/cluster/clustertest"
+	"github.com/kvnode/kvnode/drivers"
+)
+
+// fillCluster writes n keys to both storages of c through node i, a third
+// with a deadline, and returns the state hash once every node holds it.
+func fillCluster(t *testing.T, c *clustertest.Cluster, i, n int, prefix string) []byte {
+	t.Helper()
+	deadline := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	for _, storage := range []string{"mem", "bolt"} {
+		for k := 0; k < n; k += 20 {
+			var items []drivers.Item
+			for j := k; j < min(k+20, n); j++ {
+				it := drivers.Item{Key: fmt.Sprintf("%s%d", prefix, j), Value: bytes.Repeat([]byte{byte(j)}, 100+j)}
+				if j%3 == 0 {
+					it.Timeout, it.Deadline = deadline.Format(time.RFC3339), deadline.UnixNano()
+				}
+				items = append(items, it)
+			}
+			c.Retry("fill", func(ctx context.Context) error {
+				return c.Store(i, storage, cluster.Local).Set(ctx, items)
+			})
+		}
+	}
+	c.EnsureSame()
+	h, err := c.Nodes[i].Node.FSM().StateHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// A snapshot saved from one cluster restores into a fresh one: every node
+// of the new cluster then holds the source's state hash.
+func TestSnapshot_SaveRestoreIntoFreshCluster(t *testing.T) {
+	src := clustertest.New(t, clustertest.Options{})
+	srcAddrs := clusterRPC(t, src)
+	sl := src.WaitLeader()
+	want := fillCluster(t, src, sl, 200, "k")
+	ttl := strings.TrimSpace(mustVerb(t, "ttl", "--rpc", srcAddrs[sl], "--storage", "bolt", "k3"))
+
+	file := filepath.Join(t.TempDir(), "cluster.kvn")
+	follower := src.Followers(sl)[0]
+	waitReady(t, src, srcAddrs[follower])
+	out := mustVerb(t, "snapshot", "save", file, "--rpc", srcAddrs[follower])
+	if !strings.Contains(out, "saved "+file) || !strings.Contains(out, "storages bolt, mem") {
+		t.Fatalf("save: %q", out)
+	}
+	if _, err := os.Stat(file + ".tmp"); !os.IsNotExist(err) {
+		t.Fatalf("temporary file left behind: %v", err)
+	}
+	info := mustVerb(t, "snapshot", "inspect", file)
+	if !strings.Contains(info, "storages    bolt, mem") || !strings.Contains(info, "intact") {
+		t.Fatalf("inspect: %s", info)
+	}
+
+	dst := clustertest.New(t, clustertest.Options{})
+	dstAddrs := clusterRPC(t, dst)
+	dl := dst.WaitLeader()
+	fillCluster(t, dst, dl, 10, "old")
+
+	df := dst.Followers(dl)[0]
+	code, _, errs := runVerb(t, "snapshot", "restore", file, "--rpc", dstAddrs[df])
+	if code != 1 || !strings.Contains(errs, "not the leader") {
+		t.Fatalf("restore on a follower: exit %d, %q", code, errs)
+	}
+	dst.Poll("restore through the leader", func() string {
+		dl = dst.WaitLeader()
+		code, out, errs = runVerb(t, "snapshot", "restore", file, "--rpc", dstAddrs[dl])
+		if code != 0 {
+			if strings.Contains(errs, "not the leader") {
+				return errs
+			}
+			t.Fatalf("restore: exit %d, %q", code, errs)
+		}
+		return ""
+	})
+	if !strings.Contains(out, "restored "+file) || !strings.Contains(out, "storages bolt, mem") {
+		t.Fatalf("restore: %q", out)
+	}
+	dst.EnsureSame()
+	for _, n := range dst.Live() {
+		h, err := n.Node.FSM().StateHash()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(h, want) {
+			t.Fatalf("%s holds %x after the restore, the source %x", n.ID, h, want)
+		}
+	}
+	if got := strings.TrimSpace(mustVerb(t, "ttl", "--rpc", dstAddrs[df], "--storage", "bolt", "k3")); got != ttl {
+		t.Fatalf("restored TTL %q, source %q", got, ttl)
+	}
+	if code, _, _ := runVerb(t, "get", "--rpc", dstAddrs[df], "--storage", "mem", "old1"); code != 1 {
+		t.Fatal("a key of the overwritten state survived the restore")
+	}
+}
+
+func TestSnapshot_RestoreRefusesDamagedFiles(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{})
+	addrs := clusterRPC(t, c)
+	l := c.WaitLeader()
+	before := fillCluster(t, c, l, 20, "k")
+	file := filepath.Join(t.TempDir(), "b.kvn")
+	mustVerb(t, "snapshot", "save", file, "--rpc", addrs[l])
+	good, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := map[string][]byte{
+		"flipped byte": append([]byte(nil), good...),
+		"truncated":    good[:len(good)-1],
+		"not a backup": []byte("hello"),
+	}
+	damaged["flipped byte"][len(good)/2] ^= 1
+	for name, b := range damaged {
+		path := filepath.Join(t.TempDir(), "bad.kvn")
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, _, errs := runVerb(t, "snapshot", "restore", path, "--rpc", addrs[l])
+		if code != 1 || !strings.Contains(errs, errBadBackup.Error()) {
+			t.Fatalf("%s: exit %d, %q", name, code, errs)
+		}
+		if code, _, _ := runVerb(t, "snapshot", "inspect", path); code != 1 {
+			t.Fatalf("%s: inspect accepted it", name)
+		}
+	}
+	h, _ := c.Nodes[l].Node.FSM().StateHash()
+	if !bytes.Equal(h, before) {
+		t.Fatal("a refused restore changed the state")
+	}
+	if code, _, errs := runVerb(t, "snapshot", "save"); code != 2 || !strings.Contains(errs, "exactly one FILE") {
+		t.Fatalf("save without FILE: exit %d, %q", code, errs)
+	}
+	if code, _, _ := runVerb(t, "snapshot", "frobnicate"); code != 2 {
+		t.Fatalf("unknown subcommand: exit %d", code)
+	}
+}
+
+func TestProgress_Lines(t *testing.T) {
+	var buf bytes.Buffer
+	p := newProgress(&buf, "saving", 3*progressMin)
+	now := time.Unix(0, 0)
+	p.now = func() time.Time { return now }
+	p.add(progressMin) // first update prints
+	p.add(1)           // throttled
+	now = now.Add(progressEveryLog)
+	p.add(progressMin)
+	p.add(progressMin - 1) // the end always prints
+	p.finish()
+	want := "saving: 8.0 MiB / 24.0 MiB (33%)\nsaving: 16.0 MiB / 24.0 MiB (66%)\nsaving: 24.0 MiB / 24.0 MiB (100%)\n"
+	if buf.String() != want {
+		t.Fatalf("progress:\n%s\nwant:\n%s", buf.String(), want)
+	}
+	buf.Reset()
+	small := newProgress(&buf, "saving", progressMin-1)
+	small.add(progressMin - 1)
+	small.finish()
+	if buf.Len() != 0 {
+		t.Fatalf("a small transfer showed progress: %q", buf.String())
+	}
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kvnode/kvnode/client"
+	"github.com/kvnode/kvnode/cluster"
+	"github.com/kvnode/kvnode/rpc"
+)
+
+// adminFlags are the flags of the commands that call the kvnode service.
+type adminFlags struct {
+	rpc     string
+	timeout time.Duration
+}
+
+func newAdminFlagSet(name, synopsis string, timeout time.Duration, stderr io.Writer) (*flag.FlagSet, *adminFlags) {
+	fs := newFlagSet(name, synopsis, stderr)
+	af := &adminFlags{}
+	fs.StringVar(&af.rpc, "rpc", defaultRPCAddr, "RPC address of the node: tcp://host:port, host:port or unix:///path")
+	fs.DurationVar(&af.timeout, "timeout", timeout, "deadline for connecting and each request")
+	return fs, af
+}
+
+// dial connects one connection to the node within the timeout.
+func (af *adminFlags) dial(ctx context.Context) (*client.Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, af.timeout)
+	defer cancel()
+	c, err := client.Dial(ctx, af.rpc, client.WithPoolSize(1))
+	if err != nil {
+		return nil, err //nolint:wrapcheck // the client's errors name the address
+	}
+	return c, nil
+}
+
+// call makes one admin call with the timeout (at least min).
+func (af *adminFlags) call(ctx context.Context, c *client.Client, method string, args, reply any, least time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, max(af.timeout, least))
+	defer cancel()
+	return adminErr(c.Call(ctx, method, args, reply))
+}
+
+// adminErr shows a server's refusal by its text alone (it already names
+// the method), and says so when the server predates the admin service.
+func adminErr(err error) error {
+	var se *client.ServerError
+	if !errors.As(err, &se) {
+		return err
+	}
+	if strings.Contains(se.Text, "can't find service "+rpc.AdminService) {
+		return fmt.Errorf("%s: the server has no %s service (RoadRunner, or an old kvnode)", se.Method, rpc.AdminService)
+	}
+	return errors.New(se.Text) //nolint:err113 // the server's message, verbatim
+}
+
+// runStatus prints a node's view of itself and the cluster.
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, af := newAdminFlagSet("status", "[--rpc ADDR] [--json]", 5*time.Second, stderr)
+	asJSON := fs.Bool("json", false, "print JSON instead of tables")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErr(fs, "unexpected argument %q", fs.Arg(0))
+	}
+	c, err := af.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = c.Close() }()
+	var st cluster.Status
+	if err := af.call(ctx, c, rpc.MethodStatus, nil, &st, 0); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st) //nolint:wrapcheck // stdout
+	}
+	return printStatus(stdout, st)
+}
+
+// printStatus renders a Status as aligned tables.
+func printStatus(w io.Writer, st cluster.Status) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	row := func(cells ...string) { fmt.Fprintln(tw, strings.Join(cells, "\t")) }
+	ready := "yes"
+	if !st.Ready {
+		ready = "no: " + st.ReadyReason
+	}
+	row("node", withAddr(st.NodeID, st.Address))
+	row("role", st.Role)
+	if st.Role != cluster.RoleStandalone {
+		leader := "none"
+		if st.LeaderID != "" {
+			leader = withAddr(st.LeaderID, st.LeaderAddress)
+		}
+		row("leader", leader)
+		row("term", strconv.FormatUint(st.Term, 10))
+		row("commit index", strconv.FormatUint(st.CommitIndex, 10))
+		row("applied index", fmt.Sprintf("%d (state machine %d)", st.AppliedIndex, st.FSMAppliedIndex))
+		row("last log index", strconv.FormatUint(st.LastLogIndex, 10))
+		if st.LastContactSeconds != nil {
+			row("leader contact", ago(*st.LastContactSeconds))
+		}
+		row("leader changes", strconv.FormatUint(st.LeaderChanges, 10))
+	}
+	row("ready", ready)
+	if len(st.Members) > 0 {
+		row()
+		row("MEMBER", "ADDRESS", "SUFFRAGE", "GOSSIP", "LAST CONTACT")
+		for _, m := range st.Members {
+			id := m.ID
+			switch {
+			case m.Self && m.Leader:
+				id += " (self, leader)"
+			case m.Self:
+				id += " (self)"
+			case m.Leader:
+				id += " (leader)"
+			}
+			row(id, m.Address, m.Suffrage, orDash(m.Gossip), contact(m))
+		}
+	}
+	if len(st.Storages) > 0 {
+		row()
+		row("STORAGE", "DRIVER", "REPLICATED", "KEYS", "BYTES")
+		for _, s := range st.Storages {
+			repl := "no"
+			if s.Replicated {
+				repl = "yes"
+			}
+			row(s.Name, orDash(s.Driver), repl, count(s.Keys), count(s.Bytes))
+		}
+	}
+	return tw.Flush() //nolint:wrapcheck // stdout
+}
+
+func withAddr(id, addr string) string {
+	if addr == "" {
+		return id
+	}
+	return id + " (" + addr + ")"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func count(n int64) string {
+	if n < 0 {
+		return "-"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// ago renders seconds as "1.2s ago".
+func ago(s float64) string {
+	d := time.Duration(s * float64(time.Second))
+	return d.Round(time.Millisecond).String() + " ago"
+}
+
+// contact renders what the node knows of its contact with a member.
+func contact(m cluster.MemberStatus) string {
+	switch {
+	case m.Self:
+		return "self"
+	case m.Heartbeat == cluster.HeartbeatFailing && m.LastContactSeconds != nil:
+		return "heartbeats failing, last " + ago(*m.LastContactSeconds)
+	case m.Heartbeat == cluster.HeartbeatFailing:
+		return "heartbeats failing"
+	case m.Heartbeat == cluster.HeartbeatOK:
+		return "heartbeats ok"
+	case m.LastContactSeconds != nil:
+		return ago(*m.LastContactSeconds)
+	default:
+		return "-"
+	}
+}
