@@ -162,10 +162,15 @@ func (l *Local) Isolate(context.Context, string) error { return ErrUnsupported }
 // Rejoin implements Cluster.
 func (l *Local) Rejoin(context.Context, string) error { return ErrUnsupported }
 
-// Replace implements Cluster.
+// Replace implements Cluster; the node may already be stopped.
 func (l *Local) Replace(ctx context.Context, node string) error {
-	if err := l.Kill(ctx, node); err != nil {
-		return err
+	l.mu.Lock()
+	running := l.procs[node] != nil
+	l.mu.Unlock()
+	if running {
+		if err := l.Kill(ctx, node); err != nil {
+			return err
+		}
 	}
 	if err := os.RemoveAll(filepath.Join(l.opts.Dir, node, "data")); err != nil {
 		return fmt.Errorf("wipe %s: %w", node, err)
