@@ -65,9 +65,11 @@ type MemberStatus struct {
 	Suffrage string `json:"suffrage"`
 	Leader   bool   `json:"leader"`
 	Self     bool   `json:"self"`
-	// Gossip is the member's gossip state (alive, suspect, dead, left),
-	// empty when this node runs without gossip.
+	// Gossip is the member's gossip state (alive, dead, left, or "not
+	// seen"), empty when this node runs without gossip.
 	Gossip string `json:"gossip,omitempty"`
+	// RPCAddress is the kv RPC address the member advertises in gossip.
+	RPCAddress string `json:"rpc_address,omitempty"`
 	// Heartbeat is the leader's view (HeartbeatOK, HeartbeatFailing); only
 	// the leader reports it, for the other members.
 	Heartbeat string `json:"heartbeat,omitempty"`

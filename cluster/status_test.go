@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/kvnode/kvnode/cluster"
@@ -149,4 +150,27 @@ func TestMonitor_NotReadyWithoutLeader(t *testing.T) {
 	if st := mons[survivor].Status(t.Context()); st.Ready || st.ReadyReason == "" {
 		t.Fatalf("status ready %v reason %q", st.Ready, st.ReadyReason)
 	}
+}
+
+// With gossip, members carry their gossip state and advertised RPC address.
+func TestMonitor_StatusWithGossip(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{Gossip: true})
+	mons := monitors(t, c)
+	c.WaitLeader()
+	c.Nodes[0].Node.SetRPCAddr("tcp://127.0.0.1:6001")
+	c.Poll("gossip in the status", func() string {
+		st := mons[1].Status(t.Context())
+		if len(st.Members) != 3 {
+			return fmt.Sprintf("%d members", len(st.Members))
+		}
+		for _, m := range st.Members {
+			if m.Gossip != "alive" || m.Suffrage != "voter" {
+				return fmt.Sprintf("member %s: gossip %q suffrage %q", m.ID, m.Gossip, m.Suffrage)
+			}
+			if m.ID == c.Nodes[0].ID && m.RPCAddress != "tcp://127.0.0.1:6001" {
+				return "rpc address " + m.RPCAddress
+			}
+		}
+		return ""
+	})
 }

@@ -50,6 +50,7 @@ func clusterRPC(t *testing.T, c *clustertest.Cluster) []string {
 			admin.close()
 		})
 		addrs[i] = "tcp://" + srv.Addr().String()
+		n.Node.SetRPCAddr(addrs[i]) // gossip advertises it; a no-op without
 	}
 	return addrs
 }

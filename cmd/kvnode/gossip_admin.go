@@ -1,11 +1,57 @@
 package main
 
-import "github.com/kvnode/kvnode/cluster"
+import (
+	"net"
+	"strings"
+
+	"github.com/kvnode/kvnode/cluster"
+)
 
 // gossipCounts counts gossip members by state for kvnode_gossip_members;
-// nil while the cluster runs without gossip.
-func gossipCounts(*cluster.Node) map[string]int { return nil }
+// nil when the cluster runs without gossip.
+func gossipCounts(n *cluster.Node) map[string]int {
+	gm := n.GossipMembers()
+	if gm == nil {
+		return nil
+	}
+	counts := map[string]int{}
+	for _, g := range gm {
+		counts[g.State]++
+	}
+	return counts
+}
 
-// leaderRPCAddr is the leader's RPC address as gossip advertises it; ""
-// when unknown.
-func leaderRPCAddr(*cluster.Node) string { return "" }
+// leaderRPCAddr is the leader's RPC address as gossip advertises it, made
+// dialable: a wildcard listen host (0.0.0.0) is replaced by the host of the
+// leader's raft address. "" when unknown.
+func leaderRPCAddr(n *cluster.Node) string {
+	id, _ := n.Leader()
+	if id == "" {
+		return ""
+	}
+	for _, g := range n.GossipMembers() {
+		if g.ID == id {
+			return dialableRPC(g.RPCAddr, g.RaftAddr)
+		}
+	}
+	return ""
+}
+
+func dialableRPC(rpcAddr, raftAddr string) string {
+	scheme, hostPort, ok := strings.Cut(rpcAddr, "://")
+	if !ok || scheme != "tcp" {
+		return rpcAddr // unix sockets are only useful on the same host anyway
+	}
+	host, port, err := net.SplitHostPort(hostPort)
+	if err != nil || port == "0" {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		rh, _, err := net.SplitHostPort(raftAddr)
+		if err != nil {
+			return ""
+		}
+		host = rh
+	}
+	return "tcp://" + net.JoinHostPort(host, port)
+}

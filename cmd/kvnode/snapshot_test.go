@@ -174,3 +174,55 @@ func TestProgress_Lines(t *testing.T) {
 		t.Fatalf("a small transfer showed progress: %q", buf.String())
 	}
 }
+
+// With gossip, a follower's refusal names the leader's RPC address and the
+// CLI sends the restore there by itself.
+func TestSnapshot_RestoreFindsTheLeaderThroughGossip(t *testing.T) {
+	src := clustertest.New(t, clustertest.Options{})
+	srcAddrs := clusterRPC(t, src)
+	sl := src.WaitLeader()
+	want := fillCluster(t, src, sl, 30, "k")
+	file := filepath.Join(t.TempDir(), "b.kvn")
+	mustVerb(t, "snapshot", "save", file, "--rpc", srcAddrs[sl])
+
+	dst := clustertest.New(t, clustertest.Options{Gossip: true})
+	addrs := clusterRPC(t, dst)
+	dl := dst.WaitLeader()
+	df := dst.Followers(dl)[0]
+	dst.Poll("gossip knows the leader's RPC address", func() string {
+		if leaderRPCAddr(dst.Nodes[df].Node) != addrs[dl] {
+			return "not yet: " + leaderRPCAddr(dst.Nodes[df].Node)
+		}
+		return ""
+	})
+	if got := gossipCounts(dst.Nodes[df].Node); got["alive"] != 3 {
+		t.Fatalf("gossip counts %v", got)
+	}
+	code, out, errs := runVerb(t, "snapshot", "restore", file, "--rpc", addrs[df])
+	if code != 0 || !strings.Contains(errs, "sending the restore to the leader at "+addrs[dl]) {
+		t.Fatalf("restore through a follower: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	dst.EnsureSame()
+	h, err := dst.Nodes[df].Node.FSM().StateHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(h, want) {
+		t.Fatal("restored state differs from the source")
+	}
+}
+
+func TestDialableRPC(t *testing.T) {
+	for _, c := range []struct{ rpc, raft, want string }{
+		{"tcp://10.0.0.5:6001", "10.0.0.5:7000", "tcp://10.0.0.5:6001"},
+		{"tcp://0.0.0.0:6001", "kv1:7000", "tcp://kv1:6001"},
+		{"tcp://:6001", "10.0.0.7:7000", "tcp://10.0.0.7:6001"},
+		{"tcp://[::]:6001", "10.0.0.7:7000", "tcp://10.0.0.7:6001"},
+		{"tcp://127.0.0.1:0", "10.0.0.7:7000", ""},
+		{"unix:///run/kv.sock", "10.0.0.7:7000", "unix:///run/kv.sock"},
+	} {
+		if got := dialableRPC(c.rpc, c.raft); got != c.want {
+			t.Errorf("dialableRPC(%q, %q) = %q, want %q", c.rpc, c.raft, got, c.want)
+		}
+	}
+}

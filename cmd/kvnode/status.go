@@ -117,7 +117,7 @@ func printStatus(w io.Writer, st cluster.Status) error {
 	row("ready", ready)
 	if len(st.Members) > 0 {
 		row()
-		row("MEMBER", "ADDRESS", "SUFFRAGE", "GOSSIP", "LAST CONTACT")
+		row("MEMBER", "ADDRESS", "SUFFRAGE", "GOSSIP", "RPC", "LAST CONTACT")
 		for _, m := range st.Members {
 			id := m.ID
 			switch {
@@ -128,7 +128,7 @@ func printStatus(w io.Writer, st cluster.Status) error {
 			case m.Leader:
 				id += " (leader)"
 			}
-			row(id, m.Address, m.Suffrage, orDash(m.Gossip), contact(m))
+			row(id, m.Address, m.Suffrage, orDash(m.Gossip), orDash(m.RPCAddress), contact(m))
 		}
 	}
 	if len(st.Storages) > 0 {
