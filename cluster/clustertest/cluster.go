@@ -256,7 +256,9 @@ func (c *Cluster) Restart(i int) {
 	c.start(c.Nodes[i], nil)
 }
 
-// Isolate cuts node i off from every peer (both directions).
+// Isolate cuts node i off from every peer (both directions) on the cluster
+// port; gossip (Options.Gossip) still reaches it, so the others keep
+// seeing it alive.
 func (c *Cluster) Isolate(i int) { c.Nodes[i].net.setIsolated(true) }
 
 // Heal reconnects node i.
