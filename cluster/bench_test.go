@@ -23,6 +23,7 @@ func BenchmarkCluster_Set(b *testing.B) {
 					if ct := os.Getenv("BENCH_COMMIT_TIMEOUT"); ct != "" {
 						cfg.Raft.CommitTimeout, _ = time.ParseDuration(ct)
 					}
+					cfg.Raft.NoSync = os.Getenv("BENCH_NO_SYNC") != ""
 				}})
 				node := c.WaitLeader()
 				if via == "follower" {

@@ -119,6 +119,10 @@ type RaftConfig struct {
 	SnapshotThreshold  uint64        `yaml:"snapshot_threshold"`
 	SnapshotInterval   time.Duration `yaml:"snapshot_interval"`
 	TrailingLogs       uint64        `yaml:"trailing_logs"`
+	// NoSync skips the fsync of each raft log write: writes acknowledged
+	// by a majority survive process crashes but not a power loss of a
+	// majority at once. Off by default.
+	NoSync bool `yaml:"no_sync"`
 }
 
 // InitDefaults fills unset fields. The timeouts suit a LAN or one host:

@@ -131,7 +131,11 @@ func (n *Node) open() error {
 	if err := os.MkdirAll(n.cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cluster.data_dir: %w", err)
 	}
-	stores, err := eventlog.OpenStores(n.cfg.DataDir, n.logger)
+	var storeOpts []eventlog.StoreOption
+	if n.cfg.Raft.NoSync {
+		storeOpts = append(storeOpts, eventlog.WithNoSync())
+	}
+	stores, err := eventlog.OpenStores(n.cfg.DataDir, n.logger, storeOpts...)
 	if err != nil {
 		return fmt.Errorf("open raft log: %w", err)
 	}
