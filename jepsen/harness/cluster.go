@@ -39,8 +39,10 @@ type Cluster interface {
 	// Replace removes the node with its data and starts an empty one under
 	// the same name, which must catch up from the others.
 	Replace(ctx context.Context, node string) error
-	// Logs returns the tail of the node's log.
+	// Logs returns the tail of the node's log; FullLogs all of it (every
+	// run of the node since it was last replaced).
 	Logs(ctx context.Context, node string) (string, error)
+	FullLogs(ctx context.Context, node string) (string, error)
 	// Close tears the cluster down, data included.
 	Close(ctx context.Context) error
 }
@@ -106,10 +108,14 @@ func WaitWritable(ctx context.Context, c Cluster, d time.Duration) error {
 // leaderLine matches raft's state changes in a node's JSON log.
 var leaderLine = regexp.MustCompile(`"msg":"entering (leader|follower|candidate) state"`)
 
-// FindLeader names the node whose latest raft state change in its log is
-// "entering leader state" (kvnode status will report this directly). Two
-// claimants mean a deposed leader has not noticed yet; the caller retries.
+// FindLeader names the leader: from the nodes' status where the server has
+// the admin service, otherwise the node whose latest raft state change in
+// its log is "entering leader state". Two claimants in the logs mean a
+// deposed leader has not noticed yet; the caller retries.
 func FindLeader(ctx context.Context, c Cluster) (string, error) {
+	if l, answered, err := leaderByStatus(ctx, c); answered {
+		return l, err
+	}
 	var leaders []string
 	for _, n := range c.Nodes() {
 		logs, err := c.Logs(ctx, n)
@@ -141,6 +147,32 @@ func WaitLeader(ctx context.Context, c Cluster, d time.Duration) (string, error)
 		}
 	}
 	return "", err
+}
+
+// crashMarkers are what a Go program prints when it dies of a bug.
+var crashMarkers = []string{"panic: ", "fatal error: ", "SIGSEGV"}
+
+// Crashes scans every node's full log for panics and fatal errors; each
+// crash is an anomaly whatever the checks say, with the first lines of the
+// trace as evidence.
+func Crashes(ctx context.Context, c Cluster) []Anomaly {
+	var out []Anomaly
+	for _, n := range c.Nodes() {
+		logs, err := c.FullLogs(ctx, n)
+		if err != nil {
+			continue
+		}
+		for _, m := range crashMarkers {
+			i := strings.Index(logs, m)
+			if i < 0 {
+				continue
+			}
+			trace := logs[i:min(len(logs), i+1200)]
+			out = append(out, Anomaly{Check: "crash", Detail: fmt.Sprintf("%s: %s", n, strings.Join(strings.Fields(trace), " "))})
+			break
+		}
+	}
+	return out
 }
 
 // sleepCtx sleeps d unless ctx ends first; it reports whether ctx is alive.

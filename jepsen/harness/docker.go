@@ -181,6 +181,11 @@ func (d *Docker) Logs(ctx context.Context, node string) (string, error) {
 	return d.run(ctx, 20*time.Second, "docker", "logs", "--tail", "300", d.ids[node])
 }
 
+// FullLogs implements Cluster.
+func (d *Docker) FullLogs(ctx context.Context, node string) (string, error) {
+	return d.run(ctx, time.Minute, "docker", "logs", d.ids[node])
+}
+
 // SaveLogs writes every node's full log to dir.
 func (d *Docker) SaveLogs(ctx context.Context, dir string) {
 	for _, n := range d.Nodes() {

@@ -26,11 +26,12 @@ type LocalOptions struct {
 // Local is a Cluster of kvnode processes on 127.0.0.1. It cannot cut the
 // network (Isolate returns ErrUnsupported); kill, pause and replace work.
 type Local struct {
-	opts  LocalOptions
-	rpc   map[string]int
-	raft  map[string]int
-	mu    sync.Mutex
-	procs map[string]*proc
+	opts   LocalOptions
+	rpc    map[string]int
+	raft   map[string]int
+	gossip map[string]int
+	mu     sync.Mutex
+	procs  map[string]*proc
 }
 
 // proc is a running node; done closes when the process has exited.
@@ -43,13 +44,16 @@ var _ Cluster = (*Local)(nil)
 
 // StartLocal starts three processes and waits until they answer.
 func StartLocal(ctx context.Context, opts LocalOptions) (*Local, error) {
-	l := &Local{opts: opts, rpc: map[string]int{}, raft: map[string]int{}, procs: map[string]*proc{}}
+	l := &Local{opts: opts, rpc: map[string]int{}, raft: map[string]int{}, gossip: map[string]int{}, procs: map[string]*proc{}}
 	for _, n := range l.Nodes() {
 		var err error
 		if l.rpc[n], err = freePort(); err != nil {
 			return nil, err
 		}
 		if l.raft[n], err = freePort(); err != nil {
+			return nil, err
+		}
+		if l.gossip[n], err = freePort(); err != nil {
 			return nil, err
 		}
 	}
@@ -67,9 +71,10 @@ func StartLocal(ctx context.Context, opts LocalOptions) (*Local, error) {
 }
 
 func (l *Local) spawn(node string) error {
-	var peers []string
+	// The nodes find each other by gossip, as in the compose cluster.
+	var seeds []string
 	for _, n := range l.Nodes() {
-		peers = append(peers, fmt.Sprintf("%s=127.0.0.1:%d", n, l.raft[n]))
+		seeds = append(seeds, fmt.Sprintf("127.0.0.1:%d", l.gossip[n]))
 	}
 	dir := filepath.Join(l.opts.Dir, node)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -80,12 +85,16 @@ func (l *Local) spawn(node string) error {
 		return fmt.Errorf("node log: %w", err)
 	}
 	raftAddr := fmt.Sprintf("127.0.0.1:%d", l.raft[node])
+	gossipAddr := fmt.Sprintf("127.0.0.1:%d", l.gossip[node])
 	cmd := exec.Command(l.opts.Binary, "serve", "-c", l.opts.Config,
 		"-o", fmt.Sprintf("rpc.listen=tcp://127.0.0.1:%d", l.rpc[node]),
 		"-o", "cluster.data_dir="+filepath.Join(dir, "data"),
 		"-o", "cluster.raft.bind="+raftAddr,
-		"-o", "cluster.raft.advertise="+raftAddr)
-	cmd.Env = append(os.Environ(), "HOSTNAME="+node, "KVNODE_CLUSTER_PEERS="+strings.Join(peers, ","),
+		"-o", "cluster.raft.advertise="+raftAddr,
+		"-o", "cluster.gossip.bind="+gossipAddr,
+		"-o", "cluster.gossip.advertise="+gossipAddr,
+		"-o", "cluster.gossip.join=["+strings.Join(seeds, ", ")+"]")
+	cmd.Env = append(os.Environ(), "HOSTNAME="+node,
 		fmt.Sprintf("KVNODE_CLUSTER_UNSAFE_LOCAL_LINEARIZABLE_READS=%t", l.opts.UnsafeLocalReads))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -196,6 +205,15 @@ func (l *Local) Logs(_ context.Context, node string) (string, error) {
 		return "", fmt.Errorf("logs: %w", err)
 	}
 	return string(buf), nil
+}
+
+// FullLogs implements Cluster.
+func (l *Local) FullLogs(_ context.Context, node string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(l.opts.Dir, node+".log"))
+	if err != nil {
+		return "", fmt.Errorf("logs: %w", err)
+	}
+	return string(b), nil
 }
 
 // Close implements Cluster: every process gets SIGCONT then SIGKILL.

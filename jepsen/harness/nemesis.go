@@ -140,9 +140,15 @@ func (n *nemesis) inject(ctx context.Context, kind string) Fault {
 	// Heal even when the run is over: the checks need every node back.
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
-	if err := heal(hctx, node); err != nil {
+	// A node that dies while healing (a crash the checks report) is healed
+	// again, a bounded number of times, so the run can go on.
+	for attempt := 0; attempt < 3; attempt++ {
+		err := heal(hctx, node)
+		if err == nil {
+			break
+		}
 		f.Err = fmt.Sprintf("heal: %v", err)
-		n.logger.Warn("heal failed", "kind", kind, "node", node, "err", err)
+		n.logger.Warn("heal failed", "kind", kind, "node", node, "attempt", attempt+1, "err", err)
 	}
 	f.End = n.clock.now()
 	n.logger.Info("healed", "kind", kind, "node", node, "after", time.Duration(f.End-f.Start).Round(time.Millisecond))

@@ -35,19 +35,22 @@ type Options struct {
 
 // Result is a run's outcome.
 type Result struct {
-	Cluster     string
-	Duration    time.Duration
-	Ops         []Op
-	Faults      []Fault
-	Anomalies   []Anomaly
-	Subjects    int // register/group histories checked by porcupine
-	Unknown     int // porcupine timed out on these
-	TTLReads    int
-	Converged   time.Duration
-	FinalKeys   int // present after convergence
-	KeysRead    int // read from every node after convergence
-	CheckTime   time.Duration
-	SkippedNote string
+	Cluster   string
+	Duration  time.Duration
+	Ops       []Op
+	Faults    []Fault
+	Anomalies []Anomaly
+	Subjects  int // register/group histories checked by porcupine
+	Unknown   int // porcupine timed out on these
+	TTLReads  int
+	Converged time.Duration
+	FinalKeys int // present after convergence
+	// SummariesAgree: every node reported the same key and byte counts per
+	// storage at the same applied index (servers with kvnode.Status).
+	SummariesAgree bool
+	KeysRead       int // read from every node after convergence
+	CheckTime      time.Duration
+	SkippedNote    string
 }
 
 // Run drives the workload and the nemesis against c for opts.Duration,
@@ -99,7 +102,9 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 	res.Faults = nem.list()
 	opts.Logger.Info("workload done; waiting for the cluster to settle", "ops", len(hist.Ops()))
 
+	revive(ctx, c, opts.Logger)
 	if err := WaitReady(ctx, c, 90*time.Second); err != nil {
+		res.Anomalies = Crashes(ctx, c)
 		return res, err
 	}
 	if err := WaitWritable(ctx, c, 90*time.Second); err != nil {
@@ -114,6 +119,11 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 		return res, err
 	}
 	res.Converged = conv
+	if d := CompareSummaries(ctx, c); d != "" {
+		anomalies = append(anomalies, Anomaly{Check: "convergence", Detail: "status: " + d})
+	} else {
+		res.SummariesAgree = true
+	}
 	ops = append(ops, finalOps...)
 	for i := range ops {
 		ops[i].ID = i
@@ -135,6 +145,7 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 	var ttl []Anomaly
 	res.TTLReads, ttl = CheckTTL(ops, opts.TTLSkew)
 	anomalies = append(anomalies, ttl...)
+	anomalies = append(anomalies, Crashes(ctx, c)...)
 	res.CheckTime = time.Since(start)
 	res.Anomalies = anomalies
 	return res, nil
@@ -151,6 +162,20 @@ func keysRead(ops []Op) map[string]map[string]bool {
 		}
 	}
 	return keys
+}
+
+// revive starts nodes that stopped answering on their own (crashed; the
+// crash check reports why), so the final checks can run.
+func revive(ctx context.Context, c Cluster, logger *slog.Logger) {
+	for _, n := range c.Nodes() {
+		if waitNode(ctx, c, n, 10*time.Second) == nil {
+			continue
+		}
+		logger.Warn("node not answering after the run; starting it", "node", n)
+		if err := c.Start(ctx, n); err != nil {
+			logger.Warn("start", "node", n, "err", err)
+		}
+	}
 }
 
 // settleTTL waits until every TTL key's deadline has passed, at most a minute.

@@ -52,6 +52,9 @@ func (r *Result) Summary(outDir string) string {
 	p("checks (%s):", r.CheckTime.Round(time.Millisecond))
 	p("  linearizability (porcupine, *_lin storages): %d registers/groups, %d timed out", r.Subjects, r.Unknown)
 	p("  convergence: all nodes agreed on %d keys (%d present) after %s; no acknowledged write lost unless listed", r.KeysRead, r.FinalKeys, r.Converged.Round(time.Millisecond))
+	if r.SummariesAgree {
+		p("  state summary (kvnode status): same applied index, keys and bytes per storage on every node")
+	}
 	p("  ttl: %d reads checked against deadlines", r.TTLReads)
 	byCheck := map[string]int{}
 	for _, a := range r.Anomalies {

@@ -1,0 +1,139 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/kvnode/kvnode/client"
+)
+
+// methodStatus is kvnode's admin call behind `kvnode status`.
+const methodStatus = "kvnode.Status"
+
+// NodeStatus is the part of cluster.Status the harness reads. gob matches
+// fields by name, so this mirror decodes the server's reply without the
+// harness importing the cluster package.
+type NodeStatus struct {
+	NodeID          string
+	Role            string
+	LeaderID        string
+	Term            uint64
+	CommitIndex     uint64
+	FSMAppliedIndex uint64
+	Ready           bool
+	Storages        []StorageSummary
+}
+
+// StorageSummary is one storage's size on one node.
+type StorageSummary struct {
+	Name         string
+	Replicated   bool
+	Keys         int64
+	Bytes        int64
+	AppliedIndex uint64
+}
+
+// GetStatus asks a node for its view of the cluster (timeout 2 s). Servers
+// without the admin service (older kvnode) answer with a ServerError.
+func GetStatus(ctx context.Context, addr string) (NodeStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var st NodeStatus
+	cl, err := client.Dial(ctx, addr, client.WithPoolSize(1))
+	if err != nil {
+		return st, err //nolint:wrapcheck // names the address
+	}
+	defer cl.Close()
+	if err := cl.Call(ctx, methodStatus, nil, &st); err != nil {
+		return st, fmt.Errorf("status of %s: %w", addr, err)
+	}
+	return st, nil
+}
+
+// leaderByStatus names the leader from the nodes' own status: the node
+// that reports itself leader in the highest term. ok is false when no node
+// answers the status call (an older kvnode) or none is leader.
+func leaderByStatus(ctx context.Context, c Cluster) (string, bool, error) {
+	var best string
+	var term uint64
+	answered := false
+	for _, n := range c.Nodes() {
+		st, err := GetStatus(ctx, c.Addr(n))
+		if err != nil {
+			continue
+		}
+		answered = true
+		if st.Role == "leader" && (best == "" || st.Term > term) {
+			best, term = n, st.Term
+		}
+	}
+	if best == "" {
+		return "", answered, ErrNoLeader
+	}
+	return best, true, nil
+}
+
+// CompareSummaries polls every node's status until all report the same
+// FSM applied index, then compares the replicated storages' key and byte
+// counts: the state summary every node must converge to. It returns "" when
+// they agree, or what differs (at most 30 s; older servers: "").
+func CompareSummaries(ctx context.Context, c Cluster) string {
+	var diff string
+	for i := 0; i < 60; i++ {
+		sts := map[string]NodeStatus{}
+		for _, n := range c.Nodes() {
+			st, err := GetStatus(ctx, c.Addr(n))
+			if err != nil {
+				if i == 0 {
+					return "" // no admin service: nothing to compare
+				}
+				break
+			}
+			sts[n] = st
+		}
+		diff = ""
+		first := sts[c.Nodes()[0]]
+		for _, n := range c.Nodes()[1:] {
+			st, ok := sts[n]
+			switch {
+			case !ok:
+				diff = n + " did not answer"
+			case st.FSMAppliedIndex != first.FSMAppliedIndex:
+				diff = fmt.Sprintf("applied index %d on %s, %d on %s", first.FSMAppliedIndex, c.Nodes()[0], st.FSMAppliedIndex, n)
+			default:
+				diff = diffStorages(first.Storages, st.Storages, c.Nodes()[0], n)
+				if diff != "" {
+					return diff // same index, different state: divergence
+				}
+			}
+			if diff != "" {
+				break
+			}
+		}
+		if diff == "" {
+			return ""
+		}
+		if !sleepCtx(ctx, 500*time.Millisecond) {
+			break
+		}
+	}
+	return "no common applied index within 30s: " + diff
+}
+
+func diffStorages(a, b []StorageSummary, na, nb string) string {
+	idx := map[string]StorageSummary{}
+	for _, s := range b {
+		idx[s.Name] = s
+	}
+	for _, s := range a {
+		if !s.Replicated {
+			continue
+		}
+		t := idx[s.Name]
+		if s.Keys != t.Keys || s.Bytes != t.Bytes {
+			return fmt.Sprintf("storage %s: %d keys/%d bytes on %s, %d/%d on %s at the same applied index", s.Name, s.Keys, s.Bytes, na, t.Keys, t.Bytes, nb)
+		}
+	}
+	return ""
+}
