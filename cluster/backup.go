@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -179,11 +180,8 @@ func (n *Node) RestoreBackup(ctx context.Context, r io.Reader) (RestoreInfo, err
 	}
 
 	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: ask, Term: n.raft.CurrentTerm(), Size: size}
-	if err := n.raft.Restore(meta, out, remaining(ctx, 10*time.Minute)); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) {
-			return info, n.notLeader()
-		}
-		return info, fmt.Errorf("%w: raft restore: %w", ErrBackup, err)
+	if err := n.raftRestore(ctx, meta, out); err != nil {
+		return info, err
 	}
 	if got := n.raft.Stats()["last_snapshot_index"]; got != strconv.FormatUint(info.Index, 10) {
 		// More than restoreIndexGap entries were appended while the restore
@@ -195,6 +193,41 @@ func (n *Node) RestoreBackup(ctx context.Context, r io.Reader) (RestoreInfo, err
 	n.logger.Info("backup restored", "source_index", info.SourceIndex, "index", info.Index,
 		"storages", info.Storages, "cleared", info.Cleared, "bytes", info.Size)
 	return info, nil
+}
+
+// raftRestore hands the spooled stream to raft.Restore. raft refuses while
+// a configuration change is not yet committed (a new leader's first
+// moments, a voter being added): a barrier then waits for it, and the
+// restore is tried again until ctx ends.
+func (n *Node) raftRestore(ctx context.Context, meta *raft.SnapshotMeta, spool *os.File) error {
+	backoff := 10 * time.Millisecond
+	for {
+		if err, done := wait(ctx, n.raft.Barrier(remaining(ctx, n.cfg.ApplyTimeout))); !done || err != nil {
+			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+				return n.notLeader()
+			}
+			return fmt.Errorf("%w: wait for the log to be applied: %w", ErrBackup, err)
+		}
+		if _, err := spool.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("%w: spool: %w", ErrBackup, err)
+		}
+		err := n.raft.Restore(meta, spool, remaining(ctx, 10*time.Minute))
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, raft.ErrNotLeader):
+			return n.notLeader()
+		case !strings.Contains(err.Error(), "cannot restore snapshot now"):
+			return fmt.Errorf("%w: raft restore: %w", ErrBackup, err)
+		}
+		n.logger.Info("restore waits for a configuration change to commit", "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: raft restore: %w (%w)", ErrBackup, err, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
 }
 
 func (n *Node) requireLeader() error {

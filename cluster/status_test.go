@@ -157,6 +157,9 @@ func TestMonitor_StatusWithGossip(t *testing.T) {
 	c := clustertest.New(t, clustertest.Options{Gossip: true})
 	mons := monitors(t, c)
 	c.WaitLeader()
+	// After bootstrap, which updates gossip metadata too: memberlist's
+	// UpdateNode is not safe for concurrent calls.
+	c.EnsureSame()
 	c.Nodes[0].Node.SetRPCAddr("tcp://127.0.0.1:6001")
 	c.Poll("gossip in the status", func() string {
 		st := mons[1].Status(t.Context())

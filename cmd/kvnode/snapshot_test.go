@@ -186,8 +186,12 @@ func TestSnapshot_RestoreFindsTheLeaderThroughGossip(t *testing.T) {
 	mustVerb(t, "snapshot", "save", file, "--rpc", srcAddrs[sl])
 
 	dst := clustertest.New(t, clustertest.Options{Gossip: true})
-	addrs := clusterRPC(t, dst)
 	dl := dst.WaitLeader()
+	// Advertise the RPC addresses once bootstrap is over: memberlist's
+	// UpdateNode is not safe for concurrent calls, and bootstrap updates
+	// the metadata too.
+	dst.EnsureSame()
+	addrs := clusterRPC(t, dst)
 	df := dst.Followers(dl)[0]
 	dst.Poll("gossip knows the leader's RPC address", func() string {
 		if leaderRPCAddr(dst.Nodes[df].Node) != addrs[dl] {
