@@ -68,7 +68,10 @@ type Node struct {
 	// nodes join the running cluster.
 	Initial bool
 	tune    func(*cluster.Config)
-	net     *faultNet
+	// releaseGossip frees the reserved gossip port just before the node
+	// binds it (nil once done).
+	releaseGossip func()
+	net           *faultNet
 }
 
 // WaitTimeout bounds every polling wait in the harness.
@@ -129,7 +132,9 @@ func (c *Cluster) newNode(initial bool) net.Listener {
 	n := &Node{Index: i, ID: fmt.Sprintf("node%d", i), Addr: ln.Addr().String(), Dir: c.t.TempDir(),
 		Initial: initial, net: newFaultNet()}
 	if c.opts.Gossip {
-		n.GossipAddr = fmt.Sprintf("127.0.0.1:%d", freeGossipPort(c.t))
+		var port int
+		port, n.releaseGossip = holdGossipPort(c.t)
+		n.GossipAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	}
 	c.Nodes = append(c.Nodes, n)
 	return ln
@@ -207,6 +212,10 @@ func (c *Cluster) open(n *Node, ln net.Listener) error {
 		n.tune(&cfg)
 	}
 	opts.Logger = c.opts.Logger.With("node", n.ID)
+	if n.releaseGossip != nil {
+		n.releaseGossip()
+		n.releaseGossip = nil
+	}
 	node, err := cluster.Open(cfg, fsm.New(engines, opts.Logger), opts)
 	if err != nil {
 		for _, e := range engines {
@@ -389,7 +398,10 @@ func (c *Cluster) Retry(what string, write func(ctx context.Context) error) {
 
 // Close stops every node.
 func (c *Cluster) Close() {
-	for i := range c.Nodes {
+	for i, n := range c.Nodes {
 		c.Kill(i)
+		if n.releaseGossip != nil {
+			n.releaseGossip()
+		}
 	}
 }

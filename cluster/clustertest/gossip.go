@@ -18,11 +18,13 @@ import (
 // membership tests converge fast.
 const ReconcileInterval = 100 * time.Millisecond
 
-// freeGossipPort finds a loopback port free for both TCP and UDP, which
-// memberlist binds together. The seeds must be known before any node
-// starts, so the port cannot be left to memberlist (port 0); another
-// process could take it in between, and then that node fails to start.
-func freeGossipPort(t testing.TB) int {
+// holdGossipPort reserves a loopback port for both TCP and UDP, which
+// memberlist binds together, and returns it with the function that frees
+// it. The seeds must be known before any node starts, so the port cannot be
+// left to memberlist (port 0); holding it until just before the node binds
+// it keeps the kernel from handing it to another socket (an outgoing
+// connection's ephemeral port) meanwhile.
+func holdGossipPort(t testing.TB) (int, func()) {
 	t.Helper()
 	for range 50 {
 		tl, err := net.Listen("tcp", "127.0.0.1:0")
@@ -31,14 +33,13 @@ func freeGossipPort(t testing.TB) int {
 		}
 		port := tl.Addr().(*net.TCPAddr).Port
 		ul, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		_ = tl.Close()
 		if err == nil {
-			_ = ul.Close()
-			return port
+			return port, func() { _ = tl.Close(); _ = ul.Close() }
 		}
+		_ = tl.Close()
 	}
 	t.Fatal("clustertest: no port free for both TCP and UDP")
-	return 0
+	return 0, nil
 }
 
 // gossipConfig switches node n from static peers to gossip discovery.

@@ -65,8 +65,10 @@ cluster:
 	}
 }
 
-// gossipPort finds a loopback port free for TCP and UDP.
-func gossipPort(t *testing.T) int {
+// holdGossipPort reserves a loopback port for TCP and UDP until release is
+// called, just before the node binds it: a port merely found free could be
+// taken meanwhile by another node's outgoing connection.
+func holdGossipPort(t *testing.T) (int, func()) {
 	t.Helper()
 	for range 50 {
 		tl, err := net.Listen("tcp", "127.0.0.1:0")
@@ -75,14 +77,13 @@ func gossipPort(t *testing.T) int {
 		}
 		port := tl.Addr().(*net.TCPAddr).Port
 		ul, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		_ = tl.Close()
 		if err == nil {
-			_ = ul.Close()
-			return port
+			return port, func() { _ = tl.Close(); _ = ul.Close() }
 		}
+		_ = tl.Close()
 	}
 	t.Fatal("no free port")
-	return 0
+	return 0, nil
 }
 
 // Three kvnode processes (in-process serve) that know only the gossip
@@ -90,13 +91,17 @@ func gossipPort(t *testing.T) int {
 // leadership if it leads and is removed from raft (leave_on_terminate),
 // and the other two keep serving writes.
 func TestServe_GossipClusterNodeLeavesOnTerminate(t *testing.T) {
-	ports := []int{gossipPort(t), gossipPort(t), gossipPort(t)}
+	ports := make([]int, 3)
+	release := make([]func(), 3)
 	var seeds []string
-	for _, p := range ports {
-		seeds = append(seeds, fmt.Sprintf(`"127.0.0.1:%d"`, p))
+	for i := range ports {
+		ports[i], release[i] = holdGossipPort(t)
+		t.Cleanup(release[i])
+		seeds = append(seeds, fmt.Sprintf(`"127.0.0.1:%d"`, ports[i]))
 	}
 	nodes := make([]*running, 3)
 	for i := range nodes {
+		release[i]()
 		nodes[i] = startServe(t, LoadOptions{File: writeConfig(t, fmt.Sprintf(`
 version: "3"
 rpc: {listen: "tcp://127.0.0.1:0"}
