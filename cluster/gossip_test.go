@@ -65,11 +65,18 @@ func TestGossip_SeedsFormOneClusterReplicaJoinsAndIsPromoted(t *testing.T) {
 		// answering the forwarded write.
 		t.Fatalf("leader reads %q after the replica's write", got)
 	}
-	for _, m := range c.Nodes[r].Node.GossipMembers() {
-		if m.State != "alive" || m.RaftAddr == "" || m.RPCAddr == "" {
-			t.Fatalf("replica sees member %+v", m)
+	c.Poll("the replica's gossip lists four members with addresses", func() string {
+		ms := c.Nodes[r].Node.GossipMembers()
+		if len(ms) != 4 {
+			return fmt.Sprintf("%d members", len(ms))
 		}
-	}
+		for _, m := range ms {
+			if m.State != "alive" || m.RaftAddr == "" || m.RPCAddr == "" || m.GossipAddr == "" || m.Suffrage == "" {
+				return fmt.Sprintf("member %+v", m)
+			}
+		}
+		return ""
+	})
 
 	// A voter dies: the replica takes its vote, and after reap_after the
 	// dead voter leaves the configuration.
