@@ -8,6 +8,9 @@
 //	kvnode serve -c .rr.yaml    serve the kv storages of a RoadRunner config file
 //	kvnode -c .rr.yaml -o rpc.listen=tcp://127.0.0.1:7001   flags alone also mean serve
 //	kvnode get|set|del|has|ttl|expire|clear|bench ...       client verbs
+//	kvnode status [--rpc ADDR] [--json]                     a node's view of itself and the cluster
+//	kvnode health [--rpc ADDR] [--ready]                    exit 0 when the node answers (and is ready)
+//	kvnode snapshot save|restore|inspect FILE [--rpc ADDR]  backups of the replicated storages
 //	kvnode version
 //
 // # Configuration
@@ -18,7 +21,10 @@
 // (level, mode, encoding, output), kv.<name>.driver and kv.<name>.config (or
 // the top-level section <name> when config is absent, as RoadRunner does),
 // otel, and endure.grace_period (default 10s). Other sections (http,
-// server, jobs, ...) are ignored; cluster, metrics and status are reserved.
+// server, jobs, ...) are ignored. cluster configures replication;
+// metrics.address and status.address (RoadRunner's keys, both accepted)
+// turn on the HTTP ops endpoint, off by default: /health, /ready and
+// /metrics on each address given (see package ops for the metrics).
 //
 // Precedence, lowest first: defaults, the file, -o key.path=value
 // overrides. ${VAR} and ${VAR:-default} are expanded in each scalar value
@@ -35,6 +41,33 @@
 // boltdb's interval (RoadRunner's GC period) does not delay expiry: expired
 // keys are hidden at once. It sets how often they are removed from the
 // file when given; otherwise they are removed every second.
+//
+// # Operations
+//
+// status, health and snapshot talk to the "kvnode" service on the node's RPC
+// port. status prints the node id, role, leader, term, commit and applied
+// indexes, readiness, and every member with its raft suffrage, gossip
+// state, RPC address and last contact (the leader reports heartbeat
+// failures; a follower its contact with the leader). health prints
+// nothing and exits 0 when the node answers; with --ready it also requires
+// a known leader and that the node has applied up to the leader's commit
+// index it learnt at start (a standalone node is always ready): fit for a
+// docker HEALTHCHECK in an image without a shell.
+//
+// snapshot save asks the node for a consistent point-in-time snapshot of
+// every replicated storage (after waiting for the leader's commit index,
+// so it holds every write acknowledged before; --stale skips that) and
+// writes it as FILE.tmp, renamed to FILE once complete: a header with the
+// node, raft index, term and time, the snapshot stream (with its own
+// CRC-64, checked while downloading), and a SHA-256 of the whole file.
+// snapshot restore verifies the file, then streams it to the leader (a
+// follower names it when gossip knows its RPC address, and the command
+// follows), which installs it through raft on every node: the cluster
+// then holds exactly the backup's state, storages the backup lacks are
+// emptied, and a backup holding a storage the cluster does not replicate
+// is refused. It is meant for disaster recovery into a fresh cluster:
+// writes in flight are aborted. Transfers of 8 MiB and more show a
+// progress line on stderr. A standalone kvnode has no snapshots.
 //
 // SIGINT or SIGTERM stops accepting connections, lets requests in flight
 // finish within endure.grace_period, closes the storages and flushes spans.
