@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,9 @@ type Metrics struct {
 	classify func(error) string
 	storages map[string]bool
 	state    atomic.Pointer[func() State]
+	// series caches the request counter and histogram of each method and
+	// storage: looking them up by labels costs more than updating them.
+	series sync.Map // seriesKey -> *callSeries
 
 	rpcRequests  *prometheus.CounterVec
 	rpcDuration  *prometheus.HistogramVec
@@ -125,13 +129,29 @@ func (m *Metrics) readState() (State, bool) {
 	return (*f)(), true
 }
 
+type seriesKey struct{ method, storage string }
+
+type callSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
 // ObserveCall implements rpc.Observer.
 func (m *Metrics) ObserveCall(method, storage string, elapsed time.Duration, err error) {
 	if !m.storages[storage] {
 		storage = ""
 	}
-	m.rpcRequests.WithLabelValues(method, storage).Inc()
-	m.rpcDuration.WithLabelValues(method, storage).Observe(elapsed.Seconds())
+	key := seriesKey{method, storage}
+	v, ok := m.series.Load(key)
+	if !ok {
+		v, _ = m.series.LoadOrStore(key, &callSeries{
+			requests: m.rpcRequests.WithLabelValues(method, storage),
+			duration: m.rpcDuration.WithLabelValues(method, storage),
+		})
+	}
+	cs := v.(*callSeries)
+	cs.requests.Inc()
+	cs.duration.Observe(elapsed.Seconds())
 	if err != nil {
 		kind := "other"
 		if m.classify != nil {
