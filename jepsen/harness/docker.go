@@ -24,7 +24,9 @@ type DockerOptions struct {
 	Image string
 	// UnsafeLocalReads turns on cluster.unsafe.local_linearizable_reads.
 	UnsafeLocalReads bool
-	Logger           *slog.Logger
+	// ReapAfter sets cluster.reap_after (0: the compose default).
+	ReapAfter time.Duration
+	Logger    *slog.Logger
 }
 
 // Docker is a Cluster of docker-compose containers.
@@ -52,6 +54,9 @@ func DockerAvailable(ctx context.Context) bool {
 func StartDocker(ctx context.Context, opts DockerOptions) (*Docker, error) {
 	d := &Docker{opts: opts, ports: map[string]int{}, ids: map[string]string{}}
 	d.env = append(os.Environ(), "KVNODE_IMAGE="+opts.Image, "KVNODE_UNSAFE_LOCAL_READS="+strconv.FormatBool(opts.UnsafeLocalReads))
+	if opts.ReapAfter > 0 {
+		d.env = append(d.env, "KVNODE_REAP_AFTER="+opts.ReapAfter.String())
+	}
 	for i, n := range d.Nodes() {
 		p, err := freePort()
 		if err != nil {

@@ -21,6 +21,8 @@ type LocalOptions struct {
 	// Dir holds each node's data dir and log.
 	Dir              string
 	UnsafeLocalReads bool
+	// ReapAfter sets cluster.reap_after (0: kvnode's default).
+	ReapAfter time.Duration
 }
 
 // Local is a Cluster of kvnode processes on 127.0.0.1. It cannot cut the
@@ -94,6 +96,9 @@ func (l *Local) spawn(node string) error {
 		"-o", "cluster.gossip.bind="+gossipAddr,
 		"-o", "cluster.gossip.advertise="+gossipAddr,
 		"-o", "cluster.gossip.join=["+strings.Join(seeds, ", ")+"]")
+	if l.opts.ReapAfter > 0 {
+		cmd.Args = append(cmd.Args, "-o", "cluster.reap_after="+l.opts.ReapAfter.String())
+	}
 	cmd.Env = append(os.Environ(), "HOSTNAME="+node,
 		fmt.Sprintf("KVNODE_CLUSTER_UNSAFE_LOCAL_LINEARIZABLE_READS=%t", l.opts.UnsafeLocalReads))
 	cmd.Stdout, cmd.Stderr = logf, logf

@@ -20,8 +20,10 @@ const (
 	NemesisPartition = "partition"
 	// NemesisLeader: cut the current leader off the peer network.
 	NemesisLeader = "leader"
-	// NemesisReplace: kill a node, remove its container and data, start an
-	// empty node under its name that must rejoin and catch up.
+	// NemesisReplace: kill a node, wait until the leader removes it from
+	// the raft configuration (reap_after, with gossip), remove its
+	// container and data, and start an empty node under its name that must
+	// join again, become a voter and catch up.
 	NemesisReplace = "remove"
 )
 
@@ -36,6 +38,7 @@ type Fault struct {
 	Start  int64  `json:"start"`
 	End    int64  `json:"end"`
 	Err    string `json:"error,omitempty"`
+	Note   string `json:"note,omitempty"`
 }
 
 // NemesisOptions times the faults.
@@ -45,6 +48,9 @@ type NemesisOptions struct {
 	CalmMin, CalmMax time.Duration
 	HoldMin, HoldMax time.Duration
 	MaxFaults        int
+	// ReapWait bounds the wait for a killed node's removal from the raft
+	// configuration in the remove nemesis (0: do not wait).
+	ReapWait time.Duration
 }
 
 func (o *NemesisOptions) defaults() {
@@ -73,6 +79,32 @@ type nemesis struct {
 	logger *slog.Logger
 	mu     sync.Mutex
 	faults []Fault
+	// note describes what the current fault's heal observed.
+	note string
+}
+
+// replace heals the remove nemesis: once the leader has removed the dead
+// node (or ReapWait passed), the node comes back empty and must become a
+// voter again.
+func (n *nemesis) replace(ctx context.Context, node string) error {
+	if n.opts.ReapWait > 0 {
+		if d, ok := waitVoter(ctx, n.c, node, false, n.opts.ReapWait); ok {
+			n.note = fmt.Sprintf("removed from raft after %s", d.Round(time.Second))
+		} else {
+			n.note = fmt.Sprintf("still a voter after %s", d.Round(time.Second))
+		}
+	}
+	if err := n.c.Replace(ctx, node); err != nil {
+		return err
+	}
+	if n.opts.ReapWait > 0 {
+		if d, ok := waitVoter(ctx, n.c, node, true, time.Minute); ok {
+			n.note += fmt.Sprintf("; voter again %s after restart", d.Round(time.Second))
+		} else {
+			n.note += "; not a voter again within 1m"
+		}
+	}
+	return nil
 }
 
 func between(rng *rand.Rand, lo, hi time.Duration) time.Duration {
@@ -123,11 +155,12 @@ func (n *nemesis) inject(ctx context.Context, kind string) Fault {
 		hurt, heal = n.c.Isolate, n.c.Rejoin
 	case NemesisReplace:
 		node, leader = n.pick(ctx, false)
-		hurt, heal = n.c.Kill, n.c.Replace
+		hurt, heal = n.c.Kill, n.replace
 	default:
 		return Fault{Kind: kind, Err: "unknown nemesis"}
 	}
 	f := Fault{Kind: kind, Node: node, Leader: leader, Start: n.clock.now()}
+	n.note = ""
 	n.logger.Info("fault", "kind", kind, "node", node, "leader", leader)
 	if err := hurt(ctx, node); err != nil {
 		f.End, f.Err = n.clock.now(), err.Error()
@@ -151,6 +184,7 @@ func (n *nemesis) inject(ctx context.Context, kind string) Fault {
 		n.logger.Warn("heal failed", "kind", kind, "node", node, "attempt", attempt+1, "err", err)
 	}
 	f.End = n.clock.now()
+	f.Note = n.note
 	n.logger.Info("healed", "kind", kind, "node", node, "after", time.Duration(f.End-f.Start).Round(time.Millisecond))
 	return f
 }

@@ -22,7 +22,16 @@ type NodeStatus struct {
 	CommitIndex     uint64
 	FSMAppliedIndex uint64
 	Ready           bool
+	Members         []MemberSummary
 	Storages        []StorageSummary
+}
+
+// MemberSummary is one member of the raft configuration as a node sees it.
+type MemberSummary struct {
+	ID       string
+	Suffrage string
+	Leader   bool
+	Gossip   string
 }
 
 // StorageSummary is one storage's size on one node.
@@ -136,4 +145,38 @@ func diffStorages(a, b []StorageSummary, na, nb string) string {
 		}
 	}
 	return ""
+}
+
+// isVoter asks the leader whether node is a voter of the raft
+// configuration; ok is false when no leader answers.
+func isVoter(ctx context.Context, c Cluster, node string) (voter, ok bool) {
+	l, _, err := leaderByStatus(ctx, c)
+	if err != nil {
+		return false, false
+	}
+	st, err := GetStatus(ctx, c.Addr(l))
+	if err != nil {
+		return false, false
+	}
+	for _, m := range st.Members {
+		if m.ID == node {
+			return m.Suffrage == "voter", true
+		}
+	}
+	return false, true
+}
+
+// waitVoter polls until node's voter status is want, at most d; it
+// reports how long that took and whether it happened.
+func waitVoter(ctx context.Context, c Cluster, node string, want bool, d time.Duration) (time.Duration, bool) {
+	start := time.Now()
+	for i := 0; i < 1000 && time.Since(start) < d; i++ {
+		if v, ok := isVoter(ctx, c, node); ok && v == want {
+			return time.Since(start), true
+		}
+		if !sleepCtx(ctx, 500*time.Millisecond) {
+			break
+		}
+	}
+	return time.Since(start), false
 }

@@ -46,6 +46,15 @@ func (r *Result) Summary(outDir string) string {
 	for _, f := range failed[:min(len(failed), 3)] {
 		p("  fault not injected: %s", f)
 	}
+	removed := 0
+	for _, f := range r.Faults {
+		if f.Kind == NemesisReplace && strings.HasPrefix(f.Note, "removed") && strings.Contains(f.Note, "voter again") {
+			removed++
+		}
+	}
+	if removed > 0 {
+		p("  remove: %d nodes reaped from raft and re-joined empty as voters (faults.json has the timings)", removed)
+	}
 	if r.SkippedNote != "" {
 		p("  note: %s", r.SkippedNote)
 	}

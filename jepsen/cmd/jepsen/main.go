@@ -44,6 +44,7 @@ func run() int {
 		unsafe   = flag.Bool("unsafe-local-reads", false, "start the cluster with cluster.unsafe.local_linearizable_reads (the checker must fail)")
 		skew     = flag.Duration("ttl-skew", 50*time.Millisecond, "clock skew bound of the TTL check")
 		seed     = flag.Uint64("seed", 0, "random seed (default: time)")
+		reap     = flag.Duration("reap-after", 10*time.Second, "cluster.reap_after: how long a dead node stays a voter (the remove nemesis waits for it)")
 	)
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -62,7 +63,7 @@ func run() int {
 		logger.Error("out dir", "err", err)
 		return 2
 	}
-	c, err := startCluster(ctx, *mode, *image, *compose, *project, *binary, *out, *unsafe, logger)
+	c, err := startCluster(ctx, *mode, *image, *compose, *project, *binary, *out, *unsafe, *reap, logger)
 	if err != nil {
 		logger.Error("start cluster", "err", err)
 		return 2
@@ -89,7 +90,7 @@ func run() int {
 	res, err := harness.Run(ctx, c, harness.Options{
 		Duration: *duration,
 		Workload: harness.WorkloadOptions{Workers: *workers},
-		Nemesis:  harness.NemesisOptions{Kinds: kinds},
+		Nemesis:  harness.NemesisOptions{Kinds: kinds, ReapWait: *reap + 30*time.Second},
 		OutDir:   *out,
 		TTLSkew:  *skew,
 		Seed:     *seed,
@@ -113,7 +114,7 @@ func run() int {
 	return 0
 }
 
-func startCluster(ctx context.Context, mode, image, compose, project, binary, out string, unsafe bool, logger *slog.Logger) (harness.Cluster, error) {
+func startCluster(ctx context.Context, mode, image, compose, project, binary, out string, unsafe bool, reap time.Duration, logger *slog.Logger) (harness.Cluster, error) {
 	if mode == "auto" {
 		mode = "local"
 		if harness.DockerAvailable(ctx) {
@@ -130,7 +131,7 @@ func startCluster(ctx context.Context, mode, image, compose, project, binary, ou
 			return nil, err
 		}
 		logger.Info("starting docker cluster", "project", project, "image", image)
-		return harness.StartDocker(ctx, harness.DockerOptions{ComposeFile: abs, Project: project, Image: image, UnsafeLocalReads: unsafe, Logger: logger})
+		return harness.StartDocker(ctx, harness.DockerOptions{ComposeFile: abs, Project: project, Image: image, UnsafeLocalReads: unsafe, ReapAfter: reap, Logger: logger})
 	case "local":
 		if binary == "" {
 			binary = filepath.Join(out, "kvnode")
@@ -145,7 +146,7 @@ func startCluster(ctx context.Context, mode, image, compose, project, binary, ou
 			return nil, err
 		}
 		logger.Info("starting local processes", "binary", binary, "dir", out)
-		return harness.StartLocal(ctx, harness.LocalOptions{Binary: binary, Config: cfg, Dir: out, UnsafeLocalReads: unsafe})
+		return harness.StartLocal(ctx, harness.LocalOptions{Binary: binary, Config: cfg, Dir: out, UnsafeLocalReads: unsafe, ReapAfter: reap})
 	}
 	return nil, fmt.Errorf("unknown mode %q (want docker, local or auto)", mode)
 }
