@@ -48,6 +48,10 @@ type mux struct {
 
 	closeOnce sync.Once
 	done      chan struct{}
+
+	// handlers tracks accepted raft connections until raft's handler is
+	// done with them (see drainRaft).
+	handlers handlerSet
 }
 
 func newMux(ln net.Listener, advertise net.Addr, dialer func(string, time.Duration) (net.Conn, error), tp *tlsPair, logger *slog.Logger) *mux {
@@ -104,6 +108,9 @@ func (m *mux) route(c net.Conn) {
 	switch b[0] {
 	case protoRaft:
 		sub = m.raft
+		if c = m.handlers.track(c); c == nil {
+			return
+		}
 	case protoForward:
 		sub = m.forward
 	default:
@@ -200,4 +207,85 @@ func cmpErr(err, fallback error) error {
 		return err
 	}
 	return fallback
+}
+
+// handlerSet knows which accepted raft connections raft still serves.
+// raft answers heartbeats on the connection's own goroutine, writing the
+// term to the stable store, and that goroutine outlives raft.Shutdown; the
+// node must not close the raft log under it (raft panics on a failed
+// write). raft closes a connection when its handler returns, which is how
+// the set learns the handler is done.
+type handlerSet struct {
+	mu       sync.Mutex
+	conns    map[*servedConn]struct{}
+	draining bool
+	drained  chan struct{}
+}
+
+type servedConn struct {
+	net.Conn
+	set  *handlerSet
+	once sync.Once
+}
+
+func (c *servedConn) Close() error {
+	c.once.Do(func() { c.set.done(c) })
+	return c.Conn.Close() //nolint:wrapcheck // net.Conn contract
+}
+
+// track wraps an accepted connection, or closes it and returns nil once
+// draining has begun.
+func (h *handlerSet) track(c net.Conn) net.Conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.draining {
+		_ = c.Close()
+		return nil
+	}
+	if h.conns == nil {
+		h.conns = map[*servedConn]struct{}{}
+	}
+	sc := &servedConn{Conn: c, set: h}
+	h.conns[sc] = struct{}{}
+	return sc
+}
+
+func (h *handlerSet) done(c *servedConn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.conns, c)
+	if h.draining && len(h.conns) == 0 && h.drained != nil {
+		close(h.drained)
+		h.drained = nil
+	}
+}
+
+// drainRaft cuts every accepted raft connection and waits, at most
+// timeout, until raft's handlers have returned: after it the raft log
+// stores can close. Call it after raft and its transport shut down.
+func (m *mux) drainRaft(timeout time.Duration) {
+	h := &m.handlers
+	h.mu.Lock()
+	h.draining = true
+	if len(h.conns) == 0 {
+		h.mu.Unlock()
+		return
+	}
+	drained := make(chan struct{})
+	h.drained = drained
+	conns := make([]net.Conn, 0, len(h.conns))
+	for c := range h.conns {
+		conns = append(conns, c.Conn)
+	}
+	h.mu.Unlock()
+	for _, c := range conns {
+		// The inner connection: the handler's next read fails, it returns
+		// and closes the wrapper, which reports it done.
+		_ = c.Close()
+	}
+	select {
+	case <-drained:
+	case <-time.After(timeout):
+		m.logger.Warn("raft connection handlers still running at shutdown", "after", timeout)
+	}
 }

@@ -331,6 +331,7 @@ func (n *Node) teardown() error {
 	}
 	if n.mux != nil {
 		_ = n.mux.close()
+		n.mux.drainRaft(5 * time.Second)
 	}
 	if n.stores != nil {
 		errs = append(errs, n.stores.Close())
