@@ -118,6 +118,9 @@ func (n *Node) removeServer(ctx context.Context, id string) error {
 			found, isVoter = true, s.Suffrage == raft.Voter
 		}
 	}
+	if n.gossip != nil && id != n.cfg.NodeID {
+		n.gossip.markLeaving(id)
+	}
 	if !found {
 		return nil
 	}

@@ -62,6 +62,9 @@ type member struct {
 	bad   error // metadata that did not decode
 	state memberlist.NodeStateType
 	since time.Time
+	// leaving: the member asked this leader to remove it, so its coming
+	// departure is a leave even if its Leaving flag never arrived.
+	leaving bool
 }
 
 // gossip runs memberlist for a node and remembers members memberlist
@@ -205,9 +208,26 @@ func (g *gossip) setMeta(f func(*meta)) {
 // leave announces the departure: first the Leaving flag, so the others
 // record "left" rather than "dead", then memberlist's leave broadcast.
 func (g *gossip) leave(timeout time.Duration) error {
-	g.setMeta(func(m *meta) { m.Leaving = true })
+	g.mu.Lock()
+	g.local.Leaving = true
+	g.mu.Unlock()
+	// Wait until the flag has been gossiped: the leave broadcast that
+	// follows replaces a metadata update still queued for this node.
+	_ = g.ml.UpdateNode(timeout / 2)
 	g.left.Store(true)
 	return g.ml.Leave(timeout) //nolint:wrapcheck // wrapped by Leave
+}
+
+// markLeaving records that member id announced its departure to us.
+func (g *gossip) markLeaving(id string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if m, ok := g.members[id]; ok {
+		m.leaving = true
+		if m.state == memberlist.StateDead {
+			m.state = memberlist.StateLeft
+		}
+	}
 }
 
 // snapshot copies the tracked members by id, the local node included.
@@ -337,11 +357,13 @@ func (e *gossipEvents) record(n *memberlist.Node, gone bool) {
 		m.meta = md
 	}
 	state := memberlist.StateAlive
-	if gone {
+	switch {
+	case !gone:
+		m.leaving = false // back (a restart): a later failure is a failure
+	case m.meta.Leaving || m.leaving:
+		state = memberlist.StateLeft
+	default:
 		state = memberlist.StateDead
-		if m.meta.Leaving {
-			state = memberlist.StateLeft
-		}
 	}
 	if !ok || m.state != state {
 		m.since = time.Now()

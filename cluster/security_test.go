@@ -116,11 +116,15 @@ func TestGossip_ConcurrentStartOneClusterAndLeaveOnTerminate(t *testing.T) {
 		}
 	}
 	now := c.WaitConfiguration(rest...)
-	left := false
-	for _, m := range c.Nodes[now].Node.GossipMembers() {
-		left = left || m.ID == gone && m.State == "left"
-	}
-	if !left {
-		t.Fatalf("the new leader does not list %s as left: %+v", gone, c.Nodes[now].Node.GossipMembers())
-	}
+	c.Poll("the new leader lists "+gone+" as left", func() string {
+		for _, m := range c.Nodes[now].Node.GossipMembers() {
+			if m.ID == gone {
+				if m.State != "left" {
+					return "state " + m.State
+				}
+				return ""
+			}
+		}
+		return "not listed"
+	})
 }
