@@ -82,6 +82,10 @@ type gossip struct {
 	// left is set once this node announced its departure: re-advertising
 	// metadata after that would announce it alive again.
 	left atomic.Bool
+	// advertise serialises UpdateNode calls: memberlist's re-advertising
+	// is not safe for concurrent callers (the race detector caught
+	// bootstrap and SetRPCAddr doing it at once).
+	advertise sync.Mutex
 
 	mu      sync.Mutex
 	local   meta
@@ -201,7 +205,9 @@ func (g *gossip) setMeta(f func(*meta)) {
 	changed := g.local != before
 	g.mu.Unlock()
 	if changed && !g.left.Load() {
+		g.advertise.Lock()
 		_ = g.ml.UpdateNode(500 * time.Millisecond)
+		g.advertise.Unlock()
 	}
 }
 
@@ -213,7 +219,9 @@ func (g *gossip) leave(timeout time.Duration) error {
 	g.mu.Unlock()
 	// Wait until the flag has been gossiped: the leave broadcast that
 	// follows replaces a metadata update still queued for this node.
+	g.advertise.Lock()
 	_ = g.ml.UpdateNode(timeout / 2)
+	g.advertise.Unlock()
 	g.left.Store(true)
 	return g.ml.Leave(timeout) //nolint:wrapcheck // wrapped by Leave
 }
