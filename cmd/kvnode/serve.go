@@ -100,6 +100,11 @@ func serve(ctx context.Context, o serveOptions) (err error) {
 		}
 		return errors.Join(err, closeStores(stores), repl.close())
 	}
+	if repl != nil {
+		// With port 0 only the bound address tells peers where to send
+		// clients (backup restore finds the leader through it).
+		repl.node.SetRPCAddr(listenURL(cfg.RPC.Listen, srv))
+	}
 
 	for _, w := range cfg.Warnings {
 		logger.Warn("config: " + w)
