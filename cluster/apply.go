@@ -126,16 +126,8 @@ func (n *Node) readIndex(ctx context.Context) (index uint64, leaderAddr string, 
 		if n.closed.Load() {
 			return 0, "", ErrShutdown
 		}
-		if n.raft.State() == raft.Leader {
-			if idx, ok := n.leaderReadIndex(ctx); ok {
-				return idx, "", nil
-			}
-		} else if _, addr := n.Leader(); addr != "" {
-			var reply ReadIndexReply
-			_, err := n.fwd.call(ctx, addr, "ReadIndex", ReadIndexArgs{Timeout: remaining(ctx, n.cfg.ApplyTimeout)}, &reply)
-			if err == nil && reply.Code == codeOK {
-				return reply.Index, addr, nil
-			}
+		if idx, addr, ok := n.readIndexOnce(ctx); ok {
+			return idx, addr, nil
 		}
 		select {
 		case <-ctx.Done():

@@ -71,8 +71,9 @@ func (f *forwarder) Apply(args ApplyArgs, reply *ApplyReply) error {
 func (f *forwarder) ReadIndex(args ReadIndexArgs, reply *ReadIndexReply) error {
 	ctx, cancel := context.WithTimeout(context.Background(), min(args.Timeout, f.n.cfg.ApplyTimeout))
 	defer cancel()
-	idx, ok := f.n.leaderReadIndex(ctx)
-	if !ok {
+	// Reads forwarded by every follower share the leader's rounds too.
+	idx, addr, ok := f.n.readIndexOnce(ctx)
+	if !ok || addr != "" { // addr != "": this node no longer leads
 		reply.Code = codeRetry
 		return nil
 	}

@@ -68,6 +68,8 @@ type Node struct {
 	barrierMu sync.Mutex
 	// nudging is set while a barrier requested by a follower is in flight.
 	nudging atomic.Bool
+	// reads coalesces concurrent ReadIndex attempts into rounds.
+	reads readRounds
 
 	closed atomic.Bool
 	stop   chan struct{}
