@@ -14,6 +14,7 @@
 #        BENCH_PORT=17100        first loopback port; each server start takes the next one
 #        BENCH_OUT=docs/benchmarks.md
 #        BENCH_REF=              git revision of kvnode to build (default: the work tree as it is)
+#        BENCH_CLUSTER=1         also run bench/cluster.sh (3-node cluster vs single node; 0 skips it)
 # Needs: go, jq; redis-server is optional (reference row of the footprint table).
 set -euo pipefail
 
@@ -358,6 +359,11 @@ fp_verdict=$(awk -v r="$fp_ratio" 'BEGIN { print (r != "n/a" && r <= 0.5) ? "met
     echo "${BPK[redis]} B/key (kvnode/redis = $(ratio "${BPK[kvnode]}" "${BPK[redis]}")×)."
   fi
 } >"$OUT"
+
+if [[ ${BENCH_CLUSTER:-1} == 1 ]]; then
+  log "three-node cluster against one node (bench/cluster.sh)"
+  { echo; echo "## Replication"; echo; BENCH_PORT=$((PORT + 200)) "$ROOT/bench/cluster.sh" "$tmp/kvnode"; } >>"$OUT"
+fi
 
 log "wrote $OUT"
 cat "$OUT"

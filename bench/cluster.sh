@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# bench/cluster.sh: kvnode as a 3-node local cluster against kvnode as a single node, in one run.
+#
+# Starts one single-node kvnode and measures memory Set and MGet at c=1/16/64; stops it; starts
+# three local kvnode processes forming a raft cluster and measures, with the same load generator:
+# Set through the leader and through a follower, MGet with consistency local and linearizable on
+# a follower. Prints a markdown section on stdout (bench/run.sh puts it in docs/benchmarks.md).
+#
+# Usage: bench/cluster.sh [KVNODE_BINARY]     (about 3 minutes)
+# Env:   BENCH_DURATION=5s   length of one measured run
+#        BENCH_PORT=17300    first loopback port used
+# Needs: go (unless a binary is given), jq.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DURATION=${BENCH_DURATION:-5s}
+PORT=${BENCH_PORT:-17300}
+command -v jq >/dev/null || { echo "cluster.sh: jq is required (apt-get install jq)" >&2; exit 1; }
+
+tmp=$(mktemp -d /tmp/kvnode-cluster-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+KV=${1:-}
+if [[ -z $KV ]]; then
+  KV=$tmp/kvnode
+  (cd "$ROOT" && CGO_ENABLED=0 go build -o "$KV" ./cmd/kvnode)
+fi
+
+# wait_ready polls a node's status until it has a leader (bounded: 20 s).
+wait_ready() {
+  local rpc=$1 i
+  for ((i = 0; i < 200; i++)); do
+    if "$KV" status --rpc "$rpc" --json 2>/dev/null | jq -e '.leader_id != ""' >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "cluster.sh: $rpc never saw a leader" >&2
+  return 1
+}
+
+# bench OP RPC STORAGE C prints "req/s p99ms" of one run.
+bench() {
+  local out
+  out=$("$KV" bench --rpc "$2" --storage "$3" --op "$1" -c "$4" -d "$DURATION" --warmup 1s \
+    --keys 1 --size 100 --keyspace 100000 --json -q)
+  jq -r '"\(.total.requests_per_s) \(.total.latency_us.p99 / 1000 * 100 | round / 100) \(.total.errors)"' <<<"$out"
+}
+
+declare -A R
+CONNS=(1 16 64)
+
+# --- single node -----------------------------------------------------------------------------
+cat >"$tmp/single.yaml" <<YAML
+version: "3"
+rpc: { listen: "tcp://127.0.0.1:$PORT" }
+logs: { level: warn }
+kv: { default: { driver: memory } }
+YAML
+"$KV" serve -c "$tmp/single.yaml" 2>"$tmp/single.log" &
+PIDS+=($!)
+SINGLE=tcp://127.0.0.1:$PORT
+wait_ready "$SINGLE" || true # a standalone node reports itself as its leader
+for c in "${CONNS[@]}"; do
+  log "single node: set, mget c=$c"
+  R[single_set_$c]=$(bench set "$SINGLE" default "$c")
+  R[single_mget_$c]=$(bench mget "$SINGLE" default "$c")
+done
+kill -TERM "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
+PIDS=()
+
+# --- three nodes -----------------------------------------------------------------------------
+cat >"$tmp/cluster.yaml" <<YAML
+version: "3"
+rpc: { listen: "tcp://127.0.0.1:\${RPC_PORT}" }
+logs: { level: warn }
+kv:
+  default: { driver: memory }
+  strict:  { driver: memory, consistency: linearizable }
+cluster:
+  node_id: \${NODE}
+  data_dir: $tmp/\${NODE}
+  raft: { bind: "127.0.0.1:\${RAFT_PORT}" }
+  peers:
+    - { id: n1, address: "127.0.0.1:$((PORT + 11))" }
+    - { id: n2, address: "127.0.0.1:$((PORT + 12))" }
+    - { id: n3, address: "127.0.0.1:$((PORT + 13))" }
+YAML
+for i in 1 2 3; do
+  NODE=n$i RAFT_PORT=$((PORT + 10 + i)) RPC_PORT=$((PORT + i)) \
+    "$KV" serve -c "$tmp/cluster.yaml" 2>"$tmp/n$i.log" &
+  PIDS+=($!)
+done
+for i in 1 2 3; do wait_ready "tcp://127.0.0.1:$((PORT + i))"; done
+LEADER="" FOLLOWER=""
+for i in 1 2 3; do
+  rpc=tcp://127.0.0.1:$((PORT + i))
+  if [[ $("$KV" status --rpc "$rpc" --json | jq -r .role) == leader ]]; then LEADER=$rpc; else FOLLOWER=$rpc; fi
+done
+[[ -n $LEADER && -n $FOLLOWER ]] || { echo "cluster.sh: no leader/follower found" >&2; exit 1; }
+log "leader $LEADER, follower $FOLLOWER"
+for c in "${CONNS[@]}"; do
+  log "cluster: set via leader, set via follower, mget local, mget linearizable c=$c"
+  R[leader_set_$c]=$(bench set "$LEADER" default "$c")
+  R[follower_set_$c]=$(bench set "$FOLLOWER" default "$c")
+  R[local_mget_$c]=$(bench mget "$FOLLOWER" default "$c")
+  R[lin_mget_$c]=$(bench mget "$FOLLOWER" strict "$c")
+done
+
+# --- report ----------------------------------------------------------------------------------
+rate() { cut -d' ' -f1 <<<"${R[$1]}"; }
+p99() { cut -d' ' -f2 <<<"${R[$1]}"; }
+errs() { cut -d' ' -f3 <<<"${R[$1]}"; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f%%", (b > 0 ? 100 * a / b : 0) }'; }
+row() { # label key single-key
+  local label=$1 k=$2 s=$3 c
+  printf '| %s |' "$label"
+  for c in "${CONNS[@]}"; do
+    printf ' %s (%s ms) |' "$(rate "${k}_$c")" "$(p99 "${k}_$c")"
+  done
+  if [[ -n $s ]]; then
+    printf ' %s |' "$(pct "$(rate "${k}_64")" "$(rate "${s}_64")")"
+  else
+    printf ' |'
+  fi
+  echo
+}
+cat <<MD
+### Three-node cluster against one node ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $(cd "$ROOT" && git describe --always --dirty 2>/dev/null))
+
+\`bench/cluster.sh\`: three kvnode processes and the load generator share the machine's $(nproc)
+CPUs; memory storages, 1 key of 100 bytes per request, $DURATION per run, req/s (p99 latency).
+Errors in any run: $(for k in "${!R[@]}"; do errs "$k"; done | awk '{s += $1} END {print s + 0}').
+
+| run | c=1 | c=16 | c=64 | c=64 vs single node |
+|---|---:|---:|---:|---:|
+$(row "single node, Set" single_set "")
+$(row "single node, MGet" single_mget "")
+$(row "cluster, Set via leader" leader_set single_set)
+$(row "cluster, Set via follower" follower_set single_set)
+$(row "cluster, MGet local (follower)" local_mget single_mget)
+$(row "cluster, MGet linearizable (follower)" lin_mget single_mget)
+MD
