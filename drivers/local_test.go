@@ -30,7 +30,7 @@ func (c *countingEngine) Apply(index uint64, ops []drivers.Op) ([]error, error) 
 
 type fakeClock struct{ ns atomic.Int64 }
 
-func (c *fakeClock) now() time.Time     { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
 func (c *fakeClock) add(d time.Duration) { c.ns.Add(int64(d)) }
 
 func openBolt(t *testing.T) drivers.Engine {
