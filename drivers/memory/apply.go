@@ -11,8 +11,8 @@ import (
 // lock is taken; errs[i] != nil means op i changed nothing. The only batch
 // error is drivers.ErrClosed.
 //
-// The engine takes ownership of every Item.Value in ops: it stores the
-// slices without copying, and the caller must not modify them afterwards.
+// The engine copies keys and values into its slabs and keeps no reference
+// to any Item.Value; it may keep a reference to an Item.Key string.
 func (e *Engine) Apply(index uint64, ops []drivers.Op) ([]error, error) {
 	errs := make([]error, len(ops))
 	for i := range ops {
@@ -23,10 +23,14 @@ func (e *Engine) Apply(index uint64, ops []drivers.Op) ([]error, error) {
 	if e.closed {
 		return nil, drivers.ErrClosed
 	}
+	killed := e.st.killed
 	for i := range ops {
 		if errs[i] == nil {
 			e.apply(&ops[i])
 		}
+	}
+	if k := e.st.killed - killed; k > 0 {
+		e.compact(compactionWork*k + compactionSlack)
 	}
 	e.applied.Store(index)
 	return errs, nil
@@ -74,26 +78,32 @@ func (e *Engine) apply(op *drivers.Op) {
 	case drivers.OpMExpire:
 		for i := range op.Items {
 			it := &op.Items[i]
-			s := e.tab.shard(it.Key)
-			en, ok := s.m[it.Key]
-			if !ok || !en.visible(op.Now) {
+			p, ok := e.tab.find(e.st.slabs, it.Key)
+			if !ok {
+				continue
+			}
+			en := p.entry(it.Key)
+			if !en.visible(op.Now) {
 				continue
 			}
 			if drivers.Expired(it.Deadline, op.Now) {
-				e.removeEntry(s, it.Key, en)
+				e.removeAt(&p, it.Key, en)
 				continue
 			}
-			en.exp = e.setExpiry(en.exp, it.Key, it.Timeout, it.Deadline)
-			s.writable()[it.Key] = en
+			// The record is unchanged: only the flag in its location and
+			// the shard's expiry map follow the new TTL.
+			x := e.setExpiry(en.exp, it.Key, it.Timeout, it.Deadline)
+			e.setLoc(&p, it.Key, p.l&^locTTL, en.exp, x)
 		}
 	case drivers.OpDelete:
 		for _, k := range op.Keys {
 			e.remove(k)
 		}
 	case drivers.OpClear:
-		// Fresh maps return the old ones' memory to the runtime; snapshots
-		// still holding them are unaffected.
+		// Fresh maps and slabs return the old ones' memory to the runtime;
+		// snapshots still holding them are unaffected.
 		e.tab.reset()
+		e.st = newStore(e.st.slabSize)
 		e.heap = nil
 		e.keys.Store(0)
 		e.bytes.Store(0)
@@ -102,26 +112,55 @@ func (e *Engine) apply(op *drivers.Op) {
 			it := &op.Items[i]
 			// Compare-and-delete: a key re-set or re-expired after the
 			// sweeper saw it has a different deadline and survives.
-			s := e.tab.shard(it.Key)
-			if en, ok := s.m[it.Key]; ok && en.exp != nil && en.exp.deadline == it.Deadline {
-				e.removeEntry(s, it.Key, en)
+			p, ok := e.tab.find(e.st.slabs, it.Key)
+			if !ok || p.l&locTTL == 0 {
+				continue
+			}
+			if en := p.entry(it.Key); en.exp != nil && en.exp.deadline == it.Deadline {
+				e.removeAt(&p, it.Key, en)
 			}
 		}
 	}
 }
 
 // put stores key with a new value and expiry (deadline 0 = none), replacing
-// whatever was there.
+// whatever was there. The value is copied into a slab.
 func (e *Engine) put(key string, val []byte, timeout string, deadline int64) {
-	s := e.tab.shard(key)
-	old, ok := s.m[key]
+	p, ok := e.tab.find(e.st.slabs, key)
+	var old *expiry
 	if ok {
-		e.bytes.Add(int64(len(val) - len(old.val)))
+		old = p.entry(key).exp
+		e.bytes.Add(int64(len(val) - len(p.val)))
+		e.st.kill(p.l)
 	} else {
 		e.keys.Add(1)
 		e.bytes.Add(int64(len(key) + len(val)))
 	}
-	s.writable()[key] = entry{val: ownedString(val), exp: e.setExpiry(old.exp, key, timeout, deadline)}
+	l := e.st.put(key, val)
+	x := e.setExpiry(old, key, timeout, deadline)
+	if ok {
+		e.setLoc(&p, key, l, old, x)
+		return
+	}
+	if x != nil {
+		l |= locTTL
+		p.s.setTTL(key, x)
+	}
+	p.insert(key, l)
+}
+
+// setLoc points the found key p at l, flagged and recorded in the shard's
+// expiry map as x (nil: no expiry) says; old is the key's previous record.
+func (e *Engine) setLoc(p *pos, key string, l loc, old, x *expiry) {
+	if x != nil {
+		l |= locTTL
+	}
+	if x != old {
+		p.s.setTTL(key, x)
+	}
+	if l != p.l {
+		p.set(key, l)
+	}
 }
 
 // setExpiry replaces the expiry record old (nil = none) with a new one for
@@ -134,6 +173,10 @@ func (e *Engine) setExpiry(old *expiry, key, timeout string, deadline int64) *ex
 		}
 		return nil
 	}
+	if old != nil {
+		// Reuse the key the shard's expiry map already holds.
+		key = old.key()
+	}
 	x := newExpiry(key, e.timeouts.intern(timeout, deadline), deadline)
 	if old != nil {
 		e.heap.replace(int(old.idx), x)
@@ -145,18 +188,19 @@ func (e *Engine) setExpiry(old *expiry, key, timeout string, deadline int64) *ex
 
 // remove deletes key if present.
 func (e *Engine) remove(key string) {
-	s := e.tab.shard(key)
-	if en, ok := s.m[key]; ok {
-		e.removeEntry(s, key, en)
+	if p, ok := e.tab.find(e.st.slabs, key); ok {
+		e.removeAt(&p, key, p.entry(key))
 	}
 }
 
-// removeEntry deletes key, found in s as en.
-func (e *Engine) removeEntry(s *shard, key string, en entry) {
-	delete(s.writable(), key)
+// removeAt deletes key, found at p as en.
+func (e *Engine) removeAt(p *pos, key string, en entry) {
+	p.del(key)
 	if en.exp != nil {
 		e.heap.remove(int(en.exp.idx))
+		p.s.setTTL(key, nil)
 	}
+	e.st.kill(p.l)
 	e.keys.Add(-1)
 	e.bytes.Add(-int64(len(key) + len(en.val)))
 }

@@ -17,7 +17,7 @@ const benchKeys = 1 << 16
 
 func benchKey(i int) string { return fmt.Sprintf("key:%012d", i) } // 16 bytes
 
-func loaded(b *testing.B, n int, ttl bool) *Engine {
+func loaded(b testing.TB, n int, ttl bool) *Engine {
 	b.Helper()
 	e := New()
 	items := make([]drivers.Item, 0, 1024)

@@ -15,17 +15,24 @@
 //
 // # Layout
 //
-// Keys live in 256 maps chosen by a seeded hash (for cheap snapshots, not
-// for locking), each holding a 24-byte entry by value: the value and, for
-// keys with a TTL, a pointer to a 32-byte expiry record. Expiry records also
-// sit in one min-heap ordered by (deadline, key) that knows every record's
+// Keys and values are copied into append-only 1 MiB slabs (slab.go), one
+// record of key and value per write, which hold no pointers: the garbage
+// collector neither scans them nor tracks records one by one. Keys are
+// indexed in 256 maps chosen by a seeded hash (for cheap snapshots, not for
+// locking) from the key's 64-bit hash to its record's location; the key is
+// compared on lookup, and the rare key whose hash another key holds goes to
+// a small map keyed by the key itself. Space of overwritten and deleted
+// records is reclaimed by compaction, a little per Apply (compact.go).
+// Keys with a TTL also have a 32-byte expiry record, in a per-shard map and
+// in one min-heap ordered by (deadline, key) that knows every record's
 // position, so replacing or removing a TTL costs O(log n), finding k expired
 // keys costs O(k log k), and there is no goroutine or timer per key. Equal
 // timeout texts are shared between keys. With 16-byte keys and 100-byte
-// values this comes to about 230 bytes of heap per key, 285 with a TTL
+// values this comes to about 160 bytes of heap per key
 // (BenchmarkFootprint1M).
 //
-// Snapshot shares the maps with the engine and marks them copy-on-write: it
+// Snapshot shares the maps (and the immutable slabs) with the engine and
+// marks the maps copy-on-write: it
 // returns in microseconds, and a write copies only the shard it touches,
 // once per live snapshot. WriteTo then sorts and streams the entries in a
 // versioned, CRC-32C-checked format without holding the lock; Restore
@@ -33,10 +40,9 @@
 //
 // # Ownership of values
 //
-// The engine takes ownership of the Item.Value slices passed to Apply and
-// stores them without copying; callers must not modify them afterwards.
-// Values returned by MGet share the stored bytes (with no spare capacity) and
-// must be treated as read-only. Because a stored value is never modified in
-// place (a Set installs a new slice), a returned value never changes under
-// its reader.
+// Apply copies keys and values into the slabs; callers may reuse the
+// Item.Value slices afterwards. Values returned by MGet share the stored
+// bytes (with no spare capacity) and must be treated as read-only. Because a
+// record is never modified once written and a slab is never reused (see
+// slab.go), a returned value never changes under its reader.
 package memory

@@ -15,6 +15,7 @@ var _ drivers.Engine = (*Engine)(nil)
 type Engine struct {
 	mu     sync.RWMutex
 	tab    table
+	st     store
 	heap   expiryHeap
 	closed bool
 	// live counts snapshots not yet released; see table.
@@ -29,8 +30,11 @@ type Engine struct {
 }
 
 // New returns an empty engine.
-func New() *Engine {
-	return &Engine{tab: table{seed: maphash.MakeSeed()}}
+func New() *Engine { return newEngine(defaultSlabSize) }
+
+// newEngine lets tests use tiny slabs, so that compaction runs often.
+func newEngine(slabSize int) *Engine {
+	return &Engine{tab: newTable(maphash.MakeSeed(), ^uint64(0)), st: newStore(slabSize)}
 }
 
 // Has returns the keys that exist and are not expired at now, each once.
@@ -43,7 +47,7 @@ func (e *Engine) Has(now int64, keys []string) ([]string, error) {
 	}
 	out := make([]string, 0, len(keys))
 	for _, k := range keys {
-		if en, ok := e.tab.get(k); ok && en.visible(now) {
+		if en, ok := e.tab.get(e.st.slabs, k); ok && en.visible(now) {
 			out = append(out, k)
 		}
 	}
@@ -52,7 +56,8 @@ func (e *Engine) Has(now int64, keys []string) ([]string, error) {
 
 // MGet returns Key and Value of the keys that exist and are not expired at
 // now, each once. The values share the engine's storage: treat them as
-// read-only.
+// read-only. They stay valid and unchanged after the call, whatever is
+// written later (see slab.go).
 func (e *Engine) MGet(now int64, keys []string) ([]drivers.Item, error) {
 	keys = collapse(keys)
 	e.mu.RLock()
@@ -62,7 +67,7 @@ func (e *Engine) MGet(now int64, keys []string) ([]drivers.Item, error) {
 	}
 	out := make([]drivers.Item, 0, len(keys))
 	for _, k := range keys {
-		en, ok := e.tab.get(k)
+		en, ok := e.tab.get(e.st.slabs, k)
 		if !ok || !en.visible(now) {
 			continue
 		}
@@ -82,7 +87,7 @@ func (e *Engine) TTL(now int64, keys []string) ([]drivers.Item, error) {
 	}
 	out := make([]drivers.Item, 0, len(keys))
 	for _, k := range keys {
-		en, ok := e.tab.get(k)
+		en, ok := e.tab.get(e.st.slabs, k)
 		if !ok || !en.visible(now) {
 			continue
 		}
@@ -111,6 +116,7 @@ func (e *Engine) Close() error {
 	defer e.mu.Unlock()
 	e.closed = true
 	e.tab.reset()
+	e.st = newStore(e.st.slabSize)
 	e.heap = nil
 	e.keys.Store(0)
 	e.bytes.Store(0)

@@ -5,16 +5,12 @@ import (
 	"unsafe"
 )
 
-// entry is what the map holds per key, by value, to keep the per-key
-// footprint small: keys without expiry cost no extra allocation.
+// entry is a key's state as a read sees it: its value, aliasing the slab
+// it is stored in, and its expiry record (nil for a key without expiry).
 type entry struct {
-	// val holds the value's bytes as a string header: 8 bytes smaller than
-	// a slice, which matters at millions of keys. The bytes are the slice
-	// handed to Apply (owned, never modified), viewed through unsafe.
 	val string
-	// exp is nil for a key without expiry. An expiry record is never
-	// modified after it is published except for its heap position, so a
-	// snapshot may share it.
+	// exp is never modified after it is published except for its heap
+	// position, so a snapshot may share it.
 	exp *expiry
 }
 
@@ -45,10 +41,6 @@ const maxKeyLen = math.MaxUint32
 func (en entry) visible(now int64) bool {
 	return en.exp == nil || en.exp.deadline > now
 }
-
-// ownedString views an owned, never-again-modified slice as a string
-// without copying.
-func ownedString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // valueBytes returns a stored value for a reader. The slice aliases the
 // stored bytes and has no spare capacity, so appending to it copies; the

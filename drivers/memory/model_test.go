@@ -10,20 +10,58 @@ import (
 	"github.com/kvnode/kvnode/drivers"
 )
 
-// checkInvariants verifies the heap order, the heap/map cross references
-// and the counters against a full scan.
+// checkInvariants verifies the heap order, the heap/map cross references,
+// the slab accounting and the counters against a full scan.
 func checkInvariants(t testing.TB, e *Engine) {
 	t.Helper()
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	var bytes int64
-	withTTL := 0
+	withTTL, ttlRecords := 0, 0
+	live := make(map[int]int)
 	for i := range e.tab.shards {
-		for k := range e.tab.shards[i].m {
-			if e.tab.shard(k) != &e.tab.shards[i] {
-				t.Fatalf("key %q in the wrong shard", k)
+		sh := &e.tab.shards[i]
+		check := func(k string, l loc, over bool) {
+			p, ok := e.tab.find(e.st.slabs, k)
+			if !ok || p.s != sh || p.l != l || p.over != over {
+				t.Fatalf("key %q: lookup gives %+v, %v; stored in shard %d at %x (over %v)", k, p, ok, i, l, over)
+			}
+			_, _, size := record(e.st.slabs[l.id()], l.off())
+			live[l.id()] += size
+			if _, ok := sh.ttl[k]; ok != (l&locTTL != 0) {
+				t.Fatalf("key %q: TTL flag and expiry map disagree", k)
 			}
 		}
+		for h, l := range sh.idx {
+			k, _ := e.st.at(l)
+			if e.tab.hash(k) != h {
+				t.Fatalf("key %q under a foreign hash", k)
+			}
+			check(k, l, false)
+		}
+		// A key in over may outlive the key whose hash pushed it there.
+		for k, l := range sh.over {
+			check(k, l, true)
+		}
+		ttlRecords += len(sh.ttl)
+	}
+	total := 0
+	for id, b := range e.st.slabs {
+		if b == nil {
+			continue
+		}
+		m := e.st.meta[id]
+		if m.live != live[id] || m.fill > len(b) {
+			t.Fatalf("slab %d: %+v, len %d; records say %d live bytes", id, m, len(b), live[id])
+		}
+		if m.live == 0 && id != e.st.cur && id != e.st.victim {
+			t.Fatalf("slab %d holds nothing live but was kept", id)
+		}
+		total += m.live
+		delete(live, id)
+	}
+	if len(live) != 0 || total != e.st.live {
+		t.Fatalf("records in dropped slabs %v, or live %d != %d", live, total, e.st.live)
 	}
 	for k, en := range allEntries(e) {
 		bytes += int64(len(k) + len(en.val))
@@ -38,8 +76,8 @@ func checkInvariants(t testing.TB, e *Engine) {
 			t.Fatalf("heap index of %q is stale", k)
 		}
 	}
-	if withTTL != len(e.heap) {
-		t.Fatalf("%d keys with TTL, heap holds %d", withTTL, len(e.heap))
+	if withTTL != len(e.heap) || ttlRecords != withTTL {
+		t.Fatalf("%d keys with TTL, heap holds %d, expiry maps %d", withTTL, len(e.heap), ttlRecords)
 	}
 	for i := 1; i < len(e.heap); i++ {
 		if less(e.heap[i], e.heap[(i-1)/2]) {
@@ -55,8 +93,15 @@ func checkInvariants(t testing.TB, e *Engine) {
 func allEntries(e *Engine) iter.Seq2[string, entry] {
 	return func(yield func(string, entry) bool) {
 		for i := range e.tab.shards {
-			for k, en := range e.tab.shards[i].m {
-				if !yield(k, en) {
+			sh := &e.tab.shards[i]
+			for _, l := range sh.idx {
+				k, _ := e.st.at(l)
+				if en, _ := e.tab.get(e.st.slabs, k); !yield(k, en) {
+					return
+				}
+			}
+			for k := range sh.over {
+				if en, _ := e.tab.get(e.st.slabs, k); !yield(k, en) {
 					return
 				}
 			}
@@ -187,10 +232,41 @@ func randomOps(r *rand.Rand, e *Engine, n int, now *int64) []drivers.Op {
 	return ops
 }
 
+// modelConfigs are the engine layouts the model tests run against: the
+// default, slabs small enough to make compaction run every few ops, and
+// hashes masked to 2 bits so that most keys collide and live in over.
+var modelConfigs = []struct {
+	name     string
+	slabSize int
+	mask     uint64
+}{
+	{"default", defaultSlabSize, ^uint64(0)},
+	{"tiny-slabs", 64, ^uint64(0)},
+	{"colliding", 64, 3},
+}
+
+func modelEngine(slabSize int, mask uint64) *Engine {
+	e := newEngine(slabSize)
+	e.tab.mask = mask
+	return e
+}
+
 func TestEngine_MatchesModel(t *testing.T) {
+	for _, c := range modelConfigs {
+		t.Run(c.name, func(t *testing.T) { testMatchesModel(t, c.slabSize, c.mask) })
+	}
+}
+
+func testMatchesModel(t *testing.T, slabSize int, mask uint64) {
+	compacted := 0
+	defer func() {
+		if slabSize < 1024 && compacted == 0 {
+			t.Error("compaction never ran")
+		}
+	}()
 	for seed := range uint64(20) {
 		r := rand.New(rand.NewPCG(seed, 1))
-		e, m := New(), model{}
+		e, m := modelEngine(slabSize, mask), model{}
 		now := t0
 		keys := make([]string, 40)
 		for i := range keys {
@@ -202,6 +278,7 @@ func TestEngine_MatchesModel(t *testing.T) {
 				m.apply(op)
 			}
 			checkInvariants(t, e)
+			compacted += e.st.compacted
 			var want []drivers.Item
 			for _, x := range m {
 				if !drivers.Expired(x.Deadline, now) {

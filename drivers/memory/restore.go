@@ -8,6 +8,8 @@ import (
 	"hash/crc32"
 	"hash/maphash"
 	"io"
+	"slices"
+	"unsafe"
 
 	"github.com/kvnode/kvnode/drivers"
 )
@@ -21,7 +23,7 @@ import (
 // snapshot's bytes from it, so a caller can store several snapshots in one
 // stream; otherwise it buffers and may read past the end.
 func (e *Engine) Restore(r io.Reader) error {
-	d := &decoder{r: r, seed: e.tab.seed}
+	d := &decoder{r: r, seed: e.tab.seed, mask: e.tab.mask, slabSize: e.st.slabSize}
 	if br, ok := r.(io.ByteReader); ok {
 		d.br = br
 	} else {
@@ -37,9 +39,10 @@ func (e *Engine) Restore(r io.Reader) error {
 	if e.closed {
 		return drivers.ErrClosed
 	}
-	e.tab.shards = st.shards
+	e.tab.shards = st.tab.shards
+	e.st = st.st
 	e.heap = st.heap
-	e.keys.Store(int64(count(&st.shards)))
+	e.keys.Store(int64(count(&st.tab.shards)))
 	e.bytes.Store(st.bytes)
 	e.applied.Store(st.index)
 	return nil
@@ -54,19 +57,24 @@ const maxPresize = 1 << 20
 const chunk = 1 << 20
 
 type restored struct {
-	shards [numShards]shard
-	heap   expiryHeap
-	bytes  int64
-	index  uint64
+	tab   table
+	st    store
+	heap  expiryHeap
+	bytes int64
+	index uint64
 }
 
 // decoder reads a snapshot and keeps a running CRC of the bytes consumed.
 type decoder struct {
-	r       io.Reader
-	seed    maphash.Seed
-	br      io.ByteReader
-	crc     uint32
-	scratch []byte
+	r        io.Reader
+	seed     maphash.Seed
+	mask     uint64
+	slabSize int
+	br       io.ByteReader
+	crc      uint32
+	scratch  []byte
+	// key holds the key of the entry being decoded, prev the one before.
+	key, prev []byte
 	// timeouts shares equal timeout strings, as Engine does.
 	timeouts internCache
 }
@@ -90,27 +98,19 @@ func (d *decoder) decode() (*restored, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &restored{index: index}
-	tab := table{seed: d.seed}
+	st := &restored{index: index, tab: newTable(d.seed, d.mask), st: newStore(d.slabSize)}
 	per := int(min(count, maxPresize)) / numShards
-	for i := range tab.shards {
-		tab.shards[i].m = make(map[string]entry, per)
+	for i := range st.tab.shards {
+		st.tab.shards[i].idx = make(map[uint64]loc, per)
 	}
-	var prev string
 	for i := range count {
-		k, en, err := d.entry()
-		if err != nil {
+		if err := d.entry(st); err != nil {
 			return nil, fmt.Errorf("memory: restore entry %d: %w", i, err)
 		}
-		if i > 0 && k <= prev {
+		if i > 0 && string(d.key) <= string(d.prev) {
 			return nil, fmt.Errorf("%w: entry %d: keys out of order", ErrBadSnapshot, i)
 		}
-		prev = k
-		tab.shard(k).m[k] = en
-		st.bytes += int64(len(k) + len(en.val))
-		if en.exp != nil {
-			st.heap = append(st.heap, en.exp)
-		}
+		d.prev, d.key = d.key, d.prev
 	}
 	trailer, err := d.uvarint()
 	if err != nil {
@@ -128,43 +128,80 @@ func (d *decoder) decode() (*restored, error) {
 		return nil, fmt.Errorf("%w: checksum %08x, computed %08x", ErrBadSnapshot, got, want)
 	}
 	st.heap.heapify()
-	st.shards = tab.shards
 	return st, nil
 }
 
-func (d *decoder) entry() (string, entry, error) {
-	kb, err := d.field()
+// entry decodes one entry into st; the key is left in d.key.
+func (d *decoder) entry(st *restored) error {
+	kn, err := d.length()
 	if err != nil {
-		return "", entry{}, err
+		return err
 	}
-	if len(kb) == 0 {
-		return "", entry{}, fmt.Errorf("%w: empty key", ErrBadSnapshot)
+	if kn == 0 {
+		return fmt.Errorf("%w: empty key", ErrBadSnapshot)
 	}
-	k := string(kb)
+	if d.key, err = d.read(d.key[:0], kn); err != nil {
+		return err
+	}
 	n, err := d.length()
 	if err != nil {
-		return "", entry{}, err
+		return err
 	}
-	val, err := d.owned(n)
+	var val []byte
+	if n <= chunk {
+		val, err = d.bytes(n)
+	} else {
+		val, err = d.owned(n)
+	}
 	if err != nil {
-		return "", entry{}, err
+		return err
 	}
+	// The key is only read until it is in a slab; a string is allocated
+	// for keys that need one (with a TTL) further down.
+	k := unsafe.String(unsafe.SliceData(d.key), len(d.key))
+	l := st.st.put(k, val)
 	tb, err := d.field()
 	if err != nil {
-		return "", entry{}, err
+		return err
 	}
 	deadline, err := d.varint()
 	if err != nil {
-		return "", entry{}, err
+		return err
 	}
-	en := entry{val: ownedString(val)}
+	var x *expiry
 	switch {
 	case deadline != 0:
-		en.exp = newExpiry(k, d.timeouts.internBytes(tb, deadline), deadline)
+		x = newExpiry(string(d.key), d.timeouts.internBytes(tb, deadline), deadline)
+		l |= locTTL
 	case len(tb) != 0:
-		return "", entry{}, fmt.Errorf("%w: timeout without deadline", ErrBadSnapshot)
+		return fmt.Errorf("%w: timeout without deadline", ErrBadSnapshot)
 	}
-	return k, en, nil
+	// Keys arrive strictly ascending (checked by the caller after this
+	// returns), so the key is new unless the stream is corrupt, in which
+	// case the whole state is discarded anyway.
+	p, _ := st.tab.find(st.st.slabs, k)
+	p.insert(k, l)
+	st.bytes += int64(len(k) + len(val))
+	if x != nil {
+		p.s.setTTL(x.key(), x)
+		st.heap = append(st.heap, x)
+	}
+	return nil
+}
+
+// read appends n bytes from the stream to buf, growing it as data arrives
+// for lengths beyond chunk.
+func (d *decoder) read(buf []byte, n int) ([]byte, error) {
+	for n > 0 {
+		m := min(n, chunk)
+		buf = slices.Grow(buf, m)
+		if err := d.full(buf[len(buf) : len(buf)+m]); err != nil {
+			return nil, err
+		}
+		buf = buf[:len(buf)+m]
+		n -= m
+	}
+	return buf, nil
 }
 
 // ReadByte lets binary.ReadUvarint read through the checksum.

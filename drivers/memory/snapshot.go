@@ -42,12 +42,17 @@ func (e *Engine) Snapshot() (drivers.Snapshot, error) {
 		return nil, drivers.ErrClosed
 	}
 	e.live++
-	return &snapshot{e: e, maps: e.tab.share(), index: e.applied.Load()}, nil
+	return &snapshot{e: e, shards: e.tab.share(), slabs: slices.Clone(e.st.slabs), index: e.applied.Load()}, nil
 }
 
 type snapshot struct {
-	e        *Engine
-	maps     [numShards]map[string]entry
+	e      *Engine
+	shards [numShards]shard
+	// slabs is the engine's slab list as it was: later compactions drop
+	// slabs from the engine's list (and may reuse their ids), not from this
+	// copy, and records are never modified, so every location in shards
+	// stays valid here.
+	slabs    [][]byte
 	index    uint64
 	released bool
 }
@@ -59,14 +64,22 @@ type keyEntry struct {
 
 // sorted returns the snapshot's entries in ascending byte order of keys.
 func (s *snapshot) sorted() []keyEntry {
-	n := 0
-	for _, m := range s.maps {
-		n += len(m)
+	out := make([]keyEntry, 0, count(&s.shards))
+	add := func(sh *shard, l loc) {
+		k, v, _ := record(s.slabs[l.id()], l.off())
+		en := entry{val: v}
+		if l&locTTL != 0 {
+			en.exp = sh.ttl[k]
+		}
+		out = append(out, keyEntry{k, en})
 	}
-	out := make([]keyEntry, 0, n)
-	for _, m := range s.maps {
-		for k, en := range m {
-			out = append(out, keyEntry{k, en})
+	for i := range s.shards {
+		sh := &s.shards[i]
+		for _, l := range sh.idx {
+			add(sh, l)
+		}
+		for _, l := range sh.over {
+			add(sh, l)
 		}
 	}
 	slices.SortFunc(out, func(a, b keyEntry) int { return strings.Compare(a.key, b.key) })
@@ -118,7 +131,8 @@ func (s *snapshot) Release() {
 		return
 	}
 	s.released = true
-	s.maps = [numShards]map[string]entry{}
+	s.shards = [numShards]shard{}
+	s.slabs = nil
 	s.e.mu.Lock()
 	defer s.e.mu.Unlock()
 	s.e.live--

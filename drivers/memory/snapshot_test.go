@@ -282,7 +282,12 @@ func FuzzRestore(f *testing.F) {
 }
 
 func TestEngine_SnapshotCopyOnWrite(t *testing.T) {
-	e := New()
+	for _, c := range modelConfigs {
+		t.Run(c.name, func(t *testing.T) { testSnapshotCopyOnWrite(t, modelEngine(c.slabSize, c.mask)) })
+	}
+}
+
+func testSnapshotCopyOnWrite(t *testing.T, e *Engine) {
 	var items []drivers.Item
 	for i := range 2000 {
 		items = append(items, it("k"+strconv.Itoa(i), "v"+strconv.Itoa(i), ts, t0+int64(i%7)+1))
