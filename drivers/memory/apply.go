@@ -146,7 +146,7 @@ func (e *Engine) put(key string, val []byte, timeout string, deadline int64) {
 		l |= locTTL
 		p.s.setTTL(key, x)
 	}
-	p.insert(key, l)
+	p.insert(l)
 }
 
 // setLoc points the found key p at l, flagged and recorded in the shard's
@@ -159,7 +159,7 @@ func (e *Engine) setLoc(p *pos, key string, l loc, old, x *expiry) {
 		p.s.setTTL(key, x)
 	}
 	if l != p.l {
-		p.set(key, l)
+		p.set(l)
 	}
 }
 
@@ -195,7 +195,7 @@ func (e *Engine) remove(key string) {
 
 // removeAt deletes key, found at p as en.
 func (e *Engine) removeAt(p *pos, key string, en entry) {
-	p.del(key)
+	p.del()
 	if en.exp != nil {
 		e.heap.remove(int(en.exp.idx))
 		p.s.setTTL(key, nil)

@@ -63,5 +63,5 @@ func (e *Engine) relocate(key, val string, old loc) {
 	}
 	l := e.st.put(key, unsafe.Slice(unsafe.StringData(val), len(val))) | p.l&locTTL
 	e.st.kill(p.l)
-	p.set(key, l)
+	p.set(l)
 }

@@ -99,9 +99,11 @@ func (d *decoder) decode() (*restored, error) {
 		return nil, err
 	}
 	st := &restored{index: index, tab: newTable(d.seed, d.mask), st: newStore(d.slabSize)}
+	// Shards differ in size by a few standard deviations (~sqrt(per)).
 	per := int(min(count, maxPresize)) / numShards
+	per += per/16 + minSlots
 	for i := range st.tab.shards {
-		st.tab.shards[i].idx = make(map[uint64]loc, per)
+		st.tab.shards[i].slots = make([]uint64, per*maxLoadDen/maxLoadNum)
 	}
 	for i := range count {
 		if err := d.entry(st); err != nil {
@@ -180,7 +182,7 @@ func (d *decoder) entry(st *restored) error {
 	// returns), so the key is new unless the stream is corrupt, in which
 	// case the whole state is discarded anyway.
 	p, _ := st.tab.find(st.st.slabs, k)
-	p.insert(k, l)
+	p.insert(l)
 	st.bytes += int64(len(k) + len(val))
 	if x != nil {
 		p.s.setTTL(x.key(), x)

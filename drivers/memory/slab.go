@@ -8,8 +8,8 @@ import (
 // Keys and values live in slabs: large byte slices that records are
 // appended to and never written again. A slab holds no pointers, so the
 // garbage collector neither scans it nor tracks its records one by one, and
-// a 16-byte key with a 100-byte value costs 118 bytes instead of two
-// allocations (16 + 112 bytes) plus a 40-byte map slot.
+// a 16-byte key with a 100-byte value costs 118 bytes, where a key string
+// and a value slice took 128 (16 + 112-byte size classes).
 //
 // Invariant: the bytes of a record never change once it is appended, and a
 // slab is never reused: a dead record's space is reclaimed only by copying
@@ -30,22 +30,33 @@ const (
 )
 
 // loc is where a key's current record is: the slab's id, the record's
-// offset in it and a flag for keys that have an expiry record.
+// offset in it and a flag for keys that have an expiry record. It is laid
+// out to leave room for hash bits in an index slot (see table.go) and is
+// never 0, which marks an empty slot.
 type loc uint64
 
 const (
-	locTTL    loc = 1 << 63
-	locIDBits     = 31
-	maxSlabs      = 1 << locIDBits
+	offBits = 20
+	idBits  = 23
+	// maxSlabs caps the slab count at 8 Mi: 8 TiB of records in shared
+	// slabs, or 2 TiB in records large enough to get a slab of their own.
+	maxSlabs = 1<<idBits - 1
+	// maxSlabSize keeps every offset in offBits (a record alone in its own
+	// slab is at offset 0, whatever its size).
+	maxSlabSize     = 1 << offBits
+	locTTL      loc = 1 << 63
+	locPlace        = 1<<(offBits+idBits) - 1
+	offMask         = 1<<offBits - 1
+	idMask          = 1<<idBits - 1
 )
 
-func makeLoc(id, off int) loc { return loc(uint64(id)<<32 | uint64(uint32(off))) } //nolint:gosec // id < maxSlabs, off < slab size <= MaxUint32
+func makeLoc(id, off int) loc { return loc(uint64(id+1)<<offBits | uint64(off)) } //nolint:gosec // id < maxSlabs, off < maxSlabSize
 
-func (l loc) id() int  { return int(uint64(l>>32) & (maxSlabs - 1)) }
-func (l loc) off() int { return int(uint32(l)) }
+func (l loc) id() int  { return int(uint64(l)>>offBits&idMask) - 1 }
+func (l loc) off() int { return int(uint64(l) & offMask) }
 
 // at returns the place of l without its flags, to compare two locations.
-func (l loc) at() loc { return l &^ locTTL }
+func (l loc) at() loc { return l & locPlace }
 
 type slabMeta struct {
 	// fill is how many bytes of the slab hold records.
@@ -82,7 +93,7 @@ type store struct {
 }
 
 func newStore(slabSize int) store {
-	return store{slabSize: slabSize, cur: -1, victim: -1}
+	return store{slabSize: min(slabSize, maxSlabSize), cur: -1, victim: -1}
 }
 
 // record decodes the record at off in slab b. The strings alias the slab.
@@ -171,7 +182,8 @@ func (st *store) newSlab(size int, own bool) int {
 	} else {
 		id = len(st.slabs)
 		if id >= maxSlabs {
-			panic("memory: slab ids exhausted")
+			// Unreachable short of terabytes of values (see maxSlabs).
+			panic("memory: out of slab ids")
 		}
 		st.slabs = append(st.slabs, nil)
 		st.meta = append(st.meta, slabMeta{})

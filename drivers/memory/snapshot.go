@@ -65,22 +65,16 @@ type keyEntry struct {
 // sorted returns the snapshot's entries in ascending byte order of keys.
 func (s *snapshot) sorted() []keyEntry {
 	out := make([]keyEntry, 0, count(&s.shards))
-	add := func(sh *shard, l loc) {
-		k, v, _ := record(s.slabs[l.id()], l.off())
-		en := entry{val: v}
-		if l&locTTL != 0 {
-			en.exp = sh.ttl[k]
-		}
-		out = append(out, keyEntry{k, en})
-	}
 	for i := range s.shards {
 		sh := &s.shards[i]
-		for _, l := range sh.idx {
-			add(sh, l)
-		}
-		for _, l := range sh.over {
-			add(sh, l)
-		}
+		sh.locs(func(l loc) {
+			k, v, _ := record(s.slabs[l.id()], l.off())
+			en := entry{val: v}
+			if l&locTTL != 0 {
+				en.exp = sh.ttl[k]
+			}
+			out = append(out, keyEntry{k, en})
+		})
 	}
 	slices.SortFunc(out, func(a, b keyEntry) int { return strings.Compare(a.key, b.key) })
 	return out

@@ -3,7 +3,7 @@ package memory
 import (
 	"hash/maphash"
 	"maps"
-	"strings"
+	"slices"
 )
 
 // shardBits sets how many maps the key space is split into. The split is
@@ -23,7 +23,7 @@ const (
 type table struct {
 	seed maphash.Seed
 	// mask is applied to every hash: all ones, except in tests that make
-	// keys collide to exercise over.
+	// keys collide.
 	mask   uint64
 	shards [numShards]shard
 }
@@ -32,52 +32,79 @@ func newTable(seed maphash.Seed, mask uint64) table { return table{seed: seed, m
 
 func (t *table) hash(key string) uint64 { return maphash.String(t.seed, key) & t.mask }
 
-// shard indexes the records of its keys. Maps may be nil (empty).
+// shard indexes the records of its keys in an open-addressing hash table
+// with linear probing: 8 bytes a slot (a loc and hashBits of the key's
+// hash), no pointers, no per-key allocation, and growth by half again its
+// size, so at 1M keys it costs about 11 bytes a key where a Go map of
+// hash to location took 38. The hash bits in a slot give its home position,
+// so growing never reads a key, and filter the slots whose key is compared
+// on lookup to about one in a million.
 type shard struct {
-	// idx maps a key's 64-bit hash to its record, whose key is compared on
-	// lookup. Holding no pointers, it costs 16 bytes a slot and nothing to
-	// the garbage collector's marking.
-	idx map[uint64]loc
-	// over holds the keys whose hash another key already holds in idx; with
-	// 64-bit hashes it is almost always empty. Its strings are private
-	// copies.
-	over map[string]loc
+	// slots may be nil (empty shard); 0 marks an empty slot.
+	slots []uint64
+	n     int
 	// ttl holds the expiry record of every key whose loc has locTTL set,
 	// keyed by the string the record's key points at.
 	ttl map[string]*expiry
-	// shared is set while an unreleased snapshot may reference the maps:
-	// they must be copied before they are written.
+	// shared is set while an unreleased snapshot may reference slots and
+	// ttl: they must be copied before they are written.
 	shared bool
 }
 
-// pos is the result of a lookup: where key's record is (if found), and
-// where to put one.
+const (
+	// hashBits of a key's hash, below the shard bits, are kept in its slot.
+	hashBits  = 20
+	hashShift = 64 - shardBits - hashBits
+	slotShift = offBits + idBits
+	// A table grows when more than maxLoadNum/maxLoadDen of it is in use:
+	// linear probing stays short up to there.
+	maxLoadNum, maxLoadDen = 4, 5
+	minSlots               = 8
+)
+
+func slotHash(x uint64) uint64 { return x >> slotShift & (1<<hashBits - 1) }
+
+func slotLoc(x uint64) loc { return loc(x) & (locTTL | locPlace) }
+
+// home is where a key with hash bits hb starts probing in n slots: the
+// table is ordered by hb, so growing needs only the slots.
+func home(hb uint64, n int) int { return int(hb * uint64(n) >> hashBits) } //nolint:gosec // n < 2^44
+
+// pos is the result of a lookup: the slot holding key's record (if found),
+// or the one a record for it would go to.
 type pos struct {
-	s    *shard
-	h    uint64
-	l    loc
-	val  string
-	over bool
+	s   *shard
+	hb  uint64
+	i   int
+	l   loc
+	val string
 }
 
 func (t *table) find(slabs [][]byte, key string) (pos, bool) {
 	h := t.hash(key)
 	s := &t.shards[h>>(64-shardBits)]
-	p := pos{s: s, h: h}
-	if l, ok := s.idx[h]; ok {
-		if k, v, _ := record(slabs[l.id()], l.off()); k == key {
-			p.l, p.val = l, v
-			return p, true
+	p := pos{s: s, hb: h >> hashShift & (1<<hashBits - 1), i: -1}
+	n := len(s.slots)
+	if n == 0 {
+		return p, false
+	}
+	for i := home(p.hb, n); ; {
+		x := s.slots[i]
+		if x == 0 {
+			p.i = i
+			return p, false
+		}
+		if slotHash(x) == p.hb {
+			l := slotLoc(x)
+			if k, v, _ := record(slabs[l.id()], l.off()); k == key {
+				p.i, p.l, p.val = i, l, v
+				return p, true
+			}
+		}
+		if i++; i == n {
+			i = 0
 		}
 	}
-	if s.over != nil {
-		if l, ok := s.over[key]; ok {
-			_, p.val, _ = record(slabs[l.id()], l.off())
-			p.l, p.over = l, true
-			return p, true
-		}
-	}
-	return p, false
 }
 
 // get returns key's value and expiry record.
@@ -97,51 +124,79 @@ func (p *pos) entry(key string) entry {
 	return en
 }
 
-// writable makes the shard's maps safe to modify and returns the shard.
+// writable makes the shard safe to modify (slots keep their positions) and
+// returns it.
 func (s *shard) writable() *shard {
 	if s.shared {
-		s.idx = maps.Clone(s.idx)
-		s.over = maps.Clone(s.over)
+		s.slots = slices.Clone(s.slots)
 		s.ttl = maps.Clone(s.ttl)
 		s.shared = false
-	}
-	if s.idx == nil {
-		s.idx = make(map[uint64]loc)
 	}
 	return s
 }
 
 // set points a found key (p) at l.
-func (p *pos) set(key string, l loc) {
+func (p *pos) set(l loc) {
+	p.s.writable().slots[p.i] = uint64(l) | p.hb<<slotShift
+}
+
+// insert adds a key not found at p, at l.
+func (p *pos) insert(l loc) {
 	w := p.s.writable()
-	if p.over {
-		w.over[strings.Clone(key)] = l
-	} else {
-		w.idx[p.h] = l
+	if (w.n+1)*maxLoadDen > len(w.slots)*maxLoadNum {
+		w.grow()
+		p.i = home(p.hb, len(w.slots))
+		for w.slots[p.i] != 0 {
+			if p.i++; p.i == len(w.slots) {
+				p.i = 0
+			}
+		}
+	}
+	w.slots[p.i] = uint64(l) | p.hb<<slotShift
+	w.n++
+}
+
+func (s *shard) grow() {
+	old := s.slots
+	s.slots = make([]uint64, max(minSlots, len(old)+len(old)/2))
+	n := len(s.slots)
+	for _, x := range old {
+		if x == 0 {
+			continue
+		}
+		i := home(slotHash(x), n)
+		for s.slots[i] != 0 {
+			if i++; i == n {
+				i = 0
+			}
+		}
+		s.slots[i] = x
 	}
 }
 
-// insert adds key, not found at p, at l.
-func (p *pos) insert(key string, l loc) {
+// del removes a found key (p), moving back the slots after it that would
+// otherwise be cut off from their home by the new gap.
+func (p *pos) del() {
 	w := p.s.writable()
-	if _, taken := w.idx[p.h]; !taken {
-		w.idx[p.h] = l
-		return
+	n := len(w.slots)
+	i := p.i
+	for j := i; ; {
+		if j++; j == n {
+			j = 0
+		}
+		x := w.slots[j]
+		if x == 0 {
+			break
+		}
+		// x may fill the gap at i unless its home lies in (i, j].
+		k := home(slotHash(x), n)
+		if i < j && (k <= i || k > j) || i > j && k <= i && k > j {
+			w.slots[i] = x
+			i = j
+		}
 	}
-	if w.over == nil {
-		w.over = make(map[string]loc)
-	}
-	w.over[strings.Clone(key)] = l
-}
-
-// del removes a found key (p).
-func (p *pos) del(key string) {
-	w := p.s.writable()
-	if p.over {
-		delete(w.over, key)
-	} else {
-		delete(w.idx, p.h)
-	}
+	w.slots[i] = 0
+	w.n--
 }
 
 // setTTL records key's expiry record x (nil: none) in the shard.
@@ -184,7 +239,16 @@ func (t *table) unshare() {
 func count(shards *[numShards]shard) int {
 	n := 0
 	for i := range shards {
-		n += len(shards[i].idx) + len(shards[i].over)
+		n += shards[i].n
 	}
 	return n
+}
+
+// locs calls f with the location of every key in the shard.
+func (s *shard) locs(f func(loc)) {
+	for _, x := range s.slots {
+		if x != 0 {
+			f(slotLoc(x))
+		}
+	}
 }
