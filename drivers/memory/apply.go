@@ -82,7 +82,7 @@ func (e *Engine) apply(op *drivers.Op) {
 			if !ok {
 				continue
 			}
-			en := p.entry(it.Key)
+			en := p.entry()
 			if !en.visible(op.Now) {
 				continue
 			}
@@ -90,10 +90,8 @@ func (e *Engine) apply(op *drivers.Op) {
 				e.removeAt(&p, it.Key, en)
 				continue
 			}
-			// The record is unchanged: only the flag in its location and
-			// the shard's expiry map follow the new TTL.
-			x := e.setExpiry(en.exp, it.Key, it.Timeout, it.Deadline)
-			e.setLoc(&p, it.Key, p.l&^locTTL, en.exp, x)
+			// The record is unchanged; only the expiry record is replaced.
+			p.set(p.l, e.setExpiry(en.exp, it.Key, it.Timeout, it.Deadline))
 		}
 	case drivers.OpDelete:
 		for _, k := range op.Keys {
@@ -113,10 +111,10 @@ func (e *Engine) apply(op *drivers.Op) {
 			// Compare-and-delete: a key re-set or re-expired after the
 			// sweeper saw it has a different deadline and survives.
 			p, ok := e.tab.find(e.st.slabs, it.Key)
-			if !ok || p.l&locTTL == 0 {
+			if !ok {
 				continue
 			}
-			if en := p.entry(it.Key); en.exp != nil && en.exp.deadline == it.Deadline {
+			if en := p.entry(); en.exp != nil && en.exp.deadline == it.Deadline {
 				e.removeAt(&p, it.Key, en)
 			}
 		}
@@ -129,9 +127,9 @@ func (e *Engine) put(key string, val []byte, timeout string, deadline int64) {
 	p, ok := e.tab.find(e.st.slabs, key)
 	var old *expiry
 	if ok {
-		old = p.entry(key).exp
+		old = p.entry().exp
 		e.bytes.Add(int64(len(val) - len(p.val)))
-		e.st.kill(p.l)
+		e.st.kill(p.l, p.size)
 	} else {
 		e.keys.Add(1)
 		e.bytes.Add(int64(len(key) + len(val)))
@@ -139,27 +137,9 @@ func (e *Engine) put(key string, val []byte, timeout string, deadline int64) {
 	l := e.st.put(key, val)
 	x := e.setExpiry(old, key, timeout, deadline)
 	if ok {
-		e.setLoc(&p, key, l, old, x)
-		return
-	}
-	if x != nil {
-		l |= locTTL
-		p.s.setTTL(key, x)
-	}
-	p.insert(l)
-}
-
-// setLoc points the found key p at l, flagged and recorded in the shard's
-// expiry map as x (nil: no expiry) says; old is the key's previous record.
-func (e *Engine) setLoc(p *pos, key string, l loc, old, x *expiry) {
-	if x != nil {
-		l |= locTTL
-	}
-	if x != old {
-		p.s.setTTL(key, x)
-	}
-	if l != p.l {
-		p.set(l)
+		p.set(l, x)
+	} else {
+		p.insert(l, x)
 	}
 }
 
@@ -174,7 +154,7 @@ func (e *Engine) setExpiry(old *expiry, key, timeout string, deadline int64) *ex
 		return nil
 	}
 	if old != nil {
-		// Reuse the key the shard's expiry map already holds.
+		// Keep sharing the key string the old record holds.
 		key = old.key()
 	}
 	x := newExpiry(key, e.timeouts.intern(timeout, deadline), deadline)
@@ -189,7 +169,7 @@ func (e *Engine) setExpiry(old *expiry, key, timeout string, deadline int64) *ex
 // remove deletes key if present.
 func (e *Engine) remove(key string) {
 	if p, ok := e.tab.find(e.st.slabs, key); ok {
-		e.removeAt(&p, key, p.entry(key))
+		e.removeAt(&p, key, p.entry())
 	}
 }
 
@@ -198,9 +178,8 @@ func (e *Engine) removeAt(p *pos, key string, en entry) {
 	p.del()
 	if en.exp != nil {
 		e.heap.remove(int(en.exp.idx))
-		p.s.setTTL(key, nil)
 	}
-	e.st.kill(p.l)
+	e.st.kill(p.l, p.size)
 	e.keys.Add(-1)
 	e.bytes.Add(-int64(len(key) + len(en.val)))
 }

@@ -6,13 +6,13 @@ import "unsafe"
 // the write lock at the end of each Apply that killed records, so no single
 // Apply pays for a whole slab. Each Apply may look at compactionWork bytes
 // of records (plus compactionSlack, for progress with tiny records) per
-// byte it killed. A victim chosen when compaction is needed is at most two
-// thirds live (see needCompaction), so looking at 3 bytes frees at least 1:
-// compaction keeps up with any rate of overwrites and deletes, and the slabs
-// hold at most about 3/2 of the live bytes (plus two slabs) in the steady
-// state.
+// byte it killed. A victim chosen when compaction is needed is at most half
+// live (see needCompaction), so looking at 2 bytes frees at least 1:
+// compaction keeps up with any rate of overwrites and deletes, and the
+// slabs hold at most about twice the live bytes (plus a few slabs) in the
+// steady state.
 const (
-	compactionWork  = 3
+	compactionWork  = 2
 	compactionSlack = 64
 )
 
@@ -58,10 +58,10 @@ func (e *Engine) compact(budget int) {
 // val alias the victim slab, which stays intact until it is dropped.
 func (e *Engine) relocate(key, val string, old loc) {
 	p, ok := e.tab.find(e.st.slabs, key)
-	if !ok || p.l.at() != old {
+	if !ok || p.l != old {
 		return
 	}
-	l := e.st.put(key, unsafe.Slice(unsafe.StringData(val), len(val))) | p.l&locTTL
-	e.st.kill(p.l)
-	p.set(l)
+	l := e.st.put(key, unsafe.Slice(unsafe.StringData(val), len(val)))
+	e.st.kill(p.l, p.size)
+	p.set(l, p.entry().exp)
 }

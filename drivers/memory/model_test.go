@@ -35,14 +35,21 @@ func checkInvariants(t testing.TB, e *Engine) {
 			}
 			_, _, size := record(e.st.slabs[l.id()], l.off())
 			live[l.id()] += size
-			if _, ok := sh.ttl[k]; ok != (l&locTTL != 0) {
-				t.Fatalf("key %q: TTL flag and expiry map disagree", k)
-			}
 		}
 		if used != sh.n || used*maxLoadDen > len(sh.slots)*maxLoadNum {
 			t.Fatalf("shard %d: %d slots used of %d, n = %d", i, used, len(sh.slots), sh.n)
 		}
-		ttlRecords += len(sh.ttl)
+		if sh.exps != nil && len(sh.exps) != len(sh.slots) {
+			t.Fatalf("shard %d: %d expiry records for %d slots", i, len(sh.exps), len(sh.slots))
+		}
+		for j, x := range sh.exps {
+			if x != nil {
+				if sh.slots[j] == 0 {
+					t.Fatalf("shard %d: expiry record of %q in an empty slot", i, x.key())
+				}
+				ttlRecords++
+			}
+		}
 	}
 	total := 0
 	for id, b := range e.st.slabs {
@@ -76,7 +83,7 @@ func checkInvariants(t testing.TB, e *Engine) {
 		}
 	}
 	if withTTL != len(e.heap) || ttlRecords != withTTL {
-		t.Fatalf("%d keys with TTL, heap holds %d, expiry maps %d", withTTL, len(e.heap), ttlRecords)
+		t.Fatalf("%d keys with TTL, heap holds %d, shards %d", withTTL, len(e.heap), ttlRecords)
 	}
 	for i := 1; i < len(e.heap); i++ {
 		if less(e.heap[i], e.heap[(i-1)/2]) {

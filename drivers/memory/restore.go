@@ -174,7 +174,6 @@ func (d *decoder) entry(st *restored) error {
 	switch {
 	case deadline != 0:
 		x = newExpiry(string(d.key), d.timeouts.internBytes(tb, deadline), deadline)
-		l |= locTTL
 	case len(tb) != 0:
 		return fmt.Errorf("%w: timeout without deadline", ErrBadSnapshot)
 	}
@@ -182,10 +181,9 @@ func (d *decoder) entry(st *restored) error {
 	// returns), so the key is new unless the stream is corrupt, in which
 	// case the whole state is discarded anyway.
 	p, _ := st.tab.find(st.st.slabs, k)
-	p.insert(l)
+	p.insert(l, x)
 	st.bytes += int64(len(k) + len(val))
 	if x != nil {
-		p.s.setTTL(x.key(), x)
 		st.heap = append(st.heap, x)
 	}
 	return nil

@@ -29,10 +29,9 @@ const (
 	bigDivisor = 4
 )
 
-// loc is where a key's current record is: the slab's id, the record's
-// offset in it and a flag for keys that have an expiry record. It is laid
-// out to leave room for hash bits in an index slot (see table.go) and is
-// never 0, which marks an empty slot.
+// loc is where a key's current record is: the slab's id and the record's
+// offset in it. It leaves the top bits free for hash bits in an index slot
+// (see table.go) and is never 0, which marks an empty slot.
 type loc uint64
 
 const (
@@ -54,9 +53,6 @@ func makeLoc(id, off int) loc { return loc(uint64(id+1)<<offBits | uint64(off)) 
 
 func (l loc) id() int  { return int(uint64(l)>>offBits&idMask) - 1 }
 func (l loc) off() int { return int(uint64(l) & offMask) }
-
-// at returns the place of l without its flags, to compare two locations.
-func (l loc) at() loc { return l & locPlace }
 
 type slabMeta struct {
 	// fill is how many bytes of the slab hold records.
@@ -152,11 +148,11 @@ func (st *store) put(key string, val []byte) loc {
 	return makeLoc(id, off)
 }
 
-// kill marks the record at l dead and drops its slab once nothing in it is
-// live (unless the slab is still being filled or compacted).
-func (st *store) kill(l loc) {
+// kill marks the record at l, of size bytes, dead and drops its slab once
+// nothing in it is live (unless the slab is still being filled or
+// compacted).
+func (st *store) kill(l loc, size int) {
 	id := l.id()
-	_, _, size := record(st.slabs[id], l.off())
 	m := &st.meta[id]
 	m.live -= size
 	st.live -= size
@@ -213,14 +209,15 @@ func (st *store) garbage() int {
 	return g
 }
 
-// needCompaction reports whether dead records take more than a third of
-// the slabs (and at least two slabs' worth), the point from which the
-// emptiest slab is at most two thirds live, so compacting it frees at least
-// a third of what it looks at. A lower threshold would save memory under
-// overwrites but make each of them copy more live records.
+// needCompaction reports whether dead records take more than half of the
+// slabs (and at least two slabs' worth), the point from which the emptiest
+// slab is at most half live, so compacting it frees at least half of what
+// it looks at. That is about the slack the garbage collector allows a heap
+// of separately allocated values (GOGC=100); a lower threshold would save
+// memory under overwrites but make each of them copy more live records.
 func (st *store) needCompaction() bool {
 	g := st.garbage()
-	return g >= 2*st.slabSize && 3*g > st.size
+	return g >= 2*st.slabSize && 2*g > st.size
 }
 
 // pickVictim returns the shared slab with the fewest live bytes, or -1.

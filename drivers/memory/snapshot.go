@@ -67,13 +67,9 @@ func (s *snapshot) sorted() []keyEntry {
 	out := make([]keyEntry, 0, count(&s.shards))
 	for i := range s.shards {
 		sh := &s.shards[i]
-		sh.locs(func(l loc) {
+		sh.each(func(l loc, exp *expiry) {
 			k, v, _ := record(s.slabs[l.id()], l.off())
-			en := entry{val: v}
-			if l&locTTL != 0 {
-				en.exp = sh.ttl[k]
-			}
-			out = append(out, keyEntry{k, en})
+			out = append(out, keyEntry{k, entry{val: v, exp: exp}})
 		})
 	}
 	slices.SortFunc(out, func(a, b keyEntry) int { return strings.Compare(a.key, b.key) })

@@ -2,7 +2,6 @@ package memory
 
 import (
 	"hash/maphash"
-	"maps"
 	"slices"
 )
 
@@ -38,22 +37,23 @@ func (t *table) hash(key string) uint64 { return maphash.String(t.seed, key) & t
 // size, so at 1M keys it costs about 11 bytes a key where a Go map of
 // hash to location took 38. The hash bits in a slot give its home position,
 // so growing never reads a key, and filter the slots whose key is compared
-// on lookup to about one in a million.
+// on lookup to about one in two million.
 type shard struct {
 	// slots may be nil (empty shard); 0 marks an empty slot.
 	slots []uint64
-	n     int
-	// ttl holds the expiry record of every key whose loc has locTTL set,
-	// keyed by the string the record's key points at.
-	ttl map[string]*expiry
+	// exps runs parallel to slots: the expiry record of the key in each
+	// slot, nil for none. It stays nil until the shard holds a key with a
+	// TTL, so keys without one cost nothing here.
+	exps []*expiry
+	n    int
 	// shared is set while an unreleased snapshot may reference slots and
-	// ttl: they must be copied before they are written.
+	// exps: they must be copied before they are written.
 	shared bool
 }
 
 const (
 	// hashBits of a key's hash, below the shard bits, are kept in its slot.
-	hashBits  = 20
+	hashBits  = 64 - offBits - idBits
 	hashShift = 64 - shardBits - hashBits
 	slotShift = offBits + idBits
 	// A table grows when more than maxLoadNum/maxLoadDen of it is in use:
@@ -62,13 +62,13 @@ const (
 	minSlots               = 8
 )
 
-func slotHash(x uint64) uint64 { return x >> slotShift & (1<<hashBits - 1) }
+func slotHash(x uint64) uint64 { return x >> slotShift }
 
-func slotLoc(x uint64) loc { return loc(x) & (locTTL | locPlace) }
+func slotLoc(x uint64) loc { return loc(x) & locPlace }
 
 // home is where a key with hash bits hb starts probing in n slots: the
 // table is ordered by hb, so growing needs only the slots.
-func home(hb uint64, n int) int { return int(hb * uint64(n) >> hashBits) } //nolint:gosec // n < 2^44
+func home(hb uint64, n int) int { return int(hb * uint64(n) >> hashBits) } //nolint:gosec // n < 2^43
 
 // pos is the result of a lookup: the slot holding key's record (if found),
 // or the one a record for it would go to.
@@ -78,6 +78,8 @@ type pos struct {
 	i   int
 	l   loc
 	val string
+	// size is the record's size in its slab.
+	size int
 }
 
 func (t *table) find(slabs [][]byte, key string) (pos, bool) {
@@ -96,8 +98,8 @@ func (t *table) find(slabs [][]byte, key string) (pos, bool) {
 		}
 		if slotHash(x) == p.hb {
 			l := slotLoc(x)
-			if k, v, _ := record(slabs[l.id()], l.off()); k == key {
-				p.i, p.l, p.val = i, l, v
+			if k, v, size := record(slabs[l.id()], l.off()); k == key {
+				p.i, p.l, p.val, p.size = i, l, v, size
 				return p, true
 			}
 		}
@@ -113,13 +115,14 @@ func (t *table) get(slabs [][]byte, key string) (entry, bool) {
 	if !ok {
 		return entry{}, false
 	}
-	return p.entry(key), true
+	return p.entry(), true
 }
 
-func (p *pos) entry(key string) entry {
+// entry returns the found key's value and expiry record.
+func (p *pos) entry() entry {
 	en := entry{val: p.val}
-	if p.l&locTTL != 0 {
-		en.exp = p.s.ttl[key]
+	if p.s.exps != nil {
+		en.exp = p.s.exps[p.i]
 	}
 	return en
 }
@@ -129,19 +132,21 @@ func (p *pos) entry(key string) entry {
 func (s *shard) writable() *shard {
 	if s.shared {
 		s.slots = slices.Clone(s.slots)
-		s.ttl = maps.Clone(s.ttl)
+		s.exps = slices.Clone(s.exps)
 		s.shared = false
 	}
 	return s
 }
 
-// set points a found key (p) at l.
-func (p *pos) set(l loc) {
-	p.s.writable().slots[p.i] = uint64(l) | p.hb<<slotShift
+// set points a found key (p) at l with expiry record x (nil: none).
+func (p *pos) set(l loc, x *expiry) {
+	w := p.s.writable()
+	w.slots[p.i] = uint64(l) | p.hb<<slotShift
+	w.setExp(p.i, x)
 }
 
-// insert adds a key not found at p, at l.
-func (p *pos) insert(l loc) {
+// insert adds a key not found at p, at l with expiry record x.
+func (p *pos) insert(l loc, x *expiry) {
 	w := p.s.writable()
 	if (w.n+1)*maxLoadDen > len(w.slots)*maxLoadNum {
 		w.grow()
@@ -153,14 +158,28 @@ func (p *pos) insert(l loc) {
 		}
 	}
 	w.slots[p.i] = uint64(l) | p.hb<<slotShift
+	w.setExp(p.i, x)
 	w.n++
 }
 
+func (s *shard) setExp(i int, x *expiry) {
+	if s.exps == nil {
+		if x == nil {
+			return
+		}
+		s.exps = make([]*expiry, len(s.slots))
+	}
+	s.exps[i] = x
+}
+
 func (s *shard) grow() {
-	old := s.slots
-	s.slots = make([]uint64, max(minSlots, len(old)+len(old)/2))
-	n := len(s.slots)
-	for _, x := range old {
+	oldSlots, oldExps := s.slots, s.exps
+	n := max(minSlots, len(oldSlots)+len(oldSlots)/2)
+	s.slots = make([]uint64, n)
+	if oldExps != nil {
+		s.exps = make([]*expiry, n)
+	}
+	for j, x := range oldSlots {
 		if x == 0 {
 			continue
 		}
@@ -171,6 +190,9 @@ func (s *shard) grow() {
 			}
 		}
 		s.slots[i] = x
+		if oldExps != nil {
+			s.exps[i] = oldExps[j]
+		}
 	}
 }
 
@@ -192,24 +214,17 @@ func (p *pos) del() {
 		k := home(slotHash(x), n)
 		if i < j && (k <= i || k > j) || i > j && k <= i && k > j {
 			w.slots[i] = x
+			if w.exps != nil {
+				w.exps[i] = w.exps[j]
+			}
 			i = j
 		}
 	}
 	w.slots[i] = 0
+	if w.exps != nil {
+		w.exps[i] = nil
+	}
 	w.n--
-}
-
-// setTTL records key's expiry record x (nil: none) in the shard.
-func (s *shard) setTTL(key string, x *expiry) {
-	w := s.writable()
-	if x == nil {
-		delete(w.ttl, key)
-		return
-	}
-	if w.ttl == nil {
-		w.ttl = make(map[string]*expiry)
-	}
-	w.ttl[x.key()] = x
 }
 
 // reset empties the table; snapshots keep the maps they reference.
@@ -244,11 +259,17 @@ func count(shards *[numShards]shard) int {
 	return n
 }
 
-// locs calls f with the location of every key in the shard.
-func (s *shard) locs(f func(loc)) {
-	for _, x := range s.slots {
-		if x != 0 {
-			f(slotLoc(x))
+// each calls f with the location and expiry record of every key in the
+// shard.
+func (s *shard) each(f func(loc, *expiry)) {
+	for i, x := range s.slots {
+		if x == 0 {
+			continue
 		}
+		var exp *expiry
+		if s.exps != nil {
+			exp = s.exps[i]
+		}
+		f(slotLoc(x), exp)
 	}
 }

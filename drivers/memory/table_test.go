@@ -26,13 +26,14 @@ func probe(s *shard, x uint64) int {
 // TestShard_ProbingAndDeletion drives one shard's table with hash bits
 // from a handful of values near the end of the range, so that clusters
 // collide and wrap around the end of the table, and checks after every
-// insert and delete that every entry is still reachable from its home.
+// insert and delete that every entry is still reachable from its home and
+// still has its expiry record.
 func TestShard_ProbingAndDeletion(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	hbs := []uint64{0, 1, 1<<hashBits - 1, 1<<hashBits - 2, 1<<hashBits - 40, 1 << (hashBits - 1)}
 	for round := range 20 {
 		var s shard
-		present := map[uint64]bool{}
+		present := map[uint64]*expiry{}
 		next := 0
 		for step := range 400 {
 			if len(present) > 0 && r.IntN(3) == 0 {
@@ -55,15 +56,23 @@ func TestShard_ProbingAndDeletion(t *testing.T) {
 						}
 					}
 				}
-				p.insert(makeLoc(next, 0))
-				present[x] = true
+				var exp *expiry
+				if r.IntN(2) == 0 {
+					exp = &expiry{deadline: int64(next)}
+				}
+				p.insert(makeLoc(next, 0), exp)
+				present[x] = exp
 			}
 			if s.n != len(present) {
 				t.Fatalf("round %d step %d: n = %d, want %d", round, step, s.n, len(present))
 			}
-			for x := range present {
-				if probe(&s, x) < 0 {
+			for x, exp := range present {
+				i := probe(&s, x)
+				if i < 0 {
 					t.Fatalf("round %d step %d: %x unreachable from its home in %x", round, step, x, s.slots)
+				}
+				if got := (&pos{s: &s, i: i}).entry().exp; got != exp {
+					t.Fatalf("round %d step %d: %x has expiry %p, want %p", round, step, x, got, exp)
 				}
 			}
 		}
