@@ -154,7 +154,7 @@ func startCluster(ctx context.Context, mode, image, compose, project, binary, ou
 func runFailover(ctx context.Context, c harness.Cluster, n int, out string, logger *slog.Logger) int {
 	samples, err := harness.MeasureFailover(ctx, c, n, logger)
 	var b strings.Builder
-	fmt.Fprintf(&b, "failover: %s cluster, %d leader kills, default raft timeouts\n", c.Name(), len(samples))
+	fmt.Fprintf(&b, "failover: %s cluster, %d leader kills, raft timeouts as the cluster is configured\n", c.Name(), len(samples))
 	for i, s := range samples {
 		fmt.Fprintf(&b, "  kill %2d: leader %s, writes unavailable %s\n", i+1, s.Leader, s.Unavailable.Round(time.Millisecond))
 	}
