@@ -172,7 +172,6 @@ func (n *Node) open() error {
 	if err := n.fwdServer.RegisterName(forwardService, &forwarder{n: n}); err != nil {
 		return fmt.Errorf("register forwarding: %w", err)
 	}
-	go n.serveForward()
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.NodeID)
@@ -201,6 +200,10 @@ func (n *Node) open() error {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.raft = r
+	// Only now: a follower still forwarding to this address (the leader's
+	// before a restart) must find raft here. Connections that arrived
+	// earlier wait in the mux until this accepts them.
+	go n.serveForward()
 	// With gossip and no static peers, bootstrap_expect decides (or a
 	// leader adds this node); bootstrapping alone would split the cluster.
 	if !has && (len(n.cfg.Peers) > 0 || !n.cfg.Gossip.Enabled()) {
