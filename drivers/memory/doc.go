@@ -23,13 +23,15 @@
 // some bits of the key's hash; the key itself is compared in the slab on
 // lookup (table.go). Space of overwritten and deleted records is reclaimed
 // by compaction, a little per Apply (compact.go).
-// Keys with a TTL also have a 32-byte expiry record, in a per-shard map and
-// in one min-heap ordered by (deadline, key) that knows every record's
-// position, so replacing or removing a TTL costs O(log n), finding k expired
-// keys costs O(k log k), and there is no goroutine or timer per key. Equal
-// timeout texts are shared between keys. With 16-byte keys and 100-byte
-// values this comes to about 131 bytes of heap per key, 118 of them the
-// record, and about 260 with a TTL (BenchmarkFootprint1M).
+//
+// Keys with a TTL also have a 32-byte expiry record, referenced from an
+// array parallel to their shard's slots and from one min-heap ordered by
+// (deadline, key) that knows every record's position, so replacing or
+// removing a TTL costs O(log n), finding k expired keys costs O(k log k),
+// and there is no goroutine or timer per key. Equal timeout texts are
+// shared between keys. With 16-byte keys and 100-byte values this comes to
+// about 131 bytes of heap per key, 118 of them the record, and about 210
+// with a TTL (BenchmarkFootprint1M).
 //
 // Snapshot shares the tables (and the immutable slabs) with the engine and
 // marks the tables copy-on-write: it returns in microseconds, and a write
