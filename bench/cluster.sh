@@ -8,6 +8,7 @@
 #
 # Usage: bench/cluster.sh [KVNODE_BINARY]     (about 3 minutes)
 # Env:   BENCH_DURATION=5s   length of one measured run
+#        BENCH_REV=          what the binary was built from (default: git describe of the work tree)
 #        BENCH_PORT=17300    first loopback port used
 # Needs: go (unless a binary is given), jq.
 set -euo pipefail
@@ -133,7 +134,7 @@ row() { # label key single-key
   echo
 }
 cat <<MD
-### Three-node cluster against one node ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $(cd "$ROOT" && git describe --always --dirty 2>/dev/null))
+### Three-node cluster against one node ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, kvnode ${BENCH_REV:-$(cd "$ROOT" && git describe --always --dirty 2>/dev/null)})
 
 \`bench/cluster.sh\`: three kvnode processes and the load generator share the machine's $(nproc)
 CPUs; memory storages, 1 key of 100 bytes per request, $DURATION per run, req/s (p99 latency).

@@ -362,7 +362,7 @@ fp_verdict=$(awk -v r="$fp_ratio" 'BEGIN { print (r != "n/a" && r <= 0.5) ? "met
 
 if [[ ${BENCH_CLUSTER:-1} == 1 ]]; then
   log "three-node cluster against one node (bench/cluster.sh)"
-  { echo; echo "## Replication"; echo; BENCH_PORT=$((PORT + 200)) "$ROOT/bench/cluster.sh" "$tmp/kvnode"; } >>"$OUT"
+  { echo; echo "## Replication"; echo; BENCH_PORT=$((PORT + 200)) BENCH_REV="$KVNODE_REV" "$ROOT/bench/cluster.sh" "$tmp/kvnode"; } >>"$OUT"
 fi
 
 log "wrote $OUT"
