@@ -32,8 +32,9 @@ func (n *Node) Apply(ctx context.Context, ev eventlog.Event) error {
 }
 
 // propose gets ev into the log and returns its index once committed, and
-// the leader's address when it was forwarded, retrying while nothing was
-// applied (no leader yet, leader changed).
+// the leader's address when it was forwarded and this node must ask that
+// leader for a nudge itself, retrying while nothing was applied (no leader
+// yet, leader changed).
 func (n *Node) propose(ctx context.Context, ev eventlog.Event) (idx uint64, leaderAddr string, err error) {
 	backoff := 5 * time.Millisecond
 	for {
@@ -45,7 +46,11 @@ func (n *Node) propose(ctx context.Context, ev eventlog.Event) (idx uint64, lead
 		if n.raft.State() == raft.Leader {
 			idx, err, retry = n.applyLeader(ctx, ev)
 		} else if _, leaderAddr = n.Leader(); leaderAddr != "" {
-			idx, err, retry = n.forwardApply(ctx, leaderAddr, ev)
+			var batched bool
+			idx, err, retry, batched = n.forwardApply(ctx, leaderAddr, ev)
+			if batched {
+				leaderAddr = "" // its batch asks for the nudge
+			}
 		}
 		if !retry {
 			return idx, leaderAddr, err
@@ -64,16 +69,31 @@ func (n *Node) propose(ctx context.Context, ev eventlog.Event) (idx uint64, lead
 // applyLeader stamps ev with this leader's clock and proposes it. retry
 // means nothing was applied and another attempt may succeed.
 func (n *Node) applyLeader(ctx context.Context, ev eventlog.Event) (idx uint64, err error, retry bool) {
-	ev.Op.Now = n.opts.Clock().UnixNano()
-	data, err := eventlog.Encode(ev)
+	f, err := n.startApply(ctx, ev)
 	if err != nil {
-		return 0, fmt.Errorf("encode event: %w", err), false
+		return 0, err, false
 	}
-	f := n.raft.Apply(data, remaining(ctx, n.cfg.ApplyTimeout))
 	err, done := wait(ctx, f)
 	if !done {
 		return 0, fmt.Errorf("%w (%w)", ErrOutcomeUnknown, err), false
 	}
+	return n.applyOutcome(f, err)
+}
+
+// startApply stamps ev with this leader's clock and hands it to raft
+// without waiting, so a batch of forwarded writes can all be enqueued
+// before the first is waited for.
+func (n *Node) startApply(ctx context.Context, ev eventlog.Event) (raft.ApplyFuture, error) {
+	ev.Op.Now = n.opts.Clock().UnixNano()
+	data, err := eventlog.Encode(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode event: %w", err)
+	}
+	return n.raft.Apply(data, remaining(ctx, n.cfg.ApplyTimeout)), nil
+}
+
+// applyOutcome classifies a resolved proposal: err is f.Error().
+func (n *Node) applyOutcome(f raft.ApplyFuture, err error) (idx uint64, _ error, retry bool) {
 	switch {
 	case err == nil:
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
@@ -89,15 +109,29 @@ func (n *Node) applyLeader(ctx context.Context, ev eventlog.Event) (idx uint64, 
 	return f.Index(), nil, false
 }
 
-func (n *Node) forwardApply(ctx context.Context, addr string, ev eventlog.Event) (uint64, error, bool) {
+// forwardApply sends ev to the leader at addr, with the writes other
+// callers forward meanwhile (forwardbatch.go). batched reports that it
+// went in a batch, which also takes care of nudging the leader.
+func (n *Node) forwardApply(ctx context.Context, addr string, ev eventlog.Event) (idx uint64, err error, retry, batched bool) {
+	timeout := remaining(ctx, n.cfg.ApplyTimeout)
+	if idx, err, retry, ok := n.batcher(addr).apply(ctx, ev, timeout); ok {
+		return idx, err, retry, true
+	}
 	var reply ApplyReply
-	sent, err := n.fwd.call(ctx, addr, "Apply", ApplyArgs{Event: ev, Timeout: remaining(ctx, n.cfg.ApplyTimeout)}, &reply)
+	sent, err := n.fwd.call(ctx, addr, "Apply", ApplyArgs{Event: ev, Timeout: timeout}, &reply)
 	switch {
 	case err != nil && !sent:
-		return 0, nil, true
+		return 0, nil, true, false
 	case err != nil:
-		return 0, fmt.Errorf("%w (forwarding to leader %s: %w)", ErrOutcomeUnknown, addr, err), false
+		return 0, fmt.Errorf("%w (forwarding to leader %s: %w)", ErrOutcomeUnknown, addr, err), false, false
 	}
+	idx, err, retry = replyOutcome(addr, reply)
+	return idx, err, retry, false
+}
+
+// replyOutcome turns the leader's reply to one forwarded write into what
+// propose expects: index, error, and whether to retry.
+func replyOutcome(addr string, reply ApplyReply) (uint64, error, bool) {
 	switch reply.Code {
 	case codeOK:
 		return reply.Index, nil, false

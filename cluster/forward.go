@@ -50,11 +50,18 @@ type ReadIndexReply struct {
 // forwarder is the leader side of the forwarding channel.
 type forwarder struct{ n *Node }
 
-// Apply proposes a follower's write if this node leads.
+// Apply proposes a follower's write if this node leads. Followers send
+// ApplyBatch now; Apply serves older ones during a rolling restart.
 func (f *forwarder) Apply(args ApplyArgs, reply *ApplyReply) error {
 	ctx, cancel := context.WithTimeout(context.Background(), min(args.Timeout, f.n.cfg.ApplyTimeout))
 	defer cancel()
-	idx, err, retry := f.n.applyLeader(ctx, args.Event)
+	*reply = replyFor(f.n.applyLeader(ctx, args.Event))
+	return nil
+}
+
+// replyFor encodes applyLeader's outcome for the follower.
+func replyFor(idx uint64, err error, retry bool) ApplyReply {
+	reply := ApplyReply{Index: idx}
 	switch {
 	case retry:
 		reply.Code = codeRetry
@@ -63,8 +70,7 @@ func (f *forwarder) Apply(args ApplyArgs, reply *ApplyReply) error {
 	case err != nil:
 		reply.Code, reply.Text = codeApply, err.Error()
 	}
-	reply.Index = idx
-	return nil
+	return reply
 }
 
 // ReadIndex confirms leadership and returns the commit index.
@@ -81,20 +87,31 @@ func (f *forwarder) ReadIndex(args ReadIndexArgs, reply *ReadIndexReply) error {
 	return nil
 }
 
-// forwardClients keeps one multiplexed net/rpc client per leader address.
+// forwardClients keeps one multiplexed net/rpc client per leader address,
+// and the queue of writes batched to it (one per leader this node has
+// forwarded to: a handful).
 type forwardClients struct {
 	m       *mux
 	mu      sync.Mutex
 	clients map[string]*rpc.Client
+	// bmu guards batchers apart from mu, which is held while dialling.
+	bmu      sync.Mutex
+	batchers map[string]*batcher
+	// closed refuses new connections once the node closes, so writes
+	// still queued in a batcher are not sent after Close.
+	closed bool
 }
 
 func newForwardClients(m *mux) *forwardClients {
-	return &forwardClients{m: m, clients: map[string]*rpc.Client{}}
+	return &forwardClients{m: m, clients: map[string]*rpc.Client{}, batchers: map[string]*batcher{}}
 }
 
 func (fc *forwardClients) get(ctx context.Context, addr string) (*rpc.Client, error) {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
+	if fc.closed {
+		return nil, rpc.ErrShutdown
+	}
 	if c, ok := fc.clients[addr]; ok {
 		return c, nil
 	}
@@ -119,6 +136,7 @@ func (fc *forwardClients) drop(addr string, c *rpc.Client) {
 func (fc *forwardClients) closeAll() {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
+	fc.closed = true
 	for addr, c := range fc.clients {
 		_ = c.Close()
 		delete(fc.clients, addr)

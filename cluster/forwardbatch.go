@@ -1,0 +1,362 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/rpc"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	eventlog "github.com/kvnode/kvnode/log"
+)
+
+// Concurrent writes a follower forwards travel together: one ApplyBatch
+// call carries every write that queued while earlier calls were under way,
+// instead of one call (and one leader goroutine, one gob frame, one reply
+// wake-up) per write. A write that finds fewer than maxBatchesInFlight
+// calls under way leaves at once, so a lone writer never waits for
+// company; several calls may be under way so one slow call (a leader
+// fsync, a lost packet) does not hold every write behind it. On the leader
+// each write is still its own log entry, atomic on its own with its own
+// result; the leader proposes them all before waiting for any, so they
+// leave raft's apply channel together and share one log write. A batch
+// also asks the leader for a nudge (nudge.go) once for all its writes.
+
+const (
+	// maxBatchesInFlight bounds the ApplyBatch calls under way to one
+	// leader; writes arriving meanwhile queue for the next.
+	maxBatchesInFlight = 3
+	// maxBatchEvents and maxBatchBytes bound one call: raft's
+	// MaxAppendEntries, and an estimated payload far below gob's and the
+	// kv RPC frame limits (a larger single write still goes, alone).
+	maxBatchEvents = 256
+	maxBatchBytes  = 1 << 20
+	// legacyRecheck is how long a leader without ApplyBatch gets one call
+	// per write before batching is tried again.
+	legacyRecheck = time.Minute
+)
+
+// ApplyBatchArgs carries writes forwarded together; each is proposed as
+// its own log entry.
+type ApplyBatchArgs struct {
+	Events []eventlog.Event
+	// Timeout is the longest remaining budget among the writes.
+	Timeout time.Duration
+}
+
+// ApplyBatchReply holds one result per event, in order.
+type ApplyBatchReply struct {
+	Results []ApplyReply
+}
+
+// ApplyBatch proposes every event if this node leads, then waits for all.
+func (f *forwarder) ApplyBatch(args ApplyBatchArgs, reply *ApplyBatchReply) error {
+	n := f.n
+	reply.Results = make([]ApplyReply, len(args.Events))
+	if n.raft.State() != raft.Leader {
+		for i := range reply.Results {
+			reply.Results[i].Code = codeRetry
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), min(args.Timeout, n.cfg.ApplyTimeout))
+	defer cancel()
+	futures := make([]raft.ApplyFuture, len(args.Events))
+	for i, ev := range args.Events {
+		fut, err := n.startApply(ctx, ev)
+		if err != nil {
+			reply.Results[i] = replyFor(0, err, false)
+			continue
+		}
+		futures[i] = fut
+	}
+	// One goroutine resolves the futures in log order; the handler stops
+	// listening when the deadline passes (the channel never blocks it).
+	type resolved struct {
+		i   int
+		err error
+	}
+	results := make(chan resolved, len(futures))
+	waiting := 0
+	for _, fut := range futures {
+		if fut != nil {
+			waiting++
+		}
+	}
+	go func() {
+		for i, fut := range futures {
+			if fut != nil {
+				results <- resolved{i, fut.Error()}
+			}
+		}
+	}()
+	done := make([]bool, len(futures))
+	for ; waiting > 0; waiting-- {
+		select {
+		case r := <-results:
+			done[r.i] = true
+			idx, err, retry := n.applyOutcome(futures[r.i], r.err)
+			reply.Results[r.i] = replyFor(idx, err, retry)
+		case <-ctx.Done():
+			for i, fut := range futures {
+				if fut != nil && !done[i] {
+					reply.Results[i] = replyFor(0, fmt.Errorf("%w (%w)", ErrOutcomeUnknown, ctx.Err()), false)
+				}
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// fwdWrite is one forwarded write, queued or travelling in a batch.
+type fwdWrite struct {
+	ctx      context.Context
+	ev       eventlog.Event
+	size     int
+	deadline time.Time
+	// queued is guarded by the batcher's mutex: true until a batch takes
+	// the write or its caller gives up on it.
+	queued bool
+	// done is closed once idx, err and retry are set.
+	done  chan struct{}
+	idx   uint64
+	err   error
+	retry bool
+}
+
+func (w *fwdWrite) finish(idx uint64, err error, retry bool) {
+	w.idx, w.err, w.retry = idx, err, retry
+	close(w.done)
+}
+
+// batcher queues the writes forwarded to one leader address and sends
+// them in batches through send, which must finish every write it is given.
+type batcher struct {
+	send func(batch []*fwdWrite)
+
+	mu       sync.Mutex
+	inflight int
+	pending  []*fwdWrite
+	// legacyUntil is set when the leader does not know ApplyBatch (an
+	// older version during a rolling restart): until then writes go one
+	// call each, and the next batch finds out whether it was upgraded.
+	legacyUntil time.Time
+
+	// batches and events count what was sent, for tests and diagnostics.
+	batches, events atomic.Uint64
+}
+
+// apply forwards ev through the batcher and returns what forwardApply
+// returns: the index, the error, and whether nothing was applied so the
+// caller may retry. ok is false when the leader needs one call per write.
+func (b *batcher) apply(ctx context.Context, ev eventlog.Event, timeout time.Duration) (idx uint64, err error, retry, ok bool) {
+	w := &fwdWrite{ctx: ctx, ev: ev, size: eventSize(ev), deadline: time.Now().Add(timeout), queued: true, done: make(chan struct{})}
+	b.mu.Lock()
+	if time.Now().Before(b.legacyUntil) {
+		b.mu.Unlock()
+		return 0, nil, false, false
+	}
+	b.pending = append(b.pending, w)
+	var batch []*fwdWrite
+	start := b.inflight < maxBatchesInFlight
+	if start {
+		b.inflight++
+		batch = b.takeLocked()
+	}
+	b.mu.Unlock()
+	if start {
+		go b.run(batch)
+	}
+	select {
+	case <-w.done:
+		return w.idx, w.err, w.retry, true
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	if w.queued {
+		// Never sent: nothing was applied.
+		b.removeLocked(w)
+		b.mu.Unlock()
+		return 0, nil, true, true
+	}
+	b.mu.Unlock()
+	select {
+	case <-w.done: // finished by takeLocked (expired) or just now by the reply
+		return w.idx, w.err, w.retry, true
+	default:
+		return 0, fmt.Errorf("%w (forwarded to the leader, no reply: %w)", ErrOutcomeUnknown, ctx.Err()), false, true
+	}
+}
+
+// run sends batch, then whatever queued meanwhile, until the queue is
+// empty; it holds one of the in-flight slots throughout.
+func (b *batcher) run(batch []*fwdWrite) {
+	for {
+		if len(batch) > 0 {
+			b.batches.Add(1)
+			b.events.Add(uint64(len(batch)))
+			b.send(batch)
+		}
+		b.mu.Lock()
+		if len(b.pending) == 0 {
+			b.inflight--
+			b.mu.Unlock()
+			return
+		}
+		batch = b.takeLocked()
+		b.mu.Unlock()
+	}
+}
+
+// takeLocked removes the next batch from the queue, in arrival order.
+// Writes whose callers gave up are finished as "retry" instead: they were
+// never sent.
+func (b *batcher) takeLocked() []*fwdWrite {
+	var batch []*fwdWrite
+	size, taken := 0, 0
+	for _, w := range b.pending {
+		if len(batch) == maxBatchEvents || (len(batch) > 0 && size+w.size > maxBatchBytes) {
+			break
+		}
+		taken++
+		w.queued = false
+		if w.ctx.Err() != nil {
+			w.finish(0, nil, true)
+			continue
+		}
+		batch = append(batch, w)
+		size += w.size
+	}
+	rest := copy(b.pending, b.pending[taken:])
+	clear(b.pending[rest:])
+	b.pending = b.pending[:rest]
+	return batch
+}
+
+func (b *batcher) removeLocked(w *fwdWrite) {
+	for i, p := range b.pending {
+		if p == w {
+			b.pending = slices.Delete(b.pending, i, i+1)
+			w.queued = false
+			return
+		}
+	}
+}
+
+// isUnknownMethod reports net/rpc's refusal of a method the server does
+// not have: it answers before running anything.
+func isUnknownMethod(err error) bool {
+	var se rpc.ServerError
+	return errors.As(err, &se) && strings.Contains(string(se), "can't find method")
+}
+
+// eventSize estimates an event's encoded size for the batch byte budget.
+func eventSize(ev eventlog.Event) int {
+	size := 64 + len(ev.Storage)
+	for _, it := range ev.Op.Items {
+		size += 32 + len(it.Key) + len(it.Value) + len(it.Timeout)
+	}
+	for _, k := range ev.Op.Keys {
+		size += 8 + len(k)
+	}
+	return size
+}
+
+// batcher returns the batcher of the leader at addr.
+func (n *Node) batcher(addr string) *batcher {
+	fc := n.fwd
+	fc.bmu.Lock()
+	defer fc.bmu.Unlock()
+	b, ok := fc.batchers[addr]
+	if !ok {
+		b = &batcher{}
+		b.send = func(batch []*fwdWrite) { n.sendBatch(b, addr, batch) }
+		fc.batchers[addr] = b
+	}
+	return b
+}
+
+// sendBatch makes one ApplyBatch call and finishes every write of batch
+// with its own outcome. A failure before sending (refused dial, connection
+// known broken) applied nothing; a failure after sending leaves every
+// write of the batch unknown.
+func (n *Node) sendBatch(b *batcher, addr string, batch []*fwdWrite) {
+	args := ApplyBatchArgs{Events: make([]eventlog.Event, len(batch))}
+	deadline := batch[0].deadline
+	for i, w := range batch {
+		args.Events[i] = w.ev
+		if w.deadline.After(deadline) {
+			deadline = w.deadline
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	args.Timeout = remaining(ctx, time.Millisecond)
+	var reply ApplyBatchReply
+	sent, err := n.fwd.call(ctx, addr, "ApplyBatch", args, &reply)
+	switch {
+	case isUnknownMethod(err):
+		// An older leader refused the method before running anything.
+		b.mu.Lock()
+		b.legacyUntil = time.Now().Add(legacyRecheck)
+		b.mu.Unlock()
+		for _, w := range batch {
+			w.finish(0, nil, true)
+		}
+		return
+	case err != nil && !sent:
+		for _, w := range batch {
+			w.finish(0, nil, true)
+		}
+		return
+	case err != nil:
+		err = fmt.Errorf("%w (forwarding to leader %s: %w)", ErrOutcomeUnknown, addr, err)
+	case len(reply.Results) != len(batch):
+		err = fmt.Errorf("%w (leader %s answered %d results for %d writes)", ErrOutcomeUnknown, addr, len(reply.Results), len(batch))
+	}
+	if err != nil {
+		for _, w := range batch {
+			w.finish(0, err, false)
+		}
+		return
+	}
+	var last uint64
+	for _, r := range reply.Results {
+		if r.Code == codeOK { // a refusal returns at once, waiting for nothing
+			last = max(last, r.Index)
+		}
+	}
+	n.nudgeBatch(addr, last)
+	for i, w := range batch {
+		w.finish(replyOutcome(addr, reply.Results[i]))
+	}
+}
+
+// nudgeBatch asks the leader at addr for a nudge (nudge.go) once for a
+// whole batch, when this node does not apply its last index almost at
+// once: the writers of the batch wait for their entries without each
+// sending its own Nudge call.
+func (n *Node) nudgeBatch(addr string, last uint64) {
+	if last == 0 || n.fsm.AppliedIndex() >= last {
+		return
+	}
+	go func() {
+		short, cancel := context.WithTimeout(n.ctx, nudgeAfter)
+		err := n.fsm.WaitApplied(short, last)
+		cancel()
+		if err == nil || n.ctx.Err() != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
+		defer cancel()
+		var reply NudgeReply
+		_, _ = n.fwd.call(ctx, addr, "Nudge", NudgeArgs{Index: last}, &reply)
+	}()
+}
