@@ -37,11 +37,12 @@ func (n *Node) Apply(ctx context.Context, ev eventlog.Event) error {
 // yet, leader changed).
 func (n *Node) propose(ctx context.Context, ev eventlog.Event) (idx uint64, leaderAddr string, err error) {
 	backoff := 5 * time.Millisecond
+	var leaderless leaderWait
 	for {
 		if n.closed.Load() {
 			return 0, "", ErrShutdown
 		}
-		retry := true
+		retry, known := true, true
 		leaderAddr = ""
 		if n.raft.State() == raft.Leader {
 			idx, err, retry = n.applyLeader(ctx, ev)
@@ -51,9 +52,14 @@ func (n *Node) propose(ctx context.Context, ev eventlog.Event) (idx uint64, lead
 			if batched {
 				leaderAddr = "" // its batch asks for the nudge
 			}
+		} else {
+			known = false
 		}
 		if !retry {
 			return idx, leaderAddr, err
+		}
+		if leaderless.expired(known, n.leaderWait()) {
+			return 0, "", fmt.Errorf("%w (no leader known for %s)", ErrNoLeader, n.leaderWait())
 		}
 		select {
 		case <-ctx.Done():
@@ -156,12 +162,21 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 // this node leads), so a follower can ask it for a nudge.
 func (n *Node) readIndex(ctx context.Context) (index uint64, leaderAddr string, err error) {
 	backoff := 2 * time.Millisecond
+	var leaderless leaderWait
 	for {
 		if n.closed.Load() {
 			return 0, "", ErrShutdown
 		}
 		if idx, addr, ok := n.readIndexOnce(ctx); ok {
 			return idx, addr, nil
+		}
+		known := n.raft.State() == raft.Leader
+		if !known {
+			_, addr := n.Leader()
+			known = addr != ""
+		}
+		if leaderless.expired(known, n.leaderWait()) {
+			return 0, "", fmt.Errorf("%w (no leader known for %s)", ErrNotLinearizable, n.leaderWait())
 		}
 		select {
 		case <-ctx.Done():
@@ -204,3 +219,29 @@ func (n *Node) leaderReadIndex(ctx context.Context) (uint64, bool) {
 	}
 	return idx, true
 }
+
+// leaderWait measures how long one call has found no leader at all. A
+// node cut off from the others knows no leader once its heartbeat timeout
+// passes; rather than retry until the caller's deadline (clients then see
+// a timeout, "maybe applied"), the call fails after leaderWait with "no
+// leader": nothing was applied, retry elsewhere. An election in progress
+// usually ends well within it.
+type leaderWait struct{ since time.Time }
+
+// expired records whether a leader is known and reports whether none has
+// been for longer than limit.
+func (w *leaderWait) expired(known bool, limit time.Duration) bool {
+	if known {
+		w.since = time.Time{}
+		return false
+	}
+	if w.since.IsZero() {
+		w.since = time.Now()
+		return false
+	}
+	return time.Since(w.since) > limit
+}
+
+// leaderWait is how long a write or linearizable read waits for some
+// leader to be known: two election timeouts.
+func (n *Node) leaderWait() time.Duration { return 2 * n.cfg.Raft.ElectionTimeout }

@@ -272,3 +272,29 @@ func TestCluster_UnsafeLocalReadsServeStaleValues(t *testing.T) {
 		t.Fatalf("unsafe read on isolated node = %v, want the stale value", got)
 	}
 }
+
+func TestCluster_CutOffNodeFailsFastWithNoLeader(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{Storages: map[string]string{"mem": "memory"}})
+	leader := c.WaitLeader()
+	cut := c.Followers(leader)[0]
+	c.Isolate(cut)
+	t.Cleanup(func() { c.Heal(cut) })
+	c.Poll("cut-off node forgets the leader", func() string {
+		if id, _ := c.Nodes[cut].Node.Leader(); id != "" {
+			return "still knows " + id
+		}
+		return ""
+	})
+	// The caller would wait 20 s; the node answers "no leader" long before,
+	// and not because the deadline passed.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	err := c.Store(cut, "mem", cluster.Local).Set(ctx, []drivers.Item{item("k", "v")})
+	if !errors.Is(err, cluster.ErrNoLeader) || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("write on a cut-off node: %v, want ErrNoLeader before the deadline", err)
+	}
+	_, err = c.Store(cut, "mem", cluster.Linearizable).MGet(ctx, []string{"k"})
+	if !errors.Is(err, cluster.ErrNotLinearizable) || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("linearizable read on a cut-off node: %v, want ErrNotLinearizable before the deadline", err)
+	}
+}
