@@ -90,17 +90,27 @@ func (vf *verbFlags) withClient(ctx context.Context, fn func(ctx context.Context
 	return fn(ctx, c)
 }
 
+// parseKeysVerb parses the flags and the KEY... arguments of a verb that
+// takes one key or more.
+func parseKeysVerb(name string, args []string, stderr io.Writer) (*verbFlags, []string, error) {
+	fs, vf := newVerbFlagSet(name, "[flags] KEY...", stderr)
+	keys, err := parseVerbArgs(fs, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(keys) == 0 {
+		return nil, nil, usageErr(fs, "at least one key is needed")
+	}
+	return vf, keys, nil
+}
+
 // runGet prints the values of keys: the raw value for one key (a missing key
 // is an error), "key<TAB>value" lines in argument order for several (missing
 // keys are skipped).
 func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, vf := newVerbFlagSet("get", "[flags] KEY...", stderr)
-	keys, err := parseVerbArgs(fs, args)
+	vf, keys, err := parseKeysVerb("get", args, stderr)
 	if err != nil {
 		return err
-	}
-	if len(keys) == 0 {
-		return usageErr(fs, "at least one key is needed")
 	}
 	return vf.withClient(ctx, func(ctx context.Context, c *client.Client) error {
 		vals, err := c.MGet(ctx, vf.storage, keys...)
@@ -201,13 +211,9 @@ func timeoutFromFlags(fs *flag.FlagSet, ttl time.Duration, expires string) (stri
 
 // runDel removes keys; missing keys are not an error.
 func runDel(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs, vf := newVerbFlagSet("del", "[flags] KEY...", stderr)
-	keys, err := parseVerbArgs(fs, args)
+	vf, keys, err := parseKeysVerb("del", args, stderr)
 	if err != nil {
 		return err
-	}
-	if len(keys) == 0 {
-		return usageErr(fs, "at least one key is needed")
 	}
 	return vf.withClient(ctx, func(ctx context.Context, c *client.Client) error {
 		return c.Delete(ctx, vf.storage, keys...) //nolint:wrapcheck // already names the method
@@ -218,13 +224,9 @@ func runDel(ctx context.Context, args []string, _, stderr io.Writer) error {
 // "key<TAB>true|false" lines for several. Like grep -q, it fails (exit
 // status 1) when any key is missing.
 func runHas(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, vf := newVerbFlagSet("has", "[flags] KEY...", stderr)
-	keys, err := parseVerbArgs(fs, args)
+	vf, keys, err := parseKeysVerb("has", args, stderr)
 	if err != nil {
 		return err
-	}
-	if len(keys) == 0 {
-		return usageErr(fs, "at least one key is needed")
 	}
 	return vf.withClient(ctx, func(ctx context.Context, c *client.Client) error {
 		found, err := c.Has(ctx, vf.storage, keys...)
@@ -256,13 +258,9 @@ func runHas(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // bare value for one key (a missing key is an error), "key<TAB>value" lines
 // for several (missing keys are skipped).
 func runTTL(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, vf := newVerbFlagSet("ttl", "[flags] KEY...", stderr)
-	keys, err := parseVerbArgs(fs, args)
+	vf, keys, err := parseKeysVerb("ttl", args, stderr)
 	if err != nil {
 		return err
-	}
-	if len(keys) == 0 {
-		return usageErr(fs, "at least one key is needed")
 	}
 	return vf.withClient(ctx, func(ctx context.Context, c *client.Client) error {
 		ttls, err := c.TTL(ctx, vf.storage, keys...)
