@@ -4,44 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"testing"
-	"time"
 
 	"github.com/kvnode/kvnode/cluster"
 	"github.com/kvnode/kvnode/cluster/clustertest"
 	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/fsm"
 )
-
-// fill writes n keys to both storages through node i, a third of them
-// with a deadline an hour away, and returns the cluster's state hash.
-func fill(t *testing.T, c *clustertest.Cluster, i, n int, prefix string) []byte {
-	t.Helper()
-	deadline := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
-	for _, storage := range []string{"mem", "bolt"} {
-		for k := 0; k < n; k += 10 {
-			var items []drivers.Item
-			for j := k; j < min(k+10, n); j++ {
-				it := item(fmt.Sprintf("%s%d", prefix, j), fmt.Sprintf("value-%d", j))
-				if j%3 == 0 {
-					it.Timeout, it.Deadline = deadline.Format(time.RFC3339), deadline.UnixNano()
-				}
-				items = append(items, it)
-			}
-			c.Retry("fill", func(ctx context.Context) error {
-				return c.Store(i, storage, cluster.Local).Set(ctx, items)
-			})
-		}
-	}
-	c.EnsureSame()
-	h, err := c.Nodes[i].Node.FSM().StateHash()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
 
 func backup(t *testing.T, n *cluster.Node, stale bool) []byte {
 	t.Helper()
@@ -65,7 +35,7 @@ func TestBackup_RestoreIntoAnotherCluster(t *testing.T) {
 	sl := src.WaitLeader()
 	// The source runs far ahead of the destination in log indexes: the
 	// restored engines must not swallow the destination's later writes.
-	want := fill(t, src, sl, 300, "k")
+	want := src.Fill(sl, 300, "k")
 	b := backup(t, src.Nodes[src.Followers(sl)[0]].Node, false)
 	info, err := fsm.VerifySnapshot(bytes.NewReader(b))
 	if err != nil {
@@ -74,7 +44,7 @@ func TestBackup_RestoreIntoAnotherCluster(t *testing.T) {
 
 	dst := clustertest.New(t, clustertest.Options{})
 	dl := dst.WaitLeader()
-	fill(t, dst, dl, 5, "old")
+	dst.Fill(dl, 5, "old")
 	df := dst.Followers(dl)[0]
 	if _, err := dst.Nodes[df].Node.RestoreBackup(t.Context(), bytes.NewReader(b)); !errors.Is(err, cluster.ErrNotLeader) {
 		t.Fatalf("restore on a follower: %v", err)
@@ -104,7 +74,7 @@ func TestBackup_RestoreIntoAnotherCluster(t *testing.T) {
 			t.Fatalf("%s holds %x after the restore, the source %x", n.ID, h, want)
 		}
 	}
-	if got := mget(t, dst.Store(df, "bolt", cluster.Linearizable), "k1", "old1"); got["k1"] != "value-1" || got["old1"] != "" {
+	if got := mget(t, dst.Store(df, "bolt", cluster.Linearizable), "k1", "old1"); got["k1"] != string(bytes.Repeat([]byte{1}, 101)) || got["old1"] != "" {
 		t.Fatalf("follower reads %v after the restore", got)
 	}
 
@@ -116,7 +86,7 @@ func TestBackup_RestoreIntoAnotherCluster(t *testing.T) {
 	dst.Kill(df)
 	dst.Restart(df)
 	dst.EnsureSame()
-	if got := mget(t, dst.Store(df, "mem", cluster.Linearizable), "after", "k2"); got["after"] != "yes" || got["k2"] != "value-2" {
+	if got := mget(t, dst.Store(df, "mem", cluster.Linearizable), "after", "k2"); got["after"] != "yes" || got["k2"] != string(bytes.Repeat([]byte{2}, 102)) {
 		t.Fatalf("after restart: %v", got)
 	}
 }
@@ -124,7 +94,7 @@ func TestBackup_RestoreIntoAnotherCluster(t *testing.T) {
 func TestBackup_RestoreRefusals(t *testing.T) {
 	c := clustertest.New(t, clustertest.Options{})
 	l := c.WaitLeader()
-	before := fill(t, c, l, 20, "k")
+	before := c.Fill(l, 20, "k")
 	good := backup(t, c.Nodes[l].Node, true)
 
 	damaged := bytes.Clone(good)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -404,4 +405,39 @@ func (c *Cluster) Close() {
 			n.releaseGossip()
 		}
 	}
+}
+
+// Fill writes n keys named prefix0..prefixN-1 to every storage through
+// node i, in calls of 20 items, a third of them with a deadline an hour
+// away, waits until every node holds the same state and returns its hash.
+// Values differ in content and size (100+j bytes).
+func (c *Cluster) Fill(i, n int, prefix string) []byte {
+	c.t.Helper()
+	deadline := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	names := make([]string, 0, len(c.opts.Storages))
+	for name := range c.opts.Storages {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, storage := range names {
+		for k := 0; k < n; k += 20 {
+			var items []drivers.Item
+			for j := k; j < min(k+20, n); j++ {
+				it := drivers.Item{Key: fmt.Sprintf("%s%d", prefix, j), Value: bytes.Repeat([]byte{byte(j)}, 100+j)}
+				if j%3 == 0 {
+					it.Timeout, it.Deadline = deadline.Format(time.RFC3339), deadline.UnixNano()
+				}
+				items = append(items, it)
+			}
+			c.Retry("fill", func(ctx context.Context) error {
+				return c.Store(i, storage, cluster.Local).Set(ctx, items)
+			})
+		}
+	}
+	c.EnsureSame()
+	h, err := c.Nodes[i].Node.FSM().StateHash()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return h
 }

@@ -2,46 +2,14 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/kvnode/kvnode/cluster"
 	"github.com/kvnode/kvnode/cluster/clustertest"
-	"github.com/kvnode/kvnode/drivers"
 )
-
-// fillCluster writes n keys to both storages of c through node i, a third
-// with a deadline, and returns the state hash once every node holds it.
-func fillCluster(t *testing.T, c *clustertest.Cluster, i, n int, prefix string) []byte {
-	t.Helper()
-	deadline := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
-	for _, storage := range []string{"mem", "bolt"} {
-		for k := 0; k < n; k += 20 {
-			var items []drivers.Item
-			for j := k; j < min(k+20, n); j++ {
-				it := drivers.Item{Key: fmt.Sprintf("%s%d", prefix, j), Value: bytes.Repeat([]byte{byte(j)}, 100+j)}
-				if j%3 == 0 {
-					it.Timeout, it.Deadline = deadline.Format(time.RFC3339), deadline.UnixNano()
-				}
-				items = append(items, it)
-			}
-			c.Retry("fill", func(ctx context.Context) error {
-				return c.Store(i, storage, cluster.Local).Set(ctx, items)
-			})
-		}
-	}
-	c.EnsureSame()
-	h, err := c.Nodes[i].Node.FSM().StateHash()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
 
 // A snapshot saved from one cluster restores into a fresh one: every node
 // of the new cluster then holds the source's state hash.
@@ -49,7 +17,7 @@ func TestSnapshot_SaveRestoreIntoFreshCluster(t *testing.T) {
 	src := clustertest.New(t, clustertest.Options{})
 	srcAddrs := clusterRPC(t, src)
 	sl := src.WaitLeader()
-	want := fillCluster(t, src, sl, 200, "k")
+	want := src.Fill(sl, 200, "k")
 	ttl := strings.TrimSpace(mustVerb(t, "ttl", "--rpc", srcAddrs[sl], "--storage", "bolt", "k3"))
 
 	file := filepath.Join(t.TempDir(), "cluster.kvn")
@@ -70,7 +38,7 @@ func TestSnapshot_SaveRestoreIntoFreshCluster(t *testing.T) {
 	dst := clustertest.New(t, clustertest.Options{})
 	dstAddrs := clusterRPC(t, dst)
 	dl := dst.WaitLeader()
-	fillCluster(t, dst, dl, 10, "old")
+	dst.Fill(dl, 10, "old")
 
 	df := dst.Followers(dl)[0]
 	code, _, errs := runVerb(t, "snapshot", "restore", file, "--rpc", dstAddrs[df])
@@ -113,7 +81,7 @@ func TestSnapshot_RestoreRefusesDamagedFiles(t *testing.T) {
 	c := clustertest.New(t, clustertest.Options{})
 	addrs := clusterRPC(t, c)
 	l := c.WaitLeader()
-	before := fillCluster(t, c, l, 20, "k")
+	before := c.Fill(l, 20, "k")
 	file := filepath.Join(t.TempDir(), "b.kvn")
 	mustVerb(t, "snapshot", "save", file, "--rpc", addrs[l])
 	good, err := os.ReadFile(file)
@@ -181,7 +149,7 @@ func TestSnapshot_RestoreFindsTheLeaderThroughGossip(t *testing.T) {
 	src := clustertest.New(t, clustertest.Options{})
 	srcAddrs := clusterRPC(t, src)
 	sl := src.WaitLeader()
-	want := fillCluster(t, src, sl, 30, "k")
+	want := src.Fill(sl, 30, "k")
 	file := filepath.Join(t.TempDir(), "b.kvn")
 	mustVerb(t, "snapshot", "save", file, "--rpc", srcAddrs[sl])
 
