@@ -11,6 +11,8 @@ build:
 
 vet:
 	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	cd jepsen && $(GO) mod tidy -diff
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 test: vet
