@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -75,44 +76,98 @@ func (n *Node) propose(ctx context.Context, ev eventlog.Event) (idx uint64, lead
 // applyLeader stamps ev with this leader's clock and proposes it. retry
 // means nothing was applied and another attempt may succeed.
 func (n *Node) applyLeader(ctx context.Context, ev eventlog.Event) (idx uint64, err error, retry bool) {
-	f, err := n.startApply(ctx, ev)
+	p, err := n.startApply(ctx, ev)
 	if err != nil {
 		return 0, err, false
 	}
-	err, done := wait(ctx, f)
+	err, done := wait(ctx, p.fut)
 	if !done {
 		return 0, fmt.Errorf("%w (%w)", ErrOutcomeUnknown, err), false
 	}
-	return n.applyOutcome(f, err)
+	return n.applyOutcome(ctx, p, err)
+}
+
+// proposal is an event handed to raft: its future and its encoding, by
+// which the entry is recognised in the log if leadership is lost.
+type proposal struct {
+	fut  raft.ApplyFuture
+	data []byte
 }
 
 // startApply stamps ev with this leader's clock and hands it to raft
 // without waiting, so a batch of forwarded writes can all be enqueued
 // before the first is waited for.
-func (n *Node) startApply(ctx context.Context, ev eventlog.Event) (raft.ApplyFuture, error) {
+func (n *Node) startApply(ctx context.Context, ev eventlog.Event) (proposal, error) {
 	ev.Op.Now = n.opts.Clock().UnixNano()
 	data, err := eventlog.Encode(ev)
 	if err != nil {
-		return nil, fmt.Errorf("encode event: %w", err)
+		return proposal{}, fmt.Errorf("encode event: %w", err)
 	}
-	return n.raft.Apply(data, remaining(ctx, n.cfg.ApplyTimeout)), nil
+	return proposal{fut: n.raft.Apply(data, remaining(ctx, n.cfg.ApplyTimeout)), data: data}, nil
 }
 
-// applyOutcome classifies a resolved proposal: err is f.Error().
-func (n *Node) applyOutcome(f raft.ApplyFuture, err error) (idx uint64, _ error, retry bool) {
+// applyOutcome classifies a resolved proposal: err is p.fut.Error().
+func (n *Node) applyOutcome(ctx context.Context, p proposal, err error) (idx uint64, _ error, retry bool) {
 	switch {
 	case err == nil:
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		// Refused before it was appended: nothing was applied.
 		return 0, nil, true
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return 0, fmt.Errorf("%w: %w", ErrShutdown, ErrOutcomeUnknown), false
-	default: // ErrLeadershipLost and anything raft adds later
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return n.resolveLost(ctx, p, err)
+	default: // anything raft adds later
 		return 0, fmt.Errorf("%w (%w)", ErrOutcomeUnknown, err), false
 	}
-	if res, ok := f.Response().(*fsm.Result); ok && res != nil && res.Err != nil {
-		return f.Index(), res.Err, false
+	if res, ok := p.fut.Response().(*fsm.Result); ok && res != nil && res.Err != nil {
+		return p.fut.Index(), res.Err, false
 	}
-	return f.Index(), nil, false
+	return p.fut.Index(), nil, false
+}
+
+// resolveLostPoll is how often resolveLost looks at the commit index.
+const resolveLostPoll = 2 * time.Millisecond
+
+// resolveLost finds out what became of an entry this node appended as
+// leader before losing leadership. Once this node's commit index (now
+// learnt from the new leader) covers the entry's index, its log holds the
+// committed entry there: ours if the bytes are equal, so it was applied;
+// another one otherwise, so ours never will be. Only when the deadline
+// passes first, or the entry was compacted away, is the outcome unknown.
+func (n *Node) resolveLost(ctx context.Context, p proposal, cause error) (uint64, error, bool) {
+	idx := p.fut.Index()
+	unknown := fmt.Errorf("%w (%w)", ErrOutcomeUnknown, cause)
+	if idx == 0 {
+		return 0, unknown, false
+	}
+	t := time.NewTicker(resolveLostPoll)
+	defer t.Stop()
+	for n.raft.CommitIndex() < idx {
+		select {
+		case <-ctx.Done():
+			return 0, unknown, false
+		case <-n.stop:
+			return 0, unknown, false
+		case <-t.C:
+		}
+	}
+	var l raft.Log
+	if err := n.stores.Log.GetLog(idx, &l); err != nil {
+		return 0, unknown, false
+	}
+	if l.Type != raft.LogCommand || !bytes.Equal(l.Data, p.data) {
+		return 0, nil, true
+	}
+	if err := n.fsm.WaitApplied(ctx, idx); err != nil {
+		return 0, unknown, false
+	}
+	res, ok := n.fsm.Outcome(idx)
+	if !ok {
+		return 0, unknown, false
+	}
+	return idx, res, false
 }
 
 // forwardApply sends ev to the leader at addr, with the writes other

@@ -67,14 +67,14 @@ func (f *forwarder) ApplyBatch(args ApplyBatchArgs, reply *ApplyBatchReply) erro
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), min(args.Timeout, n.cfg.ApplyTimeout))
 	defer cancel()
-	futures := make([]raft.ApplyFuture, len(args.Events))
+	props := make([]proposal, len(args.Events))
 	for i, ev := range args.Events {
-		fut, err := n.startApply(ctx, ev)
+		p, err := n.startApply(ctx, ev)
 		if err != nil {
 			reply.Results[i] = replyFor(0, err, false)
 			continue
 		}
-		futures[i] = fut
+		props[i] = p
 	}
 	// One goroutine resolves the futures in log order; the handler stops
 	// listening when the deadline passes (the channel never blocks it).
@@ -82,30 +82,30 @@ func (f *forwarder) ApplyBatch(args ApplyBatchArgs, reply *ApplyBatchReply) erro
 		i   int
 		err error
 	}
-	results := make(chan resolved, len(futures))
+	results := make(chan resolved, len(props))
 	waiting := 0
-	for _, fut := range futures {
-		if fut != nil {
+	for _, p := range props {
+		if p.fut != nil {
 			waiting++
 		}
 	}
 	go func() {
-		for i, fut := range futures {
-			if fut != nil {
-				results <- resolved{i, fut.Error()}
+		for i, p := range props {
+			if p.fut != nil {
+				results <- resolved{i, p.fut.Error()}
 			}
 		}
 	}()
-	done := make([]bool, len(futures))
+	done := make([]bool, len(props))
 	for ; waiting > 0; waiting-- {
 		select {
 		case r := <-results:
 			done[r.i] = true
-			idx, err, retry := n.applyOutcome(futures[r.i], r.err)
+			idx, err, retry := n.applyOutcome(ctx, props[r.i], r.err)
 			reply.Results[r.i] = replyFor(idx, err, retry)
 		case <-ctx.Done():
-			for i, fut := range futures {
-				if fut != nil && !done[i] {
+			for i, p := range props {
+				if p.fut != nil && !done[i] {
 					reply.Results[i] = replyFor(0, fmt.Errorf("%w (%w)", ErrOutcomeUnknown, ctx.Err()), false)
 				}
 			}

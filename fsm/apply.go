@@ -53,7 +53,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	start := time.Now()
 	out := make([]any, len(logs))
 	var groups []*group
-	skipped := 0
+	skipped, lastSkipped := 0, uint64(0)
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
 			continue
@@ -77,6 +77,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		if l.Index <= g.eng.AppliedIndex() {
 			skipped++
+			lastSkipped = l.Index
 			continue
 		}
 		g.ops = append(g.ops, ev.Op)
@@ -103,10 +104,35 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 	}
 	if len(logs) > 0 {
+		f.recordOutcomes(out, lastSkipped)
 		f.setApplied(logs[len(logs)-1].Index)
 	}
 	f.observeApply(logs, start)
 	return out
+}
+
+// recordOutcomes remembers the refusals among a batch's results (see
+// Outcome); entries skipped up to lastSkipped have no known outcome.
+func (f *FSM) recordOutcomes(out []any, lastSkipped uint64) {
+	var refused map[uint64]error
+	var last uint64
+	for _, r := range out {
+		res, ok := r.(*Result)
+		if !ok {
+			continue
+		}
+		last = res.Index
+		if res.Err != nil {
+			if refused == nil {
+				refused = map[uint64]error{}
+			}
+			refused[res.Index] = res.Err
+		}
+	}
+	if lastSkipped > 0 {
+		f.outcomes.forget(lastSkipped)
+	}
+	f.outcomes.record(last, refused)
 }
 
 // groupFor returns the batch group of storage name, creating it on first

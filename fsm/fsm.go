@@ -35,6 +35,8 @@ type FSM struct {
 	advanced chan struct{}
 
 	obs atomic.Pointer[observerRef] // metrics; see SetObserver
+
+	outcomes outcomes // see Outcome
 }
 
 // Option configures an FSM.

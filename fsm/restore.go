@@ -70,6 +70,7 @@ func (f *FSM) Restore(rc io.ReadCloser) (err error) {
 			return err
 		}
 	}
+	f.outcomes.forget(h.index)
 	f.setApplied(h.index)
 	f.log.Info("restored snapshot", "index", h.index, "storages", len(seen))
 	return nil
