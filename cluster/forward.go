@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/rpc"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	eventlog "github.com/kvnode/kvnode/log"
@@ -91,10 +92,12 @@ func (f *forwarder) ReadIndex(args ReadIndexArgs, reply *ReadIndexReply) error {
 // and the queue of writes batched to it (one per leader this node has
 // forwarded to: a handful).
 type forwardClients struct {
-	m       *mux
-	mu      sync.Mutex
-	clients map[string]*rpc.Client
-	// bmu guards batchers apart from mu, which is held while dialling.
+	m  *mux
+	mu sync.Mutex
+	// clients holds one entry per address, created by the first caller,
+	// who dials outside the lock: a dial to an unreachable address (an old
+	// leader) must not hold up calls to any other.
+	clients  map[string]*fwdClient
 	bmu      sync.Mutex
 	batchers map[string]*batcher
 	// closed refuses new connections once the node closes, so writes
@@ -102,43 +105,95 @@ type forwardClients struct {
 	closed bool
 }
 
-func newForwardClients(m *mux) *forwardClients {
-	return &forwardClients{m: m, clients: map[string]*rpc.Client{}, batchers: map[string]*batcher{}}
+// fwdClient is one address's connection, or the dial that will make it.
+type fwdClient struct {
+	ready chan struct{} // closed once c or err is set
+	c     *rpc.Client
+	err   error
+	// closing is set before this node closes c. net/rpc fails a call with
+	// ErrShutdown both when the client was already shut down at send
+	// (nothing sent) and when it is closed while the call is pending (sent):
+	// only this flag tells the two apart.
+	closing atomic.Bool
 }
 
-func (fc *forwardClients) get(ctx context.Context, addr string) (*rpc.Client, error) {
+func newForwardClients(m *mux) *forwardClients {
+	return &forwardClients{m: m, clients: map[string]*fwdClient{}, batchers: map[string]*batcher{}}
+}
+
+func (fc *forwardClients) get(ctx context.Context, addr string) (*fwdClient, error) {
 	fc.mu.Lock()
-	defer fc.mu.Unlock()
 	if fc.closed {
+		fc.mu.Unlock()
 		return nil, rpc.ErrShutdown
 	}
-	if c, ok := fc.clients[addr]; ok {
-		return c, nil
+	w, ok := fc.clients[addr]
+	if !ok {
+		w = &fwdClient{ready: make(chan struct{})}
+		fc.clients[addr] = w
+	}
+	fc.mu.Unlock()
+	if ok {
+		select {
+		case <-w.ready:
+			if w.err != nil {
+				return nil, w.err
+			}
+			return w, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	conn, err := fc.m.dial(addr, protoForward, remaining(ctx, 5*time.Second))
+	fc.mu.Lock()
+	if err == nil && fc.closed {
+		_ = conn.Close()
+		err = rpc.ErrShutdown
+	}
+	if err != nil {
+		// The next caller dials again; those waiting share this failure.
+		if fc.clients[addr] == w {
+			delete(fc.clients, addr)
+		}
+	} else {
+		w.c = rpc.NewClient(conn)
+	}
+	w.err = err
+	close(w.ready)
+	fc.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	c := rpc.NewClient(conn)
-	fc.clients[addr] = c
-	return c, nil
+	return w, nil
 }
 
-func (fc *forwardClients) drop(addr string, c *rpc.Client) {
+// drop forgets w's connection and closes it.
+func (fc *forwardClients) drop(addr string, w *fwdClient) {
 	fc.mu.Lock()
-	if fc.clients[addr] == c {
+	if fc.clients[addr] == w {
 		delete(fc.clients, addr)
 	}
 	fc.mu.Unlock()
-	_ = c.Close()
+	w.close()
+}
+
+func (w *fwdClient) close() {
+	w.closing.Store(true)
+	_ = w.c.Close()
 }
 
 func (fc *forwardClients) closeAll() {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
 	fc.closed = true
-	for addr, c := range fc.clients {
-		_ = c.Close()
+	for addr, w := range fc.clients {
+		select {
+		case <-w.ready:
+			if w.c != nil {
+				w.close()
+			}
+		default: // its dialer sees closed and closes the connection
+		}
 		delete(fc.clients, addr)
 	}
 }
@@ -147,22 +202,32 @@ func (fc *forwardClients) closeAll() {
 // request may have reached the leader: a refused dial or a connection
 // already known broken did not send anything.
 func (fc *forwardClients) call(ctx context.Context, addr, method string, args, reply any) (sent bool, err error) {
-	c, err := fc.get(ctx, addr)
+	w, err := fc.get(ctx, addr)
 	if err != nil {
 		return false, err
 	}
-	call := c.Go(forwardService+"."+method, args, reply, make(chan *rpc.Call, 1))
+	closedBefore := w.closing.Load()
+	call := w.c.Go(forwardService+"."+method, args, reply, make(chan *rpc.Call, 1))
 	select {
 	case <-call.Done:
-		if call.Error == nil {
-			return true, nil
-		}
-		fc.drop(addr, c)
-		if errors.Is(call.Error, rpc.ErrShutdown) {
-			return false, call.Error
-		}
-		return true, fmt.Errorf("forward to %s: %w", addr, call.Error)
 	case <-ctx.Done():
 		return true, ctx.Err()
+	}
+	var se rpc.ServerError
+	switch {
+	case call.Error == nil:
+		return true, nil
+	case errors.As(call.Error, &se):
+		// The leader answered with an error: the connection is fine.
+		return true, fmt.Errorf("forward to %s: %w", addr, call.Error)
+	case errors.Is(call.Error, rpc.ErrShutdown) && (closedBefore || !w.closing.Load()):
+		// Refused at send: closed by this node before the call began, or
+		// shut down by a broken connection (which fails pending calls with
+		// the connection's own error, never ErrShutdown).
+		fc.drop(addr, w)
+		return false, call.Error
+	default:
+		fc.drop(addr, w)
+		return true, fmt.Errorf("forward to %s: %w", addr, call.Error)
 	}
 }
