@@ -168,7 +168,7 @@ func (n *Node) RestoreBackup(ctx context.Context, r io.Reader) (RestoreInfo, err
 	if _, err := raw.Seek(0, io.SeekStart); err != nil {
 		return info, fmt.Errorf("%w: spool: %w", ErrBackup, err)
 	}
-	if _, err := fsm.Reindex(out, raw, info.Index); err != nil {
+	if _, err := fsm.Reindex(out, raw, info.Index, n.fsm.Clock()); err != nil {
 		return info, fmt.Errorf("%w: %w", ErrBackup, err)
 	}
 	size, err := out.Seek(0, io.SeekCurrent)

@@ -51,19 +51,25 @@ type replicated struct {
 
 var _ drivers.Store = (*replicated)(nil)
 
+// readNow prepares a read at the storage's level and returns the time it
+// judges expiry by.
 func (s *replicated) readNow(ctx context.Context) (int64, error) {
-	if s.level == Linearizable && !s.n.cfg.Unsafe.LocalLinearizableReads {
-		ctx, cancel := context.WithTimeout(ctx, s.n.cfg.ApplyTimeout)
-		defer cancel()
-		idx, leaderAddr, err := s.n.readIndex(ctx)
-		if err != nil {
-			return 0, err
-		}
-		if err := s.n.waitApplied(ctx, idx, leaderAddr); err != nil {
-			return 0, fmt.Errorf("%w (%w)", ErrNotLinearizable, err)
-		}
+	switch {
+	case s.level != Linearizable:
+		return s.n.localReadTime(), nil
+	case s.n.cfg.Unsafe.LocalLinearizableReads:
+		return s.n.opts.Clock().UnixNano(), nil
 	}
-	return s.n.opts.Clock().UnixNano(), nil
+	ctx, cancel := context.WithTimeout(ctx, s.n.cfg.ApplyTimeout)
+	defer cancel()
+	idx, leaderAddr, err := s.n.readIndex(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if err := s.n.waitApplied(ctx, idx, leaderAddr); err != nil {
+		return 0, fmt.Errorf("%w (%w)", ErrNotLinearizable, err)
+	}
+	return s.n.readTime(), nil
 }
 
 func (s *replicated) Has(ctx context.Context, keys []string) ([]string, error) {

@@ -34,7 +34,7 @@ func (n *Node) sweep() {
 		e, _ := n.fsm.Engine(name)
 		// A bounded number of batches per tick keeps writes flowing.
 		for range 8 {
-			items, err := e.Expired(n.opts.Clock().UnixNano(), n.cfg.SweepBatch)
+			items, err := e.Expired(n.stampNow(), n.cfg.SweepBatch)
 			if err != nil || len(items) == 0 {
 				if err != nil {
 					n.logger.Warn("expiry sweep: scan failed", "storage", name, "err", err)

@@ -18,6 +18,13 @@ const (
 	OpExpire
 )
 
+// OpTick carries only Now: the leader proposes it to advance the cluster's
+// replicated clock (fsm.FSM.Clock) when no write has done so lately, so
+// linearizable reads judge expiry by a time that never goes backwards. The
+// FSM consumes it; engines never see it. Its value has the event log's
+// ignorable bit (0x80) set: a replica that does not know it may skip it.
+const OpTick OpKind = 0x81
+
 // String returns the operation's name, as used in logs and metrics.
 func (k OpKind) String() string {
 	switch k {
@@ -31,6 +38,8 @@ func (k OpKind) String() string {
 		return "clear"
 	case OpExpire:
 		return "expire"
+	case OpTick:
+		return "tick"
 	default:
 		return "unknown"
 	}

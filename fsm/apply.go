@@ -70,6 +70,12 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 				"index", l.Index, "term", l.Term, "err", err)
 			panic(fmt.Errorf("fsm: log entry %d (term %d): %w", l.Index, l.Term, err))
 		}
+		if ev.Op.Now > f.clock.Load() {
+			f.clock.Store(ev.Op.Now)
+		}
+		if ev.Op.Kind == drivers.OpTick {
+			continue
+		}
 		g := groupFor(&groups, f, ev.Storage)
 		if g == nil {
 			res.Err = fmt.Errorf("%w: %q", ErrUnknownStorage, ev.Storage)

@@ -44,7 +44,10 @@ func VerifySnapshot(r io.Reader) (SnapshotInfo, error) {
 }
 
 // Reindex copies the snapshot stream r to w with the applied index in its
-// header replaced by index and the checksum recomputed, verifying r's
+// header replaced by index, its clock raised to at least clock (the
+// cluster's FSM.Clock: restoring an old backup must not turn the replicated
+// clock back, which would show keys again that linearizable reads already
+// saw expire), and the checksum recomputed, verifying r's
 // framing and checksum on the way (ErrBadSnapshot). The sections are copied
 // unchanged. On error, w holds a partial stream that Restore refuses.
 //
@@ -52,18 +55,18 @@ func VerifySnapshot(r io.Reader) (SnapshotInfo, error) {
 // the index raft gives the restored snapshot there: Restore sets
 // AppliedIndex to the header's index, and raft's own bookkeeping, read
 // indexes and replay after a restart all assume the two agree.
-func Reindex(w io.Writer, r io.Reader, index uint64) (SnapshotInfo, error) {
+func Reindex(w io.Writer, r io.Reader, index uint64, clock int64) (SnapshotInfo, error) {
 	var info SnapshotInfo
 	cr := &countingReader{r: r}
 	src := bufio.NewReaderSize(cr, chunkSize)
-	h, old, err := readHeader(src)
+	h, old, err := recordHeader(src)
 	if err != nil {
 		return info, err
 	}
 
 	fresh := crc64.New(crcTable)
 	bw := bufio.NewWriterSize(io.MultiWriter(w, fresh), chunkSize)
-	if _, err := bw.Write(appendHeader(nil, header{index: index, count: h.count})); err != nil {
+	if _, err := bw.Write(appendHeader(nil, header{index: index, clock: max(h.clock, clock), count: h.count})); err != nil {
 		return info, fmt.Errorf("fsm: reindex: %w", err)
 	}
 	// The original header is parsed again by walk; the skipping writer keeps
@@ -93,30 +96,12 @@ func Reindex(w io.Writer, r io.Reader, index uint64) (SnapshotInfo, error) {
 	return info, nil
 }
 
-// readHeader reads and checks the header of a stream (magic, version,
-// index, section count) and returns it with its bytes.
-func readHeader(r *bufio.Reader) (header, []byte, error) {
-	var h header
-	b := make([]byte, len(magic)+1, len(magic)+1+2*binary.MaxVarintLen64)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return h, nil, fmt.Errorf("%w: header: %w", ErrBadSnapshot, noEOF(err))
-	}
-	if string(b[:len(magic)]) != magic {
-		return h, nil, fmt.Errorf("%w: bad magic %q", ErrBadSnapshot, b[:len(magic)])
-	}
-	if b[len(magic)] != snapshotVersion {
-		return h, nil, fmt.Errorf("%w: unsupported version %d", ErrBadSnapshot, b[len(magic)])
-	}
-	// The varints are kept as read, so the original checksum covers them.
-	rec := &recorder{r: r, b: b}
-	var err error
-	if h.index, err = binary.ReadUvarint(rec); err != nil {
-		return h, nil, fmt.Errorf("%w: index: %w", ErrBadSnapshot, noEOF(err))
-	}
-	if h.count, err = binary.ReadUvarint(rec); err != nil {
-		return h, nil, fmt.Errorf("%w: section count: %w", ErrBadSnapshot, noEOF(err))
-	}
-	return h, rec.b, nil
+// recordHeader reads a stream's header and returns it with its bytes.
+func recordHeader(r *bufio.Reader) (header, []byte, error) {
+	// The bytes are kept as read, so the original checksum covers them.
+	rec := &recorder{r: r}
+	h, err := readHeader(rec)
+	return h, rec.b, err
 }
 
 // recorder keeps the bytes read through it.

@@ -63,7 +63,7 @@ func TestReindex(t *testing.T) {
 	for _, index := range []uint64{1, 1 << 40} {
 		t.Run(fmt.Sprint(index), func(t *testing.T) {
 			var out bytes.Buffer
-			info, err := Reindex(&out, bytes.NewReader(good), index)
+			info, err := Reindex(&out, bytes.NewReader(good), index, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,7 +91,7 @@ func TestReindex(t *testing.T) {
 	}
 	for name, b := range damagedCopies(good) {
 		t.Run(name, func(t *testing.T) {
-			if _, err := Reindex(&bytes.Buffer{}, bytes.NewReader(b), 7); !errors.Is(err, ErrBadSnapshot) {
+			if _, err := Reindex(&bytes.Buffer{}, bytes.NewReader(b), 7, 0); !errors.Is(err, ErrBadSnapshot) {
 				t.Fatalf("Reindex = %v, want ErrBadSnapshot", err)
 			}
 		})

@@ -11,17 +11,18 @@ import (
 
 // The snapshot stream:
 //
-//	magic "KVNSNAP"  version:byte  index:uvarint  count:uvarint
+//	magic "KVNSNAP"  version:byte  index:uvarint  [clock:varint]  count:uvarint
 //	count × section, names strictly increasing:
 //	    name: uvarint length + bytes
 //	    the engine's stream as chunks: (length:uvarint > 0, bytes)*  then 0
 //	trailer: CRC-64/ECMA, 8 bytes big-endian, over everything before it
 //
 // Engine streams are chunked because an engine does not know its size
-// before writing it.
+// before writing it. Version 2 added clock (FSM.Clock at the snapshot's
+// index); version 1 streams are still read, with an unknown clock (0).
 const (
 	magic           = "KVNSNAP"
-	snapshotVersion = 1
+	snapshotVersion = 2
 	chunkSize       = 64 << 10
 	// maxNameLen bounds a storage name read from a stream, so a corrupt
 	// length cannot allocate much.
@@ -33,6 +34,7 @@ var crcTable = crc64.MakeTable(crc64.ECMA)
 // header is what a snapshot stream says about itself.
 type header struct {
 	index uint64 // the FSM's applied index when the snapshot was taken
+	clock int64  // the FSM's clock at that index (0: unknown)
 	count uint64 // sections
 }
 
@@ -40,7 +42,41 @@ func appendHeader(b []byte, h header) []byte {
 	b = append(b, magic...)
 	b = append(b, snapshotVersion)
 	b = binary.AppendUvarint(b, h.index)
+	b = binary.AppendVarint(b, h.clock)
 	return binary.AppendUvarint(b, h.count)
+}
+
+// readHeader reads a stream's header: magic, version and fields.
+func readHeader(r io.ByteReader) (header, error) {
+	var h header
+	var m [len(magic) + 1]byte
+	for i := range m {
+		b, err := r.ReadByte()
+		if err != nil {
+			return h, fmt.Errorf("%w: header: %w", ErrBadSnapshot, noEOF(err))
+		}
+		m[i] = b
+	}
+	if string(m[:len(magic)]) != magic {
+		return h, fmt.Errorf("%w: bad magic %q", ErrBadSnapshot, m[:len(magic)])
+	}
+	version := m[len(magic)]
+	if version != 1 && version != snapshotVersion {
+		return h, fmt.Errorf("%w: unsupported version %d", ErrBadSnapshot, version)
+	}
+	var err error
+	if h.index, err = binary.ReadUvarint(r); err != nil {
+		return h, fmt.Errorf("%w: index: %w", ErrBadSnapshot, noEOF(err))
+	}
+	if version >= 2 {
+		if h.clock, err = binary.ReadVarint(r); err != nil {
+			return h, fmt.Errorf("%w: clock: %w", ErrBadSnapshot, noEOF(err))
+		}
+	}
+	if h.count, err = binary.ReadUvarint(r); err != nil {
+		return h, fmt.Errorf("%w: section count: %w", ErrBadSnapshot, noEOF(err))
+	}
+	return h, nil
 }
 
 // chunkWriter frames whatever is written to it as chunks of up to
@@ -145,23 +181,9 @@ func noEOF(err error) error {
 // visit for each section with a reader of the engine's stream; whatever
 // visit leaves unread is drained. Framing errors wrap ErrBadSnapshot.
 func walk(r byteReader, visit func(name string, section io.Reader) error) (header, error) {
-	var h header
-	var m [len(magic) + 1]byte
-	if _, err := io.ReadFull(r, m[:]); err != nil {
-		return h, fmt.Errorf("%w: header: %w", ErrBadSnapshot, noEOF(err))
-	}
-	if string(m[:len(magic)]) != magic {
-		return h, fmt.Errorf("%w: bad magic %q", ErrBadSnapshot, m[:len(magic)])
-	}
-	if m[len(magic)] != snapshotVersion {
-		return h, fmt.Errorf("%w: unsupported version %d", ErrBadSnapshot, m[len(magic)])
-	}
-	var err error
-	if h.index, err = binary.ReadUvarint(r); err != nil {
-		return h, fmt.Errorf("%w: index: %w", ErrBadSnapshot, noEOF(err))
-	}
-	if h.count, err = binary.ReadUvarint(r); err != nil {
-		return h, fmt.Errorf("%w: section count: %w", ErrBadSnapshot, noEOF(err))
+	h, err := readHeader(r)
+	if err != nil {
+		return h, err
 	}
 	prev := ""
 	for i := range h.count {

@@ -29,6 +29,8 @@ type FSM struct {
 	spoolDir string
 
 	applied atomic.Uint64
+	// clock is the largest Op.Now of the entries applied: see Clock.
+	clock atomic.Int64
 	// mu guards advanced, which is closed and replaced each time applied
 	// moves, waking every WaitApplied at once.
 	mu       sync.Mutex
@@ -82,6 +84,14 @@ func (f *FSM) Names() []string { return slices.Clone(f.names) }
 // of the last restored snapshot's state). Entries raft does not pass to an
 // FSM (no-ops, barriers) do not move it.
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// Clock is the cluster's replicated clock at the applied index, in Unix
+// nanoseconds: the largest Now stamped by a leader on any entry applied so
+// far (writes, expiries and ticks). It is a function of the log alone, so
+// every replica at the same index has the same Clock, and it never goes
+// backwards along the log. 0 means unknown (nothing applied since a
+// snapshot of a version that did not record it).
+func (f *FSM) Clock() int64 { return f.clock.Load() }
 
 // WaitApplied blocks until AppliedIndex is at least index or ctx ends. Pass
 // the index of an entry that reaches the FSM (a command or configuration

@@ -71,6 +71,7 @@ func (f *FSM) Restore(rc io.ReadCloser) (err error) {
 		}
 	}
 	f.outcomes.forget(h.index)
+	f.clock.Store(h.clock)
 	f.setApplied(h.index)
 	f.log.Info("restored snapshot", "index", h.index, "storages", len(seen))
 	return nil

@@ -19,6 +19,7 @@ import (
 // persisted (or dropped) it.
 type snapshot struct {
 	index uint64
+	clock int64
 	parts []part
 	log   *slog.Logger
 	obs   Observer
@@ -37,7 +38,7 @@ var _ raft.FSMSnapshot = (*snapshot)(nil)
 // index; writing them out happens later in Persist, concurrently with
 // Apply.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	s := &snapshot{index: f.applied.Load(), log: f.log, obs: f.observer()}
+	s := &snapshot{index: f.applied.Load(), clock: f.clock.Load(), log: f.log, obs: f.observer()}
 	for _, name := range f.names {
 		es, err := f.engines[name].Snapshot()
 		if err != nil {
@@ -68,7 +69,7 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) (err error) {
 func (s *snapshot) write(w io.Writer) error {
 	crc := crc64.New(crcTable)
 	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), chunkSize+binary.MaxVarintLen64)
-	if _, err := bw.Write(appendHeader(nil, header{index: s.index, count: uint64(len(s.parts))})); err != nil {
+	if _, err := bw.Write(appendHeader(nil, header{index: s.index, clock: s.clock, count: uint64(len(s.parts))})); err != nil {
 		return err //nolint:wrapcheck // wrapped by Persist
 	}
 	for _, p := range s.parts {

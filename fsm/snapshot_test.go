@@ -111,7 +111,7 @@ func TestFSM_RestoreRejectsDamage(t *testing.T) {
 		"half":           good[:len(good)/2],
 		"trailing bytes": append(bytes.Clone(good), 0),
 		"bad magic":      append([]byte("KVNSNAQ"), good[7:]...),
-		"bad version":    append(append([]byte("KVNSNAP"), 2), good[8:]...),
+		"bad version":    append(append([]byte("KVNSNAP"), 3), good[8:]...),
 	}
 	for _, at := range []int{8, 12, 20, len(good) / 2, len(good) - 20, len(good) - 1} {
 		b := bytes.Clone(good)
@@ -125,7 +125,7 @@ func TestFSM_RestoreRejectsDamage(t *testing.T) {
 				t.Fatalf("Restore = %v, want ErrBadSnapshot", err)
 			}
 			if got := stateHash(t, dst); !bytes.Equal(got, before) {
-				t.Fatal("a rejected snapshot changed the state")
+				t.Fatalf("a rejected snapshot changed the state (err %v)", err)
 			}
 			if dst.AppliedIndex() != 3 {
 				t.Fatalf("AppliedIndex = %d, want 3", dst.AppliedIndex())

@@ -32,6 +32,7 @@ func sampleEvents() map[string]Event {
 		"expire": {Storage: "default", Op: drivers.Op{Kind: drivers.OpExpire, Now: 100, Items: []drivers.Item{
 			{Key: "a", Deadline: 99}, {Key: "b", Deadline: -1},
 		}}},
+		"tick": {Op: drivers.Op{Kind: drivers.OpTick, Now: 1_700_000_000_123_456_789}},
 	}
 }
 
@@ -120,7 +121,7 @@ func TestDecode_SharesRepeatedTimeout(t *testing.T) {
 }
 
 func TestDecode_IgnorableUnknownOp(t *testing.T) {
-	for _, op := range []byte{0x80, 0x81, 0x90, 0xff} {
+	for _, op := range []byte{0x80, 0x82, 0x90, 0xff} {
 		e, err := Decode([]byte{Version, op, 0xde, 0xad})
 		if !errors.Is(err, ErrIgnorable) {
 			t.Fatalf("op %#x: err %v, want ErrIgnorable", op, err)

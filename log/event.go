@@ -33,7 +33,7 @@ func fields(k drivers.OpKind) (items, keys, ok bool) {
 		return true, false, true
 	case drivers.OpDelete:
 		return false, true, true
-	case drivers.OpClear:
+	case drivers.OpClear, drivers.OpTick:
 		return false, false, true
 	default:
 		return false, false, false

@@ -12,7 +12,9 @@ import (
 	"net"
 	"path/filepath"
 	"sort"
+	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,6 +75,10 @@ type Node struct {
 	// binds it (nil once done).
 	releaseGossip func()
 	net           *faultNet
+	// clockOffset shifts the node's clock (SetClockOffset), in ns.
+	clockOffset atomic.Int64
+	// stalls holds the engines' fault switches, by storage name.
+	stalls map[string]*stallSwitch
 }
 
 // WaitTimeout bounds every polling wait in the harness.
@@ -162,21 +168,28 @@ func (c *Cluster) open(n *Node, ln net.Listener) error {
 		}
 	}
 	engines := map[string]drivers.Engine{}
+	if n.stalls == nil {
+		n.stalls = map[string]*stallSwitch{}
+	}
 	for name, driver := range c.opts.Storages {
+		var e drivers.Engine
 		switch driver {
 		case "memory":
-			engines[name] = memory.New()
+			e = memory.New()
 		case "boltdb":
 			cfg := boltdb.Config{File: filepath.Join(n.Dir, name+".db")}
 			cfg.InitDefaults()
-			e, err := boltdb.Open(cfg, c.opts.Logger)
-			if err != nil {
+			var err error
+			if e, err = boltdb.Open(cfg, c.opts.Logger); err != nil {
 				return err
 			}
-			engines[name] = e
 		default:
 			return fmt.Errorf("clustertest: unknown driver %q", driver)
 		}
+		if n.stalls[name] == nil {
+			n.stalls[name] = &stallSwitch{}
+		}
+		engines[name] = &stallEngine{Engine: e, s: n.stalls[name]}
 	}
 	cfg := cluster.Config{
 		NodeID:        n.ID,
@@ -199,6 +212,7 @@ func (c *Cluster) open(n *Node, ln net.Listener) error {
 		Listener: &faultListener{Listener: ln, f: n.net},
 		Dial:     n.net.dial,
 		RPCAddr:  "tcp://127.0.0.1:0",
+		Clock:    func() time.Time { return time.Now().Add(time.Duration(n.clockOffset.Load())) },
 	}
 	if c.opts.Gossip {
 		c.gossipConfig(n, &cfg, &opts)
@@ -249,6 +263,9 @@ func (c *Cluster) Kill(i int) {
 		return
 	}
 	n.net.setIsolated(true)
+	for _, sw := range n.stalls {
+		sw.open() // raft waits for the FSM goroutine to stop
+	}
 	_ = n.Node.Close()
 	for _, e := range n.Engines {
 		_ = e.Close()
@@ -264,6 +281,40 @@ func (c *Cluster) Restart(i int) {
 		c.t.Fatalf("restart %d: still running", i)
 	}
 	c.start(c.Nodes[i], nil)
+}
+
+// Wipe kills node i and deletes everything in its directory, as a disk
+// loss does; Restart then starts it empty under the same id and address.
+func (c *Cluster) Wipe(i int) {
+	c.t.Helper()
+	c.Kill(i)
+	n := c.Nodes[i]
+	entries, err := os.ReadDir(n.Dir)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(n.Dir, e.Name())); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+// SetClockOffset shifts node i's clock by d from the host's, as clock skew
+// between hosts does; it applies from the next reading, also across
+// restarts.
+func (c *Cluster) SetClockOffset(i int, d time.Duration) { c.Nodes[i].clockOffset.Store(int64(d)) }
+
+// Stall makes every Apply of node i's engine for storage wait until the
+// returned release is called (reads go on), as a slow disk or a busy FSM
+// does. release is idempotent.
+func (c *Cluster) Stall(i int, storage string) (release func()) {
+	c.t.Helper()
+	sw := c.Nodes[i].stalls[storage]
+	if sw == nil {
+		c.t.Fatalf("stall: node %d has no storage %q", i, storage)
+	}
+	return sw.stall()
 }
 
 // Isolate cuts node i off from every peer (both directions) on the cluster
