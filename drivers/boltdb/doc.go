@@ -11,7 +11,9 @@
 //   - "kvnode_ttl":    key -> 8-byte big-endian deadline (Unix ns) + the
 //     timeout string as the client sent it. Keys without expiry have no entry.
 //   - "kvnode_expiry": 8-byte big-endian deadline + key -> empty. The index is
-//     ordered by deadline so that Expired is a short cursor scan.
+//     ordered by deadline so that Expired is a short cursor scan. Its 8 bytes
+//     of deadline limit a key with an expiry to 32760 bytes; keys without one
+//     may have bbolt's 32768, as in RoadRunner.
 //   - "kvnode_meta":   "applied_index" -> 8-byte big-endian raft index.
 //
 // # Durability
