@@ -31,12 +31,12 @@ func (e *Engine) Apply(index uint64, ops []drivers.Op) ([]error, error) {
 	defer e.wmu.Unlock()
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if e.db == nil {
+	if e.cur == nil {
 		return nil, drivers.ErrClosed
 	}
 
 	var d delta
-	err := e.db.Update(func(tx *bolt.Tx) error {
+	err := e.cur.db.Update(func(tx *bolt.Tx) error {
 		w := writer{buckets: e.buckets(tx), tx: tx, bucket: e.bucket, d: &d}
 		if err := w.check(); err != nil {
 			return err

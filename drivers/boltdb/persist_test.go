@@ -231,7 +231,8 @@ func TestOpenFinishesInterruptedRestore(t *testing.T) {
 	if err := os.WriteFile(stray, []byte("half a snapshot"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// Crash between moving the live file aside and moving the new one in.
+	// Crash of an earlier version's Restore, between moving the live file
+	// aside and moving the new one in.
 	if err := os.Rename(cfg.File, cfg.File+restorePrevSuffix); err != nil {
 		t.Fatal(err)
 	}
