@@ -55,19 +55,29 @@ func TestRestartKeepsValuesTTLsAndIndex(t *testing.T) {
 }
 
 // TestRoadRunnerReadsOurFile opens the file the way RoadRunner's boltdb
-// driver does: bucket "default", gob-decode a []byte.
+// driver does: bucket "default", gob-decode a []byte. RoadRunner keeps TTLs
+// in memory and never reads kvnode's buckets, so every value is there for
+// it, with no expiry: also one whose deadline has passed but that the
+// sweeper has not removed yet (kvnode hides it).
 func TestRoadRunnerReadsOurFile(t *testing.T) {
 	cfg := testConfig(t)
 	e, err := Open(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string][]byte{"k": []byte("hello"), "empty": {}, "big": bytes.Repeat([]byte{0xfe}, 70000)}
+	want := map[string][]byte{"k": []byte("hello"), "empty": {}, "big": bytes.Repeat([]byte{0xfe}, 70000), "expired": []byte("unswept")}
 	var items []drivers.Item
 	for k, v := range want {
-		items = append(items, drivers.Item{Key: k, Value: v, Timeout: "2099-01-01T00:00:00Z", Deadline: 4e18})
+		deadline := int64(4e18)
+		if k == "expired" {
+			deadline = 2 * sec
+		}
+		items = append(items, drivers.Item{Key: k, Value: v, Timeout: "2099-01-01T00:00:00Z", Deadline: deadline})
 	}
 	mustApply(t, e, 0, setOp(sec, items...))
+	if got := has(t, e, 3*sec, "expired"); len(got) != 0 {
+		t.Fatal("kvnode served an expired key")
+	}
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
