@@ -76,13 +76,14 @@ func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
 	return total, nil
 }
 
-// Release ends the read transaction, and closes the file if a Restore or
-// Close replaced it and this was its last snapshot.
+// Release ends the read transaction. If a Restore replaced the file, or
+// Close closed the engine, meanwhile and this was the file's last snapshot,
+// it closes the file.
 func (s *snapshot) Release() {
 	s.once.Do(func() {
 		_ = s.tx.Rollback()
 		if err := s.file.release(); err != nil {
-			s.log.Warn("boltdb: close a replaced file", "err", err)
+			s.log.Warn("boltdb: close the file after its last snapshot", "err", err)
 		}
 	})
 }
