@@ -31,12 +31,12 @@ func (e *Engine) Apply(index uint64, ops []drivers.Op) ([]error, error) {
 	defer e.wmu.Unlock()
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if e.db == nil {
+	if e.cur == nil {
 		return nil, drivers.ErrClosed
 	}
 
 	var d delta
-	err := e.db.Update(func(tx *bolt.Tx) error {
+	err := e.cur.db.Update(func(tx *bolt.Tx) error {
 		w := writer{buckets: e.buckets(tx), tx: tx, bucket: e.bucket, d: &d}
 		if err := w.check(); err != nil {
 			return err
@@ -79,7 +79,7 @@ func validate(op *drivers.Op) error {
 	case drivers.OpSet, drivers.OpMExpire:
 		for i := range op.Items {
 			it := &op.Items[i]
-			if err := validateKey(it.Key); err != nil {
+			if err := validateKey(it.Key, keepsDeadline(it, op.Now)); err != nil {
 				return err
 			}
 			if op.Kind == drivers.OpSet && len(it.Value) > bolt.MaxValueSize-16 {
@@ -94,14 +94,15 @@ func validate(op *drivers.Op) error {
 		}
 	case drivers.OpExpire:
 		for i := range op.Items {
-			if err := validateKey(op.Items[i].Key); err != nil {
-				return err
+			if drivers.BlankKey(op.Items[i].Key) {
+				return drivers.ErrEmptyKey
 			}
 		}
 	case drivers.OpDelete:
+		// No length limit: a key bbolt cannot hold is simply not there.
 		for _, k := range op.Keys {
-			if err := validateKey(k); err != nil {
-				return err
+			if drivers.BlankKey(k) {
+				return drivers.ErrEmptyKey
 			}
 		}
 	case drivers.OpClear:
@@ -111,13 +112,31 @@ func validate(op *drivers.Op) error {
 	return nil
 }
 
-func validateKey(k string) error {
+// Key limits. bbolt holds keys of up to MaxKeySize bytes, and RoadRunner's
+// keys may be that long. A key stored with a deadline is also written to the
+// expiry index behind 8 bytes of deadline, so it must be 8 bytes shorter.
+const (
+	maxKeySize    = bolt.MaxKeySize
+	maxTTLKeySize = bolt.MaxKeySize - 8
+)
+
+// keepsDeadline reports whether a Set or MExpire of it stores a deadline,
+// and with it an expiry index entry; a deadline already passed removes the
+// key instead.
+func keepsDeadline(it *drivers.Item, now int64) bool {
+	return it.Deadline != 0 && !drivers.Expired(it.Deadline, now)
+}
+
+func validateKey(k string, withDeadline bool) error {
 	if drivers.BlankKey(k) {
 		return drivers.ErrEmptyKey
 	}
-	// The expiry index prefixes the key with an 8-byte deadline.
-	if len(k) > bolt.MaxKeySize-8 {
-		return fmt.Errorf("%w: key of %d bytes, more than %d", ErrInvalidItem, len(k), bolt.MaxKeySize-8)
+	if withDeadline && len(k) > maxTTLKeySize {
+		return fmt.Errorf("%w: key of %d bytes with a timeout: at most %d bytes (%d without a timeout)",
+			ErrInvalidItem, len(k), maxTTLKeySize, maxKeySize)
+	}
+	if len(k) > maxKeySize {
+		return fmt.Errorf("%w: key of %d bytes, more than bbolt's limit of %d", ErrInvalidItem, len(k), maxKeySize)
 	}
 	return nil
 }

@@ -11,10 +11,12 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Defaults, chosen to match RoadRunner's boltdb kv driver where it has one.
+// Defaults, chosen to match RoadRunner's boltdb kv driver where it has one,
+// except DefaultPermissions: RoadRunner creates the file 0755, readable by
+// every local user although it holds every value in the clear.
 const (
 	DefaultFile        = "rr.db"
-	DefaultPermissions = FileMode(0o755)
+	DefaultPermissions = FileMode(0o600)
 	DefaultInterval    = 60 // seconds
 	DefaultBucket      = "default"
 	DefaultLockTimeout = 5 * time.Second
@@ -31,8 +33,8 @@ const (
 type Config struct {
 	// File is the database path; it is created when missing.
 	File string `yaml:"file"`
-	// Permissions is the mode a new file is created with (default 0755,
-	// RoadRunner's default).
+	// Permissions is the mode a new file, and a file put in place by
+	// Restore, is created with (default 0600, owner only).
 	Permissions FileMode `yaml:"permissions"`
 	// Interval is RoadRunner's GC period in seconds. kvnode hides expired keys
 	// on read regardless, so this only sets how often expired keys are removed

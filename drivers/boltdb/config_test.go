@@ -1,6 +1,7 @@
 package boltdb
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -14,7 +15,7 @@ import (
 func TestConfigDefaults(t *testing.T) {
 	var c Config
 	c.InitDefaults()
-	if c.File != "rr.db" || c.Permissions != 0o755 || c.Interval != 60 || c.Bucket != "default" || c.LockTimeout != 5*time.Second {
+	if c.File != "rr.db" || c.Permissions != 0o600 || c.Interval != 60 || c.Bucket != "default" || c.LockTimeout != 5*time.Second {
 		t.Fatalf("defaults = %+v", c)
 	}
 	if c.SweepInterval() != time.Minute {
@@ -133,12 +134,31 @@ func TestOpenPermissionDenied(t *testing.T) {
 func TestOpenNewFileUsesPermissions(t *testing.T) {
 	cfg := Config{File: filepath.Join(t.TempDir(), "rr.db"), Permissions: 0o640}
 	openEngine(t, cfg)
-	info, err := os.Stat(cfg.File)
+	wantMode(t, cfg.File, 0o640)
+}
+
+// TestFilesArePrivateByDefault: without "permissions" the database holds
+// every key in the clear, so neither a new file nor one put in place by
+// Restore may be readable by other users.
+func TestFilesArePrivateByDefault(t *testing.T) {
+	cfg := Config{File: filepath.Join(t.TempDir(), "rr.db")}
+	e := openEngine(t, cfg)
+	wantMode(t, cfg.File, 0o600)
+	mustApply(t, e, 1, setOp(sec, item("k", "v", 0)))
+	if err := e.Restore(bytes.NewReader(snapshotBytes(t, e))); err != nil {
+		t.Fatal(err)
+	}
+	wantMode(t, cfg.File, 0o600)
+}
+
+func wantMode(t *testing.T, file string, want os.FileMode) {
+	t.Helper()
+	info, err := os.Stat(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Mode().Perm() != 0o640 {
-		t.Fatalf("mode = %v", info.Mode().Perm())
+	if got := info.Mode().Perm(); got != want {
+		t.Fatalf("%s: mode %v, want %v", file, got, want)
 	}
 }
 

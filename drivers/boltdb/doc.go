@@ -11,7 +11,9 @@
 //   - "kvnode_ttl":    key -> 8-byte big-endian deadline (Unix ns) + the
 //     timeout string as the client sent it. Keys without expiry have no entry.
 //   - "kvnode_expiry": 8-byte big-endian deadline + key -> empty. The index is
-//     ordered by deadline so that Expired is a short cursor scan.
+//     ordered by deadline so that Expired is a short cursor scan. Its 8 bytes
+//     of deadline limit a key with an expiry to 32760 bytes; keys without one
+//     may have bbolt's 32768, as in RoadRunner.
 //   - "kvnode_meta":   "applied_index" -> 8-byte big-endian raft index.
 //
 // # Durability
@@ -32,11 +34,14 @@
 // SHA-256 trailer. Restore writes the stream to a temporary file next to the
 // database, checks the frame, then opens the copy read-only and reads every
 // record (bbolt's own Tx.Check is not used: it panics on a damaged page in a
-// goroutine no caller can recover). Only then is the live file moved aside,
-// the copy moved in and opened; on any error the old file is put back. Open
-// finishes a swap a crash interrupted. Because bbolt's Close waits for open
-// read transactions, a Snapshot must be released before Restore or Close can
-// finish.
+// goroutine no caller can recover). Only then is the copy opened for writing
+// and renamed over the live file: a crash leaves one whole file or the other,
+// each with its own applied index. Open removes copies a crash left behind.
+//
+// Restore and Close never wait for a Snapshot to be released: raft holds a
+// snapshot while it waits for the FSM's Restore, so waiting would close a
+// circle. The replaced file stays open, unlinked, for the snapshots that
+// still read it, and the last Release closes it (handle.go).
 //
 // # Files written by RoadRunner
 //

@@ -35,10 +35,11 @@ type Engine struct {
 	// wmu serialises Apply, Restore and Close, so that the cached applied
 	// index and counters move in commit order.
 	wmu sync.Mutex
-	// mu guards db: readers and Apply hold it shared, Restore and Close
-	// exclusively while they swap or close the file.
+	// mu guards cur: readers and Apply hold it shared for their whole
+	// transaction, Restore and Close exclusively while they replace it.
 	mu sync.RWMutex
-	db *bolt.DB
+	// cur is the file served; nil once closed.
+	cur *handle
 
 	applied atomic.Uint64
 	keys    atomic.Int64
@@ -65,11 +66,13 @@ func Open(cfg Config, logger *slog.Logger) (*Engine, error) {
 		return nil, err
 	}
 	cleanRestore(cfg.File)
-	if err := e.load(db); err != nil {
+	c, err := e.load(db)
+	if err != nil {
 		_ = db.Close()
 		return nil, err
 	}
-	e.db = db
+	e.publish(c)
+	e.cur = newHandle(db)
 	e.log.Debug("boltdb opened", "keys", e.keys.Load(), "applied_index", e.applied.Load())
 	return e, nil
 }
@@ -149,8 +152,14 @@ func checkSize(db *bolt.DB) error {
 	})
 }
 
+// contents is what load reads from a file for AppliedIndex and Stats.
+type contents struct {
+	applied     uint64
+	keys, bytes int64
+}
+
 // load creates missing buckets and reads the applied index and counters.
-func (e *Engine) load(db *bolt.DB) error {
+func (e *Engine) load(db *bolt.DB) (contents, error) {
 	if !db.IsReadOnly() {
 		err := db.Update(func(tx *bolt.Tx) error {
 			for _, name := range [][]byte{e.bucket, []byte(ttlBucket), []byte(expiryBucket), []byte(metaBucket)} {
@@ -165,11 +174,10 @@ func (e *Engine) load(db *bolt.DB) error {
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("boltdb: %s: %w", db.Path(), err)
+			return contents{}, fmt.Errorf("boltdb: %s: %w", db.Path(), err)
 		}
 	}
-	var applied uint64
-	var keys, size int64
+	var c contents
 	err := db.View(func(tx *bolt.Tx) error {
 		b := e.buckets(tx)
 		if err := b.check(); err != nil {
@@ -179,21 +187,26 @@ func (e *Engine) load(db *bolt.DB) error {
 			if len(raw) != 8 {
 				return fmt.Errorf("%w: applied index of %d bytes", ErrCorrupt, len(raw))
 			}
-			applied = decodeUint64(raw)
+			c.applied = decodeUint64(raw)
 		}
 		return b.vals.ForEach(func(k, v []byte) error {
-			keys++
-			size += int64(len(k) + valueLen(v))
+			c.keys++
+			c.bytes += int64(len(k) + valueLen(v))
 			return nil
 		})
 	})
 	if err != nil {
-		return fmt.Errorf("boltdb: %s: %w", db.Path(), err)
+		return contents{}, fmt.Errorf("boltdb: %s: %w", db.Path(), err)
 	}
-	e.applied.Store(applied)
-	e.keys.Store(keys)
-	e.bytes.Store(size)
-	return nil
+	return c, nil
+}
+
+// publish makes c what AppliedIndex and Stats report. The caller holds wmu
+// (or is Open), so that Apply cannot move the counters meanwhile.
+func (e *Engine) publish(c contents) {
+	e.applied.Store(c.applied)
+	e.keys.Store(c.keys)
+	e.bytes.Store(c.bytes)
 }
 
 // buckets groups the four buckets of one transaction.
@@ -223,10 +236,10 @@ func (b buckets) check() error {
 func (e *Engine) view(withExpiry bool, fn func(b buckets) error) error {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if e.db == nil {
+	if e.cur == nil {
 		return drivers.ErrClosed
 	}
-	return e.db.View(func(tx *bolt.Tx) error {
+	return e.cur.db.View(func(tx *bolt.Tx) error {
 		b := buckets{vals: tx.Bucket(e.bucket), ttl: tx.Bucket([]byte(ttlBucket))}
 		if b.vals == nil || b.ttl == nil {
 			return fmt.Errorf("%w: missing bucket", ErrCorrupt)
@@ -344,19 +357,21 @@ func (e *Engine) Stats() drivers.Stats {
 	return drivers.Stats{Keys: e.keys.Load(), Bytes: e.bytes.Load()}
 }
 
-// Close closes the file. It waits for unreleased Snapshots. Further calls
-// return drivers.ErrClosed.
+// Close stops the engine: every later call returns drivers.ErrClosed. It
+// waits for reads and Apply in progress, not for unreleased Snapshots: a
+// Snapshot stays readable, and the file (and its lock) is closed by the
+// last Release.
 func (e *Engine) Close() error {
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.db == nil {
+	if e.cur == nil {
 		return drivers.ErrClosed
 	}
-	err := e.db.Close()
-	e.db = nil
-	if err != nil {
+	h := e.cur
+	e.cur = nil
+	if err := h.release(); err != nil {
 		return fmt.Errorf("boltdb: close %q: %w", e.cfg.File, err)
 	}
 	return nil

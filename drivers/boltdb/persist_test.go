@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,19 +55,29 @@ func TestRestartKeepsValuesTTLsAndIndex(t *testing.T) {
 }
 
 // TestRoadRunnerReadsOurFile opens the file the way RoadRunner's boltdb
-// driver does: bucket "default", gob-decode a []byte.
+// driver does: bucket "default", gob-decode a []byte. RoadRunner keeps TTLs
+// in memory and never reads kvnode's buckets, so every value is there for
+// it, with no expiry: also one whose deadline has passed but that the
+// sweeper has not removed yet (kvnode hides it).
 func TestRoadRunnerReadsOurFile(t *testing.T) {
 	cfg := testConfig(t)
 	e, err := Open(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string][]byte{"k": []byte("hello"), "empty": {}, "big": bytes.Repeat([]byte{0xfe}, 70000)}
+	want := map[string][]byte{"k": []byte("hello"), "empty": {}, "big": bytes.Repeat([]byte{0xfe}, 70000), "expired": []byte("unswept")}
 	var items []drivers.Item
 	for k, v := range want {
-		items = append(items, drivers.Item{Key: k, Value: v, Timeout: "2099-01-01T00:00:00Z", Deadline: 4e18})
+		deadline := int64(4e18)
+		if k == "expired" {
+			deadline = 2 * sec
+		}
+		items = append(items, drivers.Item{Key: k, Value: v, Timeout: "2099-01-01T00:00:00Z", Deadline: deadline})
 	}
 	mustApply(t, e, 0, setOp(sec, items...))
+	if got := has(t, e, 3*sec, "expired"); len(got) != 0 {
+		t.Fatal("kvnode served an expired key")
+	}
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -101,17 +112,40 @@ func TestRoadRunnerReadsOurFile(t *testing.T) {
 // TestWeReadRoadRunnerFile reads a file written as RoadRunner writes it.
 func TestWeReadRoadRunnerFile(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "rr.db")
+	want := map[string]string{"a": "alpha", "b": "", "c": string(bytes.Repeat([]byte("x"), 300))}
+	writeRoadRunnerFile(t, file, want)
+
+	e := openEngine(t, Config{File: file})
+	if got := values(t, e, sec, "a", "b", "c", "d"); !maps.Equal(got, want) {
+		t.Fatalf("MGet = %v", got)
+	}
+	if got := ttls(t, e, sec, "a"); got["a"].Timeout != "" {
+		t.Fatalf("TTL = %+v", got)
+	}
+	if s := e.Stats(); s.Keys != 3 {
+		t.Fatalf("Stats = %+v", s)
+	}
+	// And written back over by kvnode, RoadRunner's value stays readable.
+	mustApply(t, e, 0, setOp(sec, item("a", "beta", 0)))
+	if got := values(t, e, sec, "a"); got["a"] != "beta" {
+		t.Fatalf("MGet = %v", got)
+	}
+}
+
+// writeRoadRunnerFile stores values as RoadRunner's boltdb driver does:
+// gob-encoded []byte in bucket "default", nothing else.
+func writeRoadRunnerFile(t *testing.T, file string, values map[string]string) {
+	t.Helper()
 	db, err := bolt.Open(file, 0o755, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"a": "alpha", "b": "", "c": string(bytes.Repeat([]byte("x"), 300))}
 	err = db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists([]byte("default"))
 		if err != nil {
 			return err
 		}
-		for k, v := range want {
+		for k, v := range values {
 			var buf bytes.Buffer
 			val := []byte(v)
 			if err := gob.NewEncoder(&buf).Encode(&val); err != nil {
@@ -128,22 +162,6 @@ func TestWeReadRoadRunnerFile(t *testing.T) {
 	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
-	}
-
-	e := openEngine(t, Config{File: file})
-	if got := values(t, e, sec, "a", "b", "c", "d"); !maps.Equal(got, want) {
-		t.Fatalf("MGet = %v", got)
-	}
-	if got := ttls(t, e, sec, "a"); got["a"].Timeout != "" {
-		t.Fatalf("TTL = %+v", got)
-	}
-	if s := e.Stats(); s.Keys != 3 {
-		t.Fatalf("Stats = %+v", s)
-	}
-	// And written back over by kvnode, RoadRunner's value stays readable.
-	mustApply(t, e, 0, setOp(sec, item("a", "beta", 0)))
-	if got := values(t, e, sec, "a"); got["a"] != "beta" {
-		t.Fatalf("MGet = %v", got)
 	}
 }
 
@@ -223,7 +241,8 @@ func TestOpenFinishesInterruptedRestore(t *testing.T) {
 	if err := os.WriteFile(stray, []byte("half a snapshot"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// Crash between moving the live file aside and moving the new one in.
+	// Crash of an earlier version's Restore, between moving the live file
+	// aside and moving the new one in.
 	if err := os.Rename(cfg.File, cfg.File+restorePrevSuffix); err != nil {
 		t.Fatal(err)
 	}
@@ -248,5 +267,60 @@ func TestOpenFinishesInterruptedRestore(t *testing.T) {
 	}
 	if _, err := os.Stat(cfg.File + restorePrevSuffix); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("replaced file kept: %v", err)
+	}
+}
+
+// TestLongRoadRunnerKeys: RoadRunner stores keys up to bbolt's limit of
+// 32768 bytes. kvnode must delete and overwrite them; only a key given an
+// expiry is limited to 32760 bytes, by the expiry index, and the error says
+// so.
+func TestLongRoadRunnerKeys(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "rr.db")
+	k32760, k32761, k32768 := strings.Repeat("a", 32760), strings.Repeat("b", 32761), strings.Repeat("c", 32768)
+	writeRoadRunnerFile(t, file, map[string]string{k32760: "1", k32761: "2", k32768: "3"})
+	e := openEngine(t, Config{File: file})
+	if got := has(t, e, sec, k32760, k32761, k32768); len(got) != 3 {
+		t.Fatalf("Has found %d of the 3 keys", len(got))
+	}
+
+	mustApply(t, e, 1, drivers.Op{Kind: drivers.OpDelete, Now: sec, Keys: []string{k32761, strings.Repeat("d", 40000)}})
+	mustApply(t, e, 2, setOp(sec, item(k32768, "new", 0)))
+	if got := values(t, e, sec, k32761, k32768); len(got) != 1 || got[k32768] != "new" {
+		t.Fatalf("after Delete and Set: %d keys, %q", len(got), got[k32768])
+	}
+
+	errs, err := e.Apply(3, []drivers.Op{
+		setOp(sec, item(k32768, "with ttl", 100*sec)),
+		{Kind: drivers.OpMExpire, Now: sec, Items: []drivers.Item{{Key: k32768, Timeout: "t", Deadline: 100 * sec}}},
+		setOp(sec, item(strings.Repeat("e", 32769), "too long", 0)),
+		setOp(sec, item(k32760, "with ttl", 100*sec)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"32760", "32760", "32768"} {
+		if !errors.Is(errs[i], ErrInvalidItem) || !strings.Contains(errs[i].Error(), want) {
+			t.Errorf("op %d: error %v, want ErrInvalidItem naming the limit %s", i, errs[i], want)
+		}
+	}
+	if errs[3] != nil {
+		t.Fatalf("a 32760-byte key with a TTL was refused: %v", errs[3])
+	}
+	if got := ttls(t, e, sec, k32760, k32768); got[k32768].Deadline != 0 || got[k32760].Deadline != 100*sec {
+		t.Fatalf("TTL = %+v: refused ops must change nothing", got)
+	}
+
+	// An expiry already in the past removes the key: no index entry needed.
+	mustApply(t, e, 4, setOp(2*sec, item(k32768, "gone", sec)))
+	if got := has(t, e, sec, k32768); len(got) != 0 {
+		t.Fatal("Set with a past deadline kept the key")
+	}
+	ex, err := e.Expired(200*sec, 10)
+	if err != nil || len(ex) != 1 || ex[0].Key != k32760 {
+		t.Fatalf("Expired = %d items, %v", len(ex), err)
+	}
+	mustApply(t, e, 5, drivers.Op{Kind: drivers.OpExpire, Now: 200 * sec, Items: ex})
+	if s := e.Stats(); s.Keys != 0 {
+		t.Fatalf("Stats = %+v after removing every key", s)
 	}
 }

@@ -17,11 +17,17 @@ import (
 )
 
 // Restore replaces the database with a stream written by Snapshot.WriteTo.
-// The stream is written to a temporary file next to the database and checked
+// The stream is written to a temporary file next to the database, checked
 // (length and checksum intact, the file opens, kvnode's buckets are there and
-// every record in them reads back well-formed) before the current file is
-// closed and replaced; on any error the old state is kept.
-// Reads wait while the files are swapped.
+// every record in them reads back well-formed) and opened; then it is renamed
+// over the live file and served. On any error the old state is kept.
+//
+// The rename is atomic, so a crash leaves either the old or the new file,
+// each complete and holding its own applied index. Restore does not wait
+// for Snapshots of the old file, which raft may hold while it waits for this
+// very Restore: they go on reading the old file through its open descriptor
+// (an unlinked file lives until its last descriptor is closed), and the last
+// Release closes it. Reads and Apply wait only for the rename.
 func (e *Engine) Restore(r io.Reader) error {
 	tmp, err := e.receive(r)
 	if err != nil {
@@ -32,15 +38,23 @@ func (e *Engine) Restore(r io.Reader) error {
 	if err := e.verify(tmp); err != nil {
 		return err
 	}
-
-	e.wmu.Lock()
-	defer e.wmu.Unlock()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.db == nil {
-		return drivers.ErrClosed
+	db, c, err := e.openCandidate(tmp)
+	if err != nil {
+		return err
 	}
-	return e.swap(tmp)
+	old, err := e.swap(tmp, db, c)
+	if err != nil {
+		_ = db.Close()
+		return err
+	}
+	if err := old.release(); err != nil {
+		e.log.Warn("boltdb: close the replaced file", "err", err)
+	}
+	if err := syncDir(filepath.Dir(e.cfg.File)); err != nil {
+		e.log.Warn("boltdb: restore: sync directory: a crash may bring back the replaced file", "err", err)
+	}
+	e.log.Info("boltdb restored", "keys", c.keys, "applied_index", c.applied)
+	return nil
 }
 
 // receive copies the stream to a new file in the database's directory, so
@@ -113,6 +127,8 @@ func readFramed(dst io.Writer, r io.Reader) error {
 // Names of the files Restore works with, next to the database.
 const (
 	restoreTempSuffix = ".restore-new-"
+	// restorePrevSuffix is where earlier versions moved the live file before
+	// moving the new one in; Open still puts back one a crash left there.
 	restorePrevSuffix = ".restore-prev"
 )
 
@@ -215,61 +231,47 @@ func (b buckets) walk() error {
 	return nil
 }
 
-// swap closes the current file, moves the verified candidate into its place
-// and opens it. If the new file cannot be opened the old one is put back.
-// The caller holds e.mu exclusively.
-func (e *Engine) swap(tmp string) error {
-	path := e.cfg.File
-	prev := path + restorePrevSuffix
-	if err := e.db.Close(); err != nil {
-		e.log.Warn("boltdb: close before restore", "err", err)
-	}
-	e.db = nil
-	reopenOld := func(cause error) error {
-		db, err := e.openFile(path, false)
-		if err == nil {
-			err = e.load(db)
-		}
-		if err != nil {
-			return fmt.Errorf("boltdb: %s: restore: %w; reopening the old file also failed: %w", path, cause, err)
-		}
-		e.db = db
-		return fmt.Errorf("boltdb: %s: restore: %w", path, cause)
-	}
-	if err := os.Rename(path, prev); err != nil {
-		return reopenOld(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		if rerr := os.Rename(prev, path); rerr != nil {
-			return fmt.Errorf("boltdb: %s: restore: %w; putting the old file back also failed: %w", path, err, rerr)
-		}
-		return reopenOld(err)
-	}
-	db, err := e.openFile(path, false)
-	if err == nil {
-		if err = e.load(db); err != nil {
-			_ = db.Close()
-		}
-	}
+// openCandidate opens the verified file for writing and reads what
+// AppliedIndex and Stats will report. No lock is needed: the file is
+// nobody else's yet. bbolt keeps the name it was opened by only for its
+// logs, so the rename that follows does not disturb it.
+func (e *Engine) openCandidate(path string) (*bolt.DB, contents, error) {
+	db, err := e.openBolt(path, false)
 	if err != nil {
-		if rerr := os.Rename(prev, path); rerr != nil {
-			return fmt.Errorf("boltdb: %s: restore: %w; putting the old file back also failed: %w", path, err, rerr)
-		}
-		return reopenOld(err)
+		return nil, contents{}, fmt.Errorf("boltdb: %s: restore: %w", e.cfg.File, err)
 	}
-	e.db = db
-	if err := os.Remove(prev); err != nil {
-		e.log.Warn("boltdb: remove previous file after restore", "file", prev, "err", err)
+	c, err := e.load(db)
+	if err != nil {
+		_ = db.Close()
+		return nil, contents{}, fmt.Errorf("boltdb: %s: restore: %w", e.cfg.File, err)
 	}
-	syncDir(filepath.Dir(path))
-	e.log.Info("boltdb restored", "keys", e.keys.Load(), "applied_index", e.applied.Load())
-	return nil
+	return db, c, nil
 }
 
-// finishRestore puts back the live file when a crash interrupted Restore
-// between its two renames (the live file moved to <file>.restore-prev, the
-// candidate not yet moved in). It runs before Open takes the file lock,
-// because there is no file to lock yet.
+// swap renames the opened candidate over the live file and serves it,
+// returning the replaced file for the caller to release. Reads in progress
+// finish on the old file first; later ones find the new one.
+func (e *Engine) swap(tmp string, db *bolt.DB, c contents) (*handle, error) {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cur == nil {
+		return nil, drivers.ErrClosed
+	}
+	if err := os.Rename(tmp, e.cfg.File); err != nil {
+		return nil, fmt.Errorf("boltdb: %s: restore: %w", e.cfg.File, err)
+	}
+	old := e.cur
+	e.cur = newHandle(db)
+	e.publish(c)
+	return old, nil
+}
+
+// finishRestore puts back the live file when a crash interrupted a Restore
+// of an earlier version between its two renames (the live file moved to
+// <file>.restore-prev, the candidate not yet moved in). It runs before Open
+// takes the file lock, because there is no file to lock yet.
 func finishRestore(path string) error {
 	prev := path + restorePrevSuffix
 	if _, err := os.Stat(prev); err != nil {
@@ -295,12 +297,15 @@ func cleanRestore(path string) {
 	}
 }
 
-// syncDir makes the renames durable; failure only weakens crash safety.
-func syncDir(dir string) {
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return
+		return err
 	}
-	_ = d.Sync()
-	_ = d.Close()
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
@@ -18,9 +19,12 @@ import (
 const snapshotMagic = "kvnode-boltdb\x00\x00\x01"
 
 // snapshot is a read transaction held open: a point-in-time view of the file
-// that WriteTo copies while Apply goes on.
+// that WriteTo copies while Apply goes on. It holds a reference to its file,
+// so that a Restore or Close meanwhile leaves the file open for it.
 type snapshot struct {
 	tx   *bolt.Tx
+	file *handle
+	log  *slog.Logger
 	once sync.Once
 }
 
@@ -28,19 +32,23 @@ type snapshot struct {
 func (e *Engine) Snapshot() (drivers.Snapshot, error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if e.db == nil {
+	if e.cur == nil {
 		return nil, drivers.ErrClosed
 	}
-	tx, err := e.db.Begin(false)
+	tx, err := e.cur.db.Begin(false)
 	if err != nil {
 		return nil, fmt.Errorf("boltdb: %s: snapshot: %w", e.cfg.File, err)
 	}
-	return &snapshot{tx: tx}, nil
+	e.cur.acquire()
+	return &snapshot{tx: tx, file: e.cur, log: e.log}, nil
 }
 
 // WriteTo writes the whole database file as of the snapshot, framed so that
 // Restore can tell a complete, intact stream from a damaged one: a magic
-// header with the file's length, the file, then its SHA-256.
+// header with the file's length, the file, then its SHA-256. After a Restore
+// renamed another file over this one, bbolt's Tx.WriteTo still reads this
+// one: without Tx.WriteFlag it copies from the descriptor it holds, not from
+// the path.
 func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
 	size := s.tx.Size()
 	var head [len(snapshotMagic) + 8]byte
@@ -68,9 +76,16 @@ func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
 	return total, nil
 }
 
-// Release ends the read transaction.
+// Release ends the read transaction. If a Restore replaced the file, or
+// Close closed the engine, meanwhile and this was the file's last snapshot,
+// it closes the file.
 func (s *snapshot) Release() {
-	s.once.Do(func() { _ = s.tx.Rollback() })
+	s.once.Do(func() {
+		_ = s.tx.Rollback()
+		if err := s.file.release(); err != nil {
+			s.log.Warn("boltdb: close the file after its last snapshot", "err", err)
+		}
+	})
 }
 
 // Hash is a SHA-256 over every key in byte order with its value bytes as
