@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/kvnode/kvnode/client"
+	"github.com/kvnode/kvnode/internal/testsvc"
 )
 
 // The tests run real processes: kvnode built from this tree (../cmd/kvnode)
@@ -177,16 +178,19 @@ type kvNode struct {
 }
 
 // clusterStorages is the kv section of every node: `sessions` and `cache`
-// read locally, `strict` linearizably.
+// read locally, `strict` linearizably, `pages` passed through to a real
+// memcached (which has no TTL: the PHP client's NotImplementedException).
 const clusterStorages = `kv:
   sessions: { driver: memory }
   cache:    { driver: memory }
   strict:   { driver: memory, consistency: linearizable }
+  pages:    { driver: memcached, config: { addr: ["%s"] } }
 `
 
 func startCluster(t testing.TB) *kvCluster {
 	t.Helper()
 	b := bins(t)
+	memcached := testsvc.Memcached(t)
 	dir := t.TempDir()
 	ports := freePorts(t, 6)
 	var peers strings.Builder
@@ -204,7 +208,7 @@ logs: { level: warn, mode: production }
   data_dir: %s
   raft: { bind: "127.0.0.1:%d" }
   peers:
-%s`, ports[i], clusterStorages, id, filepath.Join(dir, id), ports[3+i], peers.String())
+%s`, ports[i], fmt.Sprintf(clusterStorages, memcached), id, filepath.Join(dir, id), ports[3+i], peers.String())
 		path := filepath.Join(dir, id+".yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)

@@ -25,6 +25,7 @@ const rrStorages = `kv:
   app:      { driver: kvnode, config: { storage: strict } }
   cache:    { driver: kvnode }
   ghost:    { driver: kvnode, config: { storage: nowhere } }
+  pages:    { driver: kvnode, config: { storage: pages } }
   local:    { driver: memory, config: {} }
 `
 
@@ -305,6 +306,15 @@ func testErrors(t *testing.T, php *client.Client) {
 		if err := tc.call(); !isServerText(err, tc.want) {
 			t.Errorf("got %q, want %q", serverText(err), tc.want)
 		}
+	}
+	// memcached on the cluster has no TTL: the PHP client's getTtl looks
+	// for "_plugin_ttl" to throw NotImplementedException, and finds it.
+	if err := php.Set(ctx, "pages", client.Item{Key: "p", Value: []byte("1")}); err != nil {
+		t.Fatalf("kv.Set on a memcached storage of the cluster: %v", err)
+	}
+	_, err = php.TTL(ctx, "pages", "p")
+	if text := serverText(err); !strings.HasPrefix(text, "rpc_ttl:\n\tkvnode_driver_ttl: node ") || !strings.Contains(text, "memcached_plugin_ttl: not valid request for memcached") {
+		t.Errorf("kv.TTL on memcached through the plugin: %q", text)
 	}
 	// A storage the cluster does not have: PHP's StorageException matches
 	// "no such storage", and the text says which node said so.
