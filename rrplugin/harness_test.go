@@ -33,11 +33,24 @@ type binaries struct {
 	kvnode, rr string
 }
 
+// binDir is where buildOnce put the binaries, if a test asked for them.
+var binDir string
+
+// TestMain removes the binaries the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 var buildOnce = sync.OnceValues(func() (binaries, error) {
 	dir, err := os.MkdirTemp("", "kvnode-rrplugin-bin-")
 	if err != nil {
 		return binaries{}, err
 	}
+	binDir = dir
 	b := binaries{kvnode: filepath.Join(dir, "kvnode"), rr: filepath.Join(dir, "rr")}
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
