@@ -22,6 +22,16 @@ test: vet
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzServeFrame -fuzztime=60s ./rpc/
 
+# rrplugin-test: the RoadRunner driver plugin, a module of its own (the main
+# module never depends on RoadRunner). Its tests build kvnode and a
+# RoadRunner binary with the plugin, and run them as local processes.
+.PHONY: rrplugin-test
+rrplugin-test:
+	./scripts/test-deps.sh
+	cd rrplugin && test -z "$$($(GO) mod tidy -diff)" && $(GO) vet ./...
+	cd rrplugin/testdata/rr && test -z "$$($(GO) mod tidy -diff)" && $(GO) vet ./...
+	cd rrplugin && $(GO) test -race -count=1 -timeout 10m ./...
+
 # --- docker cluster and jepsen harness (docs/jepsen.md) ---
 COMPOSE ?= docker-compose
 CLUSTER_FILE := docker-compose.cluster.yml

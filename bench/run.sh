@@ -15,6 +15,7 @@
 #        BENCH_OUT=docs/benchmarks.md
 #        BENCH_REF=              git revision of kvnode to build (default: the work tree as it is)
 #        BENCH_CLUSTER=1         also run bench/cluster.sh (3-node cluster vs single node; 0 skips it)
+#        BENCH_RRPLUGIN=1        also measure the RoadRunner plugin's hop (rrplugin TestHopCost; 0 skips it)
 # Needs: go, jq; redis-server is optional (reference row of the footprint table).
 set -euo pipefail
 
@@ -363,6 +364,14 @@ fp_verdict=$(awk -v r="$fp_ratio" 'BEGIN { print (r != "n/a" && r <= 0.5) ? "met
 if [[ ${BENCH_CLUSTER:-1} == 1 ]]; then
   log "three-node cluster against one node (bench/cluster.sh)"
   { echo; echo "## Replication"; echo; BENCH_PORT=$((PORT + 200)) BENCH_REV="$KVNODE_REV" "$ROOT/bench/cluster.sh" "$tmp/kvnode"; } >>"$OUT"
+fi
+
+if [[ ${BENCH_RRPLUGIN:-1} == 1 ]]; then
+  log "RoadRunner plugin: the added hop (rrplugin TestHopCost, about 4 minutes)"
+  (cd "$ROOT/rrplugin" && RRPLUGIN_BENCH=1 RRPLUGIN_BENCH_OUT="$tmp/hop.md" \
+    go test -count=1 -run TestHopCost -timeout 30m . >"$tmp/hop.log" 2>&1) ||
+    { tail -n 40 "$tmp/hop.log" >&2; exit 1; }
+  { echo; cat "$tmp/hop.md"; } >>"$OUT"
 fi
 
 log "wrote $OUT"

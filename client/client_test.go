@@ -18,6 +18,7 @@ import (
 	kvv1 "github.com/roadrunner-server/api/v4/build/kv/v1"
 
 	"github.com/kvnode/kvnode/client"
+	"github.com/kvnode/kvnode/cluster"
 )
 
 func dial(t testing.TB, addr string, opts ...client.Option) *client.Client {
@@ -408,4 +409,29 @@ func BenchmarkClient_Set(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestIsNoLeader reads the texts a cluster node sends (rpc renders a
+// store's error as "<op>: <error>"), built from the cluster's own sentinels
+// so that a reworded sentinel fails here rather than silently turning a
+// safe retry into an error shown to PHP.
+func TestIsNoLeader(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want bool
+	}{
+		{"rpc_set: " + cluster.ErrNoLeader.Error() + " (no leader known for 1s)", true},
+		{"rpc_mget: " + cluster.ErrNotLinearizable.Error() + " (context deadline exceeded)", true},
+		{"rpc_set: " + cluster.ErrOutcomeUnknown.Error() + " (leader n1: " + cluster.ErrNoLeader.Error() + ")", false},
+		{"rpc_set: " + cluster.ErrShutdown.Error(), false},
+		{"rpc_mget: no such storage: ghost", false},
+	} {
+		err := error(&client.ServerError{Method: client.MethodSet, Text: tc.text})
+		if got := client.IsNoLeader(err); got != tc.want {
+			t.Errorf("IsNoLeader(%q) = %v, want %v", tc.text, got, tc.want)
+		}
+	}
+	if client.IsNoLeader(fmt.Errorf("kv.Set: %w: %s", client.ErrUnknownOutcome, cluster.ErrNoLeader)) {
+		t.Error("IsNoLeader took a transport error for a server's refusal")
+	}
 }

@@ -16,7 +16,9 @@
 //     storage, blank key, bad timeout, ...). kvnode validates a call whole
 //     before applying it, so a write that fails this way changed nothing.
 //     (A replicated server that loses leadership while applying a write
-//     can only say so in the text; IsUnknownOutcome does not read texts.)
+//     can only say so in the text; IsUnknownOutcome does not read texts.
+//     IsNoLeader does: it picks out a cluster node's "no leader: ...,
+//     retry", which did nothing and may be sent again, to any node.)
 //   - ErrClosed, or an error wrapping ErrDial: the request was never sent, so
 //     it definitely did not happen.
 //   - An error wrapping ErrUnknownOutcome: the request was sent (or may have

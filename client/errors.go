@@ -61,6 +61,21 @@ func IsNotSupported(err error) bool {
 		strings.Contains(se.Text, "can't find method")
 }
 
+// IsNoLeader reports whether err is a kvnode node's refusal because it knew
+// no leader: "no leader: write not applied, retry" or "no leader:
+// linearizable read could not be confirmed, retry". Such a call did nothing
+// (nothing was proposed, nothing read), so sending it again, to this node or
+// another, cannot apply a write twice. A text that also says "outcome
+// unknown" is never taken for one.
+func IsNoLeader(err error) bool {
+	var se *ServerError
+	if !errors.As(err, &se) {
+		return false
+	}
+	return strings.Contains(se.Text, "no leader: ") && strings.Contains(se.Text, ", retry") &&
+		!strings.Contains(se.Text, "outcome unknown")
+}
+
 // IsUnknownOutcome reports whether the call may or may not have been applied
 // by the server: the connection broke or the context expired after the
 // request was sent.

@@ -1,0 +1,259 @@
+package rrplugin_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvnode/kvnode/client"
+)
+
+// TestHopCost measures what the RoadRunner hop costs PHP-shaped load:
+// each caller holds one goridge connection and makes one call at a time,
+// as a PHP worker does. Three targets, interleaved within every
+// repetition so that load from elsewhere on the machine falls on all alike:
+//
+//   - direct: kvnode's RPC on the node the plugin talks to (PHP pointed at
+//     kvnode);
+//   - rr-kvnode: RoadRunner's RPC, storage with driver kvnode (this plugin);
+//   - rr-memory: RoadRunner's RPC, RoadRunner's own memory driver.
+//
+// It is a measurement, not a test: it runs only with RRPLUGIN_BENCH=1.
+// RRPLUGIN_BENCH_DURATION (default 3s) is one measured run,
+// RRPLUGIN_BENCH_REPS (default 5) the repetitions; with RRPLUGIN_BENCH_OUT
+// the markdown section is also written to that file (bench/run.sh appends
+// it to docs/benchmarks.md).
+//
+//	RRPLUGIN_BENCH=1 go test -run TestHopCost -v -timeout 30m .
+func TestHopCost(t *testing.T) {
+	if os.Getenv("RRPLUGIN_BENCH") == "" {
+		t.Skip("a benchmark: set RRPLUGIN_BENCH=1 to run it")
+	}
+	dur := envDuration(t, "RRPLUGIN_BENCH_DURATION", 3*time.Second)
+	reps := envInt(t, "RRPLUGIN_BENCH_REPS", 5)
+	loadStart := loadavg()
+
+	cl := startCluster(t)
+	leader := cl.leader(t)
+	addrs := []string{leader.rpc}
+	for _, n := range cl.nodes {
+		if n != leader {
+			addrs = append(addrs, n.rpc)
+		}
+	}
+	rr := startRR(t, addrs, `kv:
+  sessions: { driver: kvnode, config: { storage: sessions } }
+  local:    { driver: memory, config: {} }
+`)
+	targets := []target{
+		{name: "direct", addr: leader.rpc, storage: "sessions"},
+		{name: "rr-kvnode", addr: rr.rpc, storage: "sessions"},
+		{name: "rr-memory", addr: rr.rpc, storage: "local"},
+	}
+	const keyspace, valueSize = 1000, 100
+	value := []byte(strings.Repeat("v", valueSize))
+	for _, tg := range targets[1:] { // direct and rr-kvnode share the cluster's storage
+		c := dial(t, tg.addr)
+		items := make([]client.Item, 0, keyspace)
+		for k := range keyspace {
+			items = append(items, client.Item{Key: "k" + strconv.Itoa(k), Value: value})
+		}
+		if err := c.Set(t.Context(), tg.storage, items...); err != nil {
+			t.Fatalf("preload %s: %v", tg.name, err)
+		}
+	}
+
+	type cell struct {
+		op   string
+		conc int
+	}
+	cells := []cell{{"mget", 1}, {"set", 1}, {"mget", 16}, {"set", 16}}
+	// results[cell][target] = per-repetition results
+	results := map[cell]map[string][]result{}
+	for rep := range reps {
+		for _, ce := range cells {
+			if results[ce] == nil {
+				results[ce] = map[string][]result{}
+			}
+			// Rotate the order each repetition, so no target always runs
+			// first (on a cold cache) or last.
+			order := slices.Clone(targets)
+			for range rep % len(order) {
+				order = append(order[1:], order[0])
+			}
+			for _, tg := range order {
+				r := run(t, tg, ce.op, ce.conc, dur, keyspace, value)
+				results[ce][tg.name] = append(results[ce][tg.name], r)
+				t.Logf("rep %d %s c=%d %-9s %8.0f req/s  p50 %6.0f µs  mean %6.0f µs", rep+1, ce.op, ce.conc, tg.name, r.rps, r.p50, r.mean)
+			}
+		}
+	}
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "| call | c | direct p50 / mean | RR kvnode p50 / mean | RR memory p50 / mean | RR kvnode / direct (mean latency) | RR kvnode / RR memory | direct req/s | RR kvnode req/s | RR memory req/s | target: ≤ 1.3× direct at c=1 |\n")
+	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	for _, ce := range cells {
+		rs := results[ce]
+		var hop, vsMem []float64
+		for i := range reps {
+			hop = append(hop, rs["rr-kvnode"][i].mean/rs["direct"][i].mean)
+			vsMem = append(vsMem, rs["rr-kvnode"][i].mean/rs["rr-memory"][i].mean)
+		}
+		med := func(name string, f func(result) float64) float64 {
+			var xs []float64
+			for _, r := range rs[name] {
+				xs = append(xs, f(r))
+			}
+			return median(xs)
+		}
+		p50 := func(r result) float64 { return r.p50 }
+		mean := func(r result) float64 { return r.mean }
+		rps := func(r result) float64 { return r.rps }
+		verdict := ""
+		if ce.conc == 1 {
+			verdict = "met"
+			if median(hop) > 1.3 {
+				verdict = "NOT met"
+			}
+		}
+		fmt.Fprintf(&b, "| %s 1 key | %d | %.0f / %.0f µs | %.0f / %.0f µs | %.0f / %.0f µs | %.2f× | %.2f× | %.0f | %.0f | %.0f | %s |\n",
+			ce.op, ce.conc,
+			med("direct", p50), med("direct", mean), med("rr-kvnode", p50), med("rr-kvnode", mean), med("rr-memory", p50), med("rr-memory", mean),
+			median(hop), median(vsMem), med("direct", rps), med("rr-kvnode", rps), med("rr-memory", rps), verdict)
+	}
+	section := fmt.Sprintf(`## RoadRunner plugin: the added hop
+
+### PHP-shaped load through RoadRunner's RPC (%s, %d CPUs, load average %s at start, %s at end)
+
+`+"`RRPLUGIN_BENCH=1 RRPLUGIN_BENCH_DURATION=%s RRPLUGIN_BENCH_REPS=%d go test -run TestHopCost -v -timeout 30m .`"+` in
+`+"`rrplugin/`"+`. Each caller holds one goridge connection and makes one call at a time, as a PHP worker
+does; 1 key of %d bytes per call out of %d preloaded. Targets, interleaved within every repetition
+(%d × %s each): **direct** = kvnode's RPC on the node the plugin talks to (the leader of a three-node
+cluster of local processes; storage with local reads); **RR kvnode** = RoadRunner's RPC, storage
+with `+"`driver: kvnode`"+` on that cluster; **RR memory** = the same RoadRunner's `+"`driver: memory`"+`.
+Latencies are medians over the repetitions; ratios are medians of the per-repetition ratios of
+mean latency. Everything shares the machine's CPUs with whatever else runs there. A direct call is
+one loopback round trip; through RoadRunner it is two (PHP to RoadRunner, RoadRunner to kvnode)
+plus RoadRunner's own handling, which the RR memory column shows on its own.
+
+%s`, time.Now().UTC().Format("2006-01-02T15:04Z"), runtime.NumCPU(), loadStart, loadavg(), dur, reps,
+		valueSize, keyspace, reps, dur, b.String())
+	t.Log("\n" + section)
+	if out := os.Getenv("RRPLUGIN_BENCH_OUT"); out != "" {
+		if err := os.WriteFile(out, []byte(section), 0o644); err != nil { //nolint:gosec // a report, not a secret
+			t.Fatal(err)
+		}
+	}
+}
+
+type target struct{ name, addr, storage string }
+
+type result struct {
+	rps, p50, mean float64 // requests per second; latencies in µs
+}
+
+// run drives tg with conc callers, each on its own connection making one
+// call at a time, for dur, and measures every call.
+func run(t *testing.T, tg target, op string, conc int, dur time.Duration, keyspace int, value []byte) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), dur+30*time.Second)
+	defer cancel()
+	lat := make([][]time.Duration, conc)
+	var wg sync.WaitGroup
+	errs := make(chan error, conc)
+	began := time.Now()
+	end := began.Add(dur)
+	for w := range conc {
+		c, err := client.Dial(ctx, tg.addr, client.WithPoolSize(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = c.Close() }()
+		wg.Go(func() {
+			rnd := rand.New(rand.NewPCG(uint64(w), uint64(began.UnixNano())))
+			for n := 0; n < 10_000_000 && time.Now().Before(end); n++ {
+				key := "k" + strconv.Itoa(rnd.IntN(keyspace))
+				t0 := time.Now()
+				var err error
+				if op == "set" {
+					err = c.Set(ctx, tg.storage, client.Item{Key: key, Value: value})
+				} else {
+					_, err = c.MGet(ctx, tg.storage, key)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("%s %s: %w", tg.name, op, err)
+					return
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(began)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	var sum time.Duration
+	for _, d := range all {
+		sum += d
+	}
+	if len(all) == 0 {
+		t.Fatalf("%s %s: no call completed", tg.name, op)
+	}
+	return result{
+		rps:  float64(len(all)) / elapsed.Seconds(),
+		p50:  float64(all[len(all)/2].Microseconds()),
+		mean: float64(sum.Microseconds()) / float64(len(all)),
+	}
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[(len(s)-1)/2]
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "n/a"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return d
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return n
+}
