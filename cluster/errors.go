@@ -17,6 +17,10 @@ var (
 	ErrShutdown = errors.New("node is shutting down")
 	// ErrConfig wraps configuration problems.
 	ErrConfig = errors.New("invalid cluster config")
+	// ErrWrongIncarnation is a cluster port that answered for another
+	// incarnation of the node dialled: that node lost its data dir and
+	// restarted, and is a new member now. Nothing was sent.
+	ErrWrongIncarnation = errors.New("the node at that address is another incarnation")
 	// ErrLastVoter refuses to remove the only voter of a cluster.
 	ErrLastVoter = errors.New("refusing to remove the last voter")
 

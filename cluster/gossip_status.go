@@ -27,7 +27,8 @@ func (m *Monitor) withGossip(members []MemberStatus) []MemberStatus {
 	}
 	for _, g := range gm { // sorted by id
 		if _, extra := byID[g.ID]; extra {
-			members = append(members, MemberStatus{ID: g.ID, Address: g.RaftAddr, Suffrage: "none",
+			addr, inc := splitAddr(g.RaftAddr)
+			members = append(members, MemberStatus{ID: g.ID, Address: addr, Incarnation: inc, Suffrage: "none",
 				Gossip: g.State, RPCAddress: g.RPCAddr, Self: g.ID == m.n.ID()})
 		}
 	}

@@ -92,7 +92,7 @@ func TestGossip_SeedsFormOneClusterReplicaJoinsAndIsPromoted(t *testing.T) {
 		}
 	}
 	leader = c.WaitConfiguration(survivors...)
-	if line := logs.Find("promoting replica to voter", "member=node3"); line == "" {
+	if line := logs.Find("promoting caught-up replica to voter", "member=node3"); line == "" {
 		t.Fatal("no promotion of node3 logged")
 	}
 	dead := false

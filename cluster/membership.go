@@ -131,7 +131,7 @@ func startGossip(n *Node, hasState bool) (*gossip, error) {
 		warn:    newLogLimiter(refusalLogEvery),
 		members: map[string]*member{},
 		changed: make(chan struct{}, 1),
-		local: meta{V: metaVersion, ID: n.cfg.NodeID, Raft: n.cfg.Raft.Advertise, RPC: n.opts.RPCAddr,
+		local: meta{V: metaVersion, ID: n.cfg.NodeID, Raft: n.addr, RPC: n.opts.RPCAddr,
 			Expect: n.cfg.BootstrapExpect, State: hasState},
 	}
 	for _, s := range gc.Join {

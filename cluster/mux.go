@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -17,9 +18,25 @@ import (
 // securing that port secures both: with TLS configured the handshake comes
 // first, so the protocol byte already travels inside the encrypted stream
 // and a peer without a certificate from the cluster CA reaches neither.
+//
+// A dialer that knows which incarnation it means to reach (the address is
+// tagged, identity.go) uses the identity-checked protocol bytes instead:
+// after the byte it sends that incarnation, and the listener answers one
+// byte, identityOK or identityWrong, before anything else is sent. A node
+// that lost its data dir is a new incarnation at the old address: raft
+// calls meant for its former self (votes, appends) are refused there, and
+// the refusal reaches the dialer before it has sent a request.
 const (
-	protoRaft    byte = 'R'
-	protoForward byte = 'F'
+	protoRaft    byte = 'R' // untagged: only a legacy node (no incarnation) serves it
+	protoForward byte = 'F' // untagged: forwarded calls answer as whoever is there
+	// protoRaftID and protoForwardID carry the expected incarnation.
+	protoRaftID    byte = 'r'
+	protoForwardID byte = 'f'
+
+	identityOK    byte = 1
+	identityWrong byte = 0
+	// maxIncarnationLen bounds the incarnation a dialer may send.
+	maxIncarnationLen = 64
 )
 
 // tlsAccepted is the byte a TLS listener sends once it has verified the
@@ -38,10 +55,12 @@ const headerTimeout = 5 * time.Second
 type mux struct {
 	ln        net.Listener
 	advertise net.Addr
-	dialer    func(address string, timeout time.Duration) (net.Conn, error)
-	tls       *tlsPair // nil: plain TCP
-	logger    *slog.Logger
-	refusals  *logLimiter
+	// inc is this node's incarnation ("" for a legacy node).
+	inc      string
+	dialer   func(address string, timeout time.Duration) (net.Conn, error)
+	tls      *tlsPair // nil: plain TCP
+	logger   *slog.Logger
+	refusals *logLimiter
 
 	raft    *subListener
 	forward *subListener
@@ -54,8 +73,8 @@ type mux struct {
 	handlers handlerSet
 }
 
-func newMux(ln net.Listener, advertise net.Addr, dialer func(string, time.Duration) (net.Conn, error), tp *tlsPair, logger *slog.Logger) *mux {
-	m := &mux{ln: ln, advertise: advertise, dialer: dialer, tls: tp, logger: logger,
+func newMux(ln net.Listener, advertise net.Addr, inc string, dialer func(string, time.Duration) (net.Conn, error), tp *tlsPair, logger *slog.Logger) *mux {
+	m := &mux{ln: ln, advertise: advertise, inc: inc, dialer: dialer, tls: tp, logger: logger,
 		refusals: newLogLimiter(refusalLogEvery), done: make(chan struct{})}
 	m.raft = &subListener{m: m, proto: protoRaft, conns: make(chan net.Conn)}
 	m.forward = &subListener{m: m, proto: protoForward, conns: make(chan net.Conn)}
@@ -99,19 +118,33 @@ func (m *mux) route(c net.Conn) {
 		}
 		c = tc
 	}
-	if _, err := c.Read(b[:]); err != nil {
+	if _, err := io.ReadFull(c, b[:]); err != nil {
 		_ = c.Close()
 		return
 	}
+	proto := b[0]
+	switch proto {
+	case protoRaftID, protoForwardID:
+		if !m.checkIdentity(c, proto) {
+			_ = c.Close()
+			return
+		}
+	case protoRaft:
+		if m.inc != "" {
+			m.wrongIdentity(c, proto, "")
+			_ = c.Close()
+			return
+		}
+	}
 	_ = c.SetDeadline(time.Time{})
 	var sub *subListener
-	switch b[0] {
-	case protoRaft:
+	switch proto {
+	case protoRaft, protoRaftID:
 		sub = m.raft
 		if c = m.handlers.track(c); c == nil {
 			return
 		}
-	case protoForward:
+	case protoForward, protoForwardID:
 		sub = m.forward
 	default:
 		m.logger.Warn("refusing cluster connection with unknown protocol", "remote", c.RemoteAddr().String(), "byte", b[0])
@@ -122,6 +155,44 @@ func (m *mux) route(c net.Conn) {
 	case sub.conns <- c:
 	case <-m.done:
 		_ = c.Close()
+	}
+}
+
+// checkIdentity reads the incarnation an identity-checked dialer expects
+// and answers whether this node is it. A forwarding dialer without one
+// (its address was untagged) is served by anyone; raft only by a legacy
+// node.
+func (m *mux) checkIdentity(c net.Conn, proto byte) bool {
+	var n [1]byte
+	if _, err := io.ReadFull(c, n[:]); err != nil || n[0] > maxIncarnationLen {
+		return false
+	}
+	want := make([]byte, n[0])
+	if _, err := io.ReadFull(c, want); err != nil {
+		return false
+	}
+	ok := string(want) == m.inc || len(want) == 0 && (proto == protoForwardID || m.inc == "")
+	if !ok {
+		m.wrongIdentity(c, proto, string(want))
+		_, _ = c.Write([]byte{identityWrong})
+		return false
+	}
+	_, err := c.Write([]byte{identityOK})
+	return err == nil
+}
+
+// wrongIdentity logs a connection meant for another incarnation of this
+// node, once per remote host per refusalLogEvery.
+func (m *mux) wrongIdentity(c net.Conn, proto byte, want string) {
+	remote := c.RemoteAddr().String()
+	host := remote
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		host = h
+	}
+	if n, ok := m.refusals.allow("identity " + host); ok {
+		m.logger.Warn("refused cluster connection meant for another incarnation of this node "+
+			"(its data dir was replaced: the leader adds it back as a new member)",
+			"remote", remote, "protocol", string(proto), "expected", want, "incarnation", m.inc, "suppressed_since_last", n)
 	}
 }
 
@@ -147,9 +218,12 @@ func (m *mux) close() error {
 	return err //nolint:wrapcheck
 }
 
-// dial opens a connection to a peer's cluster port for proto.
+// dial opens a connection to a peer's cluster port for proto. A tagged
+// address is dialled with the identity-checked protocol: the peer must be
+// that incarnation (ErrWrongIncarnation otherwise, nothing sent).
 func (m *mux) dial(address string, proto byte, timeout time.Duration) (net.Conn, error) {
 	start := time.Now()
+	address, inc := splitAddr(address)
 	c, err := m.dialer(address, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", address, err)
@@ -164,9 +238,31 @@ func (m *mux) dial(address string, proto byte, timeout time.Duration) (net.Conn,
 		}
 		c = tc
 	}
-	if _, err := c.Write([]byte{proto}); err != nil {
+	if inc == "" {
+		if _, err := c.Write([]byte{proto}); err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("dial %s: %w", address, err)
+		}
+		_ = c.SetDeadline(time.Time{})
+		return c, nil
+	}
+	if proto == protoRaft {
+		proto = protoRaftID
+	} else {
+		proto = protoForwardID
+	}
+	hdr := append([]byte{proto, byte(len(inc))}, inc...)
+	var ack [1]byte
+	if _, err := c.Write(hdr); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("dial %s: %w", address, err)
+	}
+	if _, err := io.ReadFull(c, ack[:]); err != nil || ack[0] != identityOK {
+		_ = c.Close()
+		if err != nil {
+			return nil, fmt.Errorf("dial %s: %w", address, err)
+		}
+		return nil, fmt.Errorf("dial %s: %w: %s is not there any more", address, ErrWrongIncarnation, inc)
 	}
 	_ = c.SetDeadline(time.Time{})
 	return c, nil

@@ -47,14 +47,19 @@ type Node struct {
 	opts   Options
 	logger *slog.Logger
 
-	fsm       *fsm.FSM
-	stores    *eventlog.Stores
-	mux       *mux
-	transport *raft.NetworkTransport
-	raft      *raft.Raft
-	fwdServer *rpc.Server
-	fwd       *forwardClients
-	gossip    *gossip // nil without cluster.gossip
+	fsm    *fsm.FSM
+	stores *eventlog.Stores
+	// id is the node's identity and addr its raft address (identity.go).
+	id   identity
+	addr string
+	// staticPending: static peers, no raft state yet (staticjoin.go).
+	staticPending bool
+	mux           *mux
+	transport     *raft.NetworkTransport
+	raft          *raft.Raft
+	fwdServer     *rpc.Server
+	fwd           *forwardClients
+	gossip        *gossip // nil without cluster.gossip
 
 	// boot and recon belong to the membership loop's goroutine.
 	boot  bootstrapState
@@ -121,6 +126,14 @@ func Open(cfg Config, f *fsm.FSM, opts Options) (*Node, error) {
 	}
 	n.bg.Add(1)
 	go n.sweepLoop()
+	if n.staticPending {
+		n.bg.Add(1)
+		go n.staticJoinLoop()
+	}
+	if n.gossip == nil && len(n.cfg.Peers) > 0 {
+		n.bg.Add(1)
+		go n.staticMembershipLoop()
+	}
 	if n.gossip != nil {
 		n.bg.Add(2)
 		go n.joinLoop()
@@ -142,6 +155,18 @@ func (n *Node) open() error {
 		return fmt.Errorf("open raft log: %w", err)
 	}
 	n.stores = stores
+	has, err := raft.HasExistingState(n.stores.Log, n.stores.Stable, n.stores.Snapshots)
+	if err != nil {
+		return fmt.Errorf("read raft state: %w", err)
+	}
+	id, created, err := loadIdentity(n.cfg.DataDir, n.cfg.NodeID, has)
+	if err != nil {
+		return err
+	}
+	n.id = id
+	if created && id.Incarnation != "" {
+		n.logger.Info("new node identity: this node joins as a new member", "incarnation", id.Incarnation)
+	}
 
 	ln := n.opts.Listener
 	if ln == nil {
@@ -159,7 +184,8 @@ func (n *Node) open() error {
 			return err
 		}
 	}
-	n.mux = newMux(ln, stringAddr(n.cfg.Raft.Advertise), n.opts.Dial, tp, n.logger)
+	n.addr = tagAddr(n.cfg.Raft.Advertise, id.Incarnation)
+	n.mux = newMux(ln, stringAddr(n.addr), id.Incarnation, n.opts.Dial, tp, n.logger)
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  n.mux.raft,
 		MaxPool: 3,
@@ -188,10 +214,6 @@ func (n *Node) open() error {
 	rc.MaxAppendEntries = 256
 	rc.Logger = newHclog(n.logger, "raft")
 
-	has, err := raft.HasExistingState(n.stores.Log, n.stores.Stable, n.stores.Snapshots)
-	if err != nil {
-		return fmt.Errorf("read raft state: %w", err)
-	}
 	if err := n.checkEngines(); err != nil {
 		return err
 	}
@@ -204,10 +226,17 @@ func (n *Node) open() error {
 	// before a restart) must find raft here. Connections that arrived
 	// earlier wait in the mux until this accepts them.
 	go n.serveForward()
-	// With gossip and no static peers, bootstrap_expect decides (or a
-	// leader adds this node); bootstrapping alone would split the cluster.
-	if !has && (len(n.cfg.Peers) > 0 || !n.cfg.Gossip.Enabled()) {
-		if err := n.bootstrap(); err != nil {
+	// Without raft state: static peers bootstrap together once every one
+	// of them answers without state, or join the cluster that one of them
+	// belongs to (staticjoin.go); with gossip and no static peers,
+	// bootstrap_expect decides (or a leader adds this node); a node on its
+	// own bootstraps alone.
+	switch {
+	case has:
+	case len(n.cfg.Peers) > 0:
+		n.staticPending = true
+	case !n.cfg.Gossip.Enabled():
+		if err := n.bootstrap([]raft.Server{n.self()}); err != nil {
 			return err
 		}
 	}
@@ -216,7 +245,7 @@ func (n *Node) open() error {
 			return err
 		}
 	}
-	n.logger.Info("cluster node started", "raft", n.cfg.Raft.Advertise, "existing_state", has,
+	n.logger.Info("cluster node started", "raft", n.cfg.Raft.Advertise, "incarnation", id.Incarnation, "existing_state", has,
 		"gossip", n.GossipAddr(), "tls", tp != nil)
 	if n.cfg.Unsafe.LocalLinearizableReads {
 		n.logger.Error("UNSAFE: cluster.unsafe.local_linearizable_reads is on: linearizable storages may serve stale reads")
@@ -258,20 +287,9 @@ func (n *Node) serveForward() {
 	}
 }
 
-// bootstrap writes the initial configuration: every static peer, or this
-// node alone. Identical configurations on every node make this safe.
-func (n *Node) bootstrap() error {
-	var servers []raft.Server
-	for _, p := range n.cfg.Peers {
-		addr := p.Address
-		if p.ID == n.cfg.NodeID {
-			addr = n.cfg.Raft.Advertise
-		}
-		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(addr)})
-	}
-	if len(servers) == 0 {
-		servers = []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.NodeID), Address: raft.ServerAddress(n.cfg.Raft.Advertise)}}
-	}
+// bootstrap writes the initial configuration. Every node that bootstraps
+// one cluster writes the identical configuration, which raft allows.
+func (n *Node) bootstrap(servers []raft.Server) error {
 	err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
 	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 		return fmt.Errorf("bootstrap: %w", err)
@@ -279,11 +297,21 @@ func (n *Node) bootstrap() error {
 	return nil
 }
 
+// self is this node as a voter of a configuration.
+func (n *Node) self() raft.Server {
+	return raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.NodeID), Address: raft.ServerAddress(n.addr)}
+}
+
 // ID is the node's raft server id.
 func (n *Node) ID() string { return n.cfg.NodeID }
 
-// Addr is the advertised cluster address.
-func (n *Node) Addr() string { return n.cfg.Raft.Advertise }
+// Addr is the node's raft address: the advertised cluster address tagged
+// with its incarnation (DialAddr strips the tag).
+func (n *Node) Addr() string { return n.addr }
+
+// Incarnation is the node's incarnation, "" for a node whose raft state
+// predates identities (identity.go).
+func (n *Node) Incarnation() string { return n.id.Incarnation }
 
 // Raft exposes the raft instance for status and tests.
 func (n *Node) Raft() *raft.Raft { return n.raft }

@@ -30,8 +30,11 @@ const (
 // Status is one node's view of itself and of the cluster: what
 // `kvnode status` prints. Field names are the JSON of `kvnode status --json`.
 type Status struct {
-	NodeID        string `json:"node_id"`
-	Address       string `json:"address,omitempty"`
+	NodeID  string `json:"node_id"`
+	Address string `json:"address,omitempty"`
+	// Incarnation changes when a node restarts without its data dir: it is
+	// then a new member (empty for a node older than incarnations).
+	Incarnation   string `json:"incarnation,omitempty"`
 	Role          string `json:"role"`
 	LeaderID      string `json:"leader_id"`
 	LeaderAddress string `json:"leader_address"`
@@ -58,8 +61,9 @@ type Status struct {
 
 // MemberStatus is one member of the raft configuration (or of gossip only).
 type MemberStatus struct {
-	ID      string `json:"id"`
-	Address string `json:"address"`
+	ID          string `json:"id"`
+	Address     string `json:"address"`
+	Incarnation string `json:"incarnation,omitempty"`
 	// Suffrage is voter, nonvoter or staging; "none" for a node that
 	// gossip knows but raft does not (yet).
 	Suffrage string `json:"suffrage"`
@@ -104,7 +108,8 @@ func (m *Monitor) Status(ctx context.Context) Status {
 	n, r := m.n, m.n.raft
 	st := Status{
 		NodeID:          n.ID(),
-		Address:         n.Addr(),
+		Address:         DialAddr(n.Addr()),
+		Incarnation:     n.Incarnation(),
 		Role:            Role(r.State()),
 		Term:            r.CurrentTerm(),
 		CommitIndex:     r.CommitIndex(),
@@ -114,6 +119,7 @@ func (m *Monitor) Status(ctx context.Context) Status {
 		LeaderChanges:   m.LeaderChanges(),
 	}
 	st.LeaderID, st.LeaderAddress = n.Leader()
+	st.LeaderAddress = DialAddr(st.LeaderAddress)
 	st.Ready, st.ReadyReason = m.Ready()
 	now := time.Now()
 	if st.Role != RoleLeader {
@@ -140,12 +146,14 @@ func (m *Monitor) members(ctx context.Context, st Status, now time.Time) []Membe
 	if err, done := wait(ctx, f); done && err == nil {
 		failing := m.failingSince()
 		for _, s := range f.Configuration().Servers {
+			addr, inc := splitAddr(string(s.Address))
 			ms := MemberStatus{
-				ID:       string(s.ID),
-				Address:  string(s.Address),
-				Suffrage: strings.ToLower(s.Suffrage.String()),
-				Leader:   string(s.ID) == st.LeaderID,
-				Self:     string(s.ID) == st.NodeID,
+				ID:          string(s.ID),
+				Address:     addr,
+				Incarnation: inc,
+				Suffrage:    strings.ToLower(s.Suffrage.String()),
+				Leader:      string(s.ID) == st.LeaderID,
+				Self:        string(s.ID) == st.NodeID,
 			}
 			switch {
 			case ms.Self:

@@ -132,16 +132,17 @@ func (n *Node) reconcileOnce(now time.Time) bool {
 	}
 	slices.SortFunc(servers, func(a, b serverHealth) int { return strings.Compare(string(a.ID), string(b.ID)) })
 
-	// A replica takes the place of a voter that is gone.
+	// A replica takes the place of a voter that is gone, once it holds
+	// the log: until then it could not help commit anything.
 	if healthyVoters < n.cfg.Voters {
 		for _, s := range servers {
-			if s.healthy && s.Suffrage != raft.Voter {
-				return n.change("promoting replica to voter", s.ID, s.Address,
+			if s.healthy && s.Suffrage != raft.Voter && n.caughtUp(n.ctx, string(s.ID), string(s.Address)) {
+				return n.change("promoting caught-up replica to voter", s.ID, s.Address,
 					n.raft.AddVoter(s.ID, s.Address, prev, n.cfg.ApplyTimeout))
 			}
 		}
 	}
-	// Alive members that raft does not know (or knows at another address).
+	// Alive members that raft does not know, or knows at another address.
 	for _, id := range sortedKeys(members) {
 		m := members[id]
 		if id == n.cfg.NodeID || m.state != memberlist.StateAlive || m.bad != nil || m.meta.Raft == "" || m.meta.Leaving {
@@ -155,10 +156,22 @@ func (n *Node) reconcileOnce(now time.Time) bool {
 			continue
 		}
 		addr := raft.ServerAddress(m.meta.Raft)
-		if known && cur.Suffrage == raft.Voter || !known && healthyVoters < n.cfg.Voters {
-			return n.change("adding voter", raft.ServerID(id), addr, n.raft.AddVoter(raft.ServerID(id), addr, prev, n.cfg.ApplyTimeout))
+		switch {
+		case known && sameIncarnation(string(cur.Address), m.meta.Raft):
+			// The same incarnation at a new address: it kept its data.
+			f := n.raft.AddNonvoter(raft.ServerID(id), addr, prev, n.cfg.ApplyTimeout)
+			if cur.Suffrage == raft.Voter {
+				f = n.raft.AddVoter(raft.ServerID(id), addr, prev, n.cfg.ApplyTimeout)
+			}
+			return n.change("moving member to its new address", raft.ServerID(id), addr, f)
+		case known:
+			// A new incarnation: the member lost its data dir. Its former
+			// self goes now, whatever the quorum (it is not coming back);
+			// the next pass adds it as a new member.
+			return n.change("removing the former incarnation of a member that lost its data", cur.ID, cur.Address,
+				n.raft.RemoveServer(cur.ID, prev, n.cfg.ApplyTimeout))
 		}
-		return n.change("adding read replica (non-voter)", raft.ServerID(id), addr,
+		return n.change("adding member as a non-voter until it catches up", raft.ServerID(id), addr,
 			n.raft.AddNonvoter(raft.ServerID(id), addr, prev, n.cfg.ApplyTimeout))
 	}
 	// Failure-based changes only while this leader's gossip view sees a
@@ -240,17 +253,31 @@ func (n *Node) probe(id, addr string, now time.Time) bool {
 // PingArgs asks a node who it is.
 type PingArgs struct{}
 
-// PingReply names the node behind a cluster port.
+// PingReply names the node behind a cluster port and how far it is.
 type PingReply struct {
 	ID string
 	// Leaving is set once the node is shutting down: do not add it.
 	Leaving bool
+	// Incarnation is the node's incarnation (identity.go).
+	Incarnation string
+	// HasState: the node belongs to a cluster (it holds raft entries).
+	HasState bool
+	// LastIndex is the node's last raft log index: how far it caught up.
+	LastIndex uint64
+	// Leader is the raft address of the leader the node knows, if any.
+	Leader string
 }
 
-// Ping answers a leader checking this node's cluster port.
+// Ping answers a node checking this node's cluster port: a leader before
+// counting on a member, a static peer before bootstrapping.
 func (f *forwarder) Ping(_ PingArgs, reply *PingReply) error {
-	reply.ID = f.n.cfg.NodeID
-	reply.Leaving = f.n.leaving.Load()
+	n := f.n
+	reply.ID = n.cfg.NodeID
+	reply.Leaving = n.leaving.Load()
+	reply.Incarnation = n.id.Incarnation
+	reply.LastIndex = n.raft.LastIndex()
+	reply.HasState = reply.LastIndex > 0
+	_, reply.Leader = n.Leader()
 	return nil
 }
 

@@ -31,7 +31,7 @@ func leaderRPCAddr(n *cluster.Node) string {
 	}
 	for _, g := range n.GossipMembers() {
 		if g.ID == id {
-			return dialableRPC(g.RPCAddr, g.RaftAddr)
+			return dialableRPC(g.RPCAddr, cluster.DialAddr(g.RaftAddr))
 		}
 	}
 	return ""
