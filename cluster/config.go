@@ -61,6 +61,13 @@ type Config struct {
 	// TLS secures the cluster port (raft and forwarding) with mutual TLS.
 	TLS TLSConfig `yaml:"tls"`
 
+	// MaxConnections caps the cluster port's concurrent connections, and
+	// MaxConnectionsPerHost those from one remote address (defaults 1024
+	// and 128; mux_limits.go says why). Connections past a cap are closed
+	// at once and logged.
+	MaxConnections        int `yaml:"max_connections"`
+	MaxConnectionsPerHost int `yaml:"max_connections_per_host"`
+
 	// Unsafe holds switches that break guarantees on purpose, so the
 	// jepsen harness can prove its checker catches the anomaly.
 	Unsafe UnsafeConfig `yaml:"unsafe"`
@@ -162,6 +169,12 @@ func (c *Config) InitDefaults() {
 	if c.Gossip.Profile == "" {
 		c.Gossip.Profile = "lan"
 	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = defaultMaxConnections
+	}
+	if c.MaxConnectionsPerHost == 0 {
+		c.MaxConnectionsPerHost = defaultMaxConnectionsPerHost
+	}
 }
 
 // Validate reports every problem at once, each naming its field.
@@ -186,6 +199,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Raft.LeaderLeaseTimeout > c.Raft.HeartbeatTimeout {
 		bad("raft.leader_lease_timeout", "%s exceeds heartbeat_timeout %s", c.Raft.LeaderLeaseTimeout, c.Raft.HeartbeatTimeout)
+	}
+	if c.Raft.CommitTimeout > maxCommitTimeout {
+		// A new replication pipeline sends within two commit timeouts,
+		// and the cluster port closes connections silent for longer than
+		// its header timeout.
+		bad("raft.commit_timeout", "%s exceeds %s", c.Raft.CommitTimeout, maxCommitTimeout)
+	}
+	if c.MaxConnections < 0 {
+		bad("max_connections", "%d is negative", c.MaxConnections)
+	}
+	if c.MaxConnectionsPerHost < 0 {
+		bad("max_connections_per_host", "%d is negative", c.MaxConnectionsPerHost)
 	}
 	if c.Raft.ElectionTimeout < c.Raft.HeartbeatTimeout {
 		bad("raft.election_timeout", "%s is below heartbeat_timeout %s", c.Raft.ElectionTimeout, c.Raft.HeartbeatTimeout)

@@ -59,3 +59,18 @@ func TestConfig_MembershipProblemsNameTheirFields(t *testing.T) {
 		}
 	}
 }
+
+func TestConfig_LimitsAndCommitTimeout(t *testing.T) {
+	c := baseConfig()
+	c.InitDefaults()
+	if c.MaxConnections != 1024 || c.MaxConnectionsPerHost != 128 {
+		t.Fatalf("connection caps default to %d, %d", c.MaxConnections, c.MaxConnectionsPerHost)
+	}
+	c.MaxConnections, c.MaxConnectionsPerHost, c.Raft.CommitTimeout = -1, -1, 2*time.Second
+	err := c.Validate()
+	for _, want := range []string{"cluster.max_connections: -1", "cluster.max_connections_per_host: -1", "cluster.raft.commit_timeout: 2s exceeds 1s"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("no problem %q in: %v", want, err)
+		}
+	}
+}

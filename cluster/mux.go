@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -29,10 +30,6 @@ const (
 // a request, and could not tell "refused" from "maybe applied".
 const tlsAccepted byte = 1
 
-// headerTimeout bounds how long an accepted connection may take to say
-// which protocol it speaks, so a silent peer cannot pin a goroutine.
-const headerTimeout = 5 * time.Second
-
 // mux accepts connections on one listener and hands each to the listener
 // of its protocol.
 type mux struct {
@@ -40,6 +37,8 @@ type mux struct {
 	advertise net.Addr
 	dialer    func(address string, timeout time.Duration) (net.Conn, error)
 	tls       *tlsPair // nil: plain TCP
+	limits    muxLimits
+	slots     connSlots
 	logger    *slog.Logger
 	refusals  *logLimiter
 
@@ -54,9 +53,10 @@ type mux struct {
 	handlers handlerSet
 }
 
-func newMux(ln net.Listener, advertise net.Addr, dialer func(string, time.Duration) (net.Conn, error), tp *tlsPair, logger *slog.Logger) *mux {
-	m := &mux{ln: ln, advertise: advertise, dialer: dialer, tls: tp, logger: logger,
+func newMux(ln net.Listener, advertise net.Addr, dialer func(string, time.Duration) (net.Conn, error), tp *tlsPair, limits muxLimits, logger *slog.Logger) *mux {
+	m := &mux{ln: ln, advertise: advertise, dialer: dialer, tls: tp, limits: limits.withDefaults(), logger: logger,
 		refusals: newLogLimiter(refusalLogEvery), done: make(chan struct{})}
+	m.slots = connSlots{max: m.limits.maxConns, maxPerHost: m.limits.maxPerHost, perHost: map[string]int{}}
 	m.raft = &subListener{m: m, proto: protoRaft, conns: make(chan net.Conn)}
 	m.forward = &subListener{m: m, proto: protoForward, conns: make(chan net.Conn)}
 	go m.serve()
@@ -79,13 +79,26 @@ func (m *mux) serve() {
 			m.logger.Error("cluster listener failed", "err", err)
 			return
 		}
-		go m.route(c)
+		host := remoteHost(c.RemoteAddr())
+		if limit := m.slots.acquire(host); limit != "" {
+			_ = c.Close()
+			m.logLimited("full:"+host, "refusing cluster connection: "+limit+" reached",
+				"remote", c.RemoteAddr().String(), "limit", limit)
+			continue
+		}
+		go m.route(&slotConn{Conn: c, release: func() { m.slots.release(host) }})
 	}
 }
 
+// route reads the protocol byte and the first byte of the first request,
+// within the header timeout from accept (TLS handshake included), and only
+// then hands the connection over. Every dialer of the port sends its first
+// request right after dialling, so the timeout costs members nothing,
+// while a stranger who connects and goes quiet never reaches raft (which
+// allocates 256 KiB of buffers per connection up front) or the forwarding
+// server, and is closed within the timeout.
 func (m *mux) route(c net.Conn) {
-	var b [1]byte
-	_ = c.SetDeadline(time.Now().Add(headerTimeout))
+	_ = c.SetDeadline(time.Now().Add(m.limits.header))
 	if m.tls != nil {
 		tc := tls.Server(c, m.tls.server)
 		if err := tc.Handshake(); err != nil {
@@ -99,13 +112,27 @@ func (m *mux) route(c net.Conn) {
 		}
 		c = tc
 	}
-	if _, err := c.Read(b[:]); err != nil {
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil {
 		_ = c.Close()
 		return
 	}
+	proto := b[0]
+	if proto != protoRaft && proto != protoForward {
+		_ = c.Close()
+		m.logLimited("proto:"+remoteHost(c.RemoteAddr()), "refusing cluster connection with unknown protocol",
+			"remote", c.RemoteAddr().String(), "byte", proto)
+		return
+	}
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		_ = c.Close()
+		m.logger.Debug("closing cluster connection that sent no request", "remote", c.RemoteAddr().String(), "err", err)
+		return
+	}
 	_ = c.SetDeadline(time.Time{})
+	c = &peekedConn{Conn: c, first: b[:]}
 	var sub *subListener
-	switch b[0] {
+	switch proto {
 	case protoRaft:
 		sub = m.raft
 		if c = m.handlers.track(c); c == nil {
@@ -113,10 +140,7 @@ func (m *mux) route(c net.Conn) {
 		}
 	case protoForward:
 		sub = m.forward
-	default:
-		m.logger.Warn("refusing cluster connection with unknown protocol", "remote", c.RemoteAddr().String(), "byte", b[0])
-		_ = c.Close()
-		return
+		c = &idleConn{Conn: c, idle: m.limits.forwardIdle}
 	}
 	select {
 	case sub.conns <- c:
@@ -125,17 +149,19 @@ func (m *mux) route(c net.Conn) {
 	}
 }
 
+// logLimited logs a warning at most once per key per refusalLogEvery, so a
+// stranger retrying cannot flood the log.
+func (m *mux) logLimited(key, msg string, args ...any) {
+	if n, ok := m.refusals.allow(key); ok {
+		m.logger.Warn(msg, append(args, "suppressed_since_last", n)...)
+	}
+}
+
 // refused logs a failed TLS handshake, at most once per remote host per
 // refusalLogEvery so a misconfigured peer retrying cannot flood the log.
 func (m *mux) refused(remote net.Addr, err error) {
-	host := remote.String()
-	if h, _, serr := net.SplitHostPort(host); serr == nil {
-		host = h
-	}
-	if n, ok := m.refusals.allow(host); ok {
-		m.logger.Warn("refused cluster connection: TLS handshake failed (wrong or missing certificate?)",
-			"remote", remote.String(), "err", err, "suppressed_since_last", n)
-	}
+	m.logLimited(remoteHost(remote), "refused cluster connection: TLS handshake failed (wrong or missing certificate?)",
+		"remote", remote.String(), "err", err)
 }
 
 func (m *mux) close() error {
@@ -169,6 +195,11 @@ func (m *mux) dial(address string, proto byte, timeout time.Duration) (net.Conn,
 		return nil, fmt.Errorf("dial %s: %w", address, err)
 	}
 	_ = c.SetDeadline(time.Time{})
+	if proto == protoForward {
+		// Retire the connection before the listener's idle timeout can
+		// close it under a request (see retiringConn).
+		c = newRetiringConn(c, m.limits.forwardIdle/2, m.limits.now)
+	}
 	return c, nil
 }
 

@@ -159,7 +159,7 @@ func (n *Node) open() error {
 			return err
 		}
 	}
-	n.mux = newMux(ln, stringAddr(n.cfg.Raft.Advertise), n.opts.Dial, tp, n.logger)
+	n.mux = newMux(ln, stringAddr(n.cfg.Raft.Advertise), n.opts.Dial, tp, limitsFor(n.cfg), n.logger)
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  n.mux.raft,
 		MaxPool: 3,

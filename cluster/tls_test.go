@@ -54,7 +54,7 @@ func clientMux(t *testing.T, tp *tlsPair) *forwardClients {
 		t.Fatal(err)
 	}
 	l, _ := NewLogBook()
-	m := newMux(ln, ln.Addr(), func(a string, d time.Duration) (net.Conn, error) { return net.DialTimeout("tcp", a, d) }, tp, l)
+	m := newMux(ln, ln.Addr(), func(a string, d time.Duration) (net.Conn, error) { return net.DialTimeout("tcp", a, d) }, tp, muxLimits{}, l)
 	fc := newForwardClients(m)
 	t.Cleanup(func() { fc.closeAll(); _ = m.close() })
 	return fc
