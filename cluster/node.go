@@ -218,6 +218,7 @@ func (n *Node) open() error {
 	}
 	n.logger.Info("cluster node started", "raft", n.cfg.Raft.Advertise, "existing_state", has,
 		"gossip", n.GossipAddr(), "tls", tp != nil)
+	n.warnInsecure()
 	if n.cfg.Unsafe.LocalLinearizableReads {
 		n.logger.Error("UNSAFE: cluster.unsafe.local_linearizable_reads is on: linearizable storages may serve stale reads")
 	}
