@@ -57,6 +57,9 @@ func newMux(ln net.Listener, advertise net.Addr, dialer func(string, time.Durati
 	m := &mux{ln: ln, advertise: advertise, dialer: dialer, tls: tp, limits: limits.withDefaults(), logger: logger,
 		refusals: newLogLimiter(refusalLogEvery), done: make(chan struct{})}
 	m.slots = connSlots{max: m.limits.maxConns, maxPerHost: m.limits.maxPerHost, perHost: map[string]int{}}
+	if tp != nil {
+		tp.checkOwn(logger, time.Now())
+	}
 	m.raft = &subListener{m: m, proto: protoRaft, conns: make(chan net.Conn)}
 	m.forward = &subListener{m: m, proto: protoForward, conns: make(chan net.Conn)}
 	go m.serve()

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/drivers/memory"
 	"github.com/kvnode/kvnode/fsm"
+	"github.com/kvnode/kvnode/internal/pki"
 	eventlog "github.com/kvnode/kvnode/log"
 )
 
@@ -140,5 +143,140 @@ func TestTLS_LoadErrorsNameTheField(t *testing.T) {
 		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// writePKI writes a CA and a node certificate made by internal/pki (what
+// kvnode tls writes), the node's valid for certValidity.
+func writePKI(t *testing.T, certValidity time.Duration) TLSConfig {
+	t.Helper()
+	dir := t.TempDir()
+	now := time.Now()
+	caPair, err := pki.NewCA(365*24*time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.LoadCA(caPair.Cert, caPair.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := ca.Issue("n", nil, certValidity, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := TLSConfig{CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, "n.pem"), Key: filepath.Join(dir, "n-key.pem")}
+	for f, b := range map[string][]byte{c.CA: caPair.Cert, c.Cert: node.Cert, c.Key: node.Key} {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// At start a node says when its own certificate will be refused by its
+// peers (another CA) or soon will be (expiry), and how to create missing
+// files.
+func TestTLS_StartChecksTheNodesOwnCertificate(t *testing.T) {
+	check := func(c TLSConfig) string {
+		t.Helper()
+		tp, err := loadTLS(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, logs := NewLogBook()
+		tp.checkOwn(l, time.Now())
+		logs.mu.Lock()
+		defer logs.mu.Unlock()
+		return strings.Join(logs.lines, "\n")
+	}
+	if got := check(writePKI(t, 365*24*time.Hour)); got != "" {
+		t.Errorf("a good certificate: %s", got)
+	}
+	if got := check(writePKI(t, 10*24*time.Hour)); !strings.Contains(got, "level=WARN") || !strings.Contains(got, "expires soon") {
+		t.Errorf("a certificate expiring in 10 days: %q", got)
+	}
+	if got := check(WriteTestCerts(t, t.TempDir()).Rogue); !strings.Contains(got, "level=ERROR") || !strings.Contains(got, "does not verify against cluster.tls.ca") {
+		t.Errorf("a certificate from another CA: %q", got)
+	}
+	c := writePKI(t, time.Hour)
+	c.Cert = filepath.Join(t.TempDir(), "missing.pem")
+	if _, err := loadTLS(c); err == nil || !strings.Contains(err.Error(), "kvnode tls cert NODE") {
+		t.Errorf("a missing certificate: %v", err)
+	}
+}
+
+// Removing a member goes over the cluster port, so it takes the same
+// certificate as raft: without one (plain TCP) or with one from another CA
+// the call never reaches the leader; with the cluster's it removes.
+func TestTLS_RemovingAMemberNeedsACertificateFromTheClusterCA(t *testing.T) {
+	certs := WriteTestCerts(t, t.TempDir())
+	l, _ := NewLogBook()
+	var lns [2]net.Listener
+	var peers []Peer
+	for i := range lns {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[i] = ln
+		peers = append(peers, Peer{ID: []string{"a", "b"}[i], Address: ln.Addr().String()})
+	}
+	var nodes [2]*Node
+	for i, ln := range lns {
+		e := memory.New()
+		cfg := Config{NodeID: peers[i].ID, DataDir: t.TempDir(), Peers: peers, TLS: certs.Good, Raft: RaftConfig{
+			HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond, LeaderLeaseTimeout: 100 * time.Millisecond,
+		}}
+		n, err := Open(cfg, fsm.New(map[string]drivers.Engine{"mem": e}, l), Options{Listener: ln, Logger: l})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[i] = n
+		t.Cleanup(func() { _ = n.Close(); _ = e.Close() })
+	}
+	var leader, other *Node
+	for deadline := time.Now().Add(10 * time.Second); leader == nil; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader")
+		}
+		for i, n := range nodes {
+			if n.IsLeader() {
+				leader, other = n, nodes[1-i]
+			}
+		}
+	}
+	members := func() int {
+		f := leader.Raft().GetConfiguration()
+		if err := f.Error(); err != nil {
+			t.Fatal(err)
+		}
+		return len(f.Configuration().Servers)
+	}
+	good, err := loadTLS(certs.Good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogue, err := loadTLS(certs.Rogue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	args := RemoveArgs{ID: other.ID(), Timeout: time.Second}
+	for name, tp := range map[string]*tlsPair{"plain TCP": nil, "another CA": rogue} {
+		var reply RemoveReply
+		if _, err := clientMux(t, tp).call(ctx, leader.Addr(), "Remove", args, &reply); err == nil {
+			t.Errorf("%s: Cluster.Remove got through (code %d %s)", name, reply.Code, reply.Text)
+		}
+	}
+	if n := members(); n != 2 {
+		t.Fatalf("%d members after the refused removals, want 2", n)
+	}
+	var reply RemoveReply
+	if _, err := clientMux(t, good).call(ctx, leader.Addr(), "Remove", args, &reply); err != nil || reply.Code != codeOK {
+		t.Fatalf("Cluster.Remove with the cluster's certificate: %v (code %d %s)", err, reply.Code, reply.Text)
+	}
+	if n := members(); n != 1 {
+		t.Fatalf("%d members after the removal, want 1", n)
 	}
 }
