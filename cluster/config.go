@@ -300,6 +300,9 @@ func (c *Config) validateMembership(bad func(field, format string, args ...any))
 		for _, f := range [][2]string{{"tls.cert", t.Cert}, {"tls.key", t.Key}, {"tls.ca", t.CA}} {
 			if f[1] == "" {
 				bad(f[0], "missing: tls needs cert, key and ca together")
+			} else if _, err := os.Stat(f[1]); err != nil {
+				// Reported with every other problem; Open reads them.
+				bad(f[0], "%v%s", err, createHint(err))
 			}
 		}
 	}

@@ -45,6 +45,7 @@ func TestConfig_MembershipProblemsNameTheirFields(t *testing.T) {
 		"cluster.voters", "cluster.reap_after", "cluster.bootstrap_expect: set together with peers",
 		"cluster.gossip.bind", "cluster.gossip.join[0]", "cluster.gossip.encrypt_key: 5 bytes",
 		"cluster.gossip.profile", "cluster.tls.key: missing", "cluster.tls.ca: missing",
+		"cluster.tls.cert: stat a.pem: no such file or directory (create the cluster CA and node certificates with kvnode tls ca",
 	} {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("no problem for %s in:\n%v", field, err)
@@ -67,7 +68,13 @@ func TestConfig_MembershipProblemsNameTheirFields(t *testing.T) {
 // it without TLS or a gossip key, naming the field, the tool that fixes it
 // and the opt-out; loopback-only nodes need neither.
 func TestConfig_UnguardedListenersBeyondLoopbackAreRefused(t *testing.T) {
-	tlsOn := cluster.TLSConfig{Cert: "n.pem", Key: "n-key.pem", CA: "ca.pem"}
+	dir := t.TempDir()
+	tlsOn := cluster.TLSConfig{Cert: filepath.Join(dir, "n.pem"), Key: filepath.Join(dir, "n-key.pem"), CA: filepath.Join(dir, "ca.pem")}
+	for _, f := range []string{tlsOn.Cert, tlsOn.Key, tlsOn.CA} {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, tc := range []struct {
 		name   string
 		tune   func(*cluster.Config)
