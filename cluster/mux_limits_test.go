@@ -85,10 +85,24 @@ func TestMux_SilentConnectionsAreClosedAndCheap(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	const budget = 32 << 20
-	if grew := int64(peak) - int64(before); grew > budget {
+	grew := int64(peak) - int64(before)
+	if grew > budget {
 		t.Errorf("1,000 silent connections grew the heap by %d MiB (budget %d MiB)", grew>>20, budget>>20)
 	}
 	waitClosedByPeer(t, conns, start.Add(headerTimeout+5*time.Second))
+	t.Logf("heap grew by at most %.1f MiB; all closed after %s", float64(grew)/(1<<20), time.Since(start).Round(100*time.Millisecond))
+}
+
+// A stranger speaking another protocol is refused and logged once per
+// host per interval, however often it tries.
+func TestMux_UnknownProtocolIsLoggedRateLimited(t *testing.T) {
+	l, logs := NewLogBook()
+	n, _ := openSolo(t, nil, l)
+	conns := strangers(t, n.Addr(), "127.0.0.1", 50, []byte("GET / HTTP/1.1\r\n\r\n"))
+	waitClosedByPeer(t, conns, time.Now().Add(5*time.Second))
+	if got := countLines(logs, "refusing cluster connection with unknown protocol"); got != 1 {
+		t.Fatalf("%d log lines for 50 refusals from one host, want 1", got)
+	}
 }
 
 // A host that fills its share of the port is refused at once (and logged,

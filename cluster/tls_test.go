@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/drivers/memory"
 	"github.com/kvnode/kvnode/fsm"
@@ -278,5 +280,62 @@ func TestTLS_RemovingAMemberNeedsACertificateFromTheClusterCA(t *testing.T) {
 	}
 	if n := members(); n != 1 {
 		t.Fatalf("%d members after the removal, want 1", n)
+	}
+}
+
+// The raft attack of issue 10: an AppendEntries with the next term and a
+// garbage entry, which a node without TLS accepted (following the
+// intruder, then stopping on the entry). With TLS it needs the cluster's
+// certificate: plain TCP and another CA's certificate never reach raft,
+// and the node keeps its term and leadership.
+func TestTLS_RaftNeedsACertificateFromTheClusterCA(t *testing.T) {
+	certs := WriteTestCerts(t, t.TempDir())
+	l, _ := NewLogBook()
+	n, _ := openSolo(t, func(c *Config) { c.TLS = certs.Good }, l)
+	term, last := n.Raft().CurrentTerm(), n.Raft().LastIndex()
+	transport := func(tp *tlsPair) *raft.NetworkTransport {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := newMux(ln, ln.Addr(), func(a string, d time.Duration) (net.Conn, error) { return net.DialTimeout("tcp", a, d) }, tp, muxLimits{}, l)
+		tr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: m.raft, MaxPool: 1, Timeout: 2 * time.Second})
+		t.Cleanup(func() { _ = tr.Close() })
+		return tr
+	}
+	appendTo := func(tr *raft.NetworkTransport, req *raft.AppendEntriesRequest) (raft.AppendEntriesResponse, error) {
+		var resp raft.AppendEntriesResponse
+		err := tr.AppendEntries(raft.ServerID(n.ID()), raft.ServerAddress(n.Addr()), req, &resp)
+		return resp, err
+	}
+	intruder := raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("intruder"), Addr: []byte("127.0.0.1:1")}
+
+	// The cluster's certificate reaches raft: a stale heartbeat is
+	// answered (and refused by raft itself).
+	good, err := loadTLS(certs.Good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := appendTo(transport(good), &raft.AppendEntriesRequest{RPCHeader: intruder, Term: term - 1})
+	if err != nil || resp.Success || resp.Term != term {
+		t.Fatalf("stale heartbeat with the cluster's certificate: %v, %+v", err, resp)
+	}
+
+	rogue, err := loadTLS(certs.Rogue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attack := &raft.AppendEntriesRequest{RPCHeader: intruder, Term: term + 1, PrevLogEntry: last, PrevLogTerm: term,
+		Entries:           []*raft.Log{{Index: last + 1, Term: term + 1, Type: raft.LogCommand, Data: []byte{0xde, 0xad, 0xbe, 0xef}}},
+		LeaderCommitIndex: last + 1}
+	for name, tp := range map[string]*tlsPair{"plain TCP": nil, "another CA": rogue} {
+		if resp, err := appendTo(transport(tp), attack); err == nil {
+			t.Errorf("%s: AppendEntries from an intruder got through: %+v", name, resp)
+		}
+	}
+	// (The same request with the cluster's certificate makes the node
+	// follow the intruder at term+1: only TLS stops it.)
+	if got := n.Raft().CurrentTerm(); got != term || !n.IsLeader() {
+		t.Fatalf("after the refused AppendEntries: term %d (was %d), leader %v", got, term, n.IsLeader())
 	}
 }
