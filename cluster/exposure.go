@@ -112,7 +112,7 @@ func (n *Node) warnInsecure() {
 		return
 	}
 	for _, e := range n.cfg.exposures() {
-		n.logger.Warn(fmt.Sprintf("INSECURE (cluster.insecure is set): cluster.%s %q is reachable from other hosts without %s: %s",
-			e.field, e.addr, e.missing, e.stake), "fix", e.fix)
+		n.logger.Warn("INSECURE (cluster.insecure is set): cluster."+e.field+" is reachable from other hosts without "+e.missing,
+			"address", e.addr, "risk", e.stake, "fix", e.fix)
 	}
 }

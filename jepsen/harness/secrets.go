@@ -15,10 +15,12 @@ import (
 // /etc/kvnode/secrets, as `make cluster-secrets` does with kvnode tls and
 // kvnode keygen: ca.pem, <node>.pem and <node>-key.pem for each node (with
 // its "-peer" alias and 127.0.0.1 as names), and gossip.key. Every run has
-// a cluster CA of its own.
+// a cluster CA of its own, valid long enough that no node warns of its
+// expiry.
 func writeSecrets(dir string, nodes []string) error {
+	const validity = 365 * 24 * time.Hour
 	now := time.Now()
-	caPair, err := pki.NewCA(24*time.Hour, now)
+	caPair, err := pki.NewCA(validity, now)
 	if err != nil {
 		return fmt.Errorf("secrets: %w", err)
 	}
@@ -28,7 +30,7 @@ func writeSecrets(dir string, nodes []string) error {
 	}
 	files := map[string][]byte{"ca.pem": caPair.Cert}
 	for _, n := range nodes {
-		p, err := ca.Issue(n, []string{n + "-peer", "127.0.0.1"}, 24*time.Hour, now)
+		p, err := ca.Issue(n, []string{n + "-peer", "127.0.0.1"}, validity, now)
 		if err != nil {
 			return fmt.Errorf("secrets: %w", err)
 		}
