@@ -38,7 +38,9 @@ CLUSTER_FILE := docker-compose.cluster.yml
 KVNODE_IMAGE ?= kvnode:local
 JEPSEN_FLAGS ?=
 
-.PHONY: static image cluster-up cluster-down jepsen-test jepsen-smoke jepsen-long jepsen-failover
+SECRETS_DIR ?= .cluster-secrets
+
+.PHONY: static image cluster-secrets cluster-up cluster-down jepsen-test jepsen-smoke jepsen-long jepsen-failover
 
 # static is the CGO-free binary the FROM-scratch image copies.
 static:
@@ -47,10 +49,25 @@ static:
 image: static
 	docker build -q -t $(KVNODE_IMAGE) .
 
-# cluster-up builds the binary and the image and starts three nodes with RPC on
-# 127.0.0.1:6001-6003; it returns once every node reports healthy.
-cluster-up: image
-	KVNODE_IMAGE=$(KVNODE_IMAGE) $(COMPOSE) -f $(CLUSTER_FILE) up -d --no-build
+# cluster-secrets makes the compose cluster's secrets on the host, keeping what
+# is there: a CA in $(SECRETS_DIR)/ca, whose key never enters a container, and in
+# $(SECRETS_DIR)/nodes (mounted read-only as /etc/kvnode/secrets) its certificate,
+# one certificate per node and a gossip key. $(SECRETS_DIR) is git-ignored.
+cluster-secrets: static
+	@mkdir -p $(SECRETS_DIR)/ca $(SECRETS_DIR)/nodes && chmod 700 $(SECRETS_DIR) $(SECRETS_DIR)/ca
+	@[ -e $(SECRETS_DIR)/ca/ca.pem ] || ./bin/kvnode tls ca --dir $(SECRETS_DIR)/ca
+	@[ -e $(SECRETS_DIR)/nodes/ca.pem ] || cp $(SECRETS_DIR)/ca/ca.pem $(SECRETS_DIR)/nodes/ca.pem
+	@for n in node1 node2 node3; do \
+		[ -e $(SECRETS_DIR)/nodes/$$n.pem ] || ./bin/kvnode tls cert $$n --host $$n-peer --dir $(SECRETS_DIR)/nodes \
+			--ca $(SECRETS_DIR)/ca/ca.pem --ca-key $(SECRETS_DIR)/ca/ca-key.pem || exit 1; \
+	done
+	@[ -e $(SECRETS_DIR)/nodes/gossip.key ] || (umask 077 && ./bin/kvnode keygen > $(SECRETS_DIR)/nodes/gossip.key.new && \
+		mv $(SECRETS_DIR)/nodes/gossip.key.new $(SECRETS_DIR)/nodes/gossip.key)
+
+# cluster-up builds the binary and the image, makes the secrets and starts three
+# nodes with RPC on 127.0.0.1:6001-6003; it returns once every node reports healthy.
+cluster-up: image cluster-secrets
+	KVNODE_IMAGE=$(KVNODE_IMAGE) KVNODE_SECRETS_DIR=$(abspath $(SECRETS_DIR))/nodes $(COMPOSE) -f $(CLUSTER_FILE) up -d --no-build
 	./jepsen/scripts/wait-healthy.sh $(COMPOSE) -f $(CLUSTER_FILE)
 
 cluster-down:

@@ -4,7 +4,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"strings"
 	"time"
 )
@@ -61,6 +63,18 @@ type Config struct {
 	// TLS secures the cluster port (raft and forwarding) with mutual TLS.
 	TLS TLSConfig `yaml:"tls"`
 
+	// MaxConnections caps the cluster port's concurrent connections, and
+	// MaxConnectionsPerHost those from one remote address (defaults 1024
+	// and 128; mux_limits.go says why). Connections past a cap are closed
+	// at once and logged.
+	MaxConnections        int `yaml:"max_connections"`
+	MaxConnectionsPerHost int `yaml:"max_connections_per_host"`
+
+	// Insecure lets the node listen for raft or gossip where other hosts
+	// can reach it without TLS or a gossip key (see exposure.go); it then
+	// logs a warning at every start. Loopback-only nodes need no opt-out.
+	Insecure bool `yaml:"insecure"`
+
 	// Unsafe holds switches that break guarantees on purpose, so the
 	// jepsen harness can prove its checker catches the anomaly.
 	Unsafe UnsafeConfig `yaml:"unsafe"`
@@ -81,6 +95,10 @@ type GossipConfig struct {
 	// node: gossip is encrypted and authenticated with it, and messages
 	// without it are dropped.
 	EncryptKey string `yaml:"encrypt_key"`
+	// EncryptKeyFile names a file holding the key instead (what `kvnode
+	// keygen` prints), so that it need not sit in the configuration or the
+	// environment. Set one of the two.
+	EncryptKeyFile string `yaml:"encrypt_key_file"`
 	// Profile picks memberlist's timing: lan (default), local or wan.
 	Profile string `yaml:"profile"`
 }
@@ -98,6 +116,9 @@ func (t TLSConfig) Enabled() bool { return t.Cert != "" || t.Key != "" || t.CA !
 
 // Enabled reports whether gossip discovery is configured.
 func (g GossipConfig) Enabled() bool { return g.Bind != "" }
+
+// Encrypted reports whether a gossip key is configured.
+func (g GossipConfig) Encrypted() bool { return g.EncryptKey != "" || g.EncryptKeyFile != "" }
 
 // UnsafeConfig switches off safety for fault-injection tests. Never set
 // these in production: the node logs an error at start when one is on.
@@ -162,6 +183,12 @@ func (c *Config) InitDefaults() {
 	if c.Gossip.Profile == "" {
 		c.Gossip.Profile = "lan"
 	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = defaultMaxConnections
+	}
+	if c.MaxConnectionsPerHost == 0 {
+		c.MaxConnectionsPerHost = defaultMaxConnectionsPerHost
+	}
 }
 
 // Validate reports every problem at once, each naming its field.
@@ -187,6 +214,18 @@ func (c *Config) Validate() error {
 	if c.Raft.LeaderLeaseTimeout > c.Raft.HeartbeatTimeout {
 		bad("raft.leader_lease_timeout", "%s exceeds heartbeat_timeout %s", c.Raft.LeaderLeaseTimeout, c.Raft.HeartbeatTimeout)
 	}
+	if c.Raft.CommitTimeout > maxCommitTimeout {
+		// A new replication pipeline sends within two commit timeouts,
+		// and the cluster port closes connections silent for longer than
+		// its header timeout.
+		bad("raft.commit_timeout", "%s exceeds %s", c.Raft.CommitTimeout, maxCommitTimeout)
+	}
+	if c.MaxConnections < 0 {
+		bad("max_connections", "%d is negative", c.MaxConnections)
+	}
+	if c.MaxConnectionsPerHost < 0 {
+		bad("max_connections_per_host", "%d is negative", c.MaxConnectionsPerHost)
+	}
 	if c.Raft.ElectionTimeout < c.Raft.HeartbeatTimeout {
 		bad("raft.election_timeout", "%s is below heartbeat_timeout %s", c.Raft.ElectionTimeout, c.Raft.HeartbeatTimeout)
 	}
@@ -204,6 +243,7 @@ func (c *Config) Validate() error {
 		bad("peers", "does not list this node %q", c.NodeID)
 	}
 	c.validateMembership(bad)
+	c.validateExposure(bad)
 	return errors.Join(errs...)
 }
 
@@ -239,9 +279,16 @@ func (c *Config) validateMembership(bad func(field, format string, args ...any))
 			bad(fmt.Sprintf("gossip.join[%d]", i), "%q: %v", j, err)
 		}
 	}
-	if c.Gossip.EncryptKey != "" {
+	switch {
+	case c.Gossip.EncryptKey != "" && c.Gossip.EncryptKeyFile != "":
+		bad("gossip.encrypt_key_file", "set together with encrypt_key: choose one")
+	case c.Gossip.Encrypted():
 		if _, err := c.Gossip.key(); err != nil {
-			bad("gossip.encrypt_key", "%v", err)
+			field := "gossip.encrypt_key"
+			if c.Gossip.EncryptKeyFile != "" {
+				field += "_file"
+			}
+			bad(field, "%v", err)
 		}
 	}
 	switch c.Gossip.Profile {
@@ -253,14 +300,33 @@ func (c *Config) validateMembership(bad func(field, format string, args ...any))
 		for _, f := range [][2]string{{"tls.cert", t.Cert}, {"tls.key", t.Key}, {"tls.ca", t.CA}} {
 			if f[1] == "" {
 				bad(f[0], "missing: tls needs cert, key and ca together")
+			} else if _, err := os.Stat(f[1]); err != nil {
+				// Reported with every other problem; Open reads them.
+				bad(f[0], "%v%s", err, createHint(err))
 			}
 		}
 	}
 }
 
-// key decodes EncryptKey.
+// maxKeyFile bounds what is read of a key file: a key is 44 characters.
+const maxKeyFile = 1 << 10
+
+// key decodes EncryptKey, or the content of EncryptKeyFile.
 func (g GossipConfig) key() ([]byte, error) {
-	k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(g.EncryptKey))
+	text := g.EncryptKey
+	if g.EncryptKeyFile != "" {
+		f, err := os.Open(g.EncryptKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w (create it with kvnode keygen)", err)
+		}
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, maxKeyFile))
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", g.EncryptKeyFile, err)
+		}
+		text = string(b)
+	}
+	k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(text))
 	if err != nil {
 		return nil, fmt.Errorf("not base64: %w", err)
 	}
@@ -268,6 +334,6 @@ func (g GossipConfig) key() ([]byte, error) {
 	case 16, 24, 32:
 		return k, nil
 	default:
-		return nil, fmt.Errorf("%d bytes: want 16, 24 or 32 (e.g. `openssl rand -base64 32`)", len(k))
+		return nil, fmt.Errorf("%d bytes: want 16, 24 or 32 (create one with kvnode keygen)", len(k))
 	}
 }

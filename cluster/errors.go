@@ -1,6 +1,10 @@
 package cluster
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"net/rpc"
+)
 
 var (
 	// ErrNoLeader means the cluster has no reachable leader: the write was
@@ -34,4 +38,9 @@ var (
 	errNoAddress = errors.New("no address")
 	// errNoSeedAnswered is a join where only this node itself answered.
 	errNoSeedAnswered = errors.New("no other member answered")
+	// errRetired refuses a request on a forwarding connection idle long
+	// enough for the listener to be closing it (retiringConn). It is an
+	// rpc.ErrShutdown, which forwardClients reads as "nothing was sent":
+	// the caller drops the client and retries on a new connection.
+	errRetired = fmt.Errorf("forwarding connection idle too long, redialling: %w", rpc.ErrShutdown)
 )

@@ -19,7 +19,7 @@ func dialingMux(t *testing.T, dial func(string, time.Duration) (net.Conn, error)
 		t.Fatal(err)
 	}
 	l, _ := NewLogBook()
-	m := newMux(ln, ln.Addr(), "", dial, nil, l)
+	m := newMux(ln, ln.Addr(), "", dial, nil, muxLimits{}, l)
 	fc := newForwardClients(m)
 	t.Cleanup(func() { fc.closeAll(); _ = m.close() })
 	return fc

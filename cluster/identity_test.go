@@ -44,7 +44,7 @@ func identityMux(t *testing.T, inc string) (addr string, accepted <-chan net.Con
 		t.Fatal(err)
 	}
 	l, _ := NewLogBook()
-	m := newMux(ln, ln.Addr(), inc, nil, nil, l)
+	m := newMux(ln, ln.Addr(), inc, nil, nil, muxLimits{}, l)
 	t.Cleanup(func() { _ = m.close() })
 	out := make(chan net.Conn, 16)
 	for _, sub := range []*subListener{m.forward, m.raft} {

@@ -116,7 +116,7 @@ func startGossip(n *Node, hasState bool) (*gossip, error) {
 			return nil, fmt.Errorf("%w: cluster.gossip.advertise: %w", ErrConfig, err)
 		}
 	}
-	if gc.EncryptKey != "" {
+	if gc.Encrypted() {
 		key, err := gc.key()
 		if err != nil {
 			return nil, fmt.Errorf("%w: cluster.gossip.encrypt_key: %w", ErrConfig, err)

@@ -46,10 +46,6 @@ const (
 // a request, and could not tell "refused" from "maybe applied".
 const tlsAccepted byte = 1
 
-// headerTimeout bounds how long an accepted connection may take to say
-// which protocol it speaks, so a silent peer cannot pin a goroutine.
-const headerTimeout = 5 * time.Second
-
 // mux accepts connections on one listener and hands each to the listener
 // of its protocol.
 type mux struct {
@@ -59,6 +55,8 @@ type mux struct {
 	inc      string
 	dialer   func(address string, timeout time.Duration) (net.Conn, error)
 	tls      *tlsPair // nil: plain TCP
+	limits   muxLimits
+	slots    connSlots
 	logger   *slog.Logger
 	refusals *logLimiter
 
@@ -73,9 +71,13 @@ type mux struct {
 	handlers handlerSet
 }
 
-func newMux(ln net.Listener, advertise net.Addr, inc string, dialer func(string, time.Duration) (net.Conn, error), tp *tlsPair, logger *slog.Logger) *mux {
-	m := &mux{ln: ln, advertise: advertise, inc: inc, dialer: dialer, tls: tp, logger: logger,
+func newMux(ln net.Listener, advertise net.Addr, inc string, dialer func(string, time.Duration) (net.Conn, error), tp *tlsPair, limits muxLimits, logger *slog.Logger) *mux {
+	m := &mux{ln: ln, advertise: advertise, inc: inc, dialer: dialer, tls: tp, limits: limits.withDefaults(), logger: logger,
 		refusals: newLogLimiter(refusalLogEvery), done: make(chan struct{})}
+	m.slots = connSlots{max: m.limits.maxConns, maxPerHost: m.limits.maxPerHost, perHost: map[string]int{}}
+	if tp != nil {
+		tp.checkOwn(logger, time.Now())
+	}
 	m.raft = &subListener{m: m, proto: protoRaft, conns: make(chan net.Conn)}
 	m.forward = &subListener{m: m, proto: protoForward, conns: make(chan net.Conn)}
 	go m.serve()
@@ -98,13 +100,26 @@ func (m *mux) serve() {
 			m.logger.Error("cluster listener failed", "err", err)
 			return
 		}
-		go m.route(c)
+		host := remoteHost(c.RemoteAddr())
+		if limit := m.slots.acquire(host); limit != "" {
+			_ = c.Close()
+			m.logLimited("full:"+host, "refusing cluster connection: "+limit+" reached",
+				"remote", c.RemoteAddr().String(), "limit", limit)
+			continue
+		}
+		go m.route(&slotConn{Conn: c, release: func() { m.slots.release(host) }})
 	}
 }
 
+// route reads the protocol byte and the first byte of the first request,
+// within the header timeout from accept (TLS handshake included), and only
+// then hands the connection over. Every dialer of the port sends its first
+// request right after dialling, so the timeout costs members nothing,
+// while a stranger who connects and goes quiet never reaches raft (which
+// allocates 256 KiB of buffers per connection up front) or the forwarding
+// server, and is closed within the timeout.
 func (m *mux) route(c net.Conn) {
-	var b [1]byte
-	_ = c.SetDeadline(time.Now().Add(headerTimeout))
+	_ = c.SetDeadline(time.Now().Add(m.limits.header))
 	if m.tls != nil {
 		tc := tls.Server(c, m.tls.server)
 		if err := tc.Handshake(); err != nil {
@@ -118,6 +133,7 @@ func (m *mux) route(c net.Conn) {
 		}
 		c = tc
 	}
+	var b [1]byte
 	if _, err := io.ReadFull(c, b[:]); err != nil {
 		_ = c.Close()
 		return
@@ -135,8 +151,20 @@ func (m *mux) route(c net.Conn) {
 			_ = c.Close()
 			return
 		}
+	case protoForward:
+	default:
+		_ = c.Close()
+		m.logLimited("proto:"+remoteHost(c.RemoteAddr()), "refusing cluster connection with unknown protocol",
+			"remote", c.RemoteAddr().String(), "byte", proto)
+		return
+	}
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		_ = c.Close()
+		m.logger.Debug("closing cluster connection that sent no request", "remote", c.RemoteAddr().String(), "err", err)
+		return
 	}
 	_ = c.SetDeadline(time.Time{})
+	c = &peekedConn{Conn: c, first: b[:]}
 	var sub *subListener
 	switch proto {
 	case protoRaft, protoRaftID:
@@ -146,10 +174,7 @@ func (m *mux) route(c net.Conn) {
 		}
 	case protoForward, protoForwardID:
 		sub = m.forward
-	default:
-		m.logger.Warn("refusing cluster connection with unknown protocol", "remote", c.RemoteAddr().String(), "byte", b[0])
-		_ = c.Close()
-		return
+		c = &idleConn{Conn: c, idle: m.limits.forwardIdle}
 	}
 	select {
 	case sub.conns <- c:
@@ -184,29 +209,24 @@ func (m *mux) checkIdentity(c net.Conn, proto byte) bool {
 // wrongIdentity logs a connection meant for another incarnation of this
 // node, once per remote host per refusalLogEvery.
 func (m *mux) wrongIdentity(c net.Conn, proto byte, want string) {
-	remote := c.RemoteAddr().String()
-	host := remote
-	if h, _, err := net.SplitHostPort(remote); err == nil {
-		host = h
-	}
-	if n, ok := m.refusals.allow("identity " + host); ok {
-		m.logger.Warn("refused cluster connection meant for another incarnation of this node "+
-			"(its data dir was replaced: the leader adds it back as a new member)",
-			"remote", remote, "protocol", string(proto), "expected", want, "incarnation", m.inc, "suppressed_since_last", n)
+	m.logLimited("identity:"+remoteHost(c.RemoteAddr()), "refused cluster connection meant for another incarnation of this node "+
+		"(its data dir was replaced: the leader adds it back as a new member)",
+		"remote", c.RemoteAddr().String(), "protocol", string(proto), "expected", want, "incarnation", m.inc)
+}
+
+// logLimited logs a warning at most once per key per refusalLogEvery, so a
+// stranger retrying cannot flood the log.
+func (m *mux) logLimited(key, msg string, args ...any) {
+	if n, ok := m.refusals.allow(key); ok {
+		m.logger.Warn(msg, append(args, "suppressed_since_last", n)...)
 	}
 }
 
 // refused logs a failed TLS handshake, at most once per remote host per
 // refusalLogEvery so a misconfigured peer retrying cannot flood the log.
 func (m *mux) refused(remote net.Addr, err error) {
-	host := remote.String()
-	if h, _, serr := net.SplitHostPort(host); serr == nil {
-		host = h
-	}
-	if n, ok := m.refusals.allow(host); ok {
-		m.logger.Warn("refused cluster connection: TLS handshake failed (wrong or missing certificate?)",
-			"remote", remote.String(), "err", err, "suppressed_since_last", n)
-	}
+	m.logLimited(remoteHost(remote), "refused cluster connection: TLS handshake failed (wrong or missing certificate?)",
+		"remote", remote.String(), "err", err)
 }
 
 func (m *mux) close() error {
@@ -238,34 +258,41 @@ func (m *mux) dial(address string, proto byte, timeout time.Duration) (net.Conn,
 		}
 		c = tc
 	}
-	if inc == "" {
-		if _, err := c.Write([]byte{proto}); err != nil {
-			_ = c.Close()
-			return nil, fmt.Errorf("dial %s: %w", address, err)
-		}
-		_ = c.SetDeadline(time.Time{})
-		return c, nil
-	}
-	if proto == protoRaft {
-		proto = protoRaftID
-	} else {
-		proto = protoForwardID
-	}
-	hdr := append([]byte{proto, byte(len(inc))}, inc...)
-	var ack [1]byte
-	if _, err := c.Write(hdr); err != nil {
+	if err := m.hello(c, proto, inc); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("dial %s: %w", address, err)
 	}
-	if _, err := io.ReadFull(c, ack[:]); err != nil || ack[0] != identityOK {
-		_ = c.Close()
-		if err != nil {
-			return nil, fmt.Errorf("dial %s: %w", address, err)
-		}
-		return nil, fmt.Errorf("dial %s: %w: %s is not there any more", address, ErrWrongIncarnation, inc)
-	}
 	_ = c.SetDeadline(time.Time{})
+	if proto == protoForward {
+		// Retire the connection before the listener's idle timeout can
+		// close it under a request (see retiringConn).
+		c = newRetiringConn(c, m.limits.forwardIdle/2, m.limits.now)
+	}
 	return c, nil
+}
+
+// hello sends the protocol byte and, when the dialer expects an
+// incarnation, the identity header, and waits for the listener's answer.
+func (m *mux) hello(c net.Conn, proto byte, inc string) error {
+	if inc == "" {
+		_, err := c.Write([]byte{proto})
+		return err //nolint:wrapcheck // wrapped by dial
+	}
+	id := protoForwardID
+	if proto == protoRaft {
+		id = protoRaftID
+	}
+	if _, err := c.Write(append([]byte{id, byte(len(inc))}, inc...)); err != nil {
+		return err //nolint:wrapcheck
+	}
+	var ack [1]byte
+	if _, err := io.ReadFull(c, ack[:]); err != nil {
+		return err //nolint:wrapcheck
+	}
+	if ack[0] != identityOK {
+		return fmt.Errorf("%w: %s is not there any more", ErrWrongIncarnation, inc)
+	}
+	return nil
 }
 
 // subListener is the net.Listener of one protocol on the mux. For raft it

@@ -185,7 +185,7 @@ func (n *Node) open() error {
 		}
 	}
 	n.addr = tagAddr(n.cfg.Raft.Advertise, id.Incarnation)
-	n.mux = newMux(ln, stringAddr(n.addr), id.Incarnation, n.opts.Dial, tp, n.logger)
+	n.mux = newMux(ln, stringAddr(n.addr), id.Incarnation, n.opts.Dial, tp, limitsFor(n.cfg), n.logger)
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  n.mux.raft,
 		MaxPool: 3,
@@ -247,6 +247,7 @@ func (n *Node) open() error {
 	}
 	n.logger.Info("cluster node started", "raft", n.cfg.Raft.Advertise, "incarnation", id.Incarnation, "existing_state", has,
 		"gossip", n.GossipAddr(), "tls", tp != nil)
+	n.warnInsecure()
 	if n.cfg.Unsafe.LocalLinearizableReads {
 		n.logger.Error("UNSAFE: cluster.unsafe.local_linearizable_reads is on: linearizable storages may serve stale reads")
 	}

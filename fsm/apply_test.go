@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -237,8 +238,8 @@ func TestFSM_UnknownOpPanics(t *testing.T) {
 	}
 	valid := encode(t, "mem", drivers.Op{Kind: drivers.OpSet, Items: []drivers.Item{{Key: "k", Value: []byte("v")}}})
 	err = mustPanic(t, func() { f.ApplyBatch([]*raft.Log{cmd(2, valid[:len(valid)-1])}) })
-	if !errors.Is(err, eventlog.ErrCorrupt) {
-		t.Fatalf("truncated entry: panic %v, want ErrCorrupt", err)
+	if !errors.Is(err, eventlog.ErrCorrupt) || !strings.Contains(err.Error(), "log entry 2 (term 1)") {
+		t.Fatalf("truncated entry: panic %v, want ErrCorrupt naming the entry's index and term", err)
 	}
 	if f.AppliedIndex() != 0 {
 		t.Fatalf("AppliedIndex moved to %d past a corrupt entry", f.AppliedIndex())

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +14,12 @@ import (
 
 func TestLoadConfig_GossipAndTLSFromEnvironment(t *testing.T) {
 	t.Parallel()
+	certs := t.TempDir()
+	for _, f := range []string{"node.pem", "node-key.pem", "ca.pem"} {
+		if err := os.WriteFile(filepath.Join(certs, f), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	env := map[string]string{
 		"KVNODE_CLUSTER_NODE_ID":            "n1",
 		"KVNODE_CLUSTER_DATA_DIR":           "/data",
@@ -25,9 +32,9 @@ func TestLoadConfig_GossipAndTLSFromEnvironment(t *testing.T) {
 		"KVNODE_CLUSTER_GOSSIP_BIND":        "0.0.0.0:7946",
 		"KVNODE_CLUSTER_GOSSIP_JOIN":        "kv1:7946, kv2:7946,kv3:7946",
 		"KVNODE_CLUSTER_GOSSIP_ENCRYPT_KEY": "AAECAwQFBgcICQoLDA0ODw==",
-		"KVNODE_CLUSTER_TLS_CERT":           "/certs/node.pem",
-		"KVNODE_CLUSTER_TLS_KEY":            "/certs/node-key.pem",
-		"KVNODE_CLUSTER_TLS_CA":             "/certs/ca.pem",
+		"KVNODE_CLUSTER_TLS_CERT":           filepath.Join(certs, "node.pem"),
+		"KVNODE_CLUSTER_TLS_KEY":            filepath.Join(certs, "node-key.pem"),
+		"KVNODE_CLUSTER_TLS_CA":             filepath.Join(certs, "ca.pem"),
 	}
 	cc := mustLoad(t, LoadOptions{LookupEnv: envMap(env)}).ClusterConfig
 	if cc == nil {
@@ -39,7 +46,7 @@ func TestLoadConfig_GossipAndTLSFromEnvironment(t *testing.T) {
 	if g := cc.Gossip; g.Bind != "0.0.0.0:7946" || strings.Join(g.Join, " ") != "kv1:7946 kv2:7946 kv3:7946" || g.EncryptKey == "" {
 		t.Errorf("gossip = %+v", g)
 	}
-	if cc.TLS.Cert != "/certs/node.pem" || cc.TLS.Key != "/certs/node-key.pem" || cc.TLS.CA != "/certs/ca.pem" {
+	if cc.TLS.Cert != filepath.Join(certs, "node.pem") || cc.TLS.Key != filepath.Join(certs, "node-key.pem") || cc.TLS.CA != filepath.Join(certs, "ca.pem") {
 		t.Errorf("tls = %+v", cc.TLS)
 	}
 }

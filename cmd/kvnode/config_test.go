@@ -403,9 +403,15 @@ func TestLoadConfig_ClusterFromEnvironmentOnly(t *testing.T) {
 		"KVNODE_CLUSTER_RAFT_ADVERTISE": "node1:7000",
 		"KVNODE_CLUSTER_PEERS":          "n1=node1:7000, n2=node2:7000,n3=node3:7000",
 	}
-	cfg := mustLoad(t, LoadOptions{LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
+	// Bound to every interface without TLS: refused, naming the opt-out.
+	_, err := LoadConfig(LoadOptions{LookupEnv: envMap(env)})
+	if err == nil || !strings.Contains(err.Error(), "cluster.raft.bind") || !strings.Contains(err.Error(), "KVNODE_CLUSTER_INSECURE=true") {
+		t.Fatalf("no TLS on 0.0.0.0: %v", err)
+	}
+	env["KVNODE_CLUSTER_INSECURE"] = "true"
+	cfg := mustLoad(t, LoadOptions{LookupEnv: envMap(env)})
 	cc := cfg.ClusterConfig
-	if cc == nil || cc.NodeID != "n1" || cc.Raft.Advertise != "node1:7000" || len(cc.Peers) != 3 || cc.Peers[2].Address != "node3:7000" {
+	if cc == nil || cc.NodeID != "n1" || cc.Raft.Advertise != "node1:7000" || len(cc.Peers) != 3 || cc.Peers[2].Address != "node3:7000" || !cc.Insecure {
 		t.Fatalf("cluster from env = %+v", cc)
 	}
 }

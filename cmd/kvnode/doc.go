@@ -11,6 +11,9 @@
 //	kvnode status [--rpc ADDR] [--json]                     a node's view of itself and the cluster
 //	kvnode health [--rpc ADDR] [--ready]                    exit 0 when the node answers (and is ready)
 //	kvnode snapshot save|restore|inspect FILE [--rpc ADDR]  backups of the replicated storages
+//	kvnode tls ca [--dir DIR]                              a cluster CA: DIR/ca.pem, DIR/ca-key.pem
+//	kvnode tls cert NODE [--dir DIR] [--host HOST]...      a node certificate signed by it: DIR/NODE.pem, DIR/NODE-key.pem
+//	kvnode keygen                                          print a gossip encryption key
 //	kvnode version
 //
 // # Configuration

@@ -49,6 +49,8 @@ func commands() []command {
 		{"health", "exit 0 if a node answers (--ready: and is ready)", runHealth},
 		{"snapshot", "save a cluster's state to a file, restore or inspect one", runSnapshot},
 		{"bench", "measure a kvnode (or RoadRunner) server", runBench},
+		{"tls", "create a cluster CA (tls ca) and node certificates (tls cert NODE)", runTLS},
+		{"keygen", "print a new gossip encryption key", runKeygen},
 		{"version", "print the version", runVersion},
 	}
 }

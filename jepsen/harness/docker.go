@@ -35,6 +35,8 @@ type Docker struct {
 	env   []string
 	ports map[string]int
 	ids   map[string]string
+	// secrets is the directory mounted as the nodes' /etc/kvnode/secrets.
+	secrets string
 }
 
 var _ Cluster = (*Docker)(nil)
@@ -53,13 +55,24 @@ func DockerAvailable(ctx context.Context) bool {
 // until every node answers.
 func StartDocker(ctx context.Context, opts DockerOptions) (*Docker, error) {
 	d := &Docker{opts: opts, ports: map[string]int{}, ids: map[string]string{}}
-	d.env = append(os.Environ(), "KVNODE_IMAGE="+opts.Image, "KVNODE_UNSAFE_LOCAL_READS="+strconv.FormatBool(opts.UnsafeLocalReads))
+	secrets, err := os.MkdirTemp("", "kvnode-secrets-")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrDocker, err)
+	}
+	d.secrets = secrets
+	if err := writeSecrets(secrets, d.Nodes()); err != nil {
+		_ = os.RemoveAll(secrets)
+		return nil, err
+	}
+	d.env = append(os.Environ(), "KVNODE_IMAGE="+opts.Image, "KVNODE_UNSAFE_LOCAL_READS="+strconv.FormatBool(opts.UnsafeLocalReads),
+		"KVNODE_SECRETS_DIR="+secrets)
 	if opts.ReapAfter > 0 {
 		d.env = append(d.env, "KVNODE_REAP_AFTER="+opts.ReapAfter.String())
 	}
 	for i, n := range d.Nodes() {
 		p, err := freePort()
 		if err != nil {
+			_ = os.RemoveAll(secrets)
 			return nil, err
 		}
 		d.ports[n] = p
@@ -204,5 +217,6 @@ func (d *Docker) SaveLogs(ctx context.Context, dir string) {
 // Close implements Cluster: everything the project created goes.
 func (d *Docker) Close(ctx context.Context) error {
 	_, err := d.compose(context.WithoutCancel(ctx), 2*time.Minute, "down", "-v", "--remove-orphans", "-t", "2")
+	_ = os.RemoveAll(d.secrets)
 	return err
 }

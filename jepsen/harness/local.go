@@ -59,6 +59,9 @@ func StartLocal(ctx context.Context, opts LocalOptions) (*Local, error) {
 			return nil, err
 		}
 	}
+	if err := writeSecrets(filepath.Join(opts.Dir, "secrets"), l.Nodes()); err != nil {
+		return nil, err
+	}
 	for _, n := range l.Nodes() {
 		if err := l.spawn(n); err != nil {
 			_ = l.Close(ctx)
@@ -86,6 +89,7 @@ func (l *Local) spawn(node string) error {
 	if err != nil {
 		return fmt.Errorf("node log: %w", err)
 	}
+	secrets := filepath.Join(l.opts.Dir, "secrets")
 	raftAddr := fmt.Sprintf("127.0.0.1:%d", l.raft[node])
 	gossipAddr := fmt.Sprintf("127.0.0.1:%d", l.gossip[node])
 	cmd := exec.Command(l.opts.Binary, "serve", "-c", l.opts.Config,
@@ -95,7 +99,12 @@ func (l *Local) spawn(node string) error {
 		"-o", "cluster.raft.advertise="+raftAddr,
 		"-o", "cluster.gossip.bind="+gossipAddr,
 		"-o", "cluster.gossip.advertise="+gossipAddr,
-		"-o", "cluster.gossip.join=["+strings.Join(seeds, ", ")+"]")
+		"-o", "cluster.gossip.join=["+strings.Join(seeds, ", ")+"]",
+		// The secrets kvnode.yaml expects in /etc/kvnode/secrets.
+		"-o", "cluster.gossip.encrypt_key_file="+filepath.Join(secrets, "gossip.key"),
+		"-o", "cluster.tls.ca="+filepath.Join(secrets, "ca.pem"),
+		"-o", "cluster.tls.cert="+filepath.Join(secrets, node+".pem"),
+		"-o", "cluster.tls.key="+filepath.Join(secrets, node+"-key.pem"))
 	if l.opts.ReapAfter > 0 {
 		cmd.Args = append(cmd.Args, "-o", "cluster.reap_after="+l.opts.ReapAfter.String())
 	}
