@@ -38,10 +38,20 @@ type conn struct {
 	br     *bufio.Reader
 	remote string
 
-	wmu      sync.Mutex // serialises reply frames
-	inflight sync.WaitGroup
-	sem      chan struct{} // bounds requests in flight
-	deadline bool          // a read deadline is set on nc
+	wmu       sync.Mutex // serialises reply frames
+	wdeadline time.Time  // the write deadline set on nc; guarded by wmu
+	inflight  sync.WaitGroup
+	sem       chan struct{} // bounds requests in flight
+	deadline  bool          // a read deadline is set on nc
+	inFrame   bool          // the deadline set is the current frame's
+
+	// backlog counts the bytes of replies reserved and not yet written:
+	// reserve waits while it is full, the reader stops reading requests.
+	bmu     sync.Mutex
+	bcond   sync.Cond
+	backlog int
+	waiting int  // replies waiting in reserve for room
+	broken  bool // a write failed: nothing more can be sent
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {
@@ -49,13 +59,15 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	if a := nc.RemoteAddr(); a != nil && a.String() != "" {
 		remote = a.String()
 	}
-	return &conn{
+	c := &conn{
 		s:      s,
 		nc:     nc,
 		br:     bufio.NewReaderSize(nc, readBufSize),
 		remote: remote,
 		sem:    make(chan struct{}, s.cfg.MaxInFlight),
 	}
+	c.bcond.L = &c.bmu
+	return c
 }
 
 // serve runs the read loop, then lets the requests in flight finish and
@@ -89,6 +101,9 @@ func (c *conn) readLoop() (err error) {
 		}
 	}()
 	for {
+		if err := c.waitBacklog(); err != nil {
+			return err
+		}
 		req, err := c.readRequest()
 		if err != nil {
 			return err
@@ -119,6 +134,7 @@ func (c *conn) dispatch(req *request) {
 // before the payload is waited for or buffered: a frame goridge's codec
 // would choke on closes the connection instead.
 func (c *conn) readRequest() (*request, error) {
+	c.inFrame = false
 	b, err := c.peek(baseHeaderLen, true)
 	if err != nil {
 		return nil, err
@@ -158,11 +174,11 @@ func (c *conn) readRequest() (*request, error) {
 	req.codec = pickCodec(flags)
 	name := payload[:mlen]
 	if req.m = lookupMethod(name); req.m == mUnknown {
-		req.unknown = string(name)
-		if !c.s.decodeAdmin(req, req.unknown, payload[mlen:]) {
-			req.err = errMethod(req.unknown)
+		req.unknown = echoName(name)
+		if !c.s.decodeAdmin(req, name, payload[mlen:]) {
+			req.err = errMethod(name)
 		}
-	} else if err := decodeBody(payload[mlen:], req, c.s.storages); err != nil {
+	} else if err := decodeBody(payload[mlen:], req, c.s.storages, c.s.cfg.MaxItems); err != nil {
 		req.err = err
 	}
 	if inBuf {
@@ -172,38 +188,58 @@ func (c *conn) readRequest() (*request, error) {
 }
 
 // peek returns the next n buffered bytes, reading as needed. Deadlines are
-// only touched when a read has to block: IdleTimeout while waiting for a new
-// frame, FrameTimeout while in the middle of one.
+// only touched when a read has to block: IdleTimeout while waiting for the
+// first byte of a frame, then FrameTimeout for all the rest of it.
 func (c *conn) peek(n int, frameStart bool) ([]byte, error) {
 	if c.br.Buffered() >= n {
 		return c.br.Peek(n)
 	}
-	between := frameStart && c.br.Buffered() == 0
-	if err := c.armDeadline(between); err != nil {
+	if frameStart && c.br.Buffered() == 0 {
+		if err := c.armIdle(); err != nil {
+			return nil, err
+		}
+		if _, err := c.br.Peek(1); err != nil {
+			return nil, c.readErr(err, true)
+		}
+		if c.br.Buffered() >= n {
+			return c.br.Peek(n)
+		}
+	}
+	if err := c.armFrame(); err != nil {
 		return nil, err
 	}
 	b, err := c.br.Peek(n)
 	if err != nil {
-		return nil, c.readErr(err, between)
+		return nil, c.readErr(err, false)
 	}
 	return b, nil
 }
 
-// armDeadline sets the read deadline for a blocking read. It checks for
-// shutdown after setting it, so a deadline set here can never override the
-// one Shutdown set to wake this reader.
-func (c *conn) armDeadline(between bool) error {
-	timeout := c.s.cfg.FrameTimeout
-	if between {
-		timeout = c.s.cfg.IdleTimeout
-	}
-	switch {
+// armIdle sets the read deadline for the wait between frames: IdleTimeout,
+// or none. It checks for shutdown after setting it, so a deadline set here
+// can never override the one Shutdown set to wake this reader.
+func (c *conn) armIdle() error {
+	switch timeout := c.s.cfg.IdleTimeout; {
 	case timeout > 0:
 		_ = c.nc.SetReadDeadline(time.Now().Add(timeout))
 		c.deadline = true
 	case c.deadline:
 		_ = c.nc.SetReadDeadline(time.Time{})
 		c.deadline = false
+	}
+	if c.s.draining.Load() {
+		return errDraining
+	}
+	return nil
+}
+
+// armFrame sets the deadline for the rest of the current frame, once: it
+// is a deadline for the whole frame, which bytes trickling in one at a
+// time cannot push back.
+func (c *conn) armFrame() error {
+	if !c.inFrame {
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.FrameTimeout))
+		c.deadline, c.inFrame = true, true
 	}
 	if c.s.draining.Load() {
 		return errDraining
@@ -219,7 +255,7 @@ func (c *conn) readErr(err error, between bool) error {
 		if between {
 			return fmt.Errorf("idle for %s: %w", c.s.cfg.IdleTimeout, os.ErrDeadlineExceeded)
 		}
-		return fmt.Errorf("%w: no progress for %s", ErrFrameTruncated, c.s.cfg.FrameTimeout)
+		return fmt.Errorf("%w: frame not complete after %s (rpc.frame_timeout)", ErrFrameTruncated, c.s.cfg.FrameTimeout)
 	}
 	if errors.Is(err, io.EOF) && !between {
 		return ErrFrameTruncated
@@ -227,13 +263,12 @@ func (c *conn) readErr(err error, between bool) error {
 	return err
 }
 
-// deadlineReader reads a large payload, re-arming FrameTimeout before each
-// read so a slow but progressing upload is not cut off.
+// deadlineReader reads a large payload under the frame's deadline.
 type deadlineReader struct{ c *conn }
 
 func (d deadlineReader) Read(p []byte) (int, error) {
 	if d.c.br.Buffered() == 0 {
-		if err := d.c.armDeadline(false); err != nil {
+		if err := d.c.armFrame(); err != nil {
 			return 0, err
 		}
 	}
@@ -252,9 +287,14 @@ func (c *conn) process(req *request) {
 	}
 	defer putRequest(req)
 	res, err := c.serveRequest(req)
+	n, err := c.s.replySize(req, res, err)
+	if !c.reserve(n) {
+		return
+	}
 	bp := getBuf()
 	*bp = c.s.appendReply((*bp)[:0], req, res, err)
 	c.write(*bp)
+	c.release(n)
 	putBuf(bp)
 }
 
@@ -276,16 +316,104 @@ func (c *conn) serveRequest(req *request) (res result, err error) {
 	return c.s.call(c.s.base, req)
 }
 
+// write sends one reply frame. The write deadline is moved forward only
+// when less than 7/8 of WriteTimeout is left, which saves resetting the
+// poller's timer for every reply: each write still gets at least 7/8 of it.
 func (c *conn) write(b []byte) {
 	c.wmu.Lock()
+	now := time.Now()
+	if timeout := c.s.cfg.WriteTimeout; c.wdeadline.Sub(now) < timeout-timeout/8 {
+		c.wdeadline = now.Add(timeout)
+		_ = c.nc.SetWriteDeadline(c.wdeadline)
+	}
 	_, err := c.nc.Write(b)
 	c.wmu.Unlock()
 	if err != nil {
-		// The peer is gone or the connection was closed by Shutdown: make
-		// the read loop stop too.
-		c.s.logger.Debug("rpc: write failed", "remote", c.remote, "err", err)
-		_ = c.nc.Close()
+		c.fail(err)
 	}
+}
+
+// fail ends the connection after a failed write: the peer is gone, does
+// not read (write deadline), or Shutdown closed it. Replies waiting for
+// room are dropped and the read loop stops.
+func (c *conn) fail(err error) {
+	c.bmu.Lock()
+	first := !c.broken
+	c.broken = true
+	c.bcond.Broadcast()
+	c.bmu.Unlock()
+	if first {
+		level := slog.LevelDebug
+		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+			level = slog.LevelWarn
+		}
+		c.s.logger.Log(context.Background(), level, "rpc: closing connection: reply not taken",
+			"remote", c.remote, "err", err, "write_timeout", c.s.cfg.WriteTimeout)
+	}
+	_ = c.nc.Close()
+}
+
+// reserve waits until the backlog has room for a reply of n bytes, then
+// counts it. A reply larger than MaxReplyBacklog waits for an empty
+// backlog and goes alone. It returns false once the connection is broken:
+// the reply is dropped.
+func (c *conn) reserve(n int) bool {
+	c.bmu.Lock()
+	defer c.bmu.Unlock()
+	for !c.broken && c.backlog > 0 && c.backlog+n > c.s.cfg.MaxReplyBacklog {
+		c.waiting++
+		c.bcond.Wait()
+		c.waiting--
+	}
+	if c.broken {
+		return false
+	}
+	c.backlog += n
+	return true
+}
+
+// release uncounts a written (or dropped) reply of n bytes.
+func (c *conn) release(n int) {
+	c.bmu.Lock()
+	c.backlog -= n
+	c.bcond.Broadcast()
+	c.bmu.Unlock()
+}
+
+// waitBacklog holds the reader while the backlog is full or a reply waits
+// for room: a client that does not read its replies gets no more requests
+// served, and no goroutines pile up for it.
+func (c *conn) waitBacklog() error {
+	c.bmu.Lock()
+	defer c.bmu.Unlock()
+	for !c.broken && (c.backlog >= c.s.cfg.MaxReplyBacklog || c.waiting > 0) {
+		c.bcond.Wait()
+	}
+	if c.broken {
+		return net.ErrClosed
+	}
+	return nil
+}
+
+// replySize is the size of the reply frame appendReply will build for req
+// (an upper bound for JSON), computed without encoding it, so that the
+// backlog is reserved before the memory is taken. A reply too large for
+// one frame becomes an error reply, and its size is that of the error.
+func (s *Server) replySize(req *request, res result, err error) (int, error) {
+	name := req.name()
+	if err == nil {
+		var body int
+		if req.codec == frame.CodecJSON {
+			body = resultSizeJSON(res)
+		} else {
+			body = resultSizeProto(req.m, res)
+		}
+		if size := len(name) + body; size <= s.maxReply {
+			return headerLen + size, nil
+		}
+		err = errReplyTooLarge(name, len(name)+body, s.maxReply)
+	}
+	return headerLen + len(name) + len(err.Error()), err
 }
 
 // appendReply appends the reply frame for req: header, method name, then
@@ -302,6 +430,9 @@ func (s *Server) appendReply(b []byte, req *request, res result, err error) []by
 			b = appendResultProto(b, req.m, res)
 		case frame.CodecJSON:
 			b, err = appendResultJSON(b, req.m, res)
+		}
+		if size := len(b) - headerLen; err == nil && size > s.maxReply {
+			err = errReplyTooLarge(name, size, s.maxReply)
 		}
 	}
 	if err != nil {
