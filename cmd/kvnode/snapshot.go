@@ -20,7 +20,7 @@ import (
 // the node taking the snapshot, and the cluster installing a restore.
 const snapshotWait = 30 * time.Minute
 
-const snapshotUsage = "save FILE [--rpc ADDR] [--stale] | restore FILE [--rpc ADDR] | inspect FILE"
+const snapshotUsage = "save FILE [--rpc ADDR] [--token-file FILE] [--stale] | restore FILE [--rpc ADDR] [--token-file FILE] | inspect FILE"
 
 // runSnapshot dispatches kvnode snapshot save|restore|inspect.
 func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -61,10 +61,14 @@ func oneFile(fs *flag.FlagSet, args []string) (string, error) {
 // runSnapshotSave downloads a consistent snapshot of every replicated
 // storage into FILE (written to FILE.tmp, verified, then renamed).
 func runSnapshotSave(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
-	fs, af := newAdminFlagSet("snapshot save", "FILE [--rpc ADDR] [--stale]", 30*time.Second, stderr)
+	fs, af := newAdminFlagSet("snapshot save", "FILE [--rpc ADDR] [--token-file FILE] [--stale]", 30*time.Second, stderr)
+	af.tokenFlags(fs)
 	stale := fs.Bool("stale", false, "do not wait for the leader's commit index first (for a node cut off from its leader)")
 	file, err := oneFile(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := af.resolveToken(); err != nil {
 		return err
 	}
 	c, err := af.dial(ctx)
@@ -73,12 +77,12 @@ func runSnapshotSave(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	defer func() { _ = c.Close() }()
 	var open rpc.SnapshotOpenReply
-	if err := af.call(ctx, c, rpc.MethodSnapshotOpen, rpc.SnapshotOpenArgs{Stale: *stale}, &open, snapshotWait); err != nil {
+	if err := af.call(ctx, c, rpc.MethodSnapshotOpen, rpc.SnapshotOpenArgs{AdminAuth: af.auth, Stale: *stale}, &open, snapshotWait); err != nil {
 		return err
 	}
 	defer func() {
 		if err != nil { // the session may still hold the snapshot open
-			_ = af.call(context.WithoutCancel(ctx), c, rpc.MethodSnapshotClose, rpc.SnapshotCloseArgs{ID: open.ID}, nil, 0)
+			_ = af.call(context.WithoutCancel(ctx), c, rpc.MethodSnapshotClose, rpc.SnapshotCloseArgs{AdminAuth: af.auth, ID: open.ID}, nil, 0)
 		}
 	}()
 	bw, err := createBackup(file, backupMeta{NodeID: open.NodeID, RaftIndex: open.Index, RaftTerm: open.Term,
@@ -116,7 +120,7 @@ func download(ctx context.Context, af *adminFlags, c *client.Client, open rpc.Sn
 	var off int64
 	for {
 		var r rpc.SnapshotReadReply
-		if err := af.call(ctx, c, rpc.MethodSnapshotRead, rpc.SnapshotReadArgs{ID: open.ID, Offset: off}, &r, 0); err != nil {
+		if err := af.call(ctx, c, rpc.MethodSnapshotRead, rpc.SnapshotReadArgs{AdminAuth: af.auth, ID: open.ID, Offset: off}, &r, 0); err != nil {
 			_ = pw.CloseWithError(err)
 			prog.finish()
 			return fsm.SnapshotInfo{}, err
@@ -151,9 +155,13 @@ var leaderHint = regexp.MustCompile(`leader RPC address (\S+)`)
 // runSnapshotRestore verifies FILE, then streams it to the leader, which
 // makes the whole cluster hold exactly its state.
 func runSnapshotRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, af := newAdminFlagSet("snapshot restore", "FILE [--rpc ADDR]", 30*time.Second, stderr)
+	fs, af := newAdminFlagSet("snapshot restore", "FILE [--rpc ADDR] [--token-file FILE]", 30*time.Second, stderr)
+	af.tokenFlags(fs)
 	file, err := oneFile(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := af.resolveToken(); err != nil {
 		return err
 	}
 	prog := newProgress(stderr, "verifying", fileSize(file))
@@ -191,11 +199,11 @@ func upload(ctx context.Context, af *adminFlags, b *backupFile, stderr io.Writer
 	}
 	defer func() { _ = c.Close() }()
 	var begin rpc.RestoreBeginReply
-	if err := af.call(ctx, c, rpc.MethodRestoreBegin, rpc.RestoreBeginArgs{Size: b.meta.Size}, &begin, 0); err != nil {
+	if err := af.call(ctx, c, rpc.MethodRestoreBegin, rpc.RestoreBeginArgs{AdminAuth: af.auth, Size: b.meta.Size}, &begin, 0); err != nil {
 		return res, err
 	}
 	abort := func(err error) (cluster.RestoreInfo, error) {
-		_ = af.call(context.WithoutCancel(ctx), c, rpc.MethodRestoreAbort, rpc.RestoreAbortArgs{ID: begin.ID}, nil, 0)
+		_ = af.call(context.WithoutCancel(ctx), c, rpc.MethodRestoreAbort, rpc.RestoreAbortArgs{AdminAuth: af.auth, ID: begin.ID}, nil, 0)
 		return res, err
 	}
 	prog := newProgress(stderr, "restoring", b.meta.Size)
@@ -206,7 +214,7 @@ func upload(ctx context.Context, af *adminFlags, b *backupFile, stderr io.Writer
 		n, rerr := io.ReadFull(src, buf)
 		if n > 0 {
 			var w rpc.RestoreWriteReply
-			args := rpc.RestoreWriteArgs{ID: begin.ID, Offset: off, Data: buf[:n]}
+			args := rpc.RestoreWriteArgs{AdminAuth: af.auth, ID: begin.ID, Offset: off, Data: buf[:n]}
 			if err := af.call(ctx, c, rpc.MethodRestoreWrite, args, &w, 0); err != nil {
 				prog.finish()
 				return abort(err)
@@ -223,7 +231,7 @@ func upload(ctx context.Context, af *adminFlags, b *backupFile, stderr io.Writer
 		}
 	}
 	prog.finish()
-	err = af.call(ctx, c, rpc.MethodRestoreCommit, rpc.RestoreCommitArgs{ID: begin.ID, SHA256: b.streamSum}, &res, snapshotWait)
+	err = af.call(ctx, c, rpc.MethodRestoreCommit, rpc.RestoreCommitArgs{AdminAuth: af.auth, ID: begin.ID, SHA256: b.streamSum}, &res, snapshotWait)
 	return res, err
 }
 
