@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"time"
 
@@ -149,9 +148,6 @@ func download(ctx context.Context, af *adminFlags, c *client.Client, open rpc.Sn
 	return v.info, nil
 }
 
-// leaderHint finds the leader's RPC address in a node's refusal.
-var leaderHint = regexp.MustCompile(`leader RPC address (\S+)`)
-
 // runSnapshotRestore verifies FILE, then streams it to the leader, which
 // makes the whole cluster hold exactly its state.
 func runSnapshotRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -172,12 +168,10 @@ func runSnapshotRestore(ctx context.Context, args []string, stdout, stderr io.Wr
 	}
 	defer func() { _ = b.Close() }()
 
-	res, err := upload(ctx, af, b, stderr)
-	if m := leaderHint.FindStringSubmatch(errText(err)); m != nil && !strings.Contains(af.rpc, m[1]) {
-		fmt.Fprintf(stderr, "kvnode: %s is not the leader; sending the restore to the leader at %s\n", af.rpc, m[1])
-		af.rpc = m[1]
-		res, err = upload(ctx, af, b, stderr)
+	if af.rpc, err = restoreTarget(ctx, af, stderr); err != nil {
+		return err
 	}
+	res, err := upload(ctx, af, b, stderr)
 	if err != nil {
 		return err
 	}
@@ -188,6 +182,60 @@ func runSnapshotRestore(ctx context.Context, args []string, stdout, stderr io.Wr
 	fmt.Fprintf(stdout, "restored %s: storages %s, %s, taken at index %d, now at raft index %d%s\n",
 		file, strings.Join(res.Storages, ", "), humanBytes(res.Size), res.SourceIndex, res.Index, cleared)
 	return nil
+}
+
+// restoreTarget decides where a restore goes: to the node --rpc names when
+// it leads (or runs alone), else to the leader's RPC address as that node's
+// status reports it from gossip, once the node found there confirms in its
+// own status that it is that leader. A restore carries the whole state and
+// the admin token, so it never goes to an address read from an error text.
+func restoreTarget(ctx context.Context, af *adminFlags, stderr io.Writer) (string, error) {
+	named := af.rpc
+	st, err := nodeStatus(ctx, af, named)
+	if err != nil {
+		return "", err
+	}
+	if st.Role == cluster.RoleLeader || st.Role == cluster.RoleStandalone {
+		return named, nil
+	}
+	if st.LeaderID == "" {
+		return "", fmt.Errorf("%w: %s is a %s and knows no leader: retry once one is elected", cluster.ErrNotLeader, named, st.Role)
+	}
+	leader := ""
+	for _, m := range st.Members {
+		if m.ID == st.LeaderID {
+			leader = dialableRPC(m.RPCAddress, m.Address)
+		}
+	}
+	if leader == "" {
+		return "", fmt.Errorf("%w: %s is a %s; the leader is %s (cluster address %s), whose RPC address this node "+
+			"does not know (no gossip): run again with --rpc pointing at the leader", cluster.ErrNotLeader, named, st.Role,
+			st.LeaderID, st.LeaderAddress)
+	}
+	lst, err := nodeStatus(ctx, af, leader)
+	if err != nil {
+		return "", fmt.Errorf("the leader %s, at %s per %s: %w", st.LeaderID, leader, named, err)
+	}
+	if lst.Role != cluster.RoleLeader || lst.NodeID != st.LeaderID {
+		return "", fmt.Errorf("%w: %s names %s at %s as the leader, but that node is %s, a %s: retry",
+			cluster.ErrNotLeader, named, st.LeaderID, leader, lst.NodeID, lst.Role)
+	}
+	fmt.Fprintf(stderr, "kvnode: %s is not the leader; sending the restore to the leader at %s\n", named, leader)
+	return leader, nil
+}
+
+// nodeStatus asks the node at addr for its kvnode.Status.
+func nodeStatus(ctx context.Context, af *adminFlags, addr string) (cluster.Status, error) {
+	var st cluster.Status
+	at := *af
+	at.rpc = addr
+	c, err := at.dial(ctx)
+	if err != nil {
+		return st, err
+	}
+	defer func() { _ = c.Close() }()
+	err = at.call(ctx, c, rpc.MethodStatus, nil, &st, 0)
+	return st, err
 }
 
 // upload runs one restore session against af.rpc.
@@ -254,11 +302,4 @@ func runSnapshotInspect(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "size        %s\n", humanBytes(m.Size))
 	fmt.Fprintf(stdout, "storages    %s\n", strings.Join(b.info.Storages, ", "))
 	return nil
-}
-
-func errText(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }
