@@ -342,13 +342,11 @@ func (c *conn) fail(err error) {
 	c.broken = true
 	c.bcond.Broadcast()
 	c.bmu.Unlock()
-	if first {
-		level := slog.LevelDebug
-		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
-			level = slog.LevelWarn
-		}
-		c.s.logger.Log(context.Background(), level, "rpc: closing connection: reply not taken",
-			"remote", c.remote, "err", err, "write_timeout", c.s.cfg.WriteTimeout)
+	if ne := net.Error(nil); first && errors.As(err, &ne) && ne.Timeout() {
+		c.s.logger.Warn("rpc: closing connection: reply not taken within write_timeout",
+			"remote", c.remote, "write_timeout", c.s.cfg.WriteTimeout)
+	} else if first {
+		c.s.logger.Debug("rpc: write failed", "remote", c.remote, "err", err)
 	}
 	_ = c.nc.Close()
 }
@@ -408,7 +406,7 @@ func (s *Server) replySize(req *request, res result, err error) (int, error) {
 		} else {
 			body = resultSizeProto(req.m, res)
 		}
-		if size := len(name) + body; size <= s.maxReply {
+		if size := len(name) + body; uint64(size) <= s.maxReply {
 			return headerLen + size, nil
 		}
 		err = errReplyTooLarge(name, len(name)+body, s.maxReply)
@@ -431,7 +429,7 @@ func (s *Server) appendReply(b []byte, req *request, res result, err error) []by
 		case frame.CodecJSON:
 			b, err = appendResultJSON(b, req.m, res)
 		}
-		if size := len(b) - headerLen; err == nil && size > s.maxReply {
+		if size := len(b) - headerLen; err == nil && uint64(size) > s.maxReply {
 			err = errReplyTooLarge(name, size, s.maxReply)
 		}
 	}

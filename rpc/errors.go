@@ -218,7 +218,7 @@ func errTooManyItems(m method, limit int) error {
 
 // errReplyTooLarge replaces a reply whose payload would not fit the
 // frame's 32-bit length.
-func errReplyTooLarge(name string, size, limit int) error {
+func errReplyTooLarge(name string, size int, limit uint64) error {
 	return reply(ErrReplyTooLarge, fmt.Sprintf("%s: %s: %d bytes, the limit is %d: ask for fewer or smaller keys",
 		name, ErrReplyTooLarge.Error(), size, limit))
 }

@@ -239,7 +239,7 @@ func TestHostile_ClientThatDoesNotRead(t *testing.T) {
 	if maxG > DefaultMaxInFlight+16 {
 		t.Errorf("a connection that does not read held %d goroutines", maxG)
 	}
-	waitFor(t, "the log line", func() bool { return strings.Contains(srv.log.String(), "reply not taken") })
+	waitFor(t, "the log line", func() bool { return strings.Contains(srv.log.String(), "reply not taken within write_timeout") })
 	mustCall(t, c, "kv.Has", req("default", "big")) // the server is fine
 }
 

@@ -46,7 +46,7 @@ type Server struct {
 	refusals throttle
 	// maxReply is the largest reply payload: the frame's 32-bit length.
 	// Tests lower it.
-	maxReply int
+	maxReply uint64
 }
 
 // New checks cfg and storages and returns a Server that is not listening
