@@ -261,7 +261,7 @@ func decodeProtoFast(b []byte, r *request, storages map[string]*storage, maxItem
 			if r.blank || !r.keepsItems() {
 				continue
 			}
-			if len(bytes.TrimSpace(key)) == 0 {
+			if blankKey(key) {
 				r.blank = true
 				continue
 			}
@@ -276,6 +276,15 @@ func decodeProtoFast(b []byte, r *request, storages map[string]*storage, maxItem
 		}
 	}
 	return fastOK
+}
+
+// blankKey is drivers.BlankKey on bytes, with a shortcut for the usual key
+// that starts with a printable ASCII character.
+func blankKey(key []byte) bool {
+	if len(key) > 0 && key[0] > ' ' && key[0] < utf8.RuneSelf {
+		return false
+	}
+	return len(bytes.TrimSpace(key)) == 0
 }
 
 // parseItemFast splits an encoded kv.v1.Item into its fields, aliasing b;

@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/roadrunner-server/goridge/v3/pkg/frame"
@@ -38,20 +39,24 @@ type conn struct {
 	br     *bufio.Reader
 	remote string
 
-	wmu       sync.Mutex // serialises reply frames
-	wdeadline time.Time  // the write deadline set on nc; guarded by wmu
-	inflight  sync.WaitGroup
-	sem       chan struct{} // bounds requests in flight
-	deadline  bool          // a read deadline is set on nc
-	inFrame   bool          // the deadline set is the current frame's
+	raw      *rawWriter // nil if nc has no descriptor: every write waits under the deadline
+	wmu      sync.Mutex // serialises reply frames and guards raw
+	inflight sync.WaitGroup
+	sem      chan struct{} // bounds requests in flight
+	deadline bool          // a read deadline is set on nc
+	inFrame  bool          // the deadline set is the current frame's
 
 	// backlog counts the bytes of replies reserved and not yet written:
-	// reserve waits while it is full, the reader stops reading requests.
-	bmu     sync.Mutex
-	bcond   sync.Cond
-	backlog int
-	waiting int  // replies waiting in reserve for room
-	broken  bool // a write failed: nothing more can be sent
+	// reserve waits while it is full, and the reader stops reading
+	// requests. The counters are atomic so that the common case (room to
+	// spare) takes no lock; whoever must wait sleeps on bcond, and
+	// whoever frees room wakes the sleepers, if any.
+	backlog  atomic.Int64
+	waiting  atomic.Int32 // replies waiting in reserve for room
+	sleepers atomic.Int32 // goroutines asleep on bcond
+	broken   atomic.Bool  // a write failed: nothing more can be sent
+	bmu      sync.Mutex
+	bcond    sync.Cond
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {
@@ -65,6 +70,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 		br:     bufio.NewReaderSize(nc, readBufSize),
 		remote: remote,
 		sem:    make(chan struct{}, s.cfg.MaxInFlight),
+		raw:    newRawWriter(nc),
 	}
 	c.bcond.L = &c.bmu
 	return c
@@ -316,17 +322,22 @@ func (c *conn) serveRequest(req *request) (res result, err error) {
 	return c.s.call(c.s.base, req)
 }
 
-// write sends one reply frame. The write deadline is moved forward only
-// when less than 7/8 of WriteTimeout is left, which saves resetting the
-// poller's timer for every reply: each write still gets at least 7/8 of it.
+// write sends one reply frame. It first writes what the socket takes at
+// once; only a reply that must wait for the client to read arms
+// WriteTimeout, and a client that does not read within it loses the
+// connection.
 func (c *conn) write(b []byte) {
 	c.wmu.Lock()
-	now := time.Now()
-	if timeout := c.s.cfg.WriteTimeout; c.wdeadline.Sub(now) < timeout-timeout/8 {
-		c.wdeadline = now.Add(timeout)
-		_ = c.nc.SetWriteDeadline(c.wdeadline)
+	rest, err := b, error(nil)
+	if c.raw != nil {
+		rest, err = c.raw.tryWrite(b)
 	}
-	_, err := c.nc.Write(b)
+	if err == nil && len(rest) > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+		if _, err = c.nc.Write(rest); err == nil {
+			_ = c.nc.SetWriteDeadline(time.Time{})
+		}
+	}
 	c.wmu.Unlock()
 	if err != nil {
 		c.fail(err)
@@ -337,9 +348,8 @@ func (c *conn) write(b []byte) {
 // not read (write deadline), or Shutdown closed it. Replies waiting for
 // room are dropped and the read loop stops.
 func (c *conn) fail(err error) {
+	first := !c.broken.Swap(true)
 	c.bmu.Lock()
-	first := !c.broken
-	c.broken = true
 	c.bcond.Broadcast()
 	c.bmu.Unlock()
 	if ne := net.Error(nil); first && errors.As(err, &ne) && ne.Timeout() {
@@ -356,41 +366,62 @@ func (c *conn) fail(err error) {
 // backlog and goes alone. It returns false once the connection is broken:
 // the reply is dropped.
 func (c *conn) reserve(n int) bool {
-	c.bmu.Lock()
-	defer c.bmu.Unlock()
-	for !c.broken && c.backlog > 0 && c.backlog+n > c.s.cfg.MaxReplyBacklog {
-		c.waiting++
-		c.bcond.Wait()
-		c.waiting--
+	limit, m := int64(c.s.cfg.MaxReplyBacklog), int64(n)
+	for !c.broken.Load() {
+		if v := c.backlog.Add(m); v <= limit || v == m {
+			return true
+		}
+		c.backlog.Add(-m)
+		c.waiting.Add(1)
+		c.wake() // the undone reservation may have made others wait
+		c.sleep(func() bool { v := c.backlog.Load(); return v == 0 || v+m <= limit })
+		c.waiting.Add(-1)
+		c.wake() // the reader may be waiting for no reply to wait
 	}
-	if c.broken {
-		return false
-	}
-	c.backlog += n
-	return true
+	return false
 }
 
 // release uncounts a written (or dropped) reply of n bytes.
 func (c *conn) release(n int) {
-	c.bmu.Lock()
-	c.backlog -= n
-	c.bcond.Broadcast()
-	c.bmu.Unlock()
+	c.backlog.Add(-int64(n))
+	c.wake()
 }
 
 // waitBacklog holds the reader while the backlog is full or a reply waits
 // for room: a client that does not read its replies gets no more requests
-// served, and no goroutines pile up for it.
+// served.
 func (c *conn) waitBacklog() error {
-	c.bmu.Lock()
-	defer c.bmu.Unlock()
-	for !c.broken && (c.backlog >= c.s.cfg.MaxReplyBacklog || c.waiting > 0) {
-		c.bcond.Wait()
+	limit := int64(c.s.cfg.MaxReplyBacklog)
+	ready := func() bool { return c.backlog.Load() < limit && c.waiting.Load() == 0 }
+	if !ready() {
+		c.sleep(ready)
 	}
-	if c.broken {
+	if c.broken.Load() {
 		return net.ErrClosed
 	}
 	return nil
+}
+
+// sleep waits on bcond until ready or the connection breaks. A sleeper is
+// counted before it checks ready, and a waker changes the counters before
+// it looks for sleepers, so no wake-up is lost.
+func (c *conn) sleep(ready func() bool) {
+	c.bmu.Lock()
+	c.sleepers.Add(1)
+	for !c.broken.Load() && !ready() {
+		c.bcond.Wait()
+	}
+	c.sleepers.Add(-1)
+	c.bmu.Unlock()
+}
+
+// wake wakes the sleepers, if there are any.
+func (c *conn) wake() {
+	if c.sleepers.Load() > 0 {
+		c.bmu.Lock()
+		c.bcond.Broadcast()
+		c.bmu.Unlock()
+	}
 }
 
 // replySize is the size of the reply frame appendReply will build for req
