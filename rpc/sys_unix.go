@@ -14,13 +14,13 @@ const socketMode = 0o660
 // file bind creates takes the socket inode's mode (less the umask), so
 // narrowing the inode before bind leaves no moment in which the file is
 // open to everyone; Listen then chmods the file to exactly socketMode.
+// Systems that refuse fchmod on a socket only get the chmod.
 func restrictSocket(_, _ string, c syscall.RawConn) error {
-	var ferr error
-	err := c.Control(func(fd uintptr) { ferr = syscall.Fchmod(int(fd), socketMode) })
+	err := c.Control(func(fd uintptr) { _ = syscall.Fchmod(int(fd), socketMode) })
 	if err != nil {
 		return err //nolint:wrapcheck // Listen wraps it with the address
 	}
-	return ferr //nolint:wrapcheck
+	return nil
 }
 
 // openFileLimit is the process's soft limit on open files (0 if unknown).
