@@ -262,17 +262,26 @@ func (a *adminState) abort(s *restoreSession, cause error) {
 }
 
 // forget drops s once its Restore has returned (it reads until the pipe
-// fails, so that is soon after an abort).
+// fails, so that is soon after an abort): at once when it has, so that a
+// client told its restore is over may begin the next one straight away.
 func (a *adminState) forget(s *restoreSession) {
 	s.timer.Stop()
-	go func() {
-		<-s.done
+	drop := func() {
 		a.mu.Lock()
 		if a.restore == s {
 			a.restore = nil
 		}
 		a.mu.Unlock()
-	}()
+	}
+	select {
+	case <-s.done:
+		drop()
+	default:
+		go func() {
+			<-s.done
+			drop()
+		}()
+	}
 }
 
 func (a *adminState) restoreWrite(args RestoreWriteArgs) (RestoreWriteReply, error) {
