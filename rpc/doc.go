@@ -60,7 +60,8 @@
 //   - replies encoded and not yet written are bounded per connection by
 //     MaxReplyBacklog: the server reserves a reply's size before encoding
 //     it, and stops reading a connection's requests while its backlog is
-//     full; a reply not taken within WriteTimeout closes the connection.
+//     full; a reply the socket cannot take at once must be taken within
+//     WriteTimeout, or the connection closes.
 //   - at most MaxConnections connections are open; more are closed as soon
 //     as they are accepted.
 //   - an unknown method name is repeated in the reply up to 256 bytes, and a
