@@ -52,7 +52,8 @@ image: static
 # cluster-secrets makes the compose cluster's secrets on the host, keeping what
 # is there: a CA in $(SECRETS_DIR)/ca, whose key never enters a container, and in
 # $(SECRETS_DIR)/nodes (mounted read-only as /etc/kvnode/secrets) its certificate,
-# one certificate per node and a gossip key. $(SECRETS_DIR) is git-ignored.
+# one certificate per node, a gossip key and the admin token (also what
+# `kvnode snapshot --token-file` reads). $(SECRETS_DIR) is git-ignored.
 cluster-secrets: static
 	@mkdir -p $(SECRETS_DIR)/ca $(SECRETS_DIR)/nodes && chmod 700 $(SECRETS_DIR) $(SECRETS_DIR)/ca
 	@[ -e $(SECRETS_DIR)/ca/ca.pem ] || ./bin/kvnode tls ca --dir $(SECRETS_DIR)/ca
@@ -63,6 +64,8 @@ cluster-secrets: static
 	done
 	@[ -e $(SECRETS_DIR)/nodes/gossip.key ] || (umask 077 && ./bin/kvnode keygen > $(SECRETS_DIR)/nodes/gossip.key.new && \
 		mv $(SECRETS_DIR)/nodes/gossip.key.new $(SECRETS_DIR)/nodes/gossip.key)
+	@[ -e $(SECRETS_DIR)/nodes/admin.token ] || (umask 077 && ./bin/kvnode keygen > $(SECRETS_DIR)/nodes/admin.token.new && \
+		mv $(SECRETS_DIR)/nodes/admin.token.new $(SECRETS_DIR)/nodes/admin.token)
 
 # cluster-up builds the binary and the image, makes the secrets and starts three
 # nodes with RPC on 127.0.0.1:6001-6003; it returns once every node reports healthy.

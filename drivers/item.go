@@ -1,6 +1,7 @@
 package drivers
 
 import (
+	"math"
 	"strings"
 	"time"
 )
@@ -21,10 +22,16 @@ type Item struct {
 // method refuses.
 func BlankKey(key string) bool { return strings.TrimSpace(key) == "" }
 
+// MaxDeadline is the latest deadline Unix nanoseconds can hold
+// (2262-04-11T23:47:16.854775807Z).
+const MaxDeadline = math.MaxInt64
+
 // ParseTimeout parses an RFC 3339 timeout into a deadline in Unix
 // nanoseconds. "" means no expiry (0). A valid time at or before the Unix
 // epoch maps to 1 so that it stays distinguishable from "no expiry" and is
-// already expired for any realistic clock.
+// already expired for any realistic clock. A time after MaxDeadline is
+// clamped to it: UnixNano would wrap it around (into the past, for
+// 9999-12-31), and RoadRunner keeps such keys.
 func ParseTimeout(s string) (int64, error) {
 	if s == "" {
 		return 0, nil
@@ -33,11 +40,13 @@ func ParseTimeout(s string) (int64, error) {
 	if err != nil {
 		return 0, err //nolint:wrapcheck // the RPC layer renders time's own text, as RoadRunner does
 	}
-	d := t.UnixNano()
-	if d <= 0 {
-		d = 1
+	switch {
+	case t.After(time.Unix(0, MaxDeadline)):
+		return MaxDeadline, nil
+	case !t.After(time.Unix(0, 0)):
+		return 1, nil
 	}
-	return d, nil
+	return t.UnixNano(), nil
 }
 
 // Expired reports whether an item with deadline d is expired at now.

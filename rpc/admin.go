@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"github.com/roadrunner-server/goridge/v3/pkg/frame"
@@ -65,8 +64,27 @@ type HealthReply struct {
 	Reason string
 }
 
+// AdminAuth carries the admin token. Every argument type of the calls that
+// export or replace data embeds it; Status and Health take no arguments and
+// need no token.
+//
+// The token travels inside the arguments because goridge frames have no
+// room for credentials: gob ignores a field the receiver lacks, so an older
+// server simply ignores it, and an older client that sends none is told
+// "admin token required" by a server that has one.
+type AdminAuth struct {
+	// Token is the server's rpc.admin_token; empty when it has none.
+	Token string
+}
+
+func (a AdminAuth) adminToken() string { return a.Token }
+
+// authArgs are arguments that carry an AdminAuth.
+type authArgs interface{ adminToken() string }
+
 // SnapshotOpenArgs asks for a backup snapshot.
 type SnapshotOpenArgs struct {
+	AdminAuth
 	// Stale skips waiting for the leader's commit index: for a node cut off
 	// from its leader.
 	Stale bool
@@ -85,6 +103,7 @@ type SnapshotOpenReply struct {
 
 // SnapshotReadArgs asks for the next chunk of a snapshot.
 type SnapshotReadArgs struct {
+	AdminAuth
 	ID string
 	// Offset is how much the client has read: a mismatch is an error, so a
 	// lost or repeated reply cannot go unnoticed.
@@ -99,10 +118,16 @@ type SnapshotReadReply struct {
 }
 
 // SnapshotCloseArgs ends a snapshot session early.
-type SnapshotCloseArgs struct{ ID string }
+type SnapshotCloseArgs struct {
+	AdminAuth
+	ID string
+}
 
 // RestoreBeginArgs starts a restore of Size bytes.
-type RestoreBeginArgs struct{ Size int64 }
+type RestoreBeginArgs struct {
+	AdminAuth
+	Size int64
+}
 
 // RestoreBeginReply names the restore session and the largest chunk a
 // RestoreWrite may carry.
@@ -113,6 +138,7 @@ type RestoreBeginReply struct {
 
 // RestoreWriteArgs sends the chunk at Offset.
 type RestoreWriteArgs struct {
+	AdminAuth
 	ID     string
 	Offset int64
 	Data   []byte
@@ -124,12 +150,16 @@ type RestoreWriteReply struct{ Written int64 }
 // RestoreCommitArgs ends the stream and waits for the restore. SHA256 is
 // the digest of everything written: a mismatch aborts the restore.
 type RestoreCommitArgs struct {
+	AdminAuth
 	ID     string
 	SHA256 []byte
 }
 
 // RestoreAbortArgs abandons a restore before it commits; nothing changes.
-type RestoreAbortArgs struct{ ID string }
+type RestoreAbortArgs struct {
+	AdminAuth
+	ID string
+}
 
 // ackReply answers calls that return nothing else.
 type ackReply struct{ OK bool }
@@ -150,6 +180,15 @@ const (
 	aRestoreAbort
 )
 
+// open reports the methods anyone who reaches the port may call: they
+// describe the node and neither export nor change data. Every other method,
+// including any added later, needs the token when the server has one.
+func (m adminMethod) open() bool { return m == aStatus || m == aHealth }
+
+// chunk reports the calls repeated for every MiB of a transfer, logged at
+// debug level only; the session's first and last calls are logged at info.
+func (m adminMethod) chunk() bool { return m == aSnapshotRead || m == aRestoreWrite }
+
 var adminMethods = map[string]adminMethod{
 	MethodStatus:        aStatus,
 	MethodHealth:        aHealth,
@@ -169,13 +208,13 @@ const adminLongTimeout = 30 * time.Minute
 // decodeAdmin claims a request for the kvnode service when an Admin is
 // configured: it records the method and keeps a copy of the body (the frame
 // buffer is reused). It returns false for names of other services.
-func (s *Server) decodeAdmin(req *request, name string, body []byte) bool {
-	if s.admin == nil || !strings.HasPrefix(name, AdminService+".") {
+func (s *Server) decodeAdmin(req *request, name, body []byte) bool {
+	if s.admin == nil || !bytes.HasPrefix(name, []byte(AdminService+".")) {
 		return false
 	}
-	m, ok := adminMethods[name]
+	m, ok := adminMethods[string(name)]
 	if !ok {
-		req.err = reply(ErrUnknownMethod, "rpc: can't find method "+name)
+		req.err = reply(ErrUnknownMethod, "rpc: can't find method "+req.unknown)
 		return true
 	}
 	req.admin = m
@@ -188,21 +227,52 @@ func (c *conn) processAdmin(req *request) {
 	defer putRequest(req)
 	start := time.Now()
 	body, err := c.serveAdmin(req)
+	elapsed := time.Since(start)
 	if obs := c.s.cfg.Observer; obs != nil {
-		obs.ObserveCall(req.unknown, "", time.Since(start), err)
+		obs.ObserveCall(req.unknown, "", elapsed, err)
 	}
-	b := make([]byte, headerLen, headerLen+len(req.unknown)+len(body))
+	c.logAdmin(req, elapsed, err)
+	var text string
+	if err != nil {
+		text = err.Error()
+	}
+	n := headerLen + len(req.unknown) + len(body) + len(text)
+	if !c.reserve(n) {
+		return
+	}
+	defer c.release(n)
+	b := make([]byte, headerLen, n)
 	b = append(b, req.unknown...)
 	flags := req.codec
 	if err != nil {
-		b = append(b, err.Error()...)
+		b = append(b, text...)
 		flags |= frame.ERROR
-		c.s.logger.Debug("rpc: admin error reply", "method", req.unknown, "seq", req.seq, "err", err)
 	} else {
 		b = append(b, body...)
 	}
 	putHeader(b[:headerLen], flags, uint32(len(b)-headerLen), req.seq, uint32(len(req.unknown)))
 	c.write(b)
+}
+
+// logAdmin records every admin call with the client's address: those that
+// export or replace data at info level (warn when refused for the token,
+// throttled so that guessing cannot flood the log), status, health and
+// transfer chunks at debug level.
+func (c *conn) logAdmin(req *request, elapsed time.Duration, err error) {
+	attrs := []any{"method", req.unknown, "remote", c.remote, "elapsed", elapsed}
+	if err != nil {
+		attrs = append(attrs, "err", err)
+	}
+	switch {
+	case errors.Is(err, ErrUnauthorized):
+		if n, ok := c.s.admin.refusals.note(time.Now()); ok {
+			c.s.logger.Warn("rpc: admin call refused", append(attrs, "refused", n)...)
+		}
+	case req.admin.open() || req.admin.chunk():
+		c.s.logger.Debug("rpc: admin call", attrs...)
+	default:
+		c.s.logger.Info("rpc: admin call", attrs...)
+	}
 }
 
 func (c *conn) serveAdmin(req *request) (body []byte, err error) {
@@ -224,7 +294,7 @@ func (c *conn) serveAdmin(req *request) (body []byte, err error) {
 	}
 	ctx, cancel := context.WithTimeout(c.s.base, timeout)
 	defer cancel()
-	res, err := c.s.admin.call(ctx, req)
+	res, err := c.s.admin.call(ctx, req, c.remote)
 	if err != nil {
 		return nil, adminError(req.unknown, err)
 	}
@@ -276,8 +346,17 @@ func encodeAdmin(codec byte, v any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// call dispatches a decoded admin request.
-func (a *adminState) call(ctx context.Context, req *request) (any, error) {
+// args decodes the arguments of a call that needs the token, then checks
+// the token.
+func (a *adminState) args(req *request, args authArgs) error {
+	if err := decodeArgs(req, args); err != nil {
+		return err
+	}
+	return a.authorize(req.unknown, args.adminToken())
+}
+
+// call dispatches a decoded admin request from remote.
+func (a *adminState) call(ctx context.Context, req *request, remote string) (any, error) {
 	switch req.admin {
 	case aStatus:
 		return a.admin.Status(ctx)
@@ -285,46 +364,46 @@ func (a *adminState) call(ctx context.Context, req *request) (any, error) {
 		return a.admin.Health(ctx)
 	case aSnapshotOpen:
 		var args SnapshotOpenArgs
-		if err := decodeArgs(req, &args); err != nil {
+		if err := a.args(req, &args); err != nil {
 			return nil, err
 		}
-		return a.snapshotOpen(ctx, args)
+		return a.snapshotOpen(ctx, args, remote)
 	case aSnapshotRead:
 		var args SnapshotReadArgs
-		if err := decodeArgs(req, &args); err != nil {
+		if err := a.args(req, &args); err != nil {
 			return nil, err
 		}
-		return a.snapshotRead(args)
+		return a.snapshotRead(args, remote)
 	case aSnapshotClose:
 		var args SnapshotCloseArgs
-		if err := decodeArgs(req, &args); err != nil {
+		if err := a.args(req, &args); err != nil {
 			return nil, err
 		}
 		return nil, a.snapshotClose(args.ID)
 	case aRestoreBegin:
 		var args RestoreBeginArgs
-		if err := decodeArgs(req, &args); err != nil {
+		if err := a.args(req, &args); err != nil {
 			return nil, err
 		}
-		return a.restoreBegin(args)
+		return a.restoreBegin(args, remote)
 	case aRestoreWrite:
 		var args RestoreWriteArgs
-		if err := decodeArgs(req, &args); err != nil {
+		if err := a.args(req, &args); err != nil {
 			return nil, err
 		}
 		return a.restoreWrite(args)
 	case aRestoreCommit:
 		var args RestoreCommitArgs
-		if err := decodeArgs(req, &args); err != nil {
+		if err := a.args(req, &args); err != nil {
 			return nil, err
 		}
-		return a.restoreCommit(ctx, args)
+		return a.restoreCommit(ctx, args, remote)
 	case aRestoreAbort:
 		var args RestoreAbortArgs
-		if err := decodeArgs(req, &args); err != nil {
+		if err := a.args(req, &args); err != nil {
 			return nil, err
 		}
-		return nil, a.restoreAbort(args.ID)
+		return nil, a.restoreAbort(args.ID, remote)
 	}
 	return nil, fmt.Errorf("%w %s", ErrUnknownMethod, req.unknown)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -34,24 +35,51 @@ type adminState struct {
 	logger   *slog.Logger
 	base     context.Context
 	maxChunk int
+	// tokenSum is the SHA-256 of Config.AdminToken, nil without one.
+	// Comparing digests keeps the comparison constant-time whatever the
+	// length of the token presented.
+	tokenSum []byte
+	refusals throttle
 
 	mu      sync.Mutex
 	snaps   map[string]*snapSession
 	restore *restoreSession // at most one at a time
 }
 
-func newAdminState(a Admin, base context.Context, maxFrame int, logger *slog.Logger) *adminState {
+func newAdminState(a Admin, base context.Context, maxFrame int, token string, logger *slog.Logger) *adminState {
 	st := &adminState{
 		admin:    a,
 		logger:   logger,
 		base:     base,
 		maxChunk: max(min(MaxChunk, maxFrame-frameHeadroom), 1),
 		snaps:    map[string]*snapSession{},
+		refusals: throttle{every: refusalLogEvery},
+	}
+	if token != "" {
+		sum := sha256.Sum256([]byte(token))
+		st.tokenSum = sum[:]
 	}
 	// Sessions end with the server: snapshot files are closed and a
 	// restore that has not committed is abandoned.
 	context.AfterFunc(base, st.closeAll)
 	return st
+}
+
+// authorize checks the token a call presented.
+func (a *adminState) authorize(method, token string) error {
+	if a.tokenSum == nil {
+		return nil
+	}
+	if token == "" {
+		return reply(ErrUnauthorized, method+": "+ErrUnauthorized.Error()+
+			": this server has rpc.admin_token set; give the kvnode CLI --token or KVNODE_ADMIN_TOKEN"+
+			" (a client that predates admin tokens sends none)")
+	}
+	sum := sha256.Sum256([]byte(token))
+	if subtle.ConstantTimeCompare(sum[:], a.tokenSum) != 1 {
+		return reply(ErrUnauthorized, method+": "+ErrUnauthorized.Error()+": the token does not match rpc.admin_token")
+	}
+	return nil
 }
 
 func newSessionID() string {
@@ -79,7 +107,7 @@ func (s *snapSession) close() {
 	}
 }
 
-func (a *adminState) snapshotOpen(ctx context.Context, args SnapshotOpenArgs) (SnapshotOpenReply, error) {
+func (a *adminState) snapshotOpen(ctx context.Context, args SnapshotOpenArgs, remote string) (SnapshotOpenReply, error) {
 	a.mu.Lock()
 	n := len(a.snaps)
 	a.mu.Unlock()
@@ -100,6 +128,8 @@ func (a *adminState) snapshotOpen(ctx context.Context, args SnapshotOpenArgs) (S
 	a.snaps[id] = s
 	a.mu.Unlock()
 	info.ID = id
+	a.logger.Info("rpc: admin: backup download opened", "session", id, "remote", remote,
+		"index", info.Index, "bytes", info.Size, "stale", args.Stale)
 	return info, nil
 }
 
@@ -113,7 +143,7 @@ func (a *adminState) dropSnap(id string) {
 	}
 }
 
-func (a *adminState) snapshotRead(args SnapshotReadArgs) (SnapshotReadReply, error) {
+func (a *adminState) snapshotRead(args SnapshotReadArgs, remote string) (SnapshotReadReply, error) {
 	a.mu.Lock()
 	s := a.snaps[args.ID]
 	a.mu.Unlock()
@@ -139,6 +169,8 @@ func (a *adminState) snapshotRead(args SnapshotReadArgs) (SnapshotReadReply, err
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		a.dropSnap(args.ID)
+		a.logger.Info("rpc: admin: backup download complete", "session", args.ID, "remote", remote,
+			"bytes", args.Offset+int64(n))
 		return SnapshotReadReply{Data: buf[:n], EOF: true}, nil
 	case err != nil:
 		a.dropSnap(args.ID)
@@ -176,7 +208,7 @@ type restoreSession struct {
 	timer      *time.Timer
 }
 
-func (a *adminState) restoreBegin(args RestoreBeginArgs) (RestoreBeginReply, error) {
+func (a *adminState) restoreBegin(args RestoreBeginArgs, remote string) (RestoreBeginReply, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.restore != nil {
@@ -191,6 +223,7 @@ func (a *adminState) restoreBegin(args RestoreBeginArgs) (RestoreBeginReply, err
 		a.abort(s, fmt.Errorf("%w: idle for %s", ErrRestoreAborted, adminIdle))
 	})
 	a.restore = s
+	a.logger.Info("rpc: admin: restore started", "session", s.id, "remote", remote, "bytes", args.Size)
 	go func() {
 		defer cancel()
 		res, err := a.admin.Restore(ctx, pr)
@@ -229,17 +262,26 @@ func (a *adminState) abort(s *restoreSession, cause error) {
 }
 
 // forget drops s once its Restore has returned (it reads until the pipe
-// fails, so that is soon after an abort).
+// fails, so that is soon after an abort): at once when it has, so that a
+// client told its restore is over may begin the next one straight away.
 func (a *adminState) forget(s *restoreSession) {
 	s.timer.Stop()
-	go func() {
-		<-s.done
+	drop := func() {
 		a.mu.Lock()
 		if a.restore == s {
 			a.restore = nil
 		}
 		a.mu.Unlock()
-	}()
+	}
+	select {
+	case <-s.done:
+		drop()
+	default:
+		go func() {
+			<-s.done
+			drop()
+		}()
+	}
 }
 
 func (a *adminState) restoreWrite(args RestoreWriteArgs) (RestoreWriteReply, error) {
@@ -273,7 +315,7 @@ func (a *adminState) restoreWrite(args RestoreWriteArgs) (RestoreWriteReply, err
 	return RestoreWriteReply{Written: s.written}, nil
 }
 
-func (a *adminState) restoreCommit(ctx context.Context, args RestoreCommitArgs) (any, error) {
+func (a *adminState) restoreCommit(ctx context.Context, args RestoreCommitArgs, remote string) (res any, err error) {
 	s := a.session(args.ID)
 	if s == nil {
 		return nil, ErrAdminSession
@@ -299,6 +341,13 @@ func (a *adminState) restoreCommit(ctx context.Context, args RestoreCommitArgs) 
 		_ = s.pw.Close()
 	}
 	defer a.forget(s)
+	defer func() {
+		if err != nil {
+			a.logger.Warn("rpc: admin: restore failed", "session", s.id, "remote", remote, "err", err)
+			return
+		}
+		a.logger.Info("rpc: admin: restore committed", "session", s.id, "remote", remote, "bytes", s.written)
+	}()
 	select {
 	case <-s.done:
 	case <-ctx.Done():
@@ -310,11 +359,12 @@ func (a *adminState) restoreCommit(ctx context.Context, args RestoreCommitArgs) 
 	return s.res, s.err
 }
 
-func (a *adminState) restoreAbort(id string) error {
+func (a *adminState) restoreAbort(id, remote string) error {
 	s := a.session(id)
 	if s == nil {
 		return ErrAdminSession
 	}
+	a.logger.Info("rpc: admin: restore aborted by the client", "session", id, "remote", remote)
 	a.abort(s, ErrRestoreAborted)
 	return nil
 }

@@ -4,16 +4,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/gob"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	netrpc "net/rpc"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	kvv1 "github.com/roadrunner-server/api/v4/build/kv/v1"
 	"github.com/roadrunner-server/goridge/v3/pkg/frame"
 )
 
@@ -282,5 +285,168 @@ func TestAdmin_RestoreRefused(t *testing.T) {
 	_, err := restoreStream(t, c, data, sum[:])
 	if e := serverErr(t, err); e != "kvnode.RestoreWrite: not the leader: try n2" {
 		t.Fatalf("got %q", e)
+	}
+}
+
+// The calls that export or replace data need the token when the server has
+// one; status, health and kv.* do not (the PHP client cannot send any).
+// They used to answer anyone who reached the port.
+func TestAdmin_TokenGatesDataCalls(t *testing.T) {
+	const token = "0123456789abcdef-secret"
+	a := &streamAdmin{snapshot: []byte("state")}
+	s := startServer(t, Config{Admin: a, AdminToken: token}, nil,
+		Storage{Name: "default", Driver: "memory", Store: newMemory(t), Inline: true})
+	c := dialClient(t, s.Server)
+	auth := AdminAuth{Token: token}
+
+	denied := map[string]any{
+		MethodSnapshotOpen:  SnapshotOpenArgs{},
+		MethodSnapshotRead:  SnapshotReadArgs{ID: "x"},
+		MethodSnapshotClose: SnapshotCloseArgs{ID: "x"},
+		MethodRestoreBegin:  RestoreBeginArgs{Size: 1},
+		MethodRestoreWrite:  RestoreWriteArgs{ID: "x", Data: []byte("x")},
+		MethodRestoreCommit: RestoreCommitArgs{ID: "x"},
+		MethodRestoreAbort:  RestoreAbortArgs{ID: "x"},
+	}
+	for method, args := range denied {
+		e := serverErr(t, c.Call(method, args, &SnapshotOpenReply{}))
+		if !strings.HasPrefix(e, method+": admin token required: ") || !strings.Contains(e, "--token or KVNODE_ADMIN_TOKEN") {
+			t.Errorf("%s without a token: %q", method, e)
+		}
+	}
+	e := serverErr(t, c.Call(MethodSnapshotOpen, SnapshotOpenArgs{AdminAuth: AdminAuth{Token: token + "x"}}, &SnapshotOpenReply{}))
+	if e != MethodSnapshotOpen+": admin token required: the token does not match rpc.admin_token" {
+		t.Errorf("wrong token: %q", e)
+	}
+	// A client that predates tokens sends arguments without the field.
+	type oldOpenArgs struct{ Stale bool }
+	if e := serverErr(t, c.Call(MethodSnapshotOpen, oldOpenArgs{}, &SnapshotOpenReply{})); !strings.Contains(e, "predates admin tokens") {
+		t.Errorf("old client: %q", e)
+	}
+	if len(a.restored) != 0 {
+		t.Fatal("a refused restore reached the Admin")
+	}
+
+	// Open calls.
+	if err := c.Call(MethodHealth, nil, &HealthReply{}); err != nil {
+		t.Fatalf("health: %v", err)
+	}
+	if err := c.Call(MethodStatus, nil, &statusReply{}); err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	mustCall(t, c, "kv.Set", &kvv1.Request{Storage: "default", Items: []*kvv1.Item{item("k", "v", "")}})
+
+	// With the token, everything works.
+	var open SnapshotOpenReply
+	if err := c.Call(MethodSnapshotOpen, SnapshotOpenArgs{AdminAuth: auth}, &open); err != nil {
+		t.Fatal(err)
+	}
+	var r SnapshotReadReply
+	if err := c.Call(MethodSnapshotRead, SnapshotReadArgs{AdminAuth: auth, ID: open.ID}, &r); err != nil || string(r.Data) != "state" {
+		t.Fatalf("read: %v %q", err, r.Data)
+	}
+	data := []byte("backup")
+	sum := sha256.Sum256(data)
+	var begin RestoreBeginReply
+	if err := c.Call(MethodRestoreBegin, RestoreBeginArgs{AdminAuth: auth, Size: int64(len(data))}, &begin); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Call(MethodRestoreWrite, RestoreWriteArgs{AdminAuth: auth, ID: begin.ID, Data: data}, &RestoreWriteReply{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Call(MethodRestoreCommit, RestoreCommitArgs{AdminAuth: auth, ID: begin.ID, SHA256: sum[:]}, &restoreReply{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.restored) != 1 {
+		t.Fatal("the restore with the token did not happen")
+	}
+
+	// Every data call is logged with the client's address, refusals too.
+	// The test's connections all come from 127.0.0.1.
+	remote := "remote=127.0.0.1:"
+	for _, line := range []string{"rpc: admin: backup download opened", "rpc: admin: restore started",
+		"rpc: admin: restore committed", "rpc: admin call refused"} {
+		if !logLineWith(s.log.String(), line, remote) {
+			t.Errorf("no %q line with %s in the log", line, remote)
+		}
+	}
+}
+
+func logLineWith(log string, parts ...string) bool {
+	for line := range strings.SplitSeq(log, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+// Without a token, the admin service may only listen where nobody else
+// can connect: loopback or a unix socket. Anything else refuses to start,
+// naming the fix.
+func TestAdmin_RefusesNonLocalAddressWithoutToken(t *testing.T) {
+	s, err := New(Config{Listen: "tcp://0.0.0.0:0", Admin: &streamAdmin{}}, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Listen()
+	if !errors.Is(err, ErrInsecureAdmin) || !strings.Contains(err.Error(), "set rpc.admin_token (or rpc.admin_token_file)") {
+		t.Fatalf("Listen on 0.0.0.0 without a token = %v", err)
+	}
+	if s.Addr() != nil {
+		t.Fatal("the refused listener stayed open")
+	}
+	for _, listen := range []string{"tcp://127.0.0.1:0", "tcp://[::1]:0", unixListen(t)} {
+		if listen == "tcp://[::1]:0" {
+			if ln, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+				continue // no IPv6 loopback here
+			} else {
+				_ = ln.Close()
+			}
+		}
+		s, err := New(Config{Listen: listen, Admin: &streamAdmin{}}, nil, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Listen(); err != nil {
+			t.Errorf("%s without a token: %v", listen, err)
+		}
+		_ = s.Shutdown(t.Context())
+	}
+	for _, tt := range []struct {
+		addr  net.Addr
+		local bool
+	}{
+		{&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, true},
+		{&net.TCPAddr{IP: net.IPv4(127, 1, 2, 3)}, true},
+		{&net.TCPAddr{IP: net.IPv6loopback}, true},
+		{&net.TCPAddr{IP: net.IPv4zero}, false},
+		{&net.TCPAddr{IP: net.IPv6unspecified}, false},
+		{&net.TCPAddr{IP: net.IPv4(10, 0, 0, 7)}, false},
+		{&net.UnixAddr{Name: "/run/kv.sock", Net: "unix"}, true},
+	} {
+		if got := localOnly(tt.addr); got != tt.local {
+			t.Errorf("localOnly(%v) = %v", tt.addr, got)
+		}
+	}
+}
+
+// An older server, whose argument types lack AdminAuth, still decodes a
+// new client's arguments: gob skips the field it does not know.
+func TestAdmin_TokenFieldIsIgnoredByOlderServers(t *testing.T) {
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(SnapshotReadArgs{AdminAuth: AdminAuth{Token: "t"}, ID: "s1", Offset: 42}); err != nil {
+		t.Fatal(err)
+	}
+	var old struct {
+		ID     string
+		Offset int64
+	}
+	if err := gob.NewDecoder(&buf).Decode(&old); err != nil || old.ID != "s1" || old.Offset != 42 {
+		t.Fatalf("old server decoded %+v, %v", old, err)
 	}
 }

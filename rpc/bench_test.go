@@ -252,7 +252,7 @@ func BenchmarkCall(b *testing.B) {
 	for b.Loop() {
 		r := getRequest()
 		r.m, r.codec = mSet, frame.CodecProto
-		if err := decodeBody(body, r, s.storages); err != nil {
+		if err := decodeBody(body, r, s.storages, DefaultMaxItems); err != nil {
 			b.Fatal(err)
 		}
 		res, err := s.call(context.Background(), r)

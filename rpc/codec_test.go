@@ -41,7 +41,7 @@ func TestDecode_OwnsMemory(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := &request{m: mSet, codec: tt.codec}
 			body := bytes.Clone(tt.body)
-			if err := decodeBody(body, r, testStorages); err != nil {
+			if err := decodeBody(body, r, testStorages, DefaultMaxItems); err != nil {
 				t.Fatal(err)
 			}
 			scramble(body)
@@ -56,11 +56,16 @@ func TestDecode_OwnsMemory(t *testing.T) {
 
 func TestDecode_ValuesOnlyForSet(t *testing.T) {
 	body := marshal(t, &kvv1.Request{Storage: "default", Items: []*kvv1.Item{item("k", "v", "")}})
-	for _, m := range []method{mHas, mMGet, mTTL, mDelete, mMExpire, mClear} {
+	for _, m := range []method{mHas, mMGet, mTTL, mDelete, mMExpire} {
 		r := &request{m: m, codec: frame.CodecProto}
-		if err := decodeBody(body, r, testStorages); err != nil || len(r.items) != 1 || r.items[0].Value != nil {
+		if err := decodeBody(body, r, testStorages, DefaultMaxItems); err != nil || len(r.items) != 1 || r.items[0].Value != nil {
 			t.Errorf("%s: err %v items %+v: values are only decoded for Set", methodName[m], err, r.items)
 		}
+	}
+	// Clear ignores its items, so none are kept.
+	r := &request{m: mClear, codec: frame.CodecProto}
+	if err := decodeBody(body, r, testStorages, DefaultMaxItems); err != nil || len(r.items) != 0 || r.storage != "default" {
+		t.Errorf("kv.Clear: err %v storage %q items %+v", err, r.storage, r.items)
 	}
 }
 

@@ -17,12 +17,34 @@ const (
 	DefaultMaxFrameSize = 32 << 20
 	// DefaultRequestTimeout is the deadline of every Store call.
 	DefaultRequestTimeout = 30 * time.Second
-	// DefaultFrameTimeout is how long the rest of a frame may take to arrive
-	// once its first bytes have.
+	// DefaultFrameTimeout is how long a whole frame may take to arrive once
+	// the server has to wait for the rest of it.
 	DefaultFrameTimeout = 30 * time.Second
 	// DefaultMaxInFlight bounds the requests one connection may have in
 	// progress; the server stops reading from it until one completes.
 	DefaultMaxInFlight = 256
+	// DefaultMaxItems bounds the items of one request. RoadRunner has no
+	// limit, and decoded items cost far more than their bytes on the wire
+	// (an empty item is 2 bytes in a frame, about 170 in memory), so a
+	// 32 MiB frame could make the server allocate gigabytes. 100,000 is
+	// far above any PHP getMultiple/setMultiple batch and keeps one
+	// request's decoded items to about 20 MiB.
+	DefaultMaxItems = 100_000
+	// DefaultMaxConnections bounds the open connections. PHP workers each
+	// hold one persistent connection: a few application hosts with pools of
+	// a few hundred workers stay far below it, while an idle connection costs
+	// about 30 KiB (read buffer, goroutine, socket), so the cap keeps a
+	// connection flood near 120 MiB and leaves file descriptors for storage
+	// and cluster traffic. Lowered to half the process's file limit when
+	// that is smaller.
+	DefaultMaxConnections = 4096
+	// DefaultWriteTimeout is how long the client may take to accept a
+	// reply; a connection that does not read is closed after it.
+	DefaultWriteTimeout = 30 * time.Second
+	// DefaultMaxReplyBacklog bounds the reply bytes of one connection that
+	// are encoded but not yet written (a client that sends and does not
+	// read): beyond it the server stops reading that connection's requests.
+	DefaultMaxReplyBacklog = 8 << 20
 )
 
 // Config configures a Server. Zero fields take the defaults above.
@@ -39,11 +61,30 @@ type Config struct {
 	// Zero (the default, as RoadRunner) keeps idle connections open:
 	// PHP workers hold one persistent connection each.
 	IdleTimeout time.Duration
-	// FrameTimeout closes a connection that starts a frame and does not
-	// finish it within this time.
+	// FrameTimeout closes a connection whose frame does not arrive whole
+	// within this time of the server first waiting for the rest of it: a
+	// deadline for the whole frame, however slowly its bytes trickle in.
 	FrameTimeout time.Duration
+	// WriteTimeout closes a connection that does not take a reply within
+	// this time.
+	WriteTimeout time.Duration
 	// MaxInFlight bounds the concurrent requests of one connection.
 	MaxInFlight int
+	// MaxItems bounds the items of one request; a request with more is
+	// answered with an error and costs no more than counting them.
+	MaxItems int
+	// MaxConnections bounds the open connections; further ones are closed
+	// as soon as they are accepted (and logged, at most every 10 s).
+	MaxConnections int
+	// MaxReplyBacklog bounds, in bytes, the replies of one connection
+	// waiting to be written; the server stops reading its requests until
+	// the client takes them. One reply larger than this is still sent, alone.
+	MaxReplyBacklog int
+	// AdminToken, when set, is required by every kvnode.* call except
+	// Status and Health: the calls that export or replace data. Without
+	// it, Listen refuses any address but loopback and unix sockets while
+	// Admin is set (ErrInsecureAdmin).
+	AdminToken string
 	// Observer, when set, is told about every call (for metrics), the
 	// kvnode.* admin calls included (with an empty storage).
 	Observer Observer
@@ -91,6 +132,21 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.MaxItems <= 0 {
+		c.MaxItems = DefaultMaxItems
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = DefaultMaxConnections
+		if fds := openFileLimit(); fds > 0 && fds/2 < c.MaxConnections {
+			c.MaxConnections = max(fds/2, 1)
+		}
+	}
+	if c.MaxReplyBacklog <= 0 {
+		c.MaxReplyBacklog = DefaultMaxReplyBacklog
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/roadrunner-server/goridge/v3/pkg/frame"
@@ -38,10 +39,24 @@ type conn struct {
 	br     *bufio.Reader
 	remote string
 
-	wmu      sync.Mutex // serialises reply frames
+	raw      *rawWriter // nil if nc has no descriptor: every write waits under the deadline
+	wmu      sync.Mutex // serialises reply frames and guards raw
 	inflight sync.WaitGroup
 	sem      chan struct{} // bounds requests in flight
 	deadline bool          // a read deadline is set on nc
+	inFrame  bool          // the deadline set is the current frame's
+
+	// backlog counts the bytes of replies reserved and not yet written:
+	// reserve waits while it is full, and the reader stops reading
+	// requests. The counters are atomic so that the common case (room to
+	// spare) takes no lock; whoever must wait sleeps on bcond, and
+	// whoever frees room wakes the sleepers, if any.
+	backlog  atomic.Int64
+	waiting  atomic.Int32 // replies waiting in reserve for room
+	sleepers atomic.Int32 // goroutines asleep on bcond
+	broken   atomic.Bool  // a write failed: nothing more can be sent
+	bmu      sync.Mutex
+	bcond    sync.Cond
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {
@@ -49,13 +64,16 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	if a := nc.RemoteAddr(); a != nil && a.String() != "" {
 		remote = a.String()
 	}
-	return &conn{
+	c := &conn{
 		s:      s,
 		nc:     nc,
 		br:     bufio.NewReaderSize(nc, readBufSize),
 		remote: remote,
 		sem:    make(chan struct{}, s.cfg.MaxInFlight),
+		raw:    newRawWriter(nc),
 	}
+	c.bcond.L = &c.bmu
+	return c
 }
 
 // serve runs the read loop, then lets the requests in flight finish and
@@ -89,6 +107,9 @@ func (c *conn) readLoop() (err error) {
 		}
 	}()
 	for {
+		if err := c.waitBacklog(); err != nil {
+			return err
+		}
 		req, err := c.readRequest()
 		if err != nil {
 			return err
@@ -119,6 +140,7 @@ func (c *conn) dispatch(req *request) {
 // before the payload is waited for or buffered: a frame goridge's codec
 // would choke on closes the connection instead.
 func (c *conn) readRequest() (*request, error) {
+	c.inFrame = false
 	b, err := c.peek(baseHeaderLen, true)
 	if err != nil {
 		return nil, err
@@ -158,11 +180,11 @@ func (c *conn) readRequest() (*request, error) {
 	req.codec = pickCodec(flags)
 	name := payload[:mlen]
 	if req.m = lookupMethod(name); req.m == mUnknown {
-		req.unknown = string(name)
-		if !c.s.decodeAdmin(req, req.unknown, payload[mlen:]) {
-			req.err = errMethod(req.unknown)
+		req.unknown = echoName(name)
+		if !c.s.decodeAdmin(req, name, payload[mlen:]) {
+			req.err = errMethod(name)
 		}
-	} else if err := decodeBody(payload[mlen:], req, c.s.storages); err != nil {
+	} else if err := decodeBody(payload[mlen:], req, c.s.storages, c.s.cfg.MaxItems); err != nil {
 		req.err = err
 	}
 	if inBuf {
@@ -172,38 +194,58 @@ func (c *conn) readRequest() (*request, error) {
 }
 
 // peek returns the next n buffered bytes, reading as needed. Deadlines are
-// only touched when a read has to block: IdleTimeout while waiting for a new
-// frame, FrameTimeout while in the middle of one.
+// only touched when a read has to block: IdleTimeout while waiting for the
+// first byte of a frame, then FrameTimeout for all the rest of it.
 func (c *conn) peek(n int, frameStart bool) ([]byte, error) {
 	if c.br.Buffered() >= n {
 		return c.br.Peek(n)
 	}
-	between := frameStart && c.br.Buffered() == 0
-	if err := c.armDeadline(between); err != nil {
+	if frameStart && c.br.Buffered() == 0 {
+		if err := c.armIdle(); err != nil {
+			return nil, err
+		}
+		if _, err := c.br.Peek(1); err != nil {
+			return nil, c.readErr(err, true)
+		}
+		if c.br.Buffered() >= n {
+			return c.br.Peek(n)
+		}
+	}
+	if err := c.armFrame(); err != nil {
 		return nil, err
 	}
 	b, err := c.br.Peek(n)
 	if err != nil {
-		return nil, c.readErr(err, between)
+		return nil, c.readErr(err, false)
 	}
 	return b, nil
 }
 
-// armDeadline sets the read deadline for a blocking read. It checks for
-// shutdown after setting it, so a deadline set here can never override the
-// one Shutdown set to wake this reader.
-func (c *conn) armDeadline(between bool) error {
-	timeout := c.s.cfg.FrameTimeout
-	if between {
-		timeout = c.s.cfg.IdleTimeout
-	}
-	switch {
+// armIdle sets the read deadline for the wait between frames: IdleTimeout,
+// or none. It checks for shutdown after setting it, so a deadline set here
+// can never override the one Shutdown set to wake this reader.
+func (c *conn) armIdle() error {
+	switch timeout := c.s.cfg.IdleTimeout; {
 	case timeout > 0:
 		_ = c.nc.SetReadDeadline(time.Now().Add(timeout))
 		c.deadline = true
 	case c.deadline:
 		_ = c.nc.SetReadDeadline(time.Time{})
 		c.deadline = false
+	}
+	if c.s.draining.Load() {
+		return errDraining
+	}
+	return nil
+}
+
+// armFrame sets the deadline for the rest of the current frame, once: it
+// is a deadline for the whole frame, which bytes trickling in one at a
+// time cannot push back.
+func (c *conn) armFrame() error {
+	if !c.inFrame {
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.FrameTimeout))
+		c.deadline, c.inFrame = true, true
 	}
 	if c.s.draining.Load() {
 		return errDraining
@@ -219,7 +261,7 @@ func (c *conn) readErr(err error, between bool) error {
 		if between {
 			return fmt.Errorf("idle for %s: %w", c.s.cfg.IdleTimeout, os.ErrDeadlineExceeded)
 		}
-		return fmt.Errorf("%w: no progress for %s", ErrFrameTruncated, c.s.cfg.FrameTimeout)
+		return fmt.Errorf("%w: frame not complete after %s (rpc.frame_timeout)", ErrFrameTruncated, c.s.cfg.FrameTimeout)
 	}
 	if errors.Is(err, io.EOF) && !between {
 		return ErrFrameTruncated
@@ -227,13 +269,12 @@ func (c *conn) readErr(err error, between bool) error {
 	return err
 }
 
-// deadlineReader reads a large payload, re-arming FrameTimeout before each
-// read so a slow but progressing upload is not cut off.
+// deadlineReader reads a large payload under the frame's deadline.
 type deadlineReader struct{ c *conn }
 
 func (d deadlineReader) Read(p []byte) (int, error) {
 	if d.c.br.Buffered() == 0 {
-		if err := d.c.armDeadline(false); err != nil {
+		if err := d.c.armFrame(); err != nil {
 			return 0, err
 		}
 	}
@@ -252,9 +293,14 @@ func (c *conn) process(req *request) {
 	}
 	defer putRequest(req)
 	res, err := c.serveRequest(req)
+	n, err := c.s.replySize(req, res, err)
+	if !c.reserve(n) {
+		return
+	}
 	bp := getBuf()
 	*bp = c.s.appendReply((*bp)[:0], req, res, err)
 	c.write(*bp)
+	c.release(n)
 	putBuf(bp)
 }
 
@@ -276,16 +322,127 @@ func (c *conn) serveRequest(req *request) (res result, err error) {
 	return c.s.call(c.s.base, req)
 }
 
+// write sends one reply frame. It first writes what the socket takes at
+// once; only a reply that must wait for the client to read arms
+// WriteTimeout, and a client that does not read within it loses the
+// connection.
 func (c *conn) write(b []byte) {
 	c.wmu.Lock()
-	_, err := c.nc.Write(b)
+	rest, err := b, error(nil)
+	if c.raw != nil {
+		rest, err = c.raw.tryWrite(b)
+	}
+	if err == nil && len(rest) > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+		if _, err = c.nc.Write(rest); err == nil {
+			_ = c.nc.SetWriteDeadline(time.Time{})
+		}
+	}
 	c.wmu.Unlock()
 	if err != nil {
-		// The peer is gone or the connection was closed by Shutdown: make
-		// the read loop stop too.
-		c.s.logger.Debug("rpc: write failed", "remote", c.remote, "err", err)
-		_ = c.nc.Close()
+		c.fail(err)
 	}
+}
+
+// fail ends the connection after a failed write: the peer is gone, does
+// not read (write deadline), or Shutdown closed it. Replies waiting for
+// room are dropped and the read loop stops.
+func (c *conn) fail(err error) {
+	first := !c.broken.Swap(true)
+	c.bmu.Lock()
+	c.bcond.Broadcast()
+	c.bmu.Unlock()
+	if ne := net.Error(nil); first && errors.As(err, &ne) && ne.Timeout() {
+		c.s.logger.Warn("rpc: closing connection: reply not taken within write_timeout",
+			"remote", c.remote, "write_timeout", c.s.cfg.WriteTimeout)
+	} else if first {
+		c.s.logger.Debug("rpc: write failed", "remote", c.remote, "err", err)
+	}
+	_ = c.nc.Close()
+}
+
+// reserve waits until the backlog has room for a reply of n bytes, then
+// counts it. A reply larger than MaxReplyBacklog waits for an empty
+// backlog and goes alone. It returns false once the connection is broken:
+// the reply is dropped.
+func (c *conn) reserve(n int) bool {
+	limit, m := int64(c.s.cfg.MaxReplyBacklog), int64(n)
+	for !c.broken.Load() {
+		if v := c.backlog.Add(m); v <= limit || v == m {
+			return true
+		}
+		c.backlog.Add(-m)
+		c.waiting.Add(1)
+		c.wake() // the undone reservation may have made others wait
+		c.sleep(func() bool { v := c.backlog.Load(); return v == 0 || v+m <= limit })
+		c.waiting.Add(-1)
+		c.wake() // the reader may be waiting for no reply to wait
+	}
+	return false
+}
+
+// release uncounts a written (or dropped) reply of n bytes.
+func (c *conn) release(n int) {
+	c.backlog.Add(-int64(n))
+	c.wake()
+}
+
+// waitBacklog holds the reader while the backlog is full or a reply waits
+// for room: a client that does not read its replies gets no more requests
+// served.
+func (c *conn) waitBacklog() error {
+	limit := int64(c.s.cfg.MaxReplyBacklog)
+	ready := func() bool { return c.backlog.Load() < limit && c.waiting.Load() == 0 }
+	if !ready() {
+		c.sleep(ready)
+	}
+	if c.broken.Load() {
+		return net.ErrClosed
+	}
+	return nil
+}
+
+// sleep waits on bcond until ready or the connection breaks. A sleeper is
+// counted before it checks ready, and a waker changes the counters before
+// it looks for sleepers, so no wake-up is lost.
+func (c *conn) sleep(ready func() bool) {
+	c.bmu.Lock()
+	c.sleepers.Add(1)
+	for !c.broken.Load() && !ready() {
+		c.bcond.Wait()
+	}
+	c.sleepers.Add(-1)
+	c.bmu.Unlock()
+}
+
+// wake wakes the sleepers, if there are any.
+func (c *conn) wake() {
+	if c.sleepers.Load() > 0 {
+		c.bmu.Lock()
+		c.bcond.Broadcast()
+		c.bmu.Unlock()
+	}
+}
+
+// replySize is the size of the reply frame appendReply will build for req
+// (an upper bound for JSON), computed without encoding it, so that the
+// backlog is reserved before the memory is taken. A reply too large for
+// one frame becomes an error reply, and its size is that of the error.
+func (s *Server) replySize(req *request, res result, err error) (int, error) {
+	name := req.name()
+	if err == nil {
+		var body int
+		if req.codec == frame.CodecJSON {
+			body = resultSizeJSON(res)
+		} else {
+			body = resultSizeProto(req.m, res)
+		}
+		if size := len(name) + body; uint64(size) <= s.maxReply {
+			return headerLen + size, nil
+		}
+		err = errReplyTooLarge(name, len(name)+body, s.maxReply)
+	}
+	return headerLen + len(name) + len(err.Error()), err
 }
 
 // appendReply appends the reply frame for req: header, method name, then
@@ -302,6 +459,9 @@ func (s *Server) appendReply(b []byte, req *request, res result, err error) []by
 			b = appendResultProto(b, req.m, res)
 		case frame.CodecJSON:
 			b, err = appendResultJSON(b, req.m, res)
+		}
+		if size := len(b) - headerLen; err == nil && uint64(size) > s.maxReply {
+			err = errReplyTooLarge(name, size, s.maxReply)
 		}
 	}
 	if err != nil {

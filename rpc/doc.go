@@ -44,6 +44,29 @@
 // nothing changes. Errors carry RoadRunner's exact texts (errors.go), which
 // the PHP client matches on.
 //
+// # Hostile clients
+//
+// What a connection can make the server hold is bounded, so that one client
+// cannot take memory or connections from the others (docs/security.md lists
+// each attack and its test):
+//
+//   - a request has at most Config.MaxItems items, counted before any is
+//     built; items after a blank key are not kept; a large request's item
+//     array is sized once and not kept in the pool afterwards. Decoding
+//     allocates about the frame's size (the frame itself) and at most
+//     MaxItems items.
+//   - a frame must arrive whole within FrameTimeout of the server waiting
+//     for it, however slowly its bytes trickle in.
+//   - replies encoded and not yet written are bounded per connection by
+//     MaxReplyBacklog: the server reserves a reply's size before encoding
+//     it, and stops reading a connection's requests while its backlog is
+//     full; a reply the socket cannot take at once must be taken within
+//     WriteTimeout, or the connection closes.
+//   - at most MaxConnections connections are open; more are closed as soon
+//     as they are accepted.
+//   - an unknown method name is repeated in the reply up to 256 bytes, and a
+//     reply too large for the frame's 32-bit length is an error reply.
+//
 // # The kvnode admin service
 //
 // With Config.Admin set, the same listener also serves kvnode's own
@@ -53,6 +76,14 @@
 // below max_frame_size. Arguments and replies are gob (what goridge's Go
 // client sends for non-protobuf values) or JSON, answered in the request's
 // codec. Sessions idle for two minutes are closed; one restore runs at a
-// time. Anyone who can reach the kv port can call these, as they can call
-// kv.Clear: expose the port only to trusted clients.
+// time.
+//
+// The calls that export or replace data (every kvnode.* method but Status
+// and Health) require Config.AdminToken when it is set: it travels in the
+// arguments (AdminAuth), and is compared in constant time. Without a token,
+// Listen refuses any address but loopback and unix sockets
+// (ErrInsecureAdmin). kv.* stays unauthenticated, as in RoadRunner (the PHP
+// client cannot send credentials), and so does kv.Clear: expose the port
+// only to trusted clients. Every admin call is logged with the client's
+// address.
 package rpc

@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -18,6 +19,9 @@ var (
 	ErrStorage = errors.New("rpc: bad storage")
 	// ErrServerClosed is returned by Listen after Shutdown.
 	ErrServerClosed = errors.New("rpc: server closed")
+	// ErrInsecureAdmin is returned by Listen for an address other hosts can
+	// reach while the admin service is on and has no token.
+	ErrInsecureAdmin = errors.New("rpc: admin service without a token on a non-local address")
 )
 
 // Frame errors: each closes the connection it was read from, without a
@@ -58,6 +62,11 @@ var (
 	ErrMExpireItem = errors.New("timeout for MExpire is empty or key is empty")
 	// ErrInternal is a panic caught while serving a request.
 	ErrInternal = errors.New("rpc: internal error")
+	// ErrTooManyItems is a request with more than Config.MaxItems items.
+	ErrTooManyItems = errors.New("too many items in one request")
+	// ErrReplyTooLarge is a reply that does not fit a frame (its length
+	// field is 32 bits).
+	ErrReplyTooLarge = errors.New("reply too large for one frame")
 )
 
 // Admin service errors (kvnode.*).
@@ -76,6 +85,9 @@ var (
 	ErrRestoreChecksum = errors.New("restore stream does not match its SHA-256")
 	// ErrRestoreAborted ends a restore abandoned before it committed.
 	ErrRestoreAborted = errors.New("restore aborted")
+	// ErrUnauthorized refuses a call that exports or replaces data without
+	// the right admin token.
+	ErrUnauthorized = errors.New("admin token required")
 )
 
 // replyError is an error whose text goes on the wire verbatim. It wraps the
@@ -168,17 +180,47 @@ func errPanic(m method) error {
 	return reply(ErrInternal, opName[m]+": "+ErrInternal.Error())
 }
 
-// errMethod is net/rpc's answer to a name it cannot route, text for text.
-func errMethod(name string) error {
-	dot := strings.LastIndexByte(name, '.')
+// maxEchoedName bounds how much of an unknown method name a reply repeats
+// (twice: as the reply's method and in the error text). Real names are a
+// few bytes; a frame may carry a 32 MiB one.
+const maxEchoedName = 256
+
+// echoName is name as replies repeat it: whole up to maxEchoedName bytes,
+// else cut there and marked with the full length.
+func echoName(name []byte) string {
+	if len(name) <= maxEchoedName {
+		return string(name)
+	}
+	return fmt.Sprintf("%s... (%d bytes)", name[:maxEchoedName], len(name))
+}
+
+// errMethod is net/rpc's answer to a name it cannot route, text for text
+// (only a name over maxEchoedName bytes is shortened).
+func errMethod(name []byte) error {
+	dot := bytes.LastIndexByte(name, '.')
+	echo := echoName(name)
 	switch {
 	case dot < 0:
-		return reply(ErrUnknownMethod, "rpc: service/method request ill-formed: "+name)
-	case name[:dot] != serviceName:
-		return reply(ErrUnknownMethod, "rpc: can't find service "+name)
+		return reply(ErrUnknownMethod, "rpc: service/method request ill-formed: "+echo)
+	case string(name[:dot]) != serviceName:
+		return reply(ErrUnknownMethod, "rpc: can't find service "+echo)
 	default:
-		return reply(ErrUnknownMethod, "rpc: can't find method "+name)
+		return reply(ErrUnknownMethod, "rpc: can't find method "+echo)
 	}
+}
+
+// errTooManyItems refuses a request beyond Config.MaxItems. RoadRunner has
+// no such limit, so there is no text of its to keep.
+func errTooManyItems(m method, limit int) error {
+	return reply(ErrTooManyItems, fmt.Sprintf("%s: %s: more than %d (rpc.max_items)",
+		opName[m], ErrTooManyItems.Error(), limit))
+}
+
+// errReplyTooLarge replaces a reply whose payload would not fit the
+// frame's 32-bit length.
+func errReplyTooLarge(name string, size int, limit uint64) error {
+	return reply(ErrReplyTooLarge, fmt.Sprintf("%s: %s: %d bytes, the limit is %d: ask for fewer or smaller keys",
+		name, ErrReplyTooLarge.Error(), size, limit))
 }
 
 func errCodec(flags byte) error {

@@ -133,11 +133,11 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 		if jsonCodec {
 			r.codec = frame.CodecJSON
-			_ = decodeBody(body, r, storages)
+			_ = decodeBody(body, r, storages, DefaultMaxItems)
 			return
 		}
 		in := bytes.Clone(body)
-		err := decodeBody(in, r, storages)
+		err := decodeBody(in, r, storages, DefaultMaxItems)
 		var pb kvv1.Request
 		pbErr := proto.Unmarshal(body, &pb)
 		if (err == nil) != (pbErr == nil) {
@@ -156,11 +156,22 @@ func FuzzDecodeRequest(f *testing.F) {
 		if r.storage != pb.GetStorage() || (r.st != nil) != (pb.GetStorage() == "default") {
 			t.Fatalf("storage %q (%v), want %q", r.storage, r.st, pb.GetStorage())
 		}
-		if len(r.items) != len(pb.GetItems()) {
-			t.Fatalf("%d items, want %d", len(r.items), len(pb.GetItems()))
+		// Items are kept up to the first blank key, which sets blank.
+		want := pb.GetItems()
+		for i, it := range want {
+			if drivers.BlankKey(it.GetKey()) {
+				want = want[:i]
+				break
+			}
+		}
+		if blank := len(want) < len(pb.GetItems()); r.blank != blank {
+			t.Fatalf("blank = %v, want %v", r.blank, blank)
+		}
+		if len(r.items) != len(want) {
+			t.Fatalf("%d items, want %d", len(r.items), len(want))
 		}
 		res := result{items: make([]drivers.Item, len(r.items))}
-		for i, it := range pb.GetItems() {
+		for i, it := range want {
 			got := r.items[i]
 			if got.Key != it.GetKey() || got.Timeout != it.GetTimeout() ||
 				(isSet && !bytes.Equal(got.Value, it.GetValue())) || (!isSet && got.Value != nil) {

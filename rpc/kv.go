@@ -60,14 +60,24 @@ func (s *Server) dispatch(ctx context.Context, r *request) (result, error) {
 	ctx = dctx
 
 	switch m {
-	case mHas, mMGet, mTTL, mDelete:
-		keys, err := uniqueKeys(m, st.driver, r.items)
-		if err != nil || len(keys) == 0 {
-			return result{}, err
+	case mTTL:
+		if st.driver == "memcached" {
+			// RoadRunner's memcached driver refuses every TTL before it
+			// looks at the keys, even none or blank ones; the Store says so.
+			return s.read(ctx, m, st, nil)
+		}
+		fallthrough
+	case mHas, mMGet, mDelete:
+		if r.blank {
+			return result{}, errEmptyKey(m, st.driver)
+		}
+		keys := uniqueKeys(r.items)
+		if len(keys) == 0 {
+			return result{}, nil
 		}
 		return s.read(ctx, m, st, keys)
 	case mSet:
-		items, err := setItems(st.driver, r.items)
+		items, err := setItems(st.driver, r.items, r.blank)
 		if err != nil || len(items) == 0 {
 			return result{}, err
 		}
@@ -75,7 +85,7 @@ func (s *Server) dispatch(ctx context.Context, r *request) (result, error) {
 			return result{}, errStore(m, st.driver, err)
 		}
 	case mMExpire:
-		items, err := mexpireItems(st.driver, r.items)
+		items, err := mexpireItems(st.driver, r.items, r.blank)
 		if err != nil || len(items) == 0 {
 			return result{}, err
 		}
@@ -117,9 +127,9 @@ func (s *Server) read(ctx context.Context, m method, st *storage, keys []string)
 // comparing pairs rather than with a map: cheaper for the usual 1-10 keys.
 const smallDedup = 16
 
-// uniqueKeys returns the keys of items, each once in first-seen order,
-// or RoadRunner's blank-key error.
-func uniqueKeys(m method, driver string, items []drivers.Item) ([]string, error) {
+// uniqueKeys returns the keys of items, each once in first-seen order.
+// Decoding already refused blank keys.
+func uniqueKeys(items []drivers.Item) []string {
 	keys := make([]string, 0, len(items))
 	var seen map[string]struct{}
 	if len(items) > smallDedup {
@@ -128,9 +138,6 @@ func uniqueKeys(m method, driver string, items []drivers.Item) ([]string, error)
 next:
 	for i := range items {
 		k := items[i].Key
-		if drivers.BlankKey(k) {
-			return nil, errEmptyKey(m, driver)
-		}
 		if seen != nil {
 			if _, dup := seen[k]; dup {
 				continue
@@ -145,32 +152,33 @@ next:
 		}
 		keys = append(keys, k)
 	}
-	return keys, nil
+	return keys
 }
 
-// setItems validates Set's items (blank keys, timeouts) and returns them
-// with deadlines parsed and duplicates collapsed, the last one winning.
-func setItems(driver string, items []drivers.Item) ([]drivers.Item, error) {
+// setItems validates Set's items (timeouts, then the blank key decoding
+// stopped at, so errors come in item order) and returns them with deadlines
+// parsed and duplicates collapsed, the last one winning.
+func setItems(driver string, items []drivers.Item, blank bool) ([]drivers.Item, error) {
 	for i := range items {
 		it := &items[i]
-		if drivers.BlankKey(it.Key) {
-			return nil, errEmptyKey(mSet, driver)
-		}
 		d, err := drivers.ParseTimeout(it.Timeout)
 		if err != nil {
 			return nil, errBadTimeout(mSet, driver, err)
 		}
 		it.Deadline = d
 	}
+	if blank {
+		return nil, errEmptyKey(mSet, driver)
+	}
 	return lastWins(items), nil
 }
 
 // mexpireItems validates MExpire's items: each needs a key and a timeout.
 // Values are not passed on: MExpire keeps the stored ones.
-func mexpireItems(driver string, items []drivers.Item) ([]drivers.Item, error) {
+func mexpireItems(driver string, items []drivers.Item, blank bool) ([]drivers.Item, error) {
 	for i := range items {
 		it := &items[i]
-		if it.Timeout == "" || drivers.BlankKey(it.Key) {
+		if it.Timeout == "" {
 			return nil, errMExpireItem(driver)
 		}
 		d, err := drivers.ParseTimeout(it.Timeout)
@@ -179,6 +187,9 @@ func mexpireItems(driver string, items []drivers.Item) ([]drivers.Item, error) {
 		}
 		it.Deadline = d
 		it.Value = nil
+	}
+	if blank {
+		return nil, errMExpireItem(driver)
 	}
 	return lastWins(items), nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -40,6 +41,12 @@ type Server struct {
 	draining atomic.Bool
 	done     chan struct{} // closed by Shutdown
 	connWG   sync.WaitGroup
+
+	// refusals throttles the log of connections refused at MaxConnections.
+	refusals throttle
+	// maxReply is the largest reply payload: the frame's 32-bit length.
+	// Tests lower it.
+	maxReply uint64
 }
 
 // New checks cfg and storages and returns a Server that is not listening
@@ -61,6 +68,8 @@ func New(cfg Config, storages []Storage, tp trace.TracerProvider, logger *slog.L
 		storages: make(map[string]*storage, len(storages)),
 		conns:    make(map[*conn]struct{}),
 		done:     make(chan struct{}),
+		refusals: throttle{every: refusalLogEvery},
+		maxReply: math.MaxUint32,
 	}
 	for _, st := range storages {
 		switch {
@@ -80,7 +89,7 @@ func New(cfg Config, storages []Storage, tp trace.TracerProvider, logger *slog.L
 	}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	if cfg.Admin != nil {
-		s.admin = newAdminState(cfg.Admin, s.base, cfg.MaxFrameSize, s.logger)
+		s.admin = newAdminState(cfg.Admin, s.base, cfg.MaxFrameSize, cfg.AdminToken, s.logger)
 	}
 	return s, nil
 }
@@ -105,12 +114,41 @@ func (s *Server) Listen() error {
 		}
 	}
 	var lc net.ListenConfig
+	if s.network == "unix" {
+		lc.Control = restrictSocket
+	}
 	ln, err := lc.Listen(s.base, s.network, s.address)
 	if err != nil {
 		return fmt.Errorf("rpc: listen %s: %w", s.cfg.Listen, err)
 	}
+	if s.network == "unix" {
+		// Exactly socketMode: the umask may have taken group write away.
+		if err := os.Chmod(s.address, socketMode); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("rpc: listen %s: %w", s.cfg.Listen, err)
+		}
+	}
+	if s.admin != nil && s.cfg.AdminToken == "" && !localOnly(ln.Addr()) {
+		_ = ln.Close()
+		return fmt.Errorf("%w: %s listens on %s, which other hosts can reach, and snapshot save and restore "+
+			"would answer anyone: set rpc.admin_token (or rpc.admin_token_file), or listen on a loopback "+
+			"address (tcp://127.0.0.1:6001) or a unix socket", ErrInsecureAdmin, s.cfg.Listen, ln.Addr())
+	}
 	s.ln = ln
 	return nil
+}
+
+// localOnly reports whether only this host can connect to a listener bound
+// to a: a unix socket or a loopback address.
+func localOnly(a net.Addr) bool {
+	switch a := a.(type) {
+	case *net.UnixAddr:
+		return true
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	default:
+		return false
+	}
 }
 
 // Addr is the bound address (nil before Listen).
@@ -159,6 +197,16 @@ func (s *Server) Serve() error {
 			return fmt.Errorf("rpc: accept: %w", err)
 		}
 		backoff = 0
+		if s.full() {
+			// Closing at once tells the client; leaving the connection in
+			// the kernel's backlog would only make it hang.
+			_ = nc.Close()
+			if n, ok := s.refusals.note(time.Now()); ok {
+				s.logger.Warn("rpc: refusing connections: max_connections reached",
+					"max_connections", s.cfg.MaxConnections, "refused", n, "last_remote", nc.RemoteAddr().String())
+			}
+			continue
+		}
 		c := s.newConn(nc)
 		if !s.track(c) {
 			_ = nc.Close()
@@ -166,6 +214,13 @@ func (s *Server) Serve() error {
 		}
 		go c.serve()
 	}
+}
+
+// full reports whether MaxConnections connections are open.
+func (s *Server) full() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns) >= s.cfg.MaxConnections
 }
 
 // isTemporary reports accept errors worth retrying (EMFILE, ENFILE,

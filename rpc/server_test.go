@@ -113,7 +113,7 @@ func TestServer_FrameTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectClosed(t, nc)
-	waitFor(t, "the log line", func() bool { return strings.Contains(srv.log.String(), "no progress for 50ms") })
+	waitFor(t, "the log line", func() bool { return strings.Contains(srv.log.String(), "frame not complete after 50ms") })
 }
 
 func TestServer_Tracing(t *testing.T) {

@@ -21,6 +21,13 @@ var testDrivers = map[string]string{"mem": "memory", "bolt": "boltdb"}
 // Everything stops before the cluster does.
 func clusterRPC(t *testing.T, c *clustertest.Cluster) []string {
 	t.Helper()
+	return clusterRPCWith(t, c, RPCConfig{})
+}
+
+// clusterRPCWith is clusterRPC with the rpc section rc (Listen is set).
+func clusterRPCWith(t *testing.T, c *clustertest.Cluster, rc RPCConfig) []string {
+	t.Helper()
+	rc.Listen = "tcp://127.0.0.1:0"
 	addrs := make([]string, len(c.Nodes))
 	for i, n := range c.Nodes {
 		var stores []namedStore
@@ -32,7 +39,7 @@ func clusterRPC(t *testing.T, c *clustertest.Cluster) []string {
 			stores = append(stores, namedStore{name: name, driver: testDrivers[name], store: st})
 		}
 		admin := newNodeAdmin(stores, &replicatedSet{node: n.Node, engines: n.Engines}, slog.New(slog.DiscardHandler))
-		cfg := &Config{RPC: RPCConfig{Listen: "tcp://127.0.0.1:0"}}
+		cfg := &Config{RPC: rc}
 		p := &problems{}
 		srv := newRPCServer(cfg, stores, storageEnv{}, rpcHooks{admin: admin}, slog.New(slog.DiscardHandler), p)
 		if err := p.err(); err != nil {

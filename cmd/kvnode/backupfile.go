@@ -45,9 +45,9 @@ type backupMeta struct {
 	Version   string    `json:"kvnode_version"`
 }
 
-// backupWriter writes a backup to path.tmp and renames it into place on
-// Commit, so an interrupted save never leaves a truncated file under the
-// name given.
+// backupWriter writes a backup to a temporary file next to path and
+// renames it into place on Commit, so an interrupted save never leaves a
+// truncated file under the name given.
 type backupWriter struct {
 	path string
 	f    *os.File
@@ -60,7 +60,11 @@ func createBackup(path string, meta backupMeta) (*backupWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode backup metadata: %w", err)
 	}
-	f, err := os.OpenFile(path+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// A fixed name such as path+".tmp" would follow a symlink planted
+	// there and overwrite whatever it points to; CreateTemp makes a new
+	// file under a random name (O_EXCL, 0600) in the same directory, so
+	// the rename stays within one file system.
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return nil, err //nolint:wrapcheck // names the path
 	}

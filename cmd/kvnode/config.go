@@ -64,11 +64,30 @@ type RPCConfig struct {
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// IdleTimeout closes connections idle this long (0: never).
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
-	// FrameTimeout bounds the arrival of the rest of a started frame.
+	// FrameTimeout bounds the arrival of a whole frame once it has begun.
 	FrameTimeout time.Duration `yaml:"frame_timeout"`
+	// WriteTimeout closes a connection that does not take a reply in time.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// MaxInFlight bounds the concurrent requests of one connection.
 	MaxInFlight int `yaml:"max_in_flight"`
+	// MaxItems bounds the items of one request.
+	MaxItems int `yaml:"max_items"`
+	// MaxConnections bounds the open connections.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxReplyBacklog bounds, in bytes, the replies of one connection
+	// waiting to be written.
+	MaxReplyBacklog int `yaml:"max_reply_backlog"`
+	// AdminToken is required by snapshot save and restore; AdminTokenFile
+	// names a file holding it instead (read at start, surrounding white
+	// space trimmed). After loading, AdminToken holds the token either way.
+	AdminToken     string `yaml:"admin_token"`
+	AdminTokenFile string `yaml:"admin_token_file"`
 }
+
+// minTokenLen is the shortest admin token accepted: the token is all that
+// stands between the network and every stored value, and guessing must not
+// be an option.
+const minTokenLen = 16
 
 // LogsConfig is the part of RoadRunner's logs section kvnode honours.
 type LogsConfig struct {
@@ -284,11 +303,41 @@ func validateRPC(c *RPCConfig, p *problems) {
 		{"request_timeout", c.RequestTimeout < 0, c.RequestTimeout},
 		{"idle_timeout", c.IdleTimeout < 0, c.IdleTimeout},
 		{"frame_timeout", c.FrameTimeout < 0, c.FrameTimeout},
+		{"write_timeout", c.WriteTimeout < 0, c.WriteTimeout},
 		{"max_in_flight", c.MaxInFlight < 0, c.MaxInFlight},
+		{"max_items", c.MaxItems < 0, c.MaxItems},
+		{"max_connections", c.MaxConnections < 0, c.MaxConnections},
+		{"max_reply_backlog", c.MaxReplyBacklog < 0, c.MaxReplyBacklog},
 	} {
 		if f.bad {
 			p.addf("rpc."+f.name, "must not be negative, got %v", f.v)
 		}
+	}
+	loadAdminToken(c, p)
+}
+
+// loadAdminToken reads rpc.admin_token_file into AdminToken and checks the
+// token. Messages never repeat the token.
+func loadAdminToken(c *RPCConfig, p *problems) {
+	key := "rpc.admin_token"
+	if c.AdminTokenFile != "" {
+		key = "rpc.admin_token_file"
+		if c.AdminToken != "" {
+			p.addf(key, "set rpc.admin_token or rpc.admin_token_file, not both")
+			return
+		}
+		b, err := os.ReadFile(c.AdminTokenFile)
+		if err != nil {
+			p.add(key, err)
+			return
+		}
+		if c.AdminToken = strings.TrimSpace(string(b)); c.AdminToken == "" {
+			p.addf(key, "%s is empty", c.AdminTokenFile)
+			return
+		}
+	}
+	if n := len(c.AdminToken); n > 0 && n < minTokenLen {
+		p.addf(key, "the token is %d characters long, want at least %d (e.g. openssl rand -hex 32)", n, minTokenLen)
 	}
 }
 

@@ -165,6 +165,7 @@ func TestImageConfig_RefusesToStartWithoutItsSecrets(t *testing.T) {
 		"cluster.gossip.encrypt_key_file: open /etc/kvnode/secrets/gossip.key", "kvnode keygen",
 		"cluster.tls.cert: stat /etc/kvnode/secrets/node1.pem", "cluster.tls.key: stat /etc/kvnode/secrets/node1-key.pem",
 		"cluster.tls.ca: stat /etc/kvnode/secrets/ca.pem", "kvnode tls cert NODE",
+		"rpc.admin_token_file: open /etc/kvnode/secrets/admin.token",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("without secrets: no %q in %v", want, err)
@@ -184,7 +185,11 @@ func TestImageConfig_RefusesToStartWithoutItsSecrets(t *testing.T) {
 		}
 	}
 	env["KVNODE_CLUSTER_INSECURE"] = "true"
-	if cfg, err := LoadConfig(LoadOptions{File: file, LookupEnv: envMap(env)}); err != nil || !cfg.ClusterConfig.Insecure || cfg.ClusterConfig.TLS.Enabled() {
+	token := filepath.Join(t.TempDir(), "admin.token")
+	if err := os.WriteFile(token, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := LoadConfig(LoadOptions{File: file, LookupEnv: envMap(env), Overrides: []string{"rpc.admin_token_file=" + token}}); err != nil || !cfg.ClusterConfig.Insecure || cfg.ClusterConfig.TLS.Enabled() {
 		t.Errorf("insecure, without TLS and key: %v", err)
 	}
 }

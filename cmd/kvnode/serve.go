@@ -156,21 +156,30 @@ func newRPCServer(cfg *Config, stores []namedStore, env storageEnv, hooks rpcHoo
 		storages[i] = rpc.Storage{Name: s.name, Driver: s.driver, Store: s.store, Inline: s.driver == "memory" && cfg.ClusterConfig == nil}
 	}
 	srv, err := rpc.New(rpc.Config{
-		Listen:         cfg.RPC.Listen,
-		MaxFrameSize:   cfg.RPC.MaxFrameSize,
-		RequestTimeout: cfg.RPC.RequestTimeout,
-		IdleTimeout:    cfg.RPC.IdleTimeout,
-		FrameTimeout:   cfg.RPC.FrameTimeout,
-		MaxInFlight:    cfg.RPC.MaxInFlight,
-		Observer:       hooks.observer,
-		Admin:          hooks.admin,
+		Listen:          cfg.RPC.Listen,
+		MaxFrameSize:    cfg.RPC.MaxFrameSize,
+		RequestTimeout:  cfg.RPC.RequestTimeout,
+		IdleTimeout:     cfg.RPC.IdleTimeout,
+		FrameTimeout:    cfg.RPC.FrameTimeout,
+		WriteTimeout:    cfg.RPC.WriteTimeout,
+		MaxInFlight:     cfg.RPC.MaxInFlight,
+		MaxItems:        cfg.RPC.MaxItems,
+		MaxConnections:  cfg.RPC.MaxConnections,
+		MaxReplyBacklog: cfg.RPC.MaxReplyBacklog,
+		AdminToken:      cfg.RPC.AdminToken,
+		Observer:        hooks.observer,
+		Admin:           hooks.admin,
 	}, storages, env.tp, logger)
 	if err != nil {
 		p.add("rpc", err)
 		return nil
 	}
 	if err := srv.Listen(); err != nil {
-		p.add("rpc.listen", err)
+		key := "rpc.listen"
+		if errors.Is(err, rpc.ErrInsecureAdmin) {
+			key = "rpc.admin_token"
+		}
+		p.add(key, err)
 		return nil
 	}
 	return srv

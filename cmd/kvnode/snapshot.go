@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"time"
 
@@ -20,7 +19,7 @@ import (
 // the node taking the snapshot, and the cluster installing a restore.
 const snapshotWait = 30 * time.Minute
 
-const snapshotUsage = "save FILE [--rpc ADDR] [--stale] | restore FILE [--rpc ADDR] | inspect FILE"
+const snapshotUsage = "save FILE [--rpc ADDR] [--token-file FILE] [--stale] | restore FILE [--rpc ADDR] [--token-file FILE] | inspect FILE"
 
 // runSnapshot dispatches kvnode snapshot save|restore|inspect.
 func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -61,10 +60,14 @@ func oneFile(fs *flag.FlagSet, args []string) (string, error) {
 // runSnapshotSave downloads a consistent snapshot of every replicated
 // storage into FILE (written to FILE.tmp, verified, then renamed).
 func runSnapshotSave(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
-	fs, af := newAdminFlagSet("snapshot save", "FILE [--rpc ADDR] [--stale]", 30*time.Second, stderr)
+	fs, af := newAdminFlagSet("snapshot save", "FILE [--rpc ADDR] [--token-file FILE] [--stale]", 30*time.Second, stderr)
+	af.tokenFlags(fs)
 	stale := fs.Bool("stale", false, "do not wait for the leader's commit index first (for a node cut off from its leader)")
 	file, err := oneFile(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := af.resolveToken(); err != nil {
 		return err
 	}
 	c, err := af.dial(ctx)
@@ -73,12 +76,12 @@ func runSnapshotSave(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	defer func() { _ = c.Close() }()
 	var open rpc.SnapshotOpenReply
-	if err := af.call(ctx, c, rpc.MethodSnapshotOpen, rpc.SnapshotOpenArgs{Stale: *stale}, &open, snapshotWait); err != nil {
+	if err := af.call(ctx, c, rpc.MethodSnapshotOpen, rpc.SnapshotOpenArgs{AdminAuth: af.auth, Stale: *stale}, &open, snapshotWait); err != nil {
 		return err
 	}
 	defer func() {
 		if err != nil { // the session may still hold the snapshot open
-			_ = af.call(context.WithoutCancel(ctx), c, rpc.MethodSnapshotClose, rpc.SnapshotCloseArgs{ID: open.ID}, nil, 0)
+			_ = af.call(context.WithoutCancel(ctx), c, rpc.MethodSnapshotClose, rpc.SnapshotCloseArgs{AdminAuth: af.auth, ID: open.ID}, nil, 0)
 		}
 	}()
 	bw, err := createBackup(file, backupMeta{NodeID: open.NodeID, RaftIndex: open.Index, RaftTerm: open.Term,
@@ -116,7 +119,7 @@ func download(ctx context.Context, af *adminFlags, c *client.Client, open rpc.Sn
 	var off int64
 	for {
 		var r rpc.SnapshotReadReply
-		if err := af.call(ctx, c, rpc.MethodSnapshotRead, rpc.SnapshotReadArgs{ID: open.ID, Offset: off}, &r, 0); err != nil {
+		if err := af.call(ctx, c, rpc.MethodSnapshotRead, rpc.SnapshotReadArgs{AdminAuth: af.auth, ID: open.ID, Offset: off}, &r, 0); err != nil {
 			_ = pw.CloseWithError(err)
 			prog.finish()
 			return fsm.SnapshotInfo{}, err
@@ -145,15 +148,16 @@ func download(ctx context.Context, af *adminFlags, c *client.Client, open rpc.Sn
 	return v.info, nil
 }
 
-// leaderHint finds the leader's RPC address in a node's refusal.
-var leaderHint = regexp.MustCompile(`leader RPC address (\S+)`)
-
 // runSnapshotRestore verifies FILE, then streams it to the leader, which
 // makes the whole cluster hold exactly its state.
 func runSnapshotRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, af := newAdminFlagSet("snapshot restore", "FILE [--rpc ADDR]", 30*time.Second, stderr)
+	fs, af := newAdminFlagSet("snapshot restore", "FILE [--rpc ADDR] [--token-file FILE]", 30*time.Second, stderr)
+	af.tokenFlags(fs)
 	file, err := oneFile(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := af.resolveToken(); err != nil {
 		return err
 	}
 	prog := newProgress(stderr, "verifying", fileSize(file))
@@ -164,12 +168,10 @@ func runSnapshotRestore(ctx context.Context, args []string, stdout, stderr io.Wr
 	}
 	defer func() { _ = b.Close() }()
 
-	res, err := upload(ctx, af, b, stderr)
-	if m := leaderHint.FindStringSubmatch(errText(err)); m != nil && !strings.Contains(af.rpc, m[1]) {
-		fmt.Fprintf(stderr, "kvnode: %s is not the leader; sending the restore to the leader at %s\n", af.rpc, m[1])
-		af.rpc = m[1]
-		res, err = upload(ctx, af, b, stderr)
+	if af.rpc, err = restoreTarget(ctx, af, stderr); err != nil {
+		return err
 	}
+	res, err := upload(ctx, af, b, stderr)
 	if err != nil {
 		return err
 	}
@@ -182,6 +184,60 @@ func runSnapshotRestore(ctx context.Context, args []string, stdout, stderr io.Wr
 	return nil
 }
 
+// restoreTarget decides where a restore goes: to the node --rpc names when
+// it leads (or runs alone), else to the leader's RPC address as that node's
+// status reports it from gossip, once the node found there confirms in its
+// own status that it is that leader. A restore carries the whole state and
+// the admin token, so it never goes to an address read from an error text.
+func restoreTarget(ctx context.Context, af *adminFlags, stderr io.Writer) (string, error) {
+	named := af.rpc
+	st, err := nodeStatus(ctx, af, named)
+	if err != nil {
+		return "", err
+	}
+	if st.Role == cluster.RoleLeader || st.Role == cluster.RoleStandalone {
+		return named, nil
+	}
+	if st.LeaderID == "" {
+		return "", fmt.Errorf("%w: %s is a %s and knows no leader: retry once one is elected", cluster.ErrNotLeader, named, st.Role)
+	}
+	leader := ""
+	for _, m := range st.Members {
+		if m.ID == st.LeaderID {
+			leader = dialableRPC(m.RPCAddress, m.Address)
+		}
+	}
+	if leader == "" {
+		return "", fmt.Errorf("%w: %s is a %s; the leader is %s (cluster address %s), whose RPC address this node "+
+			"does not know (no gossip): run again with --rpc pointing at the leader", cluster.ErrNotLeader, named, st.Role,
+			st.LeaderID, st.LeaderAddress)
+	}
+	lst, err := nodeStatus(ctx, af, leader)
+	if err != nil {
+		return "", fmt.Errorf("the leader %s, at %s per %s: %w", st.LeaderID, leader, named, err)
+	}
+	if lst.Role != cluster.RoleLeader || lst.NodeID != st.LeaderID {
+		return "", fmt.Errorf("%w: %s names %s at %s as the leader, but that node is %s, a %s: retry",
+			cluster.ErrNotLeader, named, st.LeaderID, leader, lst.NodeID, lst.Role)
+	}
+	fmt.Fprintf(stderr, "kvnode: %s is not the leader; sending the restore to the leader at %s\n", named, leader)
+	return leader, nil
+}
+
+// nodeStatus asks the node at addr for its kvnode.Status.
+func nodeStatus(ctx context.Context, af *adminFlags, addr string) (cluster.Status, error) {
+	var st cluster.Status
+	at := *af
+	at.rpc = addr
+	c, err := at.dial(ctx)
+	if err != nil {
+		return st, err
+	}
+	defer func() { _ = c.Close() }()
+	err = at.call(ctx, c, rpc.MethodStatus, nil, &st, 0)
+	return st, err
+}
+
 // upload runs one restore session against af.rpc.
 func upload(ctx context.Context, af *adminFlags, b *backupFile, stderr io.Writer) (cluster.RestoreInfo, error) {
 	var res cluster.RestoreInfo
@@ -191,11 +247,11 @@ func upload(ctx context.Context, af *adminFlags, b *backupFile, stderr io.Writer
 	}
 	defer func() { _ = c.Close() }()
 	var begin rpc.RestoreBeginReply
-	if err := af.call(ctx, c, rpc.MethodRestoreBegin, rpc.RestoreBeginArgs{Size: b.meta.Size}, &begin, 0); err != nil {
+	if err := af.call(ctx, c, rpc.MethodRestoreBegin, rpc.RestoreBeginArgs{AdminAuth: af.auth, Size: b.meta.Size}, &begin, 0); err != nil {
 		return res, err
 	}
 	abort := func(err error) (cluster.RestoreInfo, error) {
-		_ = af.call(context.WithoutCancel(ctx), c, rpc.MethodRestoreAbort, rpc.RestoreAbortArgs{ID: begin.ID}, nil, 0)
+		_ = af.call(context.WithoutCancel(ctx), c, rpc.MethodRestoreAbort, rpc.RestoreAbortArgs{AdminAuth: af.auth, ID: begin.ID}, nil, 0)
 		return res, err
 	}
 	prog := newProgress(stderr, "restoring", b.meta.Size)
@@ -206,7 +262,7 @@ func upload(ctx context.Context, af *adminFlags, b *backupFile, stderr io.Writer
 		n, rerr := io.ReadFull(src, buf)
 		if n > 0 {
 			var w rpc.RestoreWriteReply
-			args := rpc.RestoreWriteArgs{ID: begin.ID, Offset: off, Data: buf[:n]}
+			args := rpc.RestoreWriteArgs{AdminAuth: af.auth, ID: begin.ID, Offset: off, Data: buf[:n]}
 			if err := af.call(ctx, c, rpc.MethodRestoreWrite, args, &w, 0); err != nil {
 				prog.finish()
 				return abort(err)
@@ -223,7 +279,7 @@ func upload(ctx context.Context, af *adminFlags, b *backupFile, stderr io.Writer
 		}
 	}
 	prog.finish()
-	err = af.call(ctx, c, rpc.MethodRestoreCommit, rpc.RestoreCommitArgs{ID: begin.ID, SHA256: b.streamSum}, &res, snapshotWait)
+	err = af.call(ctx, c, rpc.MethodRestoreCommit, rpc.RestoreCommitArgs{AdminAuth: af.auth, ID: begin.ID, SHA256: b.streamSum}, &res, snapshotWait)
 	return res, err
 }
 
@@ -246,11 +302,4 @@ func runSnapshotInspect(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "size        %s\n", humanBytes(m.Size))
 	fmt.Fprintf(stdout, "storages    %s\n", strings.Join(b.info.Storages, ", "))
 	return nil
-}
-
-func errText(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }

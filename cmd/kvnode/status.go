@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -21,6 +22,39 @@ import (
 type adminFlags struct {
 	rpc     string
 	timeout time.Duration
+	// auth is what the calls that export or replace data present; see
+	// tokenFlags.
+	auth      rpc.AdminAuth
+	tokenFile string
+}
+
+// adminTokenEnv names the environment variable the CLI takes the admin
+// token from when no flag gives one: unlike --token, it does not show in
+// the process list.
+const adminTokenEnv = "KVNODE_ADMIN_TOKEN"
+
+// tokenFlags adds --token and --token-file, for the commands whose calls
+// need the node's rpc.admin_token.
+func (af *adminFlags) tokenFlags(fs *flag.FlagSet) {
+	fs.StringVar(&af.auth.Token, "token", "", "the node's rpc.admin_token (default $"+adminTokenEnv+"; prefer it or --token-file: flags show in the process list)")
+	fs.StringVar(&af.tokenFile, "token-file", "", "read the admin token from this `file`")
+}
+
+// resolveToken settles the token after parsing: --token, else
+// --token-file, else $KVNODE_ADMIN_TOKEN, else none.
+func (af *adminFlags) resolveToken() error {
+	switch {
+	case af.auth.Token != "":
+	case af.tokenFile != "":
+		b, err := os.ReadFile(af.tokenFile)
+		if err != nil {
+			return fmt.Errorf("admin token: %w", err)
+		}
+		af.auth.Token = strings.TrimSpace(string(b))
+	default:
+		af.auth.Token = os.Getenv(adminTokenEnv)
+	}
+	return nil
 }
 
 func newAdminFlagSet(name, synopsis string, timeout time.Duration, stderr io.Writer) (*flag.FlagSet, *adminFlags) {

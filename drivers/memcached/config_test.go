@@ -87,6 +87,7 @@ func TestExpiration(t *testing.T) {
 		{"thirty days is relative", now + maxRelative*sec, maxRelative, false},
 		{"beyond thirty days is absolute", now + (maxRelative+1)*sec, int32(now/sec + maxRelative + 1), false},
 		{"after 2038 clamps", now + 100*365*24*3600*sec, math.MaxInt32, false},
+		{"the largest deadline clamps too", math.MaxInt64, math.MaxInt32, false},
 	} {
 		exp, expired := expiration(tc.deadline, now)
 		if exp != tc.exp || expired != tc.expired {

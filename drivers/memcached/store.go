@@ -198,7 +198,10 @@ func expiration(deadline, now int64) (exp int32, expired bool) {
 	if rel := (deadline - now + sec - 1) / sec; rel <= maxRelative {
 		return int32(rel), false
 	}
-	abs := (deadline + sec - 1) / sec
+	abs := deadline / sec // rounded up below; deadline+sec-1 could overflow
+	if deadline%sec != 0 {
+		abs++
+	}
 	if abs > math.MaxInt32 {
 		abs = math.MaxInt32
 	}

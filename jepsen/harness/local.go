@@ -102,6 +102,7 @@ func (l *Local) spawn(node string) error {
 		"-o", "cluster.gossip.join=["+strings.Join(seeds, ", ")+"]",
 		// The secrets kvnode.yaml expects in /etc/kvnode/secrets.
 		"-o", "cluster.gossip.encrypt_key_file="+filepath.Join(secrets, "gossip.key"),
+		"-o", "rpc.admin_token_file="+filepath.Join(secrets, "admin.token"),
 		"-o", "cluster.tls.ca="+filepath.Join(secrets, "ca.pem"),
 		"-o", "cluster.tls.cert="+filepath.Join(secrets, node+".pem"),
 		"-o", "cluster.tls.key="+filepath.Join(secrets, node+"-key.pem"))

@@ -3,6 +3,7 @@ package harness
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,7 +15,8 @@ import (
 // writeSecrets writes what jepsen/docker/kvnode.yaml reads from
 // /etc/kvnode/secrets, as `make cluster-secrets` does with kvnode tls and
 // kvnode keygen: ca.pem, <node>.pem and <node>-key.pem for each node (with
-// its "-peer" alias and 127.0.0.1 as names), and gossip.key. Every run has
+// its "-peer" alias and 127.0.0.1 as names), gossip.key and admin.token.
+// Every run has
 // a cluster CA of its own, valid long enough that no node warns of its
 // expiry.
 func writeSecrets(dir string, nodes []string) error {
@@ -41,6 +43,11 @@ func writeSecrets(dir string, nodes []string) error {
 		return fmt.Errorf("secrets: %w", err)
 	}
 	files["gossip.key"] = []byte(base64.StdEncoding.EncodeToString(key) + "\n")
+	token := make([]byte, 32)
+	if _, err := rand.Read(token); err != nil {
+		return fmt.Errorf("secrets: %w", err)
+	}
+	files["admin.token"] = []byte(hex.EncodeToString(token) + "\n")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("secrets: %w", err)
 	}
