@@ -39,6 +39,9 @@ type Options struct {
 	// ReconcileInterval is how often the leader reconciles raft membership
 	// with gossip besides on every gossip event; 1s when zero.
 	ReconcileInterval time.Duration
+	// BootID returns the id of the machine's current boot (recovery.go);
+	// nil reads Linux's.
+	BootID func() string
 }
 
 // Node is one member of the raft cluster serving the replicated storages.
@@ -54,12 +57,14 @@ type Node struct {
 	addr string
 	// staticPending: static peers, no raft state yet (staticjoin.go).
 	staticPending bool
-	mux           *mux
-	transport     *raft.NetworkTransport
-	raft          *raft.Raft
-	fwdServer     *rpc.Server
-	fwd           *forwardClients
-	gossip        *gossip // nil without cluster.gossip
+	// marked: the node marked itself running (recovery.go).
+	marked    bool
+	mux       *mux
+	transport *raft.NetworkTransport
+	raft      *raft.Raft
+	fwdServer *rpc.Server
+	fwd       *forwardClients
+	gossip    *gossip // nil without cluster.gossip
 
 	// boot and recon belong to the membership loop's goroutine.
 	boot  bootstrapState
@@ -214,9 +219,10 @@ func (n *Node) open() error {
 	rc.MaxAppendEntries = 256
 	rc.Logger = newHclog(n.logger, "raft")
 
-	if err := n.checkEngines(); err != nil {
+	if err := n.checkDurability(); err != nil {
 		return err
 	}
+	n.marked = true
 	r, err := raft.NewRaft(rc, n.fsm, n.stores.Log, n.stores.Stable, n.stores.Snapshots, n.transport)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
@@ -252,29 +258,6 @@ func (n *Node) open() error {
 		n.logger.Error("UNSAFE: cluster.unsafe.local_linearizable_reads is on: linearizable storages may serve stale reads")
 	}
 	return nil
-}
-
-// checkEngines refuses persistent storages that are ahead of the raft log:
-// the FSM skips entries an engine says it applied, so a boltdb file kept
-// while the raft data dir was wiped would silently swallow the new log.
-func (n *Node) checkEngines() error {
-	last, err := n.stores.Log.LastIndex()
-	if err != nil {
-		return fmt.Errorf("read raft log: %w", err)
-	}
-	if snaps, err := n.stores.Snapshots.List(); err == nil && len(snaps) > 0 {
-		last = max(last, snaps[0].Index)
-	}
-	var errs []error
-	for _, name := range n.fsm.Names() {
-		e, _ := n.fsm.Engine(name)
-		if idx := e.AppliedIndex(); idx > last {
-			errs = append(errs, fmt.Errorf("%w: storage %q holds state up to raft index %d but the raft log in %s ends at %d: "+
-				"it belongs to another cluster or the data dir was replaced; move the storage file away to start empty",
-				ErrConfig, name, idx, n.cfg.DataDir, last))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // serveForward serves followers' forwarded calls until the mux closes.
@@ -368,7 +351,11 @@ func (n *Node) teardown() error {
 		n.mux.drainRaft(5 * time.Second)
 	}
 	if n.stores != nil {
-		errs = append(errs, n.stores.Close())
+		err := n.stores.Close()
+		if err == nil && n.marked {
+			n.markStopped()
+		}
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -86,6 +86,12 @@ func OpenStores(dir string, logger *slog.Logger, opts ...StoreOption) (*Stores, 
 	return &Stores{Log: cache, Stable: b, Snapshots: snaps, bolt: b}, nil
 }
 
+// StateFiles names the files and directories OpenStores keeps in dir: the
+// raft log and stable store, and the snapshots.
+func StateFiles(dir string) []string {
+	return []string{filepath.Join(dir, "raft.db"), filepath.Join(dir, "snapshots")}
+}
+
 // Close closes raft.db; closing twice is harmless. Call it after raft has
 // shut down.
 func (s *Stores) Close() error {

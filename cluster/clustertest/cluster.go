@@ -283,6 +283,30 @@ func (c *Cluster) Restart(i int) {
 	c.start(c.Nodes[i], nil)
 }
 
+// TryRestart starts a killed node again and returns Open's error instead
+// of failing the test.
+func (c *Cluster) TryRestart(i int) error {
+	c.t.Helper()
+	if c.Nodes[i].Node != nil {
+		c.t.Fatalf("restart %d: still running", i)
+	}
+	return c.open(c.Nodes[i], nil)
+}
+
+// DataDir is node i's cluster.data_dir; its boltdb files are in Dir.
+func (c *Cluster) DataDir(i int) string { return filepath.Join(c.Nodes[i].Dir, "raft") }
+
+// EngineFiles lists node i's boltdb files.
+func (c *Cluster) EngineFiles(i int) []string {
+	var out []string
+	for name, driver := range c.opts.Storages {
+		if driver == "boltdb" {
+			out = append(out, filepath.Join(c.Nodes[i].Dir, name+".db"))
+		}
+	}
+	return out
+}
+
 // Wipe kills node i and deletes everything in its directory, as a disk
 // loss does; Restart then starts it empty under the same id and address.
 func (c *Cluster) Wipe(i int) {

@@ -145,6 +145,56 @@ func openEngine(sc *StorageConfig, dataDir string, logger *slog.Logger) (drivers
 	return boltdb.Open(cfg, logger) //nolint:wrapcheck // reported under the storage's path
 }
 
+// openRaft opens the replicated storages' engines and starts raft over
+// them. Engine problems are recorded in p (r is then nil); raft's error is
+// returned, with the engines closed.
+func openRaft(cfg *Config, logger *slog.Logger, p *problems) (*replicatedSet, error) {
+	cc := cfg.ClusterConfig
+	r := &replicatedSet{engines: map[string]drivers.Engine{}}
+	for i := range cfg.Storages {
+		sc := &cfg.Storages[i]
+		if !replicable(sc.Driver) || sc.Settings == nil {
+			continue
+		}
+		e, err := openEngine(sc, cc.DataDir, logger.With("storage", sc.Name))
+		if err != nil {
+			p.add(sc.ConfigPath+".file", err)
+			continue
+		}
+		r.engines[sc.Name] = e
+	}
+	if p.err() != nil {
+		_ = r.close()
+		return nil, nil
+	}
+	f := fsm.New(r.engines, logger, fsm.WithSpoolDir(cc.DataDir))
+	// The configured RPC address goes into gossip metadata, for tools that
+	// discover nodes (status, the jepsen harness).
+	node, err := cluster.Open(*cc, f, cluster.Options{Logger: logger, RPCAddr: cfg.RPC.Listen})
+	if err != nil {
+		_ = r.close()
+		return nil, err //nolint:wrapcheck // reported under "cluster"
+	}
+	r.node = node
+	return r, nil
+}
+
+// engineFiles lists the files of the replicated persistent storages.
+func engineFiles(cfg *Config) []string {
+	var out []string
+	for _, sc := range cfg.Storages {
+		if sc.Driver != "boltdb" || sc.Settings == nil {
+			continue
+		}
+		file := sc.Settings.(*boltdb.Config).File
+		if !filepath.IsAbs(file) {
+			file = filepath.Join(cfg.ClusterConfig.DataDir, file)
+		}
+		out = append(out, file)
+	}
+	return out
+}
+
 // replicatedSet is the raft side of a clustered kvnode.
 type replicatedSet struct {
 	node    *cluster.Node
@@ -193,37 +243,35 @@ func (r *replicatedSet) close() error {
 // cluster path; on any problem nothing is left open.
 func openReplicated(cfg *Config, logger *slog.Logger, p *problems) (*replicatedSet, []namedStore) {
 	cc := cfg.ClusterConfig
-	r := &replicatedSet{engines: map[string]drivers.Engine{}}
 	if err := os.MkdirAll(cc.DataDir, 0o750); err != nil {
 		p.add("cluster.data_dir", err)
 		return nil, nil
 	}
-	for i := range cfg.Storages {
-		sc := &cfg.Storages[i]
-		if !replicable(sc.Driver) || sc.Settings == nil {
-			continue
+	r, err := openRaft(cfg, logger, p)
+	if errors.Is(err, cluster.ErrRaftStateLost) || errors.Is(err, cluster.ErrEnginesAhead) {
+		// No_sync and an OS crash: what raft may have forgotten is moved
+		// aside and the node starts again from the rest (cluster/recovery.go).
+		dir, qerr := cluster.Quarantine(cc.DataDir, engineFiles(cfg), err)
+		if qerr != nil {
+			p.add("cluster", fmt.Errorf("%w; moving it aside failed: %w", err, qerr))
+			return nil, nil
 		}
-		e, err := openEngine(sc, cc.DataDir, logger.With("storage", sc.Name))
-		if err != nil {
-			p.add(sc.ConfigPath+".file", err)
-			continue
+		then := "the storages are rebuilt from the raft log"
+		if errors.Is(err, cluster.ErrRaftStateLost) {
+			then = "this node rejoins as a new member and catches up"
 		}
-		r.engines[sc.Name] = e
+		logger.Error("raft.no_sync: recovering from an OS crash or power loss: state moved aside, starting again",
+			"cause", err, "moved_to", dir, "then", then)
+		r, err = openRaft(cfg, logger, p)
 	}
-	if p.err() != nil {
-		_ = r.close()
-		return nil, nil
-	}
-	f := fsm.New(r.engines, logger, fsm.WithSpoolDir(cc.DataDir))
-	// The configured RPC address goes into gossip metadata, for tools that
-	// discover nodes (status, the jepsen harness).
-	node, err := cluster.Open(*cc, f, cluster.Options{Logger: logger, RPCAddr: cfg.RPC.Listen})
 	if err != nil {
 		p.add("cluster", err)
-		_ = r.close()
 		return nil, nil
 	}
-	r.node = node
+	if r == nil {
+		return nil, nil
+	}
+	node := r.node
 	var stores []namedStore
 	for _, sc := range cfg.Storages {
 		if _, ok := r.engines[sc.Name]; !ok {
