@@ -17,6 +17,9 @@ var (
 	// ErrNotLinearizable means a linearizable read could not confirm the
 	// leader's commit index in time: nothing was read.
 	ErrNotLinearizable = errors.New("no leader: linearizable read could not be confirmed, retry")
+	// ErrNotApplied means a read found this node behind a write it had
+	// acknowledged and could not catch up in time: nothing was read.
+	ErrNotApplied = errors.New("not applied yet: read-your-writes could not be kept on this node, retry")
 	// ErrShutdown is returned after the node has been closed.
 	ErrShutdown = errors.New("node is shutting down")
 	// ErrConfig wraps configuration problems.

@@ -14,3 +14,10 @@ func ForwardStats(n *Node) (batches, events uint64, inflight int) {
 	}
 	return batches, events, inflight
 }
+
+// SetPeerVersion records the log version a member at addr reported, as a
+// Ping would.
+func SetPeerVersion(n *Node, addr string, version int) { n.versions.set(addr, version) }
+
+// BatchesOK reports whether n, leading, writes batch entries.
+func BatchesOK(n *Node) bool { return n.batchesOK() }

@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	eventlog "github.com/kvnode/kvnode/log"
 )
 
@@ -55,62 +53,15 @@ type ApplyBatchReply struct {
 	Results []ApplyReply
 }
 
-// ApplyBatch proposes every event if this node leads, then waits for all.
+// ApplyBatch commits the events if this node leads (propose.go): as one
+// batch entry when every member can apply one.
 func (f *forwarder) ApplyBatch(args ApplyBatchArgs, reply *ApplyBatchReply) error {
 	n := f.n
-	reply.Results = make([]ApplyReply, len(args.Events))
-	if n.raft.State() != raft.Leader {
-		for i := range reply.Results {
-			reply.Results[i].Code = codeRetry
-		}
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), min(args.Timeout, n.cfg.ApplyTimeout))
+	ctx, cancel := context.WithTimeout(n.ctx, min(args.Timeout, n.cfg.ApplyTimeout))
 	defer cancel()
-	props := make([]proposal, len(args.Events))
-	for i, ev := range args.Events {
-		p, err := n.startApply(ctx, ev)
-		if err != nil {
-			reply.Results[i] = replyFor(0, err, false)
-			continue
-		}
-		props[i] = p
-	}
-	// One goroutine resolves the futures in log order; the handler stops
-	// listening when the deadline passes (the channel never blocks it).
-	type resolved struct {
-		i   int
-		err error
-	}
-	results := make(chan resolved, len(props))
-	waiting := 0
-	for _, p := range props {
-		if p.fut != nil {
-			waiting++
-		}
-	}
-	go func() {
-		for i, p := range props {
-			if p.fut != nil {
-				results <- resolved{i, p.fut.Error()}
-			}
-		}
-	}()
-	done := make([]bool, len(props))
-	for ; waiting > 0; waiting-- {
-		select {
-		case r := <-results:
-			done[r.i] = true
-			idx, err, retry := n.applyOutcome(ctx, props[r.i], r.err)
-			reply.Results[r.i] = replyFor(idx, err, retry)
-		case <-ctx.Done():
-			for i, p := range props {
-				if p.fut != nil && !done[i] {
-					reply.Results[i] = replyFor(0, fmt.Errorf("%w (%w)", ErrOutcomeUnknown, ctx.Err()), false)
-				}
-			}
-			return nil
-		}
+	reply.Results = make([]ApplyReply, len(args.Events))
+	for i, o := range n.commit(ctx, args.Events) {
+		reply.Results[i] = replyFor(o.idx, o.err, o.retry)
 	}
 	return nil
 }
@@ -327,36 +278,7 @@ func (n *Node) sendBatch(b *batcher, addr string, batch []*fwdWrite) {
 		}
 		return
 	}
-	var last uint64
-	for _, r := range reply.Results {
-		if r.Code == codeOK { // a refusal returns at once, waiting for nothing
-			last = max(last, r.Index)
-		}
-	}
-	n.nudgeBatch(addr, last)
 	for i, w := range batch {
 		w.finish(replyOutcome(addr, reply.Results[i]))
 	}
-}
-
-// nudgeBatch asks the leader at addr for a nudge (nudge.go) once for a
-// whole batch, when this node does not apply its last index almost at
-// once: the writers of the batch wait for their entries without each
-// sending its own Nudge call.
-func (n *Node) nudgeBatch(addr string, last uint64) {
-	if last == 0 || n.fsm.AppliedIndex() >= last {
-		return
-	}
-	go func() {
-		short, cancel := context.WithTimeout(n.ctx, nudgeAfter)
-		err := n.fsm.WaitApplied(short, last)
-		cancel()
-		if err == nil || n.ctx.Err() != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
-		defer cancel()
-		var reply NudgeReply
-		_, _ = n.fwd.call(ctx, addr, "Nudge", NudgeArgs{Index: last}, &reply)
-	}()
 }

@@ -80,6 +80,13 @@ type Node struct {
 	nudging atomic.Bool
 	// reads coalesces concurrent ReadIndex attempts into rounds.
 	reads readRounds
+	// leaderBatcher coalesces this leader's own writes (propose.go).
+	leaderBatcher *batcher
+	// acked is the highest log index of a write this node acknowledged:
+	// reads here wait until it is applied (awaitAcked).
+	acked atomic.Uint64
+	// versions holds the log version each member reported (versions.go).
+	versions peerVersions
 
 	closed atomic.Bool
 	stop   chan struct{}
@@ -124,13 +131,15 @@ func Open(cfg Config, f *fsm.FSM, opts Options) (*Node, error) {
 	n := &Node{cfg: cfg, opts: opts, fsm: f, stop: make(chan struct{}),
 		logger: opts.Logger.With("component", "cluster", "node", cfg.NodeID)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.leaderBatcher = &batcher{send: n.commitWrites}
 	if err := n.open(); err != nil {
 		n.cancel()
 		_ = n.teardown()
 		return nil, err
 	}
-	n.bg.Add(1)
+	n.bg.Add(2)
 	go n.sweepLoop()
+	go n.versionLoop()
 	if n.staticPending {
 		n.bg.Add(1)
 		go n.staticJoinLoop()

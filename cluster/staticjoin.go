@@ -114,12 +114,15 @@ func compareIDs(a, b raft.ServerID) int {
 	return 0
 }
 
-// ping asks the node at addr who it is.
+// ping asks the node at addr who it is, and notes its log version.
 func (n *Node) ping(ctx context.Context, addr string) (PingReply, error) {
 	ctx, cancel := context.WithTimeout(ctx, staticPingTimeout)
 	defer cancel()
 	var reply PingReply
 	_, err := n.fwd.call(ctx, addr, "Ping", PingArgs{}, &reply)
+	if err == nil {
+		n.versions.set(addr, reply.LogVersion)
+	}
 	return reply, err
 }
 

@@ -54,11 +54,16 @@ var _ drivers.Store = (*replicated)(nil)
 // readNow prepares a read at the storage's level and returns the time it
 // judges expiry by.
 func (s *replicated) readNow(ctx context.Context) (int64, error) {
-	switch {
-	case s.level != Linearizable:
+	if s.level != Linearizable || s.n.cfg.Unsafe.LocalLinearizableReads {
+		ctx, cancel := context.WithTimeout(ctx, s.n.cfg.ApplyTimeout)
+		defer cancel()
+		if err := s.n.awaitAcked(ctx); err != nil {
+			return 0, err
+		}
+		if s.level == Linearizable {
+			return s.n.opts.Clock().UnixNano(), nil
+		}
 		return s.n.localReadTime(), nil
-	case s.n.cfg.Unsafe.LocalLinearizableReads:
-		return s.n.opts.Clock().UnixNano(), nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.n.cfg.ApplyTimeout)
 	defer cancel()

@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
+
+	eventlog "github.com/kvnode/kvnode/log"
 )
 
 // defaultReconcileInterval is how often the leader compares raft's
@@ -228,8 +230,7 @@ func (n *Node) probe(id, addr string, now time.Time) bool {
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, probeTimeout)
 	defer cancel()
-	var reply PingReply
-	_, err := n.fwd.call(ctx, addr, "Ping", PingArgs{}, &reply)
+	reply, err := n.ping(ctx, addr)
 	switch {
 	case err != nil:
 	case reply.ID != id:
@@ -266,6 +267,9 @@ type PingReply struct {
 	LastIndex uint64
 	// Leader is the raft address of the leader the node knows, if any.
 	Leader string
+	// LogVersion is the newest event log the node can apply
+	// (eventlog.LogVersion; 0 from nodes older than batches).
+	LogVersion int
 }
 
 // Ping answers a node checking this node's cluster port: a leader before
@@ -278,6 +282,7 @@ func (f *forwarder) Ping(_ PingArgs, reply *PingReply) error {
 	reply.LastIndex = n.raft.LastIndex()
 	reply.HasState = reply.LastIndex > 0
 	_, reply.Leader = n.Leader()
+	reply.LogVersion = eventlog.LogVersion
 	return nil
 }
 

@@ -12,11 +12,20 @@ import (
 )
 
 // Result is the response of every command entry (ApplyFuture.Response is
-// always a *Result for one): Err is the business outcome, identical on every
-// replica, and Index the entry's log index.
+// always a *Result for one): Errs holds the business outcome of each event
+// the entry carries (one, or a batch's; eventlog.DecodeEntry), identical on
+// every replica, and Index is the entry's log index.
 type Result struct {
-	Err   error
+	Errs  []error
 	Index uint64
+}
+
+// Err is the outcome of an entry holding a single event.
+func (r *Result) Err() error {
+	if len(r.Errs) == 0 {
+		return nil
+	}
+	return r.Errs[0]
 }
 
 // group collects one batch's ops for one engine, in log order.
@@ -24,8 +33,8 @@ type group struct {
 	name string
 	eng  drivers.Engine
 	ops  []drivers.Op
-	res  []*Result
-	last uint64 // log index of the last op
+	res  []*error // where each op's outcome goes
+	last uint64   // log index of the last op
 }
 
 // Apply applies one log entry; see ApplyBatch.
@@ -58,37 +67,40 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		if l.Type != raft.LogCommand {
 			continue
 		}
-		res := &Result{Index: l.Index}
-		out[i] = res
-		ev, err := eventlog.Decode(l.Data)
+		events, err := eventlog.DecodeEntry(l.Data)
 		switch {
 		case errors.Is(err, eventlog.ErrIgnorable):
 			f.log.Warn("skipping a log entry of an unknown ignorable kind", "index", l.Index, "term", l.Term, "err", err)
+			out[i] = &Result{Index: l.Index, Errs: make([]error, 1)}
 			continue
 		case err != nil:
 			f.log.Error("corrupt log entry: stopping this replica rather than diverge",
 				"index", l.Index, "term", l.Term, "err", err)
 			panic(fmt.Errorf("fsm: log entry %d (term %d): %w", l.Index, l.Term, err))
 		}
-		if ev.Op.Now > f.clock.Load() {
-			f.clock.Store(ev.Op.Now)
+		res := &Result{Index: l.Index, Errs: make([]error, len(events))}
+		out[i] = res
+		for j, ev := range events {
+			if ev.Op.Now > f.clock.Load() {
+				f.clock.Store(ev.Op.Now)
+			}
+			if ev.Op.Kind == drivers.OpTick {
+				continue
+			}
+			g := groupFor(&groups, f, ev.Storage)
+			if g == nil {
+				res.Errs[j] = fmt.Errorf("%w: %q", ErrUnknownStorage, ev.Storage)
+				continue
+			}
+			if l.Index <= g.eng.AppliedIndex() {
+				skipped++
+				lastSkipped = l.Index
+				continue
+			}
+			g.ops = append(g.ops, ev.Op)
+			g.res = append(g.res, &res.Errs[j])
+			g.last = l.Index
 		}
-		if ev.Op.Kind == drivers.OpTick {
-			continue
-		}
-		g := groupFor(&groups, f, ev.Storage)
-		if g == nil {
-			res.Err = fmt.Errorf("%w: %q", ErrUnknownStorage, ev.Storage)
-			continue
-		}
-		if l.Index <= g.eng.AppliedIndex() {
-			skipped++
-			lastSkipped = l.Index
-			continue
-		}
-		g.ops = append(g.ops, ev.Op)
-		g.res = append(g.res, res)
-		g.last = l.Index
 	}
 	if skipped > 0 {
 		f.log.Debug("skipped entries the engines already hold", "entries", skipped)
@@ -105,7 +117,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		for j, r := range g.res {
 			if j < len(errs) {
-				r.Err = errs[j]
+				*r = errs[j]
 			}
 		}
 	}
@@ -120,7 +132,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 // recordOutcomes remembers the refusals among a batch's results (see
 // Outcome); entries skipped up to lastSkipped have no known outcome.
 func (f *FSM) recordOutcomes(out []any, lastSkipped uint64) {
-	var refused map[uint64]error
+	var refused map[uint64][]error
 	var last uint64
 	for _, r := range out {
 		res, ok := r.(*Result)
@@ -128,11 +140,14 @@ func (f *FSM) recordOutcomes(out []any, lastSkipped uint64) {
 			continue
 		}
 		last = res.Index
-		if res.Err != nil {
-			if refused == nil {
-				refused = map[uint64]error{}
+		for _, err := range res.Errs {
+			if err != nil {
+				if refused == nil {
+					refused = map[uint64][]error{}
+				}
+				refused[res.Index] = res.Errs
+				break
 			}
-			refused[res.Index] = res.Err
 		}
 	}
 	if lastSkipped > 0 {

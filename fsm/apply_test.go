@@ -92,15 +92,15 @@ func TestFSM_ApplyResults(t *testing.T) {
 		switch {
 		case r == nil:
 		case logs[i].Index == 10:
-			if !errors.Is(r.Err, ErrUnknownStorage) {
-				t.Errorf("log 10: err %v, want ErrUnknownStorage", r.Err)
+			if !errors.Is(r.Err(), ErrUnknownStorage) {
+				t.Errorf("log 10: err %v, want ErrUnknownStorage", r.Err())
 			}
 		case logs[i].Index == 11:
-			if !errors.Is(r.Err, drivers.ErrEmptyKey) {
-				t.Errorf("log 11: err %v, want ErrEmptyKey", r.Err)
+			if !errors.Is(r.Err(), drivers.ErrEmptyKey) {
+				t.Errorf("log 11: err %v, want ErrEmptyKey", r.Err())
 			}
-		case r.Err != nil:
-			t.Errorf("log %d: %v", logs[i].Index, r.Err)
+		case r.Err() != nil:
+			t.Errorf("log %d: %v", logs[i].Index, r.Err())
 		}
 	}
 	if got := f.AppliedIndex(); got != 13 {
@@ -141,7 +141,7 @@ func TestFSM_BatchGroupsByStorage(t *testing.T) {
 			}
 			continue
 		}
-		if want := r.(*Result); errText(want.Err) != errText(got[i].Err) || want.Index != got[i].Index {
+		if want := r.(*Result); errText(want.Err()) != errText(got[i].Err()) || want.Index != got[i].Index {
 			t.Fatalf("log %d: batched %+v, single %+v", l.Index, got[i], want)
 		}
 	}
@@ -206,8 +206,8 @@ func TestFSM_BoltReplaySkipsApplied(t *testing.T) {
 	}
 	f := New(map[string]drivers.Engine{"bolt": reopened}, testLogger(t))
 	for _, r := range results(t, f, logs) {
-		if r.Err != nil {
-			t.Fatalf("replay: log %d: %v", r.Index, r.Err)
+		if r.Err() != nil {
+			t.Fatalf("replay: log %d: %v", r.Index, r.Err())
 		}
 	}
 	if want := []applyCall{{index: 12, ops: 2}}; !equalCalls(reopened.applies, want) {
@@ -250,7 +250,7 @@ func TestFSM_IgnorableOpSkipped(t *testing.T) {
 	f := newPair(t)
 	before := stateHash(t, f)
 	r, ok := f.Apply(cmd(1, []byte{eventlog.Version, 0x90, 1, 2, 3})).(*Result)
-	if !ok || r.Err != nil || r.Index != 1 {
+	if !ok || r.Err() != nil || r.Index != 1 {
 		t.Fatalf("ignorable op: %+v", r)
 	}
 	if !bytes.Equal(before, stateHash(t, f)) {
@@ -264,8 +264,8 @@ func TestFSM_IgnorableOpSkipped(t *testing.T) {
 func TestFSM_UnknownStorageIsAResult(t *testing.T) {
 	f := newPair(t)
 	r := f.Apply(cmd(1, encode(t, "other", drivers.Op{Kind: drivers.OpClear}))).(*Result)
-	if !errors.Is(r.Err, ErrUnknownStorage) {
-		t.Fatalf("err %v, want ErrUnknownStorage", r.Err)
+	if !errors.Is(r.Err(), ErrUnknownStorage) {
+		t.Fatalf("err %v, want ErrUnknownStorage", r.Err())
 	}
 }
 

@@ -23,8 +23,8 @@ func TestFSM_ClockFollowsTheLog(t *testing.T) {
 	res := results(t, f, []*raft.Log{
 		cmd(1, encode(t, "", drivers.Op{Kind: drivers.OpTick, Now: base + 5*sec})),
 	})
-	if res[0].Err != nil {
-		t.Fatalf("tick: %v", res[0].Err)
+	if res[0].Err() != nil {
+		t.Fatalf("tick: %v", res[0].Err())
 	}
 	if f.Clock() != base+5*sec || f.AppliedIndex() != 1 {
 		t.Fatalf("after a tick: clock %d applied %d", f.Clock(), f.AppliedIndex())

@@ -18,18 +18,18 @@ type outcomes struct {
 	from uint64
 	// upto is the highest index applied.
 	upto uint64
-	errs map[uint64]error
+	errs map[uint64][]error
 	// order lists the indexes in errs, oldest first, for pruning.
 	order []uint64
 }
 
 // record notes a batch applied up to index, with the refusals among it.
-func (o *outcomes) record(index uint64, refused map[uint64]error) {
+func (o *outcomes) record(index uint64, refused map[uint64][]error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.upto = max(o.upto, index)
 	if o.errs == nil {
-		o.errs = map[uint64]error{}
+		o.errs = map[uint64][]error{}
 	}
 	for i, err := range refused {
 		o.errs[i] = err
@@ -50,10 +50,10 @@ func (o *outcomes) forget(index uint64) {
 	o.upto = max(o.upto, index)
 }
 
-// Outcome returns the state machine's result for the command entry at
-// index, which must be known committed: ok is false when this FSM has not
-// applied it yet or no longer remembers it.
-func (f *FSM) Outcome(index uint64) (err error, ok bool) {
+// Outcome returns the state machine's result for each event of the command
+// entry at index, which must be known committed (nil: all succeeded); ok is
+// false when this FSM has not applied it yet or no longer remembers it.
+func (f *FSM) Outcome(index uint64) (errs []error, ok bool) {
 	o := &f.outcomes
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -1,0 +1,191 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/kvnode/kvnode/fsm"
+	eventlog "github.com/kvnode/kvnode/log"
+)
+
+// The leader's side of a write. Concurrent writes (local callers queue in
+// the leader's batcher, forwarded ones arrive batched already) become one
+// raft entry: a batch event (eventlog.JoinBatch) that one log append, one
+// replication round and one FSM apply serve, each event in it still
+// applied on its own with its own result. A leader writes batches only
+// when every member can apply them (versions.go); until then each event is
+// its own entry, all proposed before any is waited for, so they still
+// share one log write.
+
+// outcome is what became of one event: its log index once committed, the
+// state machine's refusal, or whether nothing was applied and another
+// attempt may succeed.
+type outcome struct {
+	idx   uint64
+	err   error
+	retry bool
+}
+
+// commit proposes events on this node, which must lead, and returns one
+// outcome per event.
+func (n *Node) commit(ctx context.Context, events []eventlog.Event) []outcome {
+	out := make([]outcome, len(events))
+	if n.raft.State() != raft.Leader {
+		for i := range out {
+			out[i].retry = true
+		}
+		return out
+	}
+	now := n.stampNow()
+	if len(events) > 1 && n.batchesOK() {
+		data, err := eventlog.EncodeBatch(now, events)
+		if err != nil {
+			for i := range out {
+				out[i].err = fmt.Errorf("encode batch: %w", err)
+			}
+			return out
+		}
+		p := proposal{fut: n.raft.Apply(data, remaining(ctx, n.cfg.ApplyTimeout)), data: data, events: len(events)}
+		return n.settle(ctx, p)
+	}
+	props := make([]proposal, len(events))
+	for i, ev := range events {
+		ev.Op.Now = now
+		data, err := eventlog.Encode(ev)
+		if err != nil {
+			out[i].err = fmt.Errorf("encode event: %w", err)
+			continue
+		}
+		props[i] = proposal{fut: n.raft.Apply(data, remaining(ctx, n.cfg.ApplyTimeout)), data: data, events: 1}
+	}
+	for i, p := range props {
+		if p.fut != nil {
+			out[i] = n.settle(ctx, p)[0]
+		}
+	}
+	return out
+}
+
+// applyLeader commits one event on this node as its own entry.
+func (n *Node) applyLeader(ctx context.Context, ev eventlog.Event) (idx uint64, err error, retry bool) {
+	o := n.commit(ctx, []eventlog.Event{ev})[0]
+	return o.idx, o.err, o.retry
+}
+
+// proposal is an entry handed to raft: its future, its encoding (by which
+// it is recognised in the log if leadership is lost) and how many events
+// it carries.
+type proposal struct {
+	fut    raft.ApplyFuture
+	data   []byte
+	events int
+}
+
+// settle waits for a proposal and classifies what became of its events.
+func (n *Node) settle(ctx context.Context, p proposal) []outcome {
+	err, done := wait(ctx, p.fut)
+	switch {
+	case !done:
+		return same(p.events, outcome{err: fmt.Errorf("%w (%w)", ErrOutcomeUnknown, err)})
+	case err == nil:
+		res, _ := p.fut.Response().(*fsm.Result)
+		return outcomes(p.fut.Index(), p.events, res)
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		// Refused before it was appended: nothing was applied.
+		return same(p.events, outcome{retry: true})
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return same(p.events, outcome{err: fmt.Errorf("%w: %w", ErrShutdown, ErrOutcomeUnknown)})
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return n.resolveLost(ctx, p, err)
+	default: // anything raft adds later
+		return same(p.events, outcome{err: fmt.Errorf("%w (%w)", ErrOutcomeUnknown, err)})
+	}
+}
+
+// same is n copies of o.
+func same(n int, o outcome) []outcome {
+	out := make([]outcome, n)
+	for i := range out {
+		out[i] = o
+	}
+	return out
+}
+
+// outcomes spreads a committed entry's result over its events.
+func outcomes(idx uint64, events int, res *fsm.Result) []outcome {
+	out := make([]outcome, events)
+	for i := range out {
+		out[i].idx = idx
+		if res != nil && i < len(res.Errs) {
+			out[i].err = res.Errs[i]
+		}
+	}
+	return out
+}
+
+// resolveLostPoll is how often resolveLost looks at the commit index.
+const resolveLostPoll = 2 * time.Millisecond
+
+// resolveLost finds out what became of an entry this node appended as
+// leader before losing leadership. Once this node's commit index (now
+// learnt from the new leader) covers the entry's index, its log holds the
+// committed entry there: ours if the bytes are equal, so it was applied;
+// another one otherwise, so ours never will be. Only when the deadline
+// passes first, or the entry was compacted away, is the outcome unknown.
+func (n *Node) resolveLost(ctx context.Context, p proposal, cause error) []outcome {
+	idx := p.fut.Index()
+	unknown := same(p.events, outcome{err: fmt.Errorf("%w (%w)", ErrOutcomeUnknown, cause)})
+	if idx == 0 {
+		return unknown
+	}
+	t := time.NewTicker(resolveLostPoll)
+	defer t.Stop()
+	for n.raft.CommitIndex() < idx {
+		select {
+		case <-ctx.Done():
+			return unknown
+		case <-n.stop:
+			return unknown
+		case <-t.C:
+		}
+	}
+	var l raft.Log
+	if err := n.stores.Log.GetLog(idx, &l); err != nil {
+		return unknown
+	}
+	if l.Type != raft.LogCommand || !bytes.Equal(l.Data, p.data) {
+		return same(p.events, outcome{retry: true})
+	}
+	if err := n.fsm.WaitApplied(ctx, idx); err != nil {
+		return unknown
+	}
+	errs, ok := n.fsm.Outcome(idx)
+	if !ok {
+		return unknown
+	}
+	return outcomes(idx, p.events, &fsm.Result{Index: idx, Errs: errs})
+}
+
+// commitWrites is the leader batcher's send: one commit for the writes
+// that queued together, each finished with its own outcome.
+func (n *Node) commitWrites(ws []*fwdWrite) {
+	events := make([]eventlog.Event, len(ws))
+	deadline := ws[0].deadline
+	for i, w := range ws {
+		events[i] = w.ev
+		if w.deadline.After(deadline) {
+			deadline = w.deadline
+		}
+	}
+	ctx, cancel := context.WithDeadline(n.ctx, deadline)
+	defer cancel()
+	for i, o := range n.commit(ctx, events) {
+		ws[i].finish(o.idx, o.err, o.retry)
+	}
+}

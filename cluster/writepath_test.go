@@ -1,0 +1,126 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvnode/kvnode/cluster"
+	"github.com/kvnode/kvnode/cluster/clustertest"
+	"github.com/kvnode/kvnode/drivers"
+)
+
+// A write through a follower is acknowledged once committed, before the
+// follower applies it; every later read on that follower, from any
+// connection, waits until it has: read-your-writes on the node holds.
+func TestWritePath_FollowerReadsItsAcknowledgedWritesFromAnyConnection(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{Storages: map[string]string{"mem": "memory"}})
+	leader := c.WaitLeader()
+	f := c.Followers(leader)[0]
+	c.Retry("set v1", func(ctx context.Context) error {
+		return c.Store(f, "mem", cluster.Local).Set(ctx, []drivers.Item{item("k", "v1")})
+	})
+	c.EnsureSame()
+
+	// The follower cannot apply anything now; the write commits on the
+	// leader and the other follower, and is acknowledged.
+	release := c.Stall(f, "mem")
+	defer release()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	err := c.Store(f, "mem", cluster.Local).Set(ctx, []drivers.Item{item("k", "v2")})
+	cancel()
+	if err != nil {
+		t.Fatalf("write through the follower: %v", err)
+	}
+	// Another connection (another caller of the node's store) reads.
+	read := make(chan string, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		items, err := c.Store(f, "mem", cluster.Local).MGet(ctx, []string{"k"})
+		switch {
+		case err != nil:
+			read <- "error: " + err.Error()
+		case len(items) == 0:
+			read <- "absent"
+		default:
+			read <- string(items[0].Value)
+		}
+	}()
+	select {
+	case got := <-read:
+		t.Fatalf("a read after the acknowledged write returned %q before the follower applied it", got)
+	case <-time.After(300 * time.Millisecond):
+	}
+	release()
+	if got := <-read; got != "v2" {
+		t.Fatalf("read after the write: %q, want v2", got)
+	}
+}
+
+// Concurrent writes on a leader share log entries, each with its own
+// result (a refused write fails alone); while a member has not reported a
+// log version that can apply batches, each write is its own entry.
+func TestWritePath_LeaderCoalescesConcurrentWritesOnlyWhenEveryMemberCan(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{Storages: map[string]string{"mem": "memory"}})
+	leader := c.WaitLeader()
+	n := c.Nodes[leader].Node
+	c.Poll("every member reported its version", func() string {
+		if !cluster.BatchesOK(n) {
+			return "not yet"
+		}
+		return ""
+	})
+	const writers = 32
+	// burst writes concurrently on the leader and returns how many log
+	// entries they took.
+	burst := func(prefix string) uint64 {
+		before := n.FSM().AppliedIndex()
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Go(func() {
+				items := []drivers.Item{item(fmt.Sprintf("%s%d", prefix, w), "v")}
+				if w == 7 {
+					items = append(items, drivers.Item{Key: " "}) // refused, alone
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := c.Store(leader, "mem", cluster.Local).Set(ctx, items); (w == 7) != (err != nil) {
+					t.Errorf("write %d: %v", w, err)
+				}
+			})
+		}
+		wg.Wait()
+		for w := range writers {
+			if got := readLocal(c, leader, "mem", fmt.Sprintf("%s%d", prefix, w)); (w == 7) != (got == "") {
+				t.Fatalf("%s%d: %q", prefix, w, got)
+			}
+		}
+		return n.FSM().AppliedIndex() - before
+	}
+	if entries := burst("batched"); entries >= writers {
+		t.Fatalf("%d concurrent writes took %d entries: not coalesced", writers, entries)
+	}
+	// As a node older than batches reports; the leader asks again every
+	// 500ms (and learns the truth), so a burst that saw the version change
+	// back is run again.
+	for attempt := 0; ; attempt++ {
+		for _, f := range c.Followers(leader) {
+			cluster.SetPeerVersion(n, c.Nodes[f].Node.Addr(), 1)
+		}
+		if cluster.BatchesOK(n) {
+			t.Fatal("batches on with a member that cannot apply them")
+		}
+		entries := burst(fmt.Sprintf("single%d-", attempt))
+		if cluster.BatchesOK(n) && attempt < 5 {
+			continue
+		}
+		if entries < writers {
+			t.Fatalf("%d writes took %d entries while a member cannot apply batches", writers, entries)
+		}
+		break
+	}
+	c.EnsureSame()
+}
