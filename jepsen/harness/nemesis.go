@@ -25,6 +25,9 @@ const (
 	// container and data, and start an empty node under its name that must
 	// join again, become a voter and catch up.
 	NemesisReplace = "remove"
+	// NemesisWipe: kill a voter, delete its data and start it again at
+	// once under the same name, without waiting for it to be reaped.
+	NemesisWipe = "wipe"
 )
 
 // AllNemeses lists every kind.
@@ -39,6 +42,8 @@ type Fault struct {
 	End    int64  `json:"end"`
 	Err    string `json:"error,omitempty"`
 	Note   string `json:"note,omitempty"`
+	// Offset is the clock offset of a skew fault.
+	Offset time.Duration `json:"offset,omitempty"`
 }
 
 // NemesisOptions times the faults.

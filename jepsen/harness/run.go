@@ -41,8 +41,9 @@ type Result struct {
 	Faults    []Fault
 	Anomalies []Anomaly
 	Subjects  int // register/group histories checked by porcupine
-	Unknown   int // porcupine timed out on these
+	TimedOut  int // porcupine gave up on these (each is an anomaly)
 	TTLReads  int
+	Coverage  map[string]map[string]Coverage
 	Converged time.Duration
 	FinalKeys int // present after convergence
 	// SummariesAgree: every node reported the same key and byte counts per
@@ -137,14 +138,10 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 	}
 
 	start := time.Now()
-	var lin []Anomaly
-	res.Subjects, res.Unknown, lin = CheckLinearizable(ops, opts.CheckTimeout, opts.OutDir)
-	anomalies = append(anomalies, lin...)
-	anomalies = append(anomalies, CheckTorn(ops)...)
-	anomalies = append(anomalies, CheckLostWrites(ops, final)...)
-	var ttl []Anomaly
-	res.TTLReads, ttl = CheckTTL(ops, opts.TTLSkew)
-	anomalies = append(anomalies, ttl...)
+	v := CheckHistory(ops, final, CheckOptions{TTLSkew: opts.TTLSkew, LinTimeout: opts.CheckTimeout, OutDir: opts.OutDir,
+		Storages: Storages, Faults: res.Faults})
+	anomalies = append(anomalies, v.Anomalies...)
+	res.Subjects, res.TimedOut, res.TTLReads, res.Coverage = v.Lin.Checked, v.Lin.TimedOut, v.TTLReads, v.Coverage
 	anomalies = append(anomalies, Crashes(ctx, c)...)
 	res.CheckTime = time.Since(start)
 	res.Anomalies = anomalies
@@ -197,8 +194,7 @@ func settleTTL(ctx context.Context, clock runClock, ops []Op, skew time.Duration
 // converge reads every key the run touched from every node until all nodes
 // agree (at most 90 s). It returns the agreed state per storage, how long
 // agreement took, the first node's reads as final operations for the
-// checkers, and anomalies: divergence, or TTL keys still present after
-// their deadlines.
+// checkers, and a divergence anomaly if the nodes never agreed.
 func converge(ctx context.Context, c Cluster, cl *clients, clock runClock, ops []Op, worker int) (map[string]map[string]string, time.Duration, []Op, []Anomaly, error) {
 	keys := keysRead(ops)
 	start := time.Now()
@@ -235,21 +231,7 @@ func converge(ctx context.Context, c Cluster, cl *clients, clock runClock, ops [
 		if diff != "" {
 			continue
 		}
-		var anomalies []Anomaly
-		ttlKeys := map[string]bool{}
-		for _, op := range ops {
-			if op.Workload == "ttl" {
-				ttlKeys[op.Storage+"|"+op.Keys[0]] = true
-			}
-		}
-		for st, m := range views[first] {
-			for k := range m {
-				if ttlKeys[st+"|"+k] {
-					anomalies = append(anomalies, Anomaly{Check: "ttl", Detail: fmt.Sprintf("%s %s still present on every node after its deadline", st, k)})
-				}
-			}
-		}
-		return views[first], time.Since(start), finalOps, anomalies, nil
+		return views[first], time.Since(start), finalOps, nil, nil
 	}
 	return nil, time.Since(start), nil, []Anomaly{{Check: "convergence", Detail: "nodes still differ after 90s: " + diff}}, nil
 }
@@ -309,7 +291,8 @@ func readAll(ctx context.Context, cl *clients, clock runClock, node string, keys
 }
 
 // finalGroups folds the final reads of a group's keys into one group read,
-// so the linearizability check sees the group as one register.
+// so the linearizability check sees the group as one register; the reads
+// of TTL keys become TTL reads, so the TTL check sees them.
 func finalGroups(ops []Op) []Op {
 	var out []Op
 	groups := map[string]*Op{}
@@ -328,7 +311,11 @@ func finalGroups(ops []Op) []Op {
 			maps.Copy(g.Read, op.Read)
 			continue
 		}
-		if k[0] == 'r' {
+		switch k[0] {
+		case 'r':
+			out = append(out, op)
+		case 't':
+			op.Workload = "ttl"
 			out = append(out, op)
 		}
 	}
