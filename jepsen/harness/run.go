@@ -46,12 +46,12 @@ type Result struct {
 	Coverage  map[string]map[string]Coverage
 	Converged time.Duration
 	FinalKeys int // present after convergence
-	// SummariesAgree: every node reported the same key and byte counts per
-	// storage at the same applied index (servers with kvnode.Status).
-	SummariesAgree bool
-	KeysRead       int // read from every node after convergence
-	CheckTime      time.Duration
-	SkippedNote    string
+	// StatesAgree: every node's snapshot had the same content, storage by
+	// storage, at the same index.
+	StatesAgree bool
+	KeysRead    int // read from every node after convergence
+	CheckTime   time.Duration
+	SkippedNote string
 }
 
 // Run drives the workload and the nemesis against c for opts.Duration,
@@ -120,10 +120,13 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 		return res, err
 	}
 	res.Converged = conv
-	if d := CompareSummaries(ctx, c); d != "" {
-		anomalies = append(anomalies, Anomaly{Check: "convergence", Detail: "status: " + d})
+	fetch := func(ctx context.Context, n string) (StateDigest, error) {
+		return FetchState(ctx, c.Addr(n), opts.OutDir)
+	}
+	if err := CompareStates(ctx, c.Nodes(), fetch, 60, 500*time.Millisecond); err != nil {
+		anomalies = append(anomalies, Anomaly{Check: "convergence", Detail: "state: " + err.Error()})
 	} else {
-		res.SummariesAgree = true
+		res.StatesAgree = true
 	}
 	ops = append(ops, finalOps...)
 	for i := range ops {

@@ -61,8 +61,8 @@ func (r *Result) Summary(outDir string) string {
 	p("checks (%s):", r.CheckTime.Round(time.Millisecond))
 	p("  linearizability (porcupine, *_lin storages): %d registers/groups, %d timed out (a timeout is an anomaly)", r.Subjects, r.TimedOut)
 	p("  convergence: all nodes agreed on %d keys (%d present) after %s; no acknowledged write lost unless listed", r.KeysRead, r.FinalKeys, r.Converged.Round(time.Millisecond))
-	if r.SummariesAgree {
-		p("  state summary (kvnode status): same applied index, keys and bytes per storage on every node")
+	if r.StatesAgree {
+		p("  state: every node's snapshot has the same content hash per storage at the same index")
 	}
 	p("  ttl: %d reads checked against deadlines", r.TTLReads)
 	p("  coverage, successful reads / acknowledged writes per workload (in-run, final reads excluded):")
