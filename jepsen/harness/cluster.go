@@ -43,6 +43,9 @@ type Cluster interface {
 	// run of the node since it was last replaced).
 	Logs(ctx context.Context, node string) (string, error)
 	FullLogs(ctx context.Context, node string) (string, error)
+	// Exits lists every time a node's process ended so far, telling the
+	// harness's own kills from the rest.
+	Exits() []Exit
 	// Close tears the cluster down, data included.
 	Close(ctx context.Context) error
 }
@@ -154,13 +157,14 @@ var crashMarkers = []string{"panic: ", "fatal error: ", "SIGSEGV"}
 
 // Crashes scans every node's full log for panics and fatal errors; each
 // crash is an anomaly whatever the checks say, with the first lines of the
-// trace as evidence.
+// trace as evidence. A log that cannot be read is an anomaly too: its
+// crashes would go unseen.
 func Crashes(ctx context.Context, c Cluster) []Anomaly {
 	var out []Anomaly
 	for _, n := range c.Nodes() {
 		logs, err := c.FullLogs(ctx, n)
 		if err != nil {
-			continue
+			out = append(out, Anomaly{Check: "crash", Detail: fmt.Sprintf("%s: log unreadable, its crashes cannot be checked: %v", n, err)})
 		}
 		for _, m := range crashMarkers {
 			i := strings.Index(logs, m)

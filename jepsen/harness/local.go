@@ -25,6 +25,22 @@ type LocalOptions struct {
 	ReapAfter time.Duration
 }
 
+// BuildKVNode builds kvnode from the repository at root into out, with the
+// failpoint build tag when failpoints is set. It builds in the main module,
+// whose go.sum covers the command's dependencies.
+func BuildKVNode(ctx context.Context, root, out string, failpoints bool) error {
+	args := []string{"build", "-o", out}
+	if failpoints {
+		args = append(args, "-tags", "failpoint")
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/kvnode")...)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build kvnode: %w\n%s", err, b)
+	}
+	return nil
+}
+
 // Local is a Cluster of kvnode processes on 127.0.0.1. It cannot cut the
 // network (Isolate returns ErrUnsupported); kill, pause and replace work.
 type Local struct {
@@ -34,6 +50,7 @@ type Local struct {
 	gossip map[string]int
 	mu     sync.Mutex
 	procs  map[string]*proc
+	exits  exitLog
 }
 
 // proc is a running node; done closes when the process has exited.
@@ -108,7 +125,12 @@ func (l *Local) spawn(node string) error {
 		return fmt.Errorf("start %s: %w", node, err)
 	}
 	pr := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); _ = logf.Close(); close(pr.done) }()
+	go func() {
+		_ = cmd.Wait()
+		_ = logf.Close()
+		l.exits.record(node, time.Now(), exitStatus(cmd.ProcessState))
+		close(pr.done)
+	}()
 	l.mu.Lock()
 	l.procs[node] = pr
 	l.mu.Unlock()
@@ -137,9 +159,22 @@ func (l *Local) Nodes() []string { return []string{"node1", "node2", "node3"} }
 // Addr implements Cluster.
 func (l *Local) Addr(node string) string { return fmt.Sprintf("127.0.0.1:%d", l.rpc[node]) }
 
+// exitStatus is a process's exit status, 128+signal when a signal ended it.
+func exitStatus(ps *os.ProcessState) int {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+// Exits implements Cluster.
+func (l *Local) Exits() []Exit { return l.exits.list() }
+
 // Kill implements Cluster.
 func (l *Local) Kill(ctx context.Context, node string) error {
+	undo := l.exits.expectExit(node)
 	if err := l.signal(node, syscall.SIGKILL); err != nil {
+		undo()
 		return err
 	}
 	l.mu.Lock()

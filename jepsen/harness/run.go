@@ -105,7 +105,7 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 
 	revive(ctx, c, opts.Logger)
 	if err := WaitReady(ctx, c, 90*time.Second); err != nil {
-		res.Anomalies = Crashes(ctx, c)
+		res.Anomalies = append(Crashes(ctx, c), CheckExits(c.Exits(), clock)...)
 		return res, err
 	}
 	if err := WaitWritable(ctx, c, 90*time.Second); err != nil {
@@ -146,6 +146,7 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 	anomalies = append(anomalies, v.Anomalies...)
 	res.Subjects, res.TimedOut, res.TTLReads, res.Coverage = v.Lin.Checked, v.Lin.TimedOut, v.TTLReads, v.Coverage
 	anomalies = append(anomalies, Crashes(ctx, c)...)
+	anomalies = append(anomalies, CheckExits(c.Exits(), clock)...)
 	res.CheckTime = time.Since(start)
 	res.Anomalies = anomalies
 	return res, nil

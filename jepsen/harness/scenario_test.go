@@ -37,9 +37,8 @@ func testCluster(t *testing.T, unsafe bool) Cluster {
 	bin := os.Getenv("KVNODE_BIN")
 	if bin == "" {
 		bin = filepath.Join(t.TempDir(), "kvnode")
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "../../cmd/kvnode").CombinedOutput()
-		if err != nil {
-			t.Fatalf("build kvnode: %v\n%s", err, out)
+		if err := BuildKVNode(ctx, "../..", bin, false); err != nil {
+			t.Fatal(err)
 		}
 	}
 	cfg, err := filepath.Abs("../docker/kvnode.yaml")

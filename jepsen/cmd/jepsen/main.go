@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -135,10 +134,8 @@ func startCluster(ctx context.Context, mode, image, compose, project, binary, ou
 	case "local":
 		if binary == "" {
 			binary = filepath.Join(out, "kvnode")
-			cmd := exec.CommandContext(ctx, "go", "build", "-o", binary, "../cmd/kvnode")
-			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-			if err := cmd.Run(); err != nil {
-				return nil, fmt.Errorf("build kvnode: %w", err)
+			if err := harness.BuildKVNode(ctx, "..", binary, false); err != nil {
+				return nil, err
 			}
 		}
 		cfg, err := filepath.Abs("docker/kvnode.yaml")
