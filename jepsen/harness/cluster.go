@@ -36,9 +36,14 @@ type Cluster interface {
 	// reachable; Rejoin restores it. ErrUnsupported where impossible.
 	Isolate(ctx context.Context, node string) error
 	Rejoin(ctx context.Context, node string) error
-	// Replace removes the node with its data and starts an empty one under
-	// the same name, which must catch up from the others.
+	// Replace kills the node, removes its data and starts an empty one under
+	// the same name at once, which must catch up from the others.
 	Replace(ctx context.Context, node string) error
+	// Failpoints reports whether the nodes serve kvnode's fault-injection
+	// endpoint (a failpoint build); Failpoint sets one on a node, or clears
+	// it when term is "" (ErrUnsupported without failpoints).
+	Failpoints() bool
+	Failpoint(ctx context.Context, node, name, term string) error
 	// Logs returns the tail of the node's log; FullLogs all of it (every
 	// run of the node since it was last replaced).
 	Logs(ctx context.Context, node string) (string, error)

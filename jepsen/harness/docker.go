@@ -31,7 +31,14 @@ type DockerOptions struct {
 	UnsafeLocalReads bool
 	// ReapAfter sets cluster.reap_after (0: the compose default).
 	ReapAfter time.Duration
-	Logger    *slog.Logger
+	// Overrides are compose files applied over ComposeFile, e.g.
+	// jepsen/docker/compose.static-peers.yml.
+	Overrides []string
+	// Failpoints publishes each node's fault-injection endpoint; it needs
+	// jepsen/docker/compose.failpoint.yml among Overrides and an image
+	// built with -tags failpoint (make image-failpoint).
+	Failpoints bool
+	Logger     *slog.Logger
 }
 
 // Docker is a Cluster of docker-compose containers.
@@ -39,6 +46,8 @@ type Docker struct {
 	opts  DockerOptions
 	env   []string
 	ports map[string]int
+	// fps are the failpoint endpoints on the loopback, by node.
+	fps   map[string]string
 	ids   map[string]string
 	exits exitLog
 	// stopEvents ends the docker events watcher; eventsDone closes when it
@@ -67,7 +76,7 @@ func DockerAvailable(ctx context.Context) bool {
 // StartDocker brings a compose project up on free loopback ports and waits
 // until every node answers.
 func StartDocker(ctx context.Context, opts DockerOptions) (*Docker, error) {
-	d := &Docker{opts: opts, ports: map[string]int{}, ids: map[string]string{}, archive: map[string]string{}, lost: map[string]error{}}
+	d := &Docker{opts: opts, ports: map[string]int{}, fps: map[string]string{}, ids: map[string]string{}, archive: map[string]string{}, lost: map[string]error{}}
 	d.env = append(os.Environ(), "KVNODE_IMAGE="+opts.Image, "KVNODE_UNSAFE_LOCAL_READS="+strconv.FormatBool(opts.UnsafeLocalReads))
 	if opts.ReapAfter > 0 {
 		d.env = append(d.env, "KVNODE_REAP_AFTER="+opts.ReapAfter.String())
@@ -79,6 +88,14 @@ func StartDocker(ctx context.Context, opts DockerOptions) (*Docker, error) {
 		}
 		d.ports[n] = p
 		d.env = append(d.env, fmt.Sprintf("KVNODE_RPC_PORT%d=%d", i+1, p))
+		if opts.Failpoints {
+			fp, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			d.fps[n] = fmt.Sprintf("127.0.0.1:%d", fp)
+			d.env = append(d.env, fmt.Sprintf("KVNODE_FP_PORT%d=%d", i+1, fp))
+		}
 	}
 	if err := d.watchExits(time.Now().Add(-time.Second)); err != nil {
 		return nil, err
@@ -96,6 +113,10 @@ func StartDocker(ctx context.Context, opts DockerOptions) (*Docker, error) {
 		d.ids[n] = strings.TrimSpace(out)
 	}
 	if err := WaitReady(ctx, d, 60*time.Second); err != nil {
+		_ = d.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	if err := probeFailpoints(ctx, d.fps, 30*time.Second); err != nil {
 		_ = d.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
@@ -134,7 +155,22 @@ func (d *Docker) run(ctx context.Context, timeout time.Duration, name string, ar
 }
 
 func (d *Docker) compose(ctx context.Context, timeout time.Duration, args ...string) (string, error) {
-	return d.run(ctx, timeout, "docker-compose", append([]string{"-p", d.opts.Project, "-f", d.opts.ComposeFile}, args...)...)
+	files := []string{"-p", d.opts.Project, "-f", d.opts.ComposeFile}
+	for _, f := range d.opts.Overrides {
+		files = append(files, "-f", f)
+	}
+	return d.run(ctx, timeout, "docker-compose", append(files, args...)...)
+}
+
+// Failpoints implements Cluster.
+func (d *Docker) Failpoints() bool { return d.opts.Failpoints }
+
+// Failpoint implements Cluster.
+func (d *Docker) Failpoint(ctx context.Context, node, name, term string) error {
+	if !d.opts.Failpoints {
+		return ErrUnsupported
+	}
+	return setFailpoint(ctx, d.fps[node], name, term)
 }
 
 func (d *Docker) docker(ctx context.Context, args ...string) error {

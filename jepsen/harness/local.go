@@ -23,6 +23,12 @@ type LocalOptions struct {
 	UnsafeLocalReads bool
 	// ReapAfter sets cluster.reap_after (0: kvnode's default).
 	ReapAfter time.Duration
+	// Failpoints serves each node's fault-injection endpoint on the
+	// loopback; Binary must be built with -tags failpoint.
+	Failpoints bool
+	// StaticPeers bootstraps from a static cluster.peers list instead of
+	// gossip's bootstrap_expect.
+	StaticPeers bool
 }
 
 // BuildKVNode builds kvnode from the repository at root into out, with the
@@ -48,6 +54,7 @@ type Local struct {
 	rpc    map[string]int
 	raft   map[string]int
 	gossip map[string]int
+	fps    map[string]string
 	mu     sync.Mutex
 	procs  map[string]*proc
 	exits  exitLog
@@ -63,7 +70,7 @@ var _ Cluster = (*Local)(nil)
 
 // StartLocal starts three processes and waits until they answer.
 func StartLocal(ctx context.Context, opts LocalOptions) (*Local, error) {
-	l := &Local{opts: opts, rpc: map[string]int{}, raft: map[string]int{}, gossip: map[string]int{}, procs: map[string]*proc{}}
+	l := &Local{opts: opts, rpc: map[string]int{}, raft: map[string]int{}, gossip: map[string]int{}, fps: map[string]string{}, procs: map[string]*proc{}}
 	for _, n := range l.Nodes() {
 		var err error
 		if l.rpc[n], err = freePort(); err != nil {
@@ -75,6 +82,13 @@ func StartLocal(ctx context.Context, opts LocalOptions) (*Local, error) {
 		if l.gossip[n], err = freePort(); err != nil {
 			return nil, err
 		}
+		if opts.Failpoints {
+			p, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			l.fps[n] = fmt.Sprintf("127.0.0.1:%d", p)
+		}
 	}
 	for _, n := range l.Nodes() {
 		if err := l.spawn(n); err != nil {
@@ -83,6 +97,10 @@ func StartLocal(ctx context.Context, opts LocalOptions) (*Local, error) {
 		}
 	}
 	if err := WaitReady(ctx, l, 60*time.Second); err != nil {
+		_ = l.Close(ctx)
+		return nil, err
+	}
+	if err := probeFailpoints(ctx, l.fps, 30*time.Second); err != nil {
 		_ = l.Close(ctx)
 		return nil, err
 	}
@@ -118,6 +136,16 @@ func (l *Local) spawn(node string) error {
 	}
 	cmd.Env = append(os.Environ(), "HOSTNAME="+node,
 		fmt.Sprintf("KVNODE_CLUSTER_UNSAFE_LOCAL_LINEARIZABLE_READS=%t", l.opts.UnsafeLocalReads))
+	if l.opts.Failpoints {
+		cmd.Env = append(cmd.Env, "KVNODE_FAILPOINT_ADDR="+l.fps[node])
+	}
+	if l.opts.StaticPeers {
+		var peers []string
+		for _, n := range l.Nodes() {
+			peers = append(peers, fmt.Sprintf("%s=127.0.0.1:%d", n, l.raft[n]))
+		}
+		cmd.Env = append(cmd.Env, "KVNODE_CLUSTER_PEERS="+strings.Join(peers, ","), "KVNODE_CLUSTER_BOOTSTRAP_EXPECT=0")
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -204,6 +232,17 @@ func (l *Local) Pause(_ context.Context, node string) error { return l.signal(no
 
 // Resume implements Cluster.
 func (l *Local) Resume(_ context.Context, node string) error { return l.signal(node, syscall.SIGCONT) }
+
+// Failpoints implements Cluster.
+func (l *Local) Failpoints() bool { return l.opts.Failpoints }
+
+// Failpoint implements Cluster.
+func (l *Local) Failpoint(ctx context.Context, node, name, term string) error {
+	if !l.opts.Failpoints {
+		return ErrUnsupported
+	}
+	return setFailpoint(ctx, l.fps[node], name, term)
+}
 
 // Isolate implements Cluster: processes sharing the loopback cannot be cut apart.
 func (l *Local) Isolate(context.Context, string) error { return ErrUnsupported }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,12 +74,21 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 	}
 	res := &Result{Cluster: c.Name()}
 	kinds := opts.Nemesis.Kinds
+	var skipped []string
 	if c.Name() == "local" {
 		kinds = slices.DeleteFunc(slices.Clone(kinds), func(k string) bool { return k == NemesisPartition || k == NemesisLeader })
 		if len(kinds) != len(opts.Nemesis.Kinds) {
-			res.SkippedNote = "partition nemeses skipped: local processes share the loopback"
+			skipped = append(skipped, "partition nemeses skipped: local processes share the loopback")
 		}
 	}
+	if !c.Failpoints() {
+		n := len(kinds)
+		kinds = slices.DeleteFunc(slices.Clone(kinds), func(k string) bool { return NeedFailpoints[k] })
+		if len(kinds) != n {
+			skipped = append(skipped, "skew and slow nemeses skipped: the cluster has no failpoint endpoint")
+		}
+	}
+	res.SkippedNote = strings.Join(skipped, "; ")
 	opts.Nemesis.Kinds = kinds
 
 	clock := runClock{start: time.Now()}
