@@ -27,8 +27,9 @@ const (
 	NemesisReplace = "remove"
 	// NemesisWipe: kill a voter (the leader half of the time), delete its
 	// data and start it again at once under the same name, without waiting
-	// for it to be reaped: a disk lost under a running cluster. Every
-	// second wipe happens behind a lagging peer (wipeBehindLaggingPeer).
+	// for it to be reaped: a disk lost under a running cluster. The first
+	// wipe and every second one after it happen behind a lagging peer
+	// (wipeBehindLaggingPeer).
 	NemesisWipe = "wipe"
 	// NemesisSkew: offset one node's clock (the leader half of the time)
 	// by 2-5 s, forwards or backwards (failpoint builds).
@@ -251,7 +252,7 @@ func (n *nemesis) inject(ctx context.Context, kind string) Fault {
 		hurt, heal = n.c.Kill, n.replace
 	case NemesisWipe:
 		n.wipes++
-		if n.wipes%2 == 0 {
+		if n.wipes%2 == 1 {
 			if f, ok := n.wipeBehindLaggingPeer(ctx); ok {
 				return f
 			}
