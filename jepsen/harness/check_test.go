@@ -182,3 +182,15 @@ func TestPercentile(t *testing.T) {
 		t.Fatalf("p50 %s p99 %s", p50, p99)
 	}
 }
+
+// Without an agreed final state (the nodes diverged, reported by the
+// convergence check) no key may be called lost for being absent.
+func TestCheckHistoryWithoutFinalState(t *testing.T) {
+	ops := healthy(set(0, "k", "a", 0, 10))
+	for _, a := range CheckHistory(ops, nil, checkOpts()).Anomalies {
+		t.Errorf("anomaly without a final state: %v", a)
+	}
+	if a := CheckHistory(ops, finalOf(), checkOpts()).Anomalies; len(a) != 1 || a[0].Check != "lost-write" {
+		t.Fatalf("with a final state missing k: %v, want one lost write", a)
+	}
+}

@@ -50,6 +50,9 @@ type Result struct {
 	// StatesAgree: every node's snapshot had the same content, storage by
 	// storage, at the same index.
 	StatesAgree bool
+	// Diverged: the nodes never agreed on the keys' values, so there is no
+	// final state and the lost-write check did not run.
+	Diverged    bool
 	KeysRead    int // read from every node after convergence
 	CheckTime   time.Duration
 	SkippedNote string
@@ -129,7 +132,7 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	res.Converged = conv
+	res.Converged, res.Diverged = conv, final == nil
 	fetch := func(ctx context.Context, n string) (StateDigest, error) {
 		return FetchState(ctx, c.Addr(n), opts.OutDir)
 	}

@@ -60,7 +60,11 @@ func (r *Result) Summary(outDir string) string {
 	}
 	p("checks (%s):", r.CheckTime.Round(time.Millisecond))
 	p("  linearizability (porcupine, *_lin storages): %d registers/groups, %d timed out (a timeout is an anomaly)", r.Subjects, r.TimedOut)
-	p("  convergence: all nodes agreed on %d keys (%d present) after %s; no acknowledged write lost unless listed", r.KeysRead, r.FinalKeys, r.Converged.Round(time.Millisecond))
+	if r.Diverged {
+		p("  convergence: the nodes still disagreed after %s: no final state, lost writes not checked", r.Converged.Round(time.Second))
+	} else {
+		p("  convergence: all nodes agreed on %d keys (%d present) after %s; no acknowledged write lost unless listed", r.KeysRead, r.FinalKeys, r.Converged.Round(time.Millisecond))
+	}
 	if r.StatesAgree {
 		p("  state: every node's snapshot has the same content hash per storage at the same index")
 	}
