@@ -60,7 +60,7 @@ cluster-down:
 jepsen-test: static
 	if docker info >/dev/null 2>&1; then docker build -q -t $(KVNODE_IMAGE) . >/dev/null; fi
 	$(GO) vet -tags failpoint ./internal/failpoint ./fsm ./log && $(GO) test -count=1 -tags failpoint ./internal/failpoint
-	cd jepsen && $(GO) vet ./... && KVNODE_BIN=$(CURDIR)/bin/kvnode KVNODE_IMAGE=$(KVNODE_IMAGE) $(GO) test -count=1 -timeout 10m ./...
+	cd jepsen && $(GO) vet ./... && KVNODE_BIN=$(CURDIR)/bin/kvnode KVNODE_IMAGE=$(KVNODE_IMAGE) KVNODE_FP_IMAGE=$(KVNODE_FP_IMAGE) $(GO) test -count=1 -timeout 10m ./...
 
 # jepsen-smoke is the CI run (under 5 minutes with the builds): 2 minutes of
 # workload with every nemesis (wipe, skew and the slow ones included) against
