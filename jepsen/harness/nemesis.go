@@ -135,11 +135,17 @@ func between(rng *rand.Rand, lo, hi time.Duration) time.Duration {
 }
 
 // run injects faults one at a time until ctx ends; every fault is healed
-// before the next starts and before run returns.
+// before the next starts and before run returns. No fault starts when less
+// than the longest hold is left: the workers stop at the deadline, so it
+// would hurt nobody and only delay the checks.
 func (n *nemesis) run(ctx context.Context) {
 	kinds := n.opts.Kinds
+	deadline, bounded := ctx.Deadline()
 	for i := 0; i < n.opts.MaxFaults && len(kinds) > 0; i++ {
 		if !sleepCtx(ctx, between(n.rng, n.opts.CalmMin, n.opts.CalmMax)) {
+			return
+		}
+		if bounded && time.Until(deadline) < n.opts.HoldMax {
 			return
 		}
 		f := n.inject(ctx, kinds[i%len(kinds)])

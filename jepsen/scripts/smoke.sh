@@ -30,9 +30,10 @@ fi
 echo "jepsen smoke: $mode cluster, $DURATION, $NEMESES, output in $OUT"
 
 cd jepsen
-$GO build -o "$OUT.bin" ./cmd/jepsen
+# The same flags as kvnode's build, so the harness reuses its compiled packages.
+CGO_ENABLED=0 $GO build -trimpath -o "$OUT.bin" ./cmd/jepsen
 timeout -s INT 290 "$OUT.bin" -mode=$mode -image="$FP_IMAGE" -project="$PROJECT" -kvnode="$PWD/../bin/failpoint/kvnode" \
 	-duration="$DURATION" -nemeses="$NEMESES" -out="$OUT"
 rm -f "$OUT.bin"
-KVNODE_BIN="$PWD/../bin/kvnode" KVNODE_IMAGE="$IMAGE" $GO test -count=1 -timeout 4m -run 'TestUnsafeReadsAreCaught|TestSafeReadsPassTheSameScenario' ./harness/
+KVNODE_BIN="$PWD/../bin/kvnode" KVNODE_IMAGE="$IMAGE" CGO_ENABLED=0 $GO test -trimpath -count=1 -timeout 4m -run 'TestUnsafeReadsAreCaught|TestSafeReadsPassTheSameScenario' ./harness/
 echo "jepsen smoke passed in $(( $(date +%s) - start ))s"
