@@ -2,6 +2,7 @@ package harness
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 )
@@ -110,7 +111,7 @@ var restartKinds = map[string]bool{NemesisKill: true, NemesisReplace: true, Neme
 // restarted reports whether a fault restarted node between from and to.
 func restarted(faults []Fault, node string, from, to int64) bool {
 	for _, f := range faults {
-		if restartKinds[f.Kind] && f.Node == node && f.Start < to && f.End > from {
+		if restartKinds[f.Kind] && (f.Node == node || slices.Contains(f.Also, node)) && f.Start < to && f.End > from {
 			return true
 		}
 	}

@@ -61,6 +61,8 @@ type Fault struct {
 	Note   string `json:"note,omitempty"`
 	// Offset is the clock offset of a skew fault.
 	Offset time.Duration `json:"offset,omitempty"`
+	// Also lists other nodes the fault killed and restarted.
+	Also []string `json:"also,omitempty"`
 }
 
 // NemesisOptions times the faults.
@@ -202,7 +204,7 @@ func (n *nemesis) wipeBehindLaggingPeer(ctx context.Context) (Fault, bool) {
 	}
 	n.rng.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
 	lagging, victim := others[0], others[1]
-	f := Fault{Kind: NemesisWipe, Node: victim, Start: n.clock.now(),
+	f := Fault{Kind: NemesisWipe, Node: victim, Start: n.clock.now(), Also: []string{leader},
 		Note: fmt.Sprintf("behind a lagging peer: %s paused, %s (leader) killed", lagging, leader)}
 	n.logger.Info("fault", "kind", NemesisWipe, "node", victim, "lagging", lagging, "leader", leader)
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
