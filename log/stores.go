@@ -106,6 +106,13 @@ func (s slowLog) StoreLogs(ls []*raft.Log) error {
 	return s.LogStore.StoreLogs(ls) //nolint:wrapcheck // the store's own error
 }
 
+// IsMonotonic passes on the wrapped store's answer: raft type-asserts
+// raft.MonotonicLogStore, which embedding the interface would hide.
+func (s slowLog) IsMonotonic() bool {
+	m, ok := s.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
+
 // Close closes raft.db; closing twice is harmless. Call it after raft has
 // shut down.
 func (s *Stores) Close() error {
