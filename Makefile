@@ -36,11 +36,14 @@ rrplugin-test:
 COMPOSE ?= docker-compose
 CLUSTER_FILE := docker-compose.cluster.yml
 KVNODE_IMAGE ?= kvnode:local
+# The harness's image: KVNODE_IMAGE with a failpoint build of kvnode (skew,
+# slow-disk and slow-fsm nemeses). Never ship it.
+KVNODE_FP_IMAGE ?= $(KVNODE_IMAGE)-failpoint
 JEPSEN_FLAGS ?=
 
 SECRETS_DIR ?= .cluster-secrets
 
-.PHONY: static image cluster-secrets cluster-up cluster-down jepsen-test jepsen-smoke jepsen-long jepsen-failover
+.PHONY: static image static-failpoint image-failpoint cluster-secrets cluster-up cluster-down jepsen-test jepsen-smoke jepsen-long jepsen-failover
 
 # static is the CGO-free binary the FROM-scratch image copies.
 static:
@@ -48,6 +51,14 @@ static:
 
 image: static
 	docker build -q -t $(KVNODE_IMAGE) .
+
+# static-failpoint and image-failpoint build the harness's kvnode with the
+# failpoint tag, beside (never instead of) the normal binary and image.
+static-failpoint:
+	CGO_ENABLED=0 $(GO) build -tags failpoint -trimpath -ldflags='-s -w' -o bin/failpoint/kvnode ./cmd/kvnode
+
+image-failpoint: image static-failpoint
+	docker build -q -t $(KVNODE_FP_IMAGE) --build-arg BASE=$(KVNODE_IMAGE) -f jepsen/docker/Dockerfile.failpoint bin/failpoint
 
 # cluster-secrets makes the compose cluster's secrets on the host, keeping what
 # is there: a CA in $(SECRETS_DIR)/ca, whose key never enters a container, and in
@@ -80,17 +91,19 @@ cluster-down:
 # must find an anomaly (docker when present, local processes otherwise).
 jepsen-test: static
 	if docker info >/dev/null 2>&1; then docker build -q -t $(KVNODE_IMAGE) . >/dev/null; fi
-	cd jepsen && $(GO) vet ./... && KVNODE_BIN=$(CURDIR)/bin/kvnode KVNODE_IMAGE=$(KVNODE_IMAGE) $(GO) test -count=1 -timeout 10m ./...
+	$(GO) vet -tags failpoint ./internal/failpoint ./fsm ./log && $(GO) test -count=1 -tags failpoint ./internal/failpoint
+	cd jepsen && $(GO) vet ./... && KVNODE_BIN=$(CURDIR)/bin/kvnode KVNODE_IMAGE=$(KVNODE_IMAGE) KVNODE_FP_IMAGE=$(KVNODE_FP_IMAGE) $(GO) test -count=1 -timeout 10m ./...
 
-# jepsen-smoke is the CI run (under 5 minutes with the build): 2 minutes of
-# workload with kill, pause, partition and leader isolation against a compose
-# project of its own, always torn down, then the unsafe-reads test.
+# jepsen-smoke is the CI run (under 5 minutes with the builds): 2 minutes of
+# workload with every nemesis (wipe, skew and the slow ones included) against
+# a compose project of its own, always torn down, then the unsafe-reads test.
 jepsen-smoke:
-	GO=$(GO) KVNODE_IMAGE=$(KVNODE_IMAGE) ./jepsen/scripts/smoke.sh
+	GO=$(GO) KVNODE_IMAGE=$(KVNODE_IMAGE) KVNODE_FP_IMAGE=$(KVNODE_FP_IMAGE) ./jepsen/scripts/smoke.sh
 
-# jepsen-long is the documented long run (docs/jepsen.md): every nemesis.
-jepsen-long: image
-	cd jepsen && $(GO) run ./cmd/jepsen -mode=auto -image=$(KVNODE_IMAGE) -duration=30m \
+# jepsen-long is the documented long run (docs/jepsen.md): every nemesis,
+# 60 minutes, on the failpoint image.
+jepsen-long: image-failpoint
+	cd jepsen && $(GO) run ./cmd/jepsen -mode=auto -image=$(KVNODE_FP_IMAGE) -duration=60m \
 		-nemeses=all -out=/tmp/kvnode-jepsen-long $(JEPSEN_FLAGS)
 
 # jepsen-failover measures write unavailability after 10 leader kills.

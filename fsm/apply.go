@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/kvnode/kvnode/drivers"
+	"github.com/kvnode/kvnode/internal/failpoint"
 	eventlog "github.com/kvnode/kvnode/log"
 )
 
@@ -59,6 +60,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 // so it stops and catches up from the log or a snapshot once restarted.
 // An unknown op marked ignorable is logged and skipped.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	failpoint.Sleep(failpoint.FSMApply) // a lagging state machine, in failpoint builds only
 	start := time.Now()
 	out := make([]any, len(logs))
 	var groups []*group

@@ -12,6 +12,8 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/kvnode/kvnode/internal/failpoint"
 )
 
 const (
@@ -83,7 +85,32 @@ func OpenStores(dir string, logger *slog.Logger, opts ...StoreOption) (*Stores, 
 		_ = b.Close()
 		return nil, fmt.Errorf("raft stores: snapshots in %s: %w", dir, err)
 	}
-	return &Stores{Log: cache, Stable: b, Snapshots: snaps, bolt: b}, nil
+	var logStore raft.LogStore = cache
+	if failpoint.Enabled {
+		logStore = slowLog{cache}
+	}
+	return &Stores{Log: logStore, Stable: b, Snapshots: snaps, bolt: b}, nil
+}
+
+// slowLog delays every write to the raft log as the raft-store-logs
+// failpoint says: a slow disk, in failpoint builds only.
+type slowLog struct{ raft.LogStore }
+
+func (s slowLog) StoreLog(l *raft.Log) error {
+	failpoint.Sleep(failpoint.RaftStoreLogs)
+	return s.LogStore.StoreLog(l) //nolint:wrapcheck // the store's own error
+}
+
+func (s slowLog) StoreLogs(ls []*raft.Log) error {
+	failpoint.Sleep(failpoint.RaftStoreLogs)
+	return s.LogStore.StoreLogs(ls) //nolint:wrapcheck // the store's own error
+}
+
+// IsMonotonic passes on the wrapped store's answer: raft type-asserts
+// raft.MonotonicLogStore, which embedding the interface would hide.
+func (s slowLog) IsMonotonic() bool {
+	m, ok := s.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
 }
 
 // StateFiles names the files and directories OpenStores keeps in dir: the

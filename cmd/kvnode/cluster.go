@@ -19,6 +19,7 @@ import (
 	"github.com/kvnode/kvnode/drivers/boltdb"
 	"github.com/kvnode/kvnode/drivers/memory"
 	"github.com/kvnode/kvnode/fsm"
+	"github.com/kvnode/kvnode/internal/failpoint"
 )
 
 // envPrefix starts every environment override of a cluster setting:
@@ -169,8 +170,9 @@ func openRaft(cfg *Config, logger *slog.Logger, p *problems) (*replicatedSet, er
 	}
 	f := fsm.New(r.engines, logger, fsm.WithSpoolDir(cc.DataDir))
 	// The configured RPC address goes into gossip metadata, for tools that
-	// discover nodes (status, the jepsen harness).
-	node, err := cluster.Open(*cc, f, cluster.Options{Logger: logger, RPCAddr: cfg.RPC.Listen})
+	// discover nodes (status, the jepsen harness). The clock is time.Now
+	// except in a failpoint build, where the harness can offset it.
+	node, err := cluster.Open(*cc, f, cluster.Options{Logger: logger, RPCAddr: cfg.RPC.Listen, Clock: failpoint.Now})
 	if err != nil {
 		_ = r.close()
 		return nil, err //nolint:wrapcheck // reported under "cluster"

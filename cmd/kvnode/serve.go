@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kvnode/kvnode/internal/failpoint"
 	"github.com/kvnode/kvnode/ops"
 	"github.com/kvnode/kvnode/rpc"
 )
@@ -62,6 +63,11 @@ func serve(ctx context.Context, o serveOptions) (err error) {
 		logger, closeLogs = slog.New(slog.NewTextHandler(o.stderr, nil)), func() error { return nil }
 	}
 	defer func() { err = errors.Join(err, closeLogs()) }()
+	// Only a build with the failpoint tag serves the fault-injection
+	// endpoint (KVNODE_FAILPOINT_ADDR); in any other build this does nothing.
+	if ferr := failpoint.Serve(ctx, logger); ferr != nil {
+		p.add("", ferr)
+	}
 
 	tr := &tracing{shutdown: func(context.Context) error { return nil }}
 	if !p.has("otel") {

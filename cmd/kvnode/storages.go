@@ -17,6 +17,7 @@ import (
 	"github.com/kvnode/kvnode/drivers/memcached"
 	"github.com/kvnode/kvnode/drivers/memory"
 	"github.com/kvnode/kvnode/drivers/redis"
+	"github.com/kvnode/kvnode/internal/failpoint"
 )
 
 // driverNames lists the drivers in the order messages name them.
@@ -82,7 +83,7 @@ func driverSpecs() map[string]driverSpec {
 }
 
 func localOptions(driver string, sweep time.Duration, env storageEnv) drivers.LocalOptions {
-	o := drivers.LocalOptions{Driver: driver, SweepInterval: sweep, Logger: env.logger}
+	o := drivers.LocalOptions{Driver: driver, SweepInterval: sweep, Logger: env.logger, Clock: failpoint.Now}
 	if env.tp != nil {
 		o.Tracer = env.tp.Tracer("github.com/kvnode/kvnode/drivers/" + driver)
 	}

@@ -2,7 +2,6 @@ package harness
 
 import (
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -20,27 +19,41 @@ type Anomaly struct {
 	Visualization string `json:"visualization,omitempty"`
 }
 
-// regInput and regOutput are the register model's operations; "" is absent.
+// regValue is a register's content: a value, or absent. An empty value is
+// present: "" never stands for absent.
+type regValue struct {
+	v  string
+	ok bool
+}
+
+func (r regValue) String() string {
+	if !r.ok {
+		return "absent"
+	}
+	return fmt.Sprintf("%q", r.v)
+}
+
+// regInput and regOutput are the register model's operations.
 type regInput struct {
 	f     string
 	value string
 }
 
-type regOutput struct{ value string }
+type regOutput struct{ read regValue }
 
 // registerModel is a register per key that set, del and get act on; values
 // are unique, so a read names the write it saw.
 var registerModel = porcupine.Model{
-	Init: func() any { return "" },
+	Init: func() any { return regValue{} },
 	Step: func(state, input, output any) (bool, any) {
 		in := input.(regInput)
 		switch in.f {
 		case "set":
-			return true, in.value
+			return true, regValue{v: in.value, ok: true}
 		case "del":
-			return true, ""
+			return true, regValue{}
 		default:
-			return output.(regOutput).value == state.(string), state
+			return output.(regOutput).read == state.(regValue), state
 		}
 	},
 	Equal: func(a, b any) bool { return a == b },
@@ -48,36 +61,34 @@ var registerModel = porcupine.Model{
 		in := input.(regInput)
 		switch in.f {
 		case "get":
-			return fmt.Sprintf("get() -> %q", output.(regOutput).value)
+			return "get() -> " + output.(regOutput).read.String()
 		case "set":
 			return fmt.Sprintf("set(%q)", in.value)
 		}
 		return "del()"
 	},
-	DescribeState: func(s any) string { return fmt.Sprintf("%q", s) },
+	DescribeState: func(s any) string { return s.(regValue).String() },
 }
 
-// tornMarker is a group read whose keys disagree: no state explains it.
-const tornMarker = "<torn read>"
-
-// groupValue reduces a read of keys to one register value.
-func groupValue(op Op) string {
-	v, first := "", true
-	for _, k := range op.Keys {
-		got := op.Read[k]
-		if first {
-			v, first = got, false
-		} else if got != v {
-			return tornMarker
+// groupValue reduces a read of keys to one register value; torn is true
+// when the keys disagree (no state explains that).
+func groupValue(op Op) (r regValue, torn bool) {
+	for i, k := range op.Keys {
+		v, ok := op.Read[k]
+		got := regValue{v: v, ok: ok}
+		if i == 0 {
+			r = got
+		} else if got != r {
+			return regValue{}, true
 		}
 	}
-	return v
+	return r, false
 }
 
 // subject is what one register history is about: a key of a storage, or
 // a group (its keys move together).
 func subject(op Op) string {
-	if op.Workload == "group" || op.Workload == "final-group" {
+	if op.Workload == "group" {
 		return op.Storage + "|" + strings.TrimSuffix(op.Keys[0], "/a")
 	}
 	return op.Storage + "|" + op.Keys[0]
@@ -100,11 +111,52 @@ func byRegister(ops []Op, onlyLinearizable bool) map[string][]Op {
 	return out
 }
 
+// setAside drops the writes of unknown outcome whose value no successful
+// read returned. That changes no verdict: in a linearization where such a
+// write takes effect, no read falls between it and the next write (any
+// read there would have returned its value), so removing it leaves a
+// linearization of the rest; and a write of unknown outcome may always
+// never take effect. It spares porcupine the choice of placing each one,
+// which is what made it give up on keys with many of them.
+func setAside(hist []Op) (kept []Op, unknown, dropped int) {
+	seen := map[string]bool{}
+	for _, op := range hist {
+		if op.F == "get" && op.Status == StatusOK {
+			for _, v := range op.Read {
+				seen[v] = true
+			}
+		}
+	}
+	for _, op := range hist {
+		if op.Status == StatusInfo {
+			unknown++
+			if op.F == "set" && !seen[op.Value] {
+				dropped++
+				continue
+			}
+		}
+		kept = append(kept, op)
+	}
+	return kept, unknown, dropped
+}
+
+// LinResult is what CheckLinearizable found.
+type LinResult struct {
+	// Checked counts the register and group histories checked; TimedOut
+	// those porcupine gave up on (each is also an anomaly).
+	Checked, TimedOut int
+	Anomalies         []Anomaly
+}
+
 // CheckLinearizable runs porcupine over each register and group of the
 // linearizable storages. Possibly-applied writes never return: they may
-// take effect at any point after their invocation, or never. The HTML of
-// a failing subject is written to outDir when it is not empty.
-func CheckLinearizable(ops []Op, timeout time.Duration, outDir string) (checked int, unknown int, anomalies []Anomaly) {
+// take effect at any point after their invocation, or never. timeout is
+// the budget of all subjects together (each gets its share, at least a
+// second or the whole budget if smaller); a subject porcupine cannot decide
+// within its share is a failing verdict of its own, never a pass. The HTML
+// of a failing subject is written to outDir when it is not empty.
+func CheckLinearizable(ops []Op, timeout time.Duration, outDir string) LinResult {
+	var res LinResult
 	var end int64
 	for _, op := range ops {
 		end = max(end, op.Complete)
@@ -116,16 +168,19 @@ func CheckLinearizable(ops []Op, timeout time.Duration, outDir string) (checked 
 		names = append(names, s)
 	}
 	sort.Strings(names)
-	per := timeout / time.Duration(max(len(names), 1))
-	per = max(per, time.Second)
+	per := max(timeout/time.Duration(max(len(names), 1)), min(timeout, time.Second))
 	for _, s := range names {
-		var hist []porcupine.Operation
-		for _, op := range subjects[s] {
+		kept, unknown, dropped := setAside(subjects[s])
+		hist := make([]porcupine.Operation, 0, len(kept))
+		for _, op := range kept {
 			p := porcupine.Operation{ClientId: op.Worker, Call: op.Invoke, Return: op.Complete}
 			switch op.F {
 			case "get":
-				v := groupValue(op)
-				p.Input, p.Output = regInput{f: "get"}, regOutput{value: v}
+				v, torn := groupValue(op)
+				if torn {
+					v = regValue{v: "<torn read>", ok: true} // matches no state
+				}
+				p.Input, p.Output = regInput{f: "get"}, regOutput{read: v}
 			default:
 				p.Input, p.Output = regInput{f: op.F, value: op.Value}, regOutput{}
 			}
@@ -134,154 +189,31 @@ func CheckLinearizable(ops []Op, timeout time.Duration, outDir string) (checked 
 			}
 			hist = append(hist, p)
 		}
-		checked++
-		res, info := porcupine.CheckOperationsVerbose(registerModel, hist, per)
-		switch res {
+		res.Checked++
+		verdict, info := porcupine.CheckOperationsVerbose(registerModel, hist, per)
+		switch verdict {
 		case porcupine.Ok:
 		case porcupine.Unknown:
-			unknown++
+			res.TimedOut++
+			res.Anomalies = append(res.Anomalies, Anomaly{Check: "linearizability-timeout", Detail: fmt.Sprintf(
+				"%s: porcupine gave up after %s on %d operations (%d writes of unknown outcome, %d of them never read and set aside): not checked",
+				s, per, len(hist), unknown, dropped)})
 		default:
 			a := Anomaly{Check: "linearizability", Detail: fmt.Sprintf("%s: no linearization of %d operations", s, len(hist))}
-			if outDir != "" && len(anomalies) < 20 {
+			if outDir != "" && len(res.Anomalies) < 20 {
 				path := filepath.Join(outDir, "linearizability-"+safeName(s)+".html")
 				if err := porcupine.VisualizePath(registerModel, info, path); err == nil {
 					a.Visualization = path
 				}
 			}
-			anomalies = append(anomalies, a)
+			res.Anomalies = append(res.Anomalies, a)
 		}
 	}
-	return checked, unknown, anomalies
+	return res
 }
 
 func safeName(s string) string {
 	return strings.NewReplacer("|", "_", "/", "_").Replace(s)
-}
-
-// CheckTorn reports group reads whose keys disagree: a multi-key Set or
-// Delete was seen half applied.
-func CheckTorn(ops []Op) []Anomaly {
-	var out []Anomaly
-	for _, op := range ops {
-		if op.F == "get" && op.Status == StatusOK && op.Workload == "group" && groupValue(op) == tornMarker {
-			out = append(out, Anomaly{Check: "atomic-group", Detail: fmt.Sprintf("op %d on %s %s read %v", op.ID, op.Node, op.Storage, op.Read)})
-		}
-	}
-	return out
-}
-
-// CheckLostWrites compares each register's final value (read after the
-// cluster healed and converged, recorded as workload "final") with the
-// acknowledged writes: the final value must come from a write that no
-// acknowledged write or delete follows in real time. Absent is explained by
-// a delete no acknowledged set follows, or by no acknowledged set at all.
-func CheckLostWrites(ops []Op, final map[string]map[string]string) []Anomaly {
-	var out []Anomaly
-	type w struct {
-		f                string
-		invoke, complete int64
-		ok               bool
-	}
-	writes := map[string]map[string][]w{} // storage -> key -> writes
-	byValue := map[string]map[string]w{}  // storage|key -> value -> write
-	for _, op := range ops {
-		if (op.Workload != "register" && op.Workload != "group") || op.F == "get" || op.Status == StatusFail {
-			continue
-		}
-		c := op.Complete
-		if op.Status == StatusInfo {
-			c = math.MaxInt64
-		}
-		for _, k := range op.Keys {
-			if writes[op.Storage] == nil {
-				writes[op.Storage] = map[string][]w{}
-			}
-			x := w{f: op.F, invoke: op.Invoke, complete: c, ok: op.Status == StatusOK}
-			writes[op.Storage][k] = append(writes[op.Storage][k], x)
-			if op.F == "set" {
-				id := op.Storage + "|" + k
-				if byValue[id] == nil {
-					byValue[id] = map[string]w{}
-				}
-				byValue[id][op.Value] = x
-			}
-		}
-	}
-	for storage, keys := range writes {
-		for key, ws := range keys {
-			got, present := final[storage][key]
-			followedByAck := func(x w, f string) bool {
-				for _, y := range ws {
-					if y.ok && y.invoke > x.complete && (f == "" || y.f == f) {
-						return true
-					}
-				}
-				return false
-			}
-			if present {
-				x, ok := byValue[storage+"|"+key][got]
-				switch {
-				case !ok:
-					out = append(out, Anomaly{Check: "lost-write", Detail: fmt.Sprintf("%s %s: final value %q was never written", storage, key, got)})
-				case followedByAck(x, ""):
-					out = append(out, Anomaly{Check: "lost-write", Detail: fmt.Sprintf("%s %s: final value %q, but an acknowledged write started after it completed", storage, key, got)})
-				}
-				continue
-			}
-			explained, anyAckSet := false, false
-			for _, y := range ws {
-				anyAckSet = anyAckSet || (y.ok && y.f == "set")
-				if y.f == "del" && !followedByAck(y, "set") {
-					explained = true
-				}
-			}
-			if anyAckSet && !explained {
-				out = append(out, Anomaly{Check: "lost-write", Detail: fmt.Sprintf("%s %s: absent at the end, but an acknowledged set follows every delete", storage, key)})
-			}
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Detail < out[j].Detail })
-	return out
-}
-
-// CheckTTL compares TTL reads with the deadlines: a value read whose
-// invocation came more than skew after its deadline was served expired
-// (any storage); on linearizable storages a key whose set was acknowledged
-// before the read began must be present when the read returned more than
-// skew before the deadline.
-func CheckTTL(ops []Op, skew time.Duration) (reads int, anomalies []Anomaly) {
-	type set struct {
-		value         string
-		deadline, ack int64
-		ok            bool
-	}
-	sets := map[string]set{}
-	for _, op := range ops {
-		if op.Workload == "ttl" && op.F == "set" && op.Status != StatusFail {
-			sets[op.Storage+"|"+op.Keys[0]] = set{value: op.Value, deadline: op.Deadline, ack: op.Complete, ok: op.Status == StatusOK}
-		}
-	}
-	sk := int64(skew)
-	for _, op := range ops {
-		if op.Workload != "ttl" || op.F != "get" || op.Status != StatusOK {
-			continue
-		}
-		s, ok := sets[op.Storage+"|"+op.Keys[0]]
-		if !ok {
-			continue
-		}
-		reads++
-		got, present := op.Read[op.Keys[0]]
-		switch {
-		case present && got != s.value:
-			anomalies = append(anomalies, Anomaly{Check: "ttl", Detail: fmt.Sprintf("op %d %s %s: read %q, the only write was %q", op.ID, op.Storage, op.Keys[0], got, s.value)})
-		case present && op.Invoke > s.deadline+sk:
-			anomalies = append(anomalies, Anomaly{Check: "ttl", Detail: fmt.Sprintf("op %d %s %s on %s: read %s after its deadline", op.ID, op.Storage, op.Keys[0], op.Node, time.Duration(op.Invoke-s.deadline))})
-		case !present && Linearizable(op.Storage) && s.ok && s.ack < op.Invoke && op.Complete < s.deadline-sk:
-			anomalies = append(anomalies, Anomaly{Check: "ttl", Detail: fmt.Sprintf("op %d %s %s on %s: absent %s before its deadline though its set was acknowledged", op.ID, op.Storage, op.Keys[0], op.Node, time.Duration(s.deadline-op.Complete))})
-		}
-	}
-	return reads, anomalies
 }
 
 // writeAnomalies writes the anomalies as text for the run directory.

@@ -44,9 +44,9 @@ func TestCheckLinearizable(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, anomalies := CheckLinearizable(tc.ops, 10*time.Second, "")
-			if got := len(anomalies) == 0; got != tc.legal {
-				t.Fatalf("legal = %t, want %t (%v)", got, tc.legal, anomalies)
+			res := CheckLinearizable(tc.ops, 10*time.Second, "")
+			if got := len(res.Anomalies) == 0; got != tc.legal {
+				t.Fatalf("legal = %t, want %t (%v)", got, tc.legal, res.Anomalies)
 			}
 		})
 	}
@@ -55,9 +55,9 @@ func TestCheckLinearizable(t *testing.T) {
 func TestCheckLinearizableWritesVisualization(t *testing.T) {
 	dir := t.TempDir()
 	ops := []Op{set(0, "k", "a", 0, 10), set(0, "k", "b", 20, 30), get(1, "k", "a", 40, 50)}
-	_, _, anomalies := CheckLinearizable(ops, 10*time.Second, dir)
-	if len(anomalies) != 1 || !strings.HasPrefix(anomalies[0].Visualization, dir) {
-		t.Fatalf("anomalies = %+v, want one with an HTML file in %s", anomalies, dir)
+	res := CheckLinearizable(ops, 10*time.Second, dir)
+	if len(res.Anomalies) != 1 || !strings.HasPrefix(res.Anomalies[0].Visualization, dir) {
+		t.Fatalf("anomalies = %+v, want one with an HTML file in %s", res.Anomalies, dir)
 	}
 }
 
@@ -71,12 +71,12 @@ func TestCheckGroups(t *testing.T) {
 	if a := CheckTorn(ops); len(a) != 1 {
 		t.Fatalf("torn read not reported: %v", a)
 	}
-	if _, _, a := CheckLinearizable(ops, 10*time.Second, ""); len(a) != 1 {
-		t.Fatalf("torn read passed porcupine: %v", a)
+	if res := CheckLinearizable(ops, 10*time.Second, ""); len(res.Anomalies) != 1 {
+		t.Fatalf("torn read passed porcupine: %v", res.Anomalies)
 	}
 	whole := group("get", "", 20, 30, map[string]string{"g/a": "x", "g/b": "x", "g/c": "x"})
 	ops = []Op{group("set", "x", 0, 10, nil), whole}
-	if a := append(CheckTorn(ops), func() []Anomaly { _, _, a := CheckLinearizable(ops, 10*time.Second, ""); return a }()...); len(a) != 0 {
+	if a := append(CheckTorn(ops), CheckLinearizable(ops, 10*time.Second, "").Anomalies...); len(a) != 0 {
 		t.Fatalf("whole group read reported: %v", a)
 	}
 }
@@ -110,7 +110,7 @@ func TestCheckLostWrites(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := CheckLostWrites(tc.ops, final(tc.final))
+			a := CheckLostWrites(tc.ops, final(tc.final), indexWrites(tc.ops))
 			if got := len(a) > 0; got != tc.lost {
 				t.Fatalf("lost = %t, want %t (%v)", got, tc.lost, a)
 			}
@@ -142,7 +142,7 @@ func TestCheckTTL(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			n, a := CheckTTL([]Op{w, tc.read}, 50*time.Millisecond)
+			n, a := CheckTTL([]Op{w, tc.read}, 50*time.Millisecond, nil)
 			if n != 1 || (len(a) > 0) != tc.anomaly {
 				t.Fatalf("reads %d anomalies %v, want anomaly %t", n, a, tc.anomaly)
 			}
@@ -180,5 +180,17 @@ func TestPercentile(t *testing.T) {
 	}
 	if p50, p99 := Percentile(s, 50), Percentile(s, 99); p50 != 5*time.Second || p99 != 10*time.Second {
 		t.Fatalf("p50 %s p99 %s", p50, p99)
+	}
+}
+
+// Without an agreed final state (the nodes diverged, reported by the
+// convergence check) no key may be called lost for being absent.
+func TestCheckHistoryWithoutFinalState(t *testing.T) {
+	ops := healthy(set(0, "k", "a", 0, 10))
+	for _, a := range CheckHistory(ops, nil, checkOpts()).Anomalies {
+		t.Errorf("anomaly without a final state: %v", a)
+	}
+	if a := CheckHistory(ops, finalOf(), checkOpts()).Anomalies; len(a) != 1 || a[0].Check != "lost-write" {
+		t.Fatalf("with a final state missing k: %v, want one lost write", a)
 	}
 }

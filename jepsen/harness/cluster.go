@@ -36,13 +36,21 @@ type Cluster interface {
 	// reachable; Rejoin restores it. ErrUnsupported where impossible.
 	Isolate(ctx context.Context, node string) error
 	Rejoin(ctx context.Context, node string) error
-	// Replace removes the node with its data and starts an empty one under
-	// the same name, which must catch up from the others.
+	// Replace kills the node, removes its data and starts an empty one under
+	// the same name at once, which must catch up from the others.
 	Replace(ctx context.Context, node string) error
+	// Failpoints reports whether the nodes serve kvnode's fault-injection
+	// endpoint (a failpoint build); Failpoint sets one on a node, or clears
+	// it when term is "" (ErrUnsupported without failpoints).
+	Failpoints() bool
+	Failpoint(ctx context.Context, node, name, term string) error
 	// Logs returns the tail of the node's log; FullLogs all of it (every
 	// run of the node since it was last replaced).
 	Logs(ctx context.Context, node string) (string, error)
 	FullLogs(ctx context.Context, node string) (string, error)
+	// Exits lists every time a node's process ended so far, telling the
+	// harness's own kills from the rest.
+	Exits() []Exit
 	// Close tears the cluster down, data included.
 	Close(ctx context.Context) error
 }
@@ -154,13 +162,14 @@ var crashMarkers = []string{"panic: ", "fatal error: ", "SIGSEGV"}
 
 // Crashes scans every node's full log for panics and fatal errors; each
 // crash is an anomaly whatever the checks say, with the first lines of the
-// trace as evidence.
+// trace as evidence. A log that cannot be read is an anomaly too: its
+// crashes would go unseen.
 func Crashes(ctx context.Context, c Cluster) []Anomaly {
 	var out []Anomaly
 	for _, n := range c.Nodes() {
 		logs, err := c.FullLogs(ctx, n)
 		if err != nil {
-			continue
+			out = append(out, Anomaly{Check: "crash", Detail: fmt.Sprintf("%s: log unreadable, its crashes cannot be checked: %v", n, err)})
 		}
 		for _, m := range crashMarkers {
 			i := strings.Index(logs, m)

@@ -1,15 +1,20 @@
 package harness
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -26,7 +31,14 @@ type DockerOptions struct {
 	UnsafeLocalReads bool
 	// ReapAfter sets cluster.reap_after (0: the compose default).
 	ReapAfter time.Duration
-	Logger    *slog.Logger
+	// Overrides are compose files applied over ComposeFile, e.g.
+	// jepsen/docker/compose.static-peers.yml.
+	Overrides []string
+	// Failpoints publishes each node's fault-injection endpoint; it needs
+	// jepsen/docker/compose.failpoint.yml among Overrides and an image
+	// built with -tags failpoint (make image-failpoint).
+	Failpoints bool
+	Logger     *slog.Logger
 }
 
 // Docker is a Cluster of docker-compose containers.
@@ -34,9 +46,21 @@ type Docker struct {
 	opts  DockerOptions
 	env   []string
 	ports map[string]int
-	ids   map[string]string
+	// fps are the failpoint endpoints on the loopback, by node.
+	fps map[string]string
+	ids map[string]string
 	// secrets is the directory mounted as the nodes' /etc/kvnode/secrets.
 	secrets string
+	exits   exitLog
+	// stopEvents ends the docker events watcher; eventsDone closes when it
+	// has.
+	stopEvents context.CancelFunc
+	eventsDone chan struct{}
+	// archive holds the logs of the node's containers that Replace
+	// removed; lost records a log that could not be kept.
+	mu      sync.Mutex
+	archive map[string]string
+	lost    map[string]error
 }
 
 var _ Cluster = (*Docker)(nil)
@@ -54,7 +78,7 @@ func DockerAvailable(ctx context.Context) bool {
 // StartDocker brings a compose project up on free loopback ports and waits
 // until every node answers.
 func StartDocker(ctx context.Context, opts DockerOptions) (*Docker, error) {
-	d := &Docker{opts: opts, ports: map[string]int{}, ids: map[string]string{}}
+	d := &Docker{opts: opts, ports: map[string]int{}, fps: map[string]string{}, ids: map[string]string{}, archive: map[string]string{}, lost: map[string]error{}}
 	secrets, err := os.MkdirTemp("", "kvnode-secrets-")
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrDocker, err)
@@ -77,6 +101,17 @@ func StartDocker(ctx context.Context, opts DockerOptions) (*Docker, error) {
 		}
 		d.ports[n] = p
 		d.env = append(d.env, fmt.Sprintf("KVNODE_RPC_PORT%d=%d", i+1, p))
+		if opts.Failpoints {
+			fp, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			d.fps[n] = fmt.Sprintf("127.0.0.1:%d", fp)
+			d.env = append(d.env, fmt.Sprintf("KVNODE_FP_PORT%d=%d", i+1, fp))
+		}
+	}
+	if err := d.watchExits(time.Now().Add(-time.Second)); err != nil {
+		return nil, err
 	}
 	if _, err := d.compose(ctx, 3*time.Minute, "up", "-d", "--no-build"); err != nil {
 		_ = d.Close(context.WithoutCancel(ctx))
@@ -91,6 +126,10 @@ func StartDocker(ctx context.Context, opts DockerOptions) (*Docker, error) {
 		d.ids[n] = strings.TrimSpace(out)
 	}
 	if err := WaitReady(ctx, d, 60*time.Second); err != nil {
+		_ = d.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	if err := probeFailpoints(ctx, d.fps, 30*time.Second); err != nil {
 		_ = d.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
@@ -129,7 +168,22 @@ func (d *Docker) run(ctx context.Context, timeout time.Duration, name string, ar
 }
 
 func (d *Docker) compose(ctx context.Context, timeout time.Duration, args ...string) (string, error) {
-	return d.run(ctx, timeout, "docker-compose", append([]string{"-p", d.opts.Project, "-f", d.opts.ComposeFile}, args...)...)
+	files := []string{"-p", d.opts.Project, "-f", d.opts.ComposeFile}
+	for _, f := range d.opts.Overrides {
+		files = append(files, "-f", f)
+	}
+	return d.run(ctx, timeout, "docker-compose", append(files, args...)...)
+}
+
+// Failpoints implements Cluster.
+func (d *Docker) Failpoints() bool { return d.opts.Failpoints }
+
+// Failpoint implements Cluster.
+func (d *Docker) Failpoint(ctx context.Context, node, name, term string) error {
+	if !d.opts.Failpoints {
+		return ErrUnsupported
+	}
+	return setFailpoint(ctx, d.fps[node], name, term)
 }
 
 func (d *Docker) docker(ctx context.Context, args ...string) error {
@@ -139,8 +193,61 @@ func (d *Docker) docker(ctx context.Context, args ...string) error {
 
 // Kill implements Cluster.
 func (d *Docker) Kill(ctx context.Context, node string) error {
-	return d.docker(ctx, "kill", "-s", "KILL", d.ids[node])
+	undo := d.exits.expectExit(node)
+	if err := d.docker(ctx, "kill", "-s", "KILL", d.ids[node]); err != nil {
+		undo()
+		return err
+	}
+	return nil
 }
+
+// dieEvent is the part of a docker "die" event the harness reads.
+type dieEvent struct {
+	TimeNano int64 `json:"timeNano"`
+	Actor    struct {
+		Attributes map[string]string `json:"Attributes"`
+	} `json:"Actor"`
+}
+
+// watchExits follows docker's die events of the project's containers from
+// since until Close, recording each container exit with its status.
+func (d *Docker) watchExits(since time.Time) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, "docker", "events", "--since", strconv.FormatInt(since.Unix(), 10),
+		"--filter", "type=container", "--filter", "event=die",
+		"--filter", "label=com.docker.compose.project="+d.opts.Project, "--format", "{{json .}}")
+	cmd.Env = d.env
+	out, err := cmd.StdoutPipe()
+	if err == nil {
+		err = cmd.Start()
+	}
+	if err != nil {
+		cancel()
+		return fmt.Errorf("%w: docker events: %v", ErrDocker, err)
+	}
+	d.stopEvents, d.eventsDone = cancel, make(chan struct{})
+	go func() {
+		defer close(d.eventsDone)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var ev dieEvent
+			if json.Unmarshal(sc.Bytes(), &ev) != nil {
+				continue
+			}
+			node := ev.Actor.Attributes["com.docker.compose.service"]
+			status, err := strconv.Atoi(ev.Actor.Attributes["exitCode"])
+			if node == "" || err != nil {
+				continue
+			}
+			d.exits.record(node, time.Unix(0, ev.TimeNano), status)
+		}
+		_ = cmd.Wait()
+	}()
+	return nil
+}
+
+// Exits implements Cluster.
+func (d *Docker) Exits() []Exit { return d.exits.list() }
 
 // Start implements Cluster.
 func (d *Docker) Start(ctx context.Context, node string) error {
@@ -174,8 +281,17 @@ func (d *Docker) Rejoin(ctx context.Context, node string) error {
 }
 
 // Replace implements Cluster: container and volume go, a new container
-// with an empty volume takes the node's name.
+// with an empty volume takes the node's name. The old container's log is
+// kept (FullLogs, SaveLogs).
 func (d *Docker) Replace(ctx context.Context, node string) error {
+	if running, err := d.running(ctx, node); err != nil {
+		return err
+	} else if running {
+		if err := d.Kill(ctx, node); err != nil {
+			return err
+		}
+	}
+	d.keepLog(ctx, node)
 	if _, err := d.compose(ctx, time.Minute, "rm", "-s", "-f", node); err != nil {
 		return err
 	}
@@ -194,28 +310,61 @@ func (d *Docker) Replace(ctx context.Context, node string) error {
 	return waitNode(ctx, d, node, 60*time.Second)
 }
 
+// running asks docker whether the node's container runs.
+func (d *Docker) running(ctx context.Context, node string) (bool, error) {
+	out, err := d.run(ctx, 20*time.Second, "docker", "inspect", "-f", "{{.State.Running}}", d.ids[node])
+	if err != nil {
+		return false, err
+	}
+	return strings.TrimSpace(out) == "true", nil
+}
+
+// keepLog archives the log of the node's current container before it is
+// removed.
+func (d *Docker) keepLog(ctx context.Context, node string) {
+	out, err := d.run(ctx, time.Minute, "docker", "logs", d.ids[node])
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err != nil {
+		d.lost[node] = fmt.Errorf("log of container %.12s lost before its removal: %w", d.ids[node], err)
+		return
+	}
+	d.archive[node] += fmt.Sprintf("%s=== container %.12s removed by the harness at %s ===\n", out, d.ids[node], time.Now().UTC().Format(time.RFC3339Nano))
+}
+
 // Logs implements Cluster.
 func (d *Docker) Logs(ctx context.Context, node string) (string, error) {
 	return d.run(ctx, 20*time.Second, "docker", "logs", "--tail", "300", d.ids[node])
 }
 
-// FullLogs implements Cluster.
+// FullLogs implements Cluster: the logs of every container the node has
+// had, oldest first. An error says a log was lost; what remains is
+// returned with it.
 func (d *Docker) FullLogs(ctx context.Context, node string) (string, error) {
-	return d.run(ctx, time.Minute, "docker", "logs", d.ids[node])
+	out, err := d.run(ctx, time.Minute, "docker", "logs", d.ids[node])
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.archive[node] + out, errors.Join(d.lost[node], err)
 }
 
 // SaveLogs writes every node's full log to dir.
 func (d *Docker) SaveLogs(ctx context.Context, dir string) {
 	for _, n := range d.Nodes() {
-		out, err := d.run(ctx, time.Minute, "docker", "logs", d.ids[n])
-		if err == nil {
-			_ = os.WriteFile(dir+"/"+n+".log", []byte(out), 0o644)
+		out, err := d.FullLogs(ctx, n)
+		if err != nil {
+			out += fmt.Sprintf("\n=== harness: %v ===\n", err)
 		}
+		_ = os.WriteFile(filepath.Join(dir, n+".log"), []byte(out), 0o644)
 	}
 }
 
-// Close implements Cluster: everything the project created goes.
+// Close implements Cluster: everything the project created goes. Exits
+// from here on are not recorded.
 func (d *Docker) Close(ctx context.Context) error {
+	if d.stopEvents != nil {
+		d.stopEvents()
+		<-d.eventsDone
+	}
 	_, err := d.compose(context.WithoutCancel(ctx), 2*time.Minute, "down", "-v", "--remove-orphans", "-t", "2")
 	_ = os.RemoveAll(d.secrets)
 	return err

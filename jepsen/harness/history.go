@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -100,6 +101,11 @@ func WriteJSONL(path string, ops []Op) error {
 // Only refusals the server guarantees were never proposed, and failures to
 // send at all, make a write definitely failed; every other write error is
 // possibly applied. A read error of any kind discards the read.
+//
+// The server's text is the method's prefix ("rpc_set: ") and then the
+// cluster's error, which says first what happened and may quote other
+// errors after (a forwarded write quotes the leader's answer): only its
+// start counts, and "outcome unknown" is looked for first.
 func Classify(err error, write bool) (Status, string) {
 	if err == nil {
 		return StatusOK, ""
@@ -109,15 +115,15 @@ func Classify(err error, write bool) (Status, string) {
 	definite := false
 	switch {
 	case errors.As(err, &se):
-		switch t := se.Text; {
-		case strings.Contains(t, "write not applied"):
-			kind, definite = "no-leader", true
-		case strings.Contains(t, "could not be confirmed"):
-			kind, definite = "read-not-confirmed", true
-		case strings.Contains(t, "outcome unknown"):
+		switch t := serverCause(se.Text); {
+		case strings.HasPrefix(t, "outcome unknown"):
 			kind = "outcome-unknown"
-		case strings.Contains(t, "shutting down"):
+		case strings.HasPrefix(t, "node is shutting down"):
 			kind = "shutting-down"
+		case strings.HasPrefix(t, "no leader: write not applied"):
+			kind, definite = "no-leader", true
+		case strings.HasPrefix(t, "no leader: linearizable read could not be confirmed"):
+			kind, definite = "read-not-confirmed", true
 		default:
 			kind = "server-error"
 		}
@@ -133,4 +139,12 @@ func Classify(err error, write bool) (Status, string) {
 		return StatusFail, kind
 	}
 	return StatusInfo, kind
+}
+
+// methodPrefix is the "rpc_set: " RoadRunner puts before a method's errors.
+var methodPrefix = regexp.MustCompile(`^rpc_[a-z]+: `)
+
+// serverCause strips the method prefix from a server's error text.
+func serverCause(text string) string {
+	return strings.TrimPrefix(text, methodPrefix.FindString(text))
 }

@@ -23,6 +23,28 @@ type LocalOptions struct {
 	UnsafeLocalReads bool
 	// ReapAfter sets cluster.reap_after (0: kvnode's default).
 	ReapAfter time.Duration
+	// Failpoints serves each node's fault-injection endpoint on the
+	// loopback; Binary must be built with -tags failpoint.
+	Failpoints bool
+	// StaticPeers bootstraps from a static cluster.peers list instead of
+	// gossip's bootstrap_expect.
+	StaticPeers bool
+}
+
+// BuildKVNode builds kvnode from the repository at root into out, with the
+// failpoint build tag when failpoints is set. It builds in the main module,
+// whose go.sum covers the command's dependencies.
+func BuildKVNode(ctx context.Context, root, out string, failpoints bool) error {
+	args := []string{"build", "-o", out}
+	if failpoints {
+		args = append(args, "-tags", "failpoint")
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/kvnode")...)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build kvnode: %w\n%s", err, b)
+	}
+	return nil
 }
 
 // Local is a Cluster of kvnode processes on 127.0.0.1. It cannot cut the
@@ -32,8 +54,10 @@ type Local struct {
 	rpc    map[string]int
 	raft   map[string]int
 	gossip map[string]int
+	fps    map[string]string
 	mu     sync.Mutex
 	procs  map[string]*proc
+	exits  exitLog
 }
 
 // proc is a running node; done closes when the process has exited.
@@ -46,7 +70,7 @@ var _ Cluster = (*Local)(nil)
 
 // StartLocal starts three processes and waits until they answer.
 func StartLocal(ctx context.Context, opts LocalOptions) (*Local, error) {
-	l := &Local{opts: opts, rpc: map[string]int{}, raft: map[string]int{}, gossip: map[string]int{}, procs: map[string]*proc{}}
+	l := &Local{opts: opts, rpc: map[string]int{}, raft: map[string]int{}, gossip: map[string]int{}, fps: map[string]string{}, procs: map[string]*proc{}}
 	for _, n := range l.Nodes() {
 		var err error
 		if l.rpc[n], err = freePort(); err != nil {
@@ -57,6 +81,13 @@ func StartLocal(ctx context.Context, opts LocalOptions) (*Local, error) {
 		}
 		if l.gossip[n], err = freePort(); err != nil {
 			return nil, err
+		}
+		if opts.Failpoints {
+			p, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			l.fps[n] = fmt.Sprintf("127.0.0.1:%d", p)
 		}
 	}
 	if err := writeSecrets(filepath.Join(opts.Dir, "secrets"), l.Nodes()); err != nil {
@@ -69,6 +100,10 @@ func StartLocal(ctx context.Context, opts LocalOptions) (*Local, error) {
 		}
 	}
 	if err := WaitReady(ctx, l, 60*time.Second); err != nil {
+		_ = l.Close(ctx)
+		return nil, err
+	}
+	if err := probeFailpoints(ctx, l.fps, 30*time.Second); err != nil {
 		_ = l.Close(ctx)
 		return nil, err
 	}
@@ -111,6 +146,16 @@ func (l *Local) spawn(node string) error {
 	}
 	cmd.Env = append(os.Environ(), "HOSTNAME="+node,
 		fmt.Sprintf("KVNODE_CLUSTER_UNSAFE_LOCAL_LINEARIZABLE_READS=%t", l.opts.UnsafeLocalReads))
+	if l.opts.Failpoints {
+		cmd.Env = append(cmd.Env, "KVNODE_FAILPOINT_ADDR="+l.fps[node])
+	}
+	if l.opts.StaticPeers {
+		var peers []string
+		for _, n := range l.Nodes() {
+			peers = append(peers, fmt.Sprintf("%s=127.0.0.1:%d", n, l.raft[n]))
+		}
+		cmd.Env = append(cmd.Env, "KVNODE_CLUSTER_PEERS="+strings.Join(peers, ","), "KVNODE_CLUSTER_BOOTSTRAP_EXPECT=0")
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -118,7 +163,12 @@ func (l *Local) spawn(node string) error {
 		return fmt.Errorf("start %s: %w", node, err)
 	}
 	pr := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); _ = logf.Close(); close(pr.done) }()
+	go func() {
+		_ = cmd.Wait()
+		_ = logf.Close()
+		l.exits.record(node, time.Now(), exitStatus(cmd.ProcessState))
+		close(pr.done)
+	}()
 	l.mu.Lock()
 	l.procs[node] = pr
 	l.mu.Unlock()
@@ -147,9 +197,22 @@ func (l *Local) Nodes() []string { return []string{"node1", "node2", "node3"} }
 // Addr implements Cluster.
 func (l *Local) Addr(node string) string { return fmt.Sprintf("127.0.0.1:%d", l.rpc[node]) }
 
+// exitStatus is a process's exit status, 128+signal when a signal ended it.
+func exitStatus(ps *os.ProcessState) int {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+// Exits implements Cluster.
+func (l *Local) Exits() []Exit { return l.exits.list() }
+
 // Kill implements Cluster.
 func (l *Local) Kill(ctx context.Context, node string) error {
+	undo := l.exits.expectExit(node)
 	if err := l.signal(node, syscall.SIGKILL); err != nil {
+		undo()
 		return err
 	}
 	l.mu.Lock()
@@ -179,6 +242,17 @@ func (l *Local) Pause(_ context.Context, node string) error { return l.signal(no
 
 // Resume implements Cluster.
 func (l *Local) Resume(_ context.Context, node string) error { return l.signal(node, syscall.SIGCONT) }
+
+// Failpoints implements Cluster.
+func (l *Local) Failpoints() bool { return l.opts.Failpoints }
+
+// Failpoint implements Cluster.
+func (l *Local) Failpoint(ctx context.Context, node, name, term string) error {
+	if !l.opts.Failpoints {
+		return ErrUnsupported
+	}
+	return setFailpoint(ctx, l.fps[node], name, term)
+}
 
 // Isolate implements Cluster: processes sharing the loopback cannot be cut apart.
 func (l *Local) Isolate(context.Context, string) error { return ErrUnsupported }

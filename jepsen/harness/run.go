@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,16 +42,20 @@ type Result struct {
 	Faults    []Fault
 	Anomalies []Anomaly
 	Subjects  int // register/group histories checked by porcupine
-	Unknown   int // porcupine timed out on these
+	TimedOut  int // porcupine gave up on these (each is an anomaly)
 	TTLReads  int
+	Coverage  map[string]map[string]Coverage
 	Converged time.Duration
 	FinalKeys int // present after convergence
-	// SummariesAgree: every node reported the same key and byte counts per
-	// storage at the same applied index (servers with kvnode.Status).
-	SummariesAgree bool
-	KeysRead       int // read from every node after convergence
-	CheckTime      time.Duration
-	SkippedNote    string
+	// StatesAgree: every node's snapshot had the same content, storage by
+	// storage, at the same index.
+	StatesAgree bool
+	// Diverged: the nodes never agreed on the keys' values, so there is no
+	// final state and the lost-write check did not run.
+	Diverged    bool
+	KeysRead    int // read from every node after convergence
+	CheckTime   time.Duration
+	SkippedNote string
 }
 
 // Run drives the workload and the nemesis against c for opts.Duration,
@@ -72,12 +77,21 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 	}
 	res := &Result{Cluster: c.Name()}
 	kinds := opts.Nemesis.Kinds
+	var skipped []string
 	if c.Name() == "local" {
 		kinds = slices.DeleteFunc(slices.Clone(kinds), func(k string) bool { return k == NemesisPartition || k == NemesisLeader })
 		if len(kinds) != len(opts.Nemesis.Kinds) {
-			res.SkippedNote = "partition nemeses skipped: local processes share the loopback"
+			skipped = append(skipped, "partition nemeses skipped: local processes share the loopback")
 		}
 	}
+	if !c.Failpoints() {
+		n := len(kinds)
+		kinds = slices.DeleteFunc(slices.Clone(kinds), func(k string) bool { return NeedFailpoints[k] })
+		if len(kinds) != n {
+			skipped = append(skipped, "skew and slow nemeses skipped: the cluster has no failpoint endpoint")
+		}
+	}
+	res.SkippedNote = strings.Join(skipped, "; ")
 	opts.Nemesis.Kinds = kinds
 
 	clock := runClock{start: time.Now()}
@@ -104,7 +118,7 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 
 	revive(ctx, c, opts.Logger)
 	if err := WaitReady(ctx, c, 90*time.Second); err != nil {
-		res.Anomalies = Crashes(ctx, c)
+		res.Anomalies = append(Crashes(ctx, c), CheckExits(c.Exits(), clock)...)
 		return res, err
 	}
 	if err := WaitWritable(ctx, c, 90*time.Second); err != nil {
@@ -118,11 +132,14 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	res.Converged = conv
-	if d := CompareSummaries(ctx, c); d != "" {
-		anomalies = append(anomalies, Anomaly{Check: "convergence", Detail: "status: " + d})
+	res.Converged, res.Diverged = conv, final == nil
+	fetch := func(ctx context.Context, n string) (StateDigest, error) {
+		return FetchState(ctx, c.Addr(n), opts.OutDir)
+	}
+	if err := CompareStates(ctx, c.Nodes(), fetch, 60, 500*time.Millisecond); err != nil {
+		anomalies = append(anomalies, Anomaly{Check: "convergence", Detail: "state: " + err.Error()})
 	} else {
-		res.SummariesAgree = true
+		res.StatesAgree = true
 	}
 	ops = append(ops, finalOps...)
 	for i := range ops {
@@ -137,15 +154,12 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 	}
 
 	start := time.Now()
-	var lin []Anomaly
-	res.Subjects, res.Unknown, lin = CheckLinearizable(ops, opts.CheckTimeout, opts.OutDir)
-	anomalies = append(anomalies, lin...)
-	anomalies = append(anomalies, CheckTorn(ops)...)
-	anomalies = append(anomalies, CheckLostWrites(ops, final)...)
-	var ttl []Anomaly
-	res.TTLReads, ttl = CheckTTL(ops, opts.TTLSkew)
-	anomalies = append(anomalies, ttl...)
+	v := CheckHistory(ops, final, CheckOptions{TTLSkew: opts.TTLSkew, LinTimeout: opts.CheckTimeout, OutDir: opts.OutDir,
+		Storages: Storages, Faults: res.Faults})
+	anomalies = append(anomalies, v.Anomalies...)
+	res.Subjects, res.TimedOut, res.TTLReads, res.Coverage = v.Lin.Checked, v.Lin.TimedOut, v.TTLReads, v.Coverage
 	anomalies = append(anomalies, Crashes(ctx, c)...)
+	anomalies = append(anomalies, CheckExits(c.Exits(), clock)...)
 	res.CheckTime = time.Since(start)
 	res.Anomalies = anomalies
 	return res, nil
@@ -197,8 +211,7 @@ func settleTTL(ctx context.Context, clock runClock, ops []Op, skew time.Duration
 // converge reads every key the run touched from every node until all nodes
 // agree (at most 90 s). It returns the agreed state per storage, how long
 // agreement took, the first node's reads as final operations for the
-// checkers, and anomalies: divergence, or TTL keys still present after
-// their deadlines.
+// checkers, and a divergence anomaly if the nodes never agreed.
 func converge(ctx context.Context, c Cluster, cl *clients, clock runClock, ops []Op, worker int) (map[string]map[string]string, time.Duration, []Op, []Anomaly, error) {
 	keys := keysRead(ops)
 	start := time.Now()
@@ -235,21 +248,7 @@ func converge(ctx context.Context, c Cluster, cl *clients, clock runClock, ops [
 		if diff != "" {
 			continue
 		}
-		var anomalies []Anomaly
-		ttlKeys := map[string]bool{}
-		for _, op := range ops {
-			if op.Workload == "ttl" {
-				ttlKeys[op.Storage+"|"+op.Keys[0]] = true
-			}
-		}
-		for st, m := range views[first] {
-			for k := range m {
-				if ttlKeys[st+"|"+k] {
-					anomalies = append(anomalies, Anomaly{Check: "ttl", Detail: fmt.Sprintf("%s %s still present on every node after its deadline", st, k)})
-				}
-			}
-		}
-		return views[first], time.Since(start), finalOps, anomalies, nil
+		return views[first], time.Since(start), finalOps, nil, nil
 	}
 	return nil, time.Since(start), nil, []Anomaly{{Check: "convergence", Detail: "nodes still differ after 90s: " + diff}}, nil
 }
@@ -309,7 +308,8 @@ func readAll(ctx context.Context, cl *clients, clock runClock, node string, keys
 }
 
 // finalGroups folds the final reads of a group's keys into one group read,
-// so the linearizability check sees the group as one register.
+// so the linearizability check sees the group as one register; the reads
+// of TTL keys become TTL reads, so the TTL check sees them.
 func finalGroups(ops []Op) []Op {
 	var out []Op
 	groups := map[string]*Op{}
@@ -328,7 +328,11 @@ func finalGroups(ops []Op) []Op {
 			maps.Copy(g.Read, op.Read)
 			continue
 		}
-		if k[0] == 'r' {
+		switch k[0] {
+		case 'r':
+			out = append(out, op)
+		case 't':
+			op.Workload = "ttl"
 			out = append(out, op)
 		}
 	}

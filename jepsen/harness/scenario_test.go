@@ -16,37 +16,55 @@ import (
 // JEPSEN_CLUSTER=local).
 func testCluster(t *testing.T, unsafe bool) Cluster {
 	t.Helper()
+	return startTestCluster(t, unsafe, false)
+}
+
+// startTestCluster is testCluster, optionally with failpoints: the image
+// is then KVNODE_FP_IMAGE and the local binary KVNODE_FP_BIN (built with
+// the tag when unset).
+func startTestCluster(t *testing.T, unsafe, failpoints bool) Cluster {
+	t.Helper()
 	ctx := t.Context()
-	image := os.Getenv("KVNODE_IMAGE")
+	image, imageVar, binVar := os.Getenv("KVNODE_IMAGE"), "KVNODE_IMAGE", "KVNODE_BIN"
 	if image == "" {
 		image = "kvnode:local"
 	}
-	if os.Getenv("JEPSEN_CLUSTER") != "local" && DockerAvailable(ctx) && exec.CommandContext(ctx, "docker", "image", "inspect", image).Run() == nil {
+	var overrides []string
+	if failpoints {
+		image, imageVar, binVar = os.Getenv("KVNODE_FP_IMAGE"), "KVNODE_FP_IMAGE", "KVNODE_FP_BIN"
+		fp, err := filepath.Abs("../docker/compose.failpoint.yml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		overrides = append(overrides, fp)
+	}
+	if os.Getenv("JEPSEN_CLUSTER") != "local" && image != "" && DockerAvailable(ctx) && exec.CommandContext(ctx, "docker", "image", "inspect", image).Run() == nil {
 		compose, err := filepath.Abs("../../docker-compose.cluster.yml")
 		if err != nil {
 			t.Fatal(err)
 		}
 		project := fmt.Sprintf("kvjepsentest%d", time.Now().UnixNano()%1_000_000_000)
-		d, err := StartDocker(ctx, DockerOptions{ComposeFile: compose, Project: project, Image: image, UnsafeLocalReads: unsafe})
+		d, err := StartDocker(ctx, DockerOptions{ComposeFile: compose, Project: project, Image: image, UnsafeLocalReads: unsafe,
+			Overrides: overrides, Failpoints: failpoints})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = d.Close(context.Background()) })
 		return d
 	}
-	bin := os.Getenv("KVNODE_BIN")
+	t.Logf("local processes (docker or the image %s=%q missing, or JEPSEN_CLUSTER=local)", imageVar, image)
+	bin := os.Getenv(binVar)
 	if bin == "" {
 		bin = filepath.Join(t.TempDir(), "kvnode")
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "../../cmd/kvnode").CombinedOutput()
-		if err != nil {
-			t.Fatalf("build kvnode: %v\n%s", err, out)
+		if err := BuildKVNode(ctx, "../..", bin, failpoints); err != nil {
+			t.Fatal(err)
 		}
 	}
 	cfg, err := filepath.Abs("../docker/kvnode.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := StartLocal(ctx, LocalOptions{Binary: bin, Config: cfg, Dir: t.TempDir(), UnsafeLocalReads: unsafe})
+	l, err := StartLocal(ctx, LocalOptions{Binary: bin, Config: cfg, Dir: t.TempDir(), UnsafeLocalReads: unsafe, Failpoints: failpoints})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +82,7 @@ func runStaleRead(t *testing.T, unsafe bool) ([]Op, []Anomaly) {
 	if err != nil {
 		t.Fatalf("%s cluster: %v", c.Name(), err)
 	}
-	_, _, anomalies := CheckLinearizable(ops, time.Minute, t.TempDir())
+	anomalies := CheckLinearizable(ops, time.Minute, t.TempDir()).Anomalies
 	t.Logf("%s cluster: %d operations", c.Name(), len(ops))
 	for _, op := range ops {
 		t.Logf("  %s %s %s %s %v %s %s", op.Node, op.Storage, op.F, op.Value, op.Read, op.Status, op.ErrKind)

@@ -59,12 +59,25 @@ func (r *Result) Summary(outDir string) string {
 		p("  note: %s", r.SkippedNote)
 	}
 	p("checks (%s):", r.CheckTime.Round(time.Millisecond))
-	p("  linearizability (porcupine, *_lin storages): %d registers/groups, %d timed out", r.Subjects, r.Unknown)
-	p("  convergence: all nodes agreed on %d keys (%d present) after %s; no acknowledged write lost unless listed", r.KeysRead, r.FinalKeys, r.Converged.Round(time.Millisecond))
-	if r.SummariesAgree {
-		p("  state summary (kvnode status): same applied index, keys and bytes per storage on every node")
+	p("  linearizability (porcupine, *_lin storages): %d registers/groups, %d timed out (a timeout is an anomaly)", r.Subjects, r.TimedOut)
+	if r.Diverged {
+		p("  convergence: the nodes still disagreed after %s: no final state, lost writes not checked", r.Converged.Round(time.Second))
+	} else {
+		p("  convergence: all nodes agreed on %d keys (%d present) after %s; no acknowledged write lost unless listed", r.KeysRead, r.FinalKeys, r.Converged.Round(time.Millisecond))
+	}
+	if r.StatesAgree {
+		p("  state: every node's snapshot has the same content hash per storage at the same index")
 	}
 	p("  ttl: %d reads checked against deadlines", r.TTLReads)
+	p("  coverage, successful reads / acknowledged writes per workload (in-run, final reads excluded):")
+	for _, st := range slices.Sorted(maps.Keys(r.Coverage)) {
+		var parts []string
+		for _, w := range Workloads {
+			c := r.Coverage[st][w]
+			parts = append(parts, fmt.Sprintf("%s %d/%d", w, c.ReadsOK, c.WritesOK))
+		}
+		p("    %-13s %s", st, strings.Join(parts, "  "))
+	}
 	byCheck := map[string]int{}
 	for _, a := range r.Anomalies {
 		byCheck[a.Check]++

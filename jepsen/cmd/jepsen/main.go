@@ -15,9 +15,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -37,7 +37,8 @@ func run() int {
 		project  = flag.String("project", "", "compose project name (default: unique per run)")
 		binary   = flag.String("kvnode", os.Getenv("KVNODE_BIN"), "kvnode binary for local mode (default: go build ../cmd/kvnode)")
 		duration = flag.Duration("duration", 2*time.Minute, "workload duration")
-		nemeses  = flag.String("nemeses", "kill,pause,partition,leader", "comma-separated: kill,pause,partition,leader,remove or all")
+		nemeses  = flag.String("nemeses", "kill,pause,partition,leader", "comma-separated: "+strings.Join(harness.AllNemeses, ",")+" or all")
+		static   = flag.Bool("static-peers", false, "bootstrap from a static peer list instead of gossip's bootstrap_expect")
 		out      = flag.String("out", "", "output directory (default: a new one under /tmp)")
 		workers  = flag.Int("workers", 6, "concurrent clients")
 		failover = flag.Int("failover", 0, "instead of a run, kill the leader this many times and report write unavailability")
@@ -63,7 +64,22 @@ func run() int {
 		logger.Error("out dir", "err", err)
 		return 2
 	}
-	c, err := startCluster(ctx, *mode, *image, *compose, *project, *binary, *out, *unsafe, *reap, logger)
+	kinds := strings.Split(*nemeses, ",")
+	if *nemeses == "all" {
+		kinds = harness.AllNemeses
+	} else if *nemeses == "" || *nemeses == "none" {
+		kinds = nil
+	}
+	cs := clusterSpec{mode: *mode, image: *image, compose: *compose, project: *project, binary: *binary, out: *out,
+		unsafe: *unsafe, reap: *reap, static: *static}
+	for _, k := range kinds {
+		if !slices.Contains(harness.AllNemeses, k) {
+			logger.Error("unknown nemesis", "nemesis", k, "known", harness.AllNemeses)
+			return 2
+		}
+		cs.failpoints = cs.failpoints || harness.NeedFailpoints[k]
+	}
+	c, err := startCluster(ctx, cs, logger)
 	if err != nil {
 		logger.Error("start cluster", "err", err)
 		return 2
@@ -79,12 +95,6 @@ func run() int {
 
 	if *failover > 0 {
 		return runFailover(ctx, c, *failover, *out, logger)
-	}
-	kinds := strings.Split(*nemeses, ",")
-	if *nemeses == "all" {
-		kinds = harness.AllNemeses
-	} else if *nemeses == "" || *nemeses == "none" {
-		kinds = nil
 	}
 	started := time.Now()
 	res, err := harness.Run(ctx, c, harness.Options{
@@ -114,7 +124,15 @@ func run() int {
 	return 0
 }
 
-func startCluster(ctx context.Context, mode, image, compose, project, binary, out string, unsafe bool, reap time.Duration, logger *slog.Logger) (harness.Cluster, error) {
+// clusterSpec is what the flags say about the cluster to start.
+type clusterSpec struct {
+	mode, image, compose, project, binary, out string
+	unsafe, static, failpoints                 bool
+	reap                                       time.Duration
+}
+
+func startCluster(ctx context.Context, cs clusterSpec, logger *slog.Logger) (harness.Cluster, error) {
+	mode := cs.mode
 	if mode == "auto" {
 		mode = "local"
 		if harness.DockerAvailable(ctx) {
@@ -123,30 +141,44 @@ func startCluster(ctx context.Context, mode, image, compose, project, binary, ou
 	}
 	switch mode {
 	case "docker":
+		project := cs.project
 		if project == "" {
 			project = fmt.Sprintf("kvjepsen%d", time.Now().UnixNano()%1_000_000_000)
 		}
-		abs, err := filepath.Abs(compose)
+		abs, err := filepath.Abs(cs.compose)
 		if err != nil {
 			return nil, err
 		}
-		logger.Info("starting docker cluster", "project", project, "image", image)
-		return harness.StartDocker(ctx, harness.DockerOptions{ComposeFile: abs, Project: project, Image: image, UnsafeLocalReads: unsafe, ReapAfter: reap, Logger: logger})
+		var overrides []string
+		if cs.failpoints {
+			overrides = append(overrides, "docker/compose.failpoint.yml")
+		}
+		if cs.static {
+			overrides = append(overrides, "docker/compose.static-peers.yml")
+		}
+		for i, o := range overrides {
+			if overrides[i], err = filepath.Abs(o); err != nil {
+				return nil, err
+			}
+		}
+		logger.Info("starting docker cluster", "project", project, "image", cs.image, "failpoints", cs.failpoints, "static_peers", cs.static)
+		return harness.StartDocker(ctx, harness.DockerOptions{ComposeFile: abs, Project: project, Image: cs.image, UnsafeLocalReads: cs.unsafe,
+			ReapAfter: cs.reap, Overrides: overrides, Failpoints: cs.failpoints, Logger: logger})
 	case "local":
+		binary := cs.binary
 		if binary == "" {
-			binary = filepath.Join(out, "kvnode")
-			cmd := exec.CommandContext(ctx, "go", "build", "-o", binary, "../cmd/kvnode")
-			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-			if err := cmd.Run(); err != nil {
-				return nil, fmt.Errorf("build kvnode: %w", err)
+			binary = filepath.Join(cs.out, "kvnode")
+			if err := harness.BuildKVNode(ctx, "..", binary, cs.failpoints); err != nil {
+				return nil, err
 			}
 		}
 		cfg, err := filepath.Abs("docker/kvnode.yaml")
 		if err != nil {
 			return nil, err
 		}
-		logger.Info("starting local processes", "binary", binary, "dir", out)
-		return harness.StartLocal(ctx, harness.LocalOptions{Binary: binary, Config: cfg, Dir: out, UnsafeLocalReads: unsafe, ReapAfter: reap})
+		logger.Info("starting local processes", "binary", binary, "dir", cs.out, "failpoints", cs.failpoints, "static_peers", cs.static)
+		return harness.StartLocal(ctx, harness.LocalOptions{Binary: binary, Config: cfg, Dir: cs.out, UnsafeLocalReads: cs.unsafe,
+			ReapAfter: cs.reap, Failpoints: cs.failpoints, StaticPeers: cs.static})
 	}
 	return nil, fmt.Errorf("unknown mode %q (want docker, local or auto)", mode)
 }
