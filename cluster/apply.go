@@ -66,6 +66,29 @@ func (n *Node) propose(ctx context.Context, ev eventlog.Event) (idx uint64, err 
 	}
 }
 
+// learnAcked runs after a restart: what this node acknowledged before it
+// is not known any more, but it is all committed, so a read index from the
+// leader covers it. Reads wait for it (awaitAcked), so a client that wrote
+// here before the restart reads its writes here after it.
+func (n *Node) learnAcked() {
+	defer n.bg.Done()
+	for {
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
+		idx, err := n.ReadIndex(ctx)
+		cancel()
+		if err == nil {
+			n.noteAcked(idx)
+			close(n.acksKnown)
+			return
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // noteAcked records that a write at idx was acknowledged by this node.
 func (n *Node) noteAcked(idx uint64) {
 	for {
@@ -81,6 +104,15 @@ func (n *Node) noteAcked(idx uint64) {
 // almost at once: a read on this node after a write acknowledged here
 // sees the write. Usually the index is applied already.
 func (n *Node) awaitAcked(ctx context.Context) error {
+	select {
+	case <-n.acksKnown:
+	default:
+		select {
+		case <-n.acksKnown:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: restarted, not yet caught up with the leader: %w", ErrNotApplied, ctx.Err())
+		}
+	}
 	acked := n.acked.Load()
 	if n.fsm.AppliedIndex() >= acked {
 		return nil

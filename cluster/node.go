@@ -85,6 +85,9 @@ type Node struct {
 	// acked is the highest log index of a write this node acknowledged:
 	// reads here wait until it is applied (awaitAcked).
 	acked atomic.Uint64
+	// acksKnown is closed once acked covers what this node acknowledged
+	// before a restart (learnAcked); at once for a node without state.
+	acksKnown chan struct{}
 	// versions holds the log version each member reported (versions.go).
 	versions peerVersions
 
@@ -132,6 +135,7 @@ func Open(cfg Config, f *fsm.FSM, opts Options) (*Node, error) {
 		logger: opts.Logger.With("component", "cluster", "node", cfg.NodeID)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.leaderBatcher = &batcher{send: n.commitWrites}
+	n.acksKnown = make(chan struct{})
 	if err := n.open(); err != nil {
 		n.cancel()
 		_ = n.teardown()
@@ -140,6 +144,12 @@ func Open(cfg Config, f *fsm.FSM, opts Options) (*Node, error) {
 	n.bg.Add(2)
 	go n.sweepLoop()
 	go n.versionLoop()
+	select {
+	case <-n.acksKnown:
+	default:
+		n.bg.Add(1)
+		go n.learnAcked()
+	}
 	if n.staticPending {
 		n.bg.Add(1)
 		go n.staticJoinLoop()
@@ -246,6 +256,9 @@ func (n *Node) open() error {
 	// belongs to (staticjoin.go); with gossip and no static peers,
 	// bootstrap_expect decides (or a leader adds this node); a node on its
 	// own bootstraps alone.
+	if !has {
+		close(n.acksKnown)
+	}
 	switch {
 	case has:
 	case len(n.cfg.Peers) > 0:
