@@ -26,6 +26,9 @@ type Cluster interface {
 	Nodes() []string
 	// Addr is the node's RPC address on the loopback interface.
 	Addr(node string) string
+	// AdminToken is the nodes' rpc.admin_token, for the admin calls that
+	// export state (FetchState).
+	AdminToken() string
 	// Kill stops the node with SIGKILL; Start starts it again.
 	Kill(ctx context.Context, node string) error
 	Start(ctx context.Context, node string) error

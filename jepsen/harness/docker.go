@@ -49,8 +49,10 @@ type Docker struct {
 	// fps are the failpoint endpoints on the loopback, by node.
 	fps map[string]string
 	ids map[string]string
-	// secrets is the directory mounted as the nodes' /etc/kvnode/secrets.
+	// secrets is the directory mounted as the nodes' /etc/kvnode/secrets;
+	// token the admin token in it.
 	secrets string
+	token   string
 	exits   exitLog
 	// stopEvents ends the docker events watcher; eventsDone closes when it
 	// has.
@@ -84,7 +86,7 @@ func StartDocker(ctx context.Context, opts DockerOptions) (*Docker, error) {
 		return nil, fmt.Errorf("%w: %v", ErrDocker, err)
 	}
 	d.secrets = secrets
-	if err := writeSecrets(secrets, d.Nodes()); err != nil {
+	if d.token, err = writeSecrets(secrets, d.Nodes()); err != nil {
 		_ = os.RemoveAll(secrets)
 		return nil, err
 	}
@@ -147,6 +149,9 @@ func freePort() (int, error) {
 
 // Name implements Cluster.
 func (d *Docker) Name() string { return "docker" }
+
+// AdminToken implements Cluster.
+func (d *Docker) AdminToken() string { return d.token }
 
 // Nodes implements Cluster.
 func (d *Docker) Nodes() []string { return []string{"node1", "node2", "node3"} }

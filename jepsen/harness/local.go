@@ -58,6 +58,8 @@ type Local struct {
 	mu     sync.Mutex
 	procs  map[string]*proc
 	exits  exitLog
+	// token is the admin token in the nodes' secrets.
+	token string
 }
 
 // proc is a running node; done closes when the process has exited.
@@ -90,7 +92,8 @@ func StartLocal(ctx context.Context, opts LocalOptions) (*Local, error) {
 			l.fps[n] = fmt.Sprintf("127.0.0.1:%d", p)
 		}
 	}
-	if err := writeSecrets(filepath.Join(opts.Dir, "secrets"), l.Nodes()); err != nil {
+	var err error
+	if l.token, err = writeSecrets(filepath.Join(opts.Dir, "secrets"), l.Nodes()); err != nil {
 		return nil, err
 	}
 	for _, n := range l.Nodes() {
@@ -190,6 +193,9 @@ func (l *Local) signal(node string, sig syscall.Signal) error {
 
 // Name implements Cluster.
 func (l *Local) Name() string { return "local" }
+
+// AdminToken implements Cluster.
+func (l *Local) AdminToken() string { return l.token }
 
 // Nodes implements Cluster.
 func (l *Local) Nodes() []string { return []string{"node1", "node2", "node3"} }

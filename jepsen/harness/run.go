@@ -134,7 +134,7 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 	}
 	res.Converged, res.Diverged = conv, final == nil
 	fetch := func(ctx context.Context, n string) (StateDigest, error) {
-		return FetchState(ctx, c.Addr(n), opts.OutDir)
+		return FetchState(ctx, c.Addr(n), c.AdminToken(), opts.OutDir)
 	}
 	if err := CompareStates(ctx, c.Nodes(), fetch, 60, 500*time.Millisecond); err != nil {
 		anomalies = append(anomalies, Anomaly{Check: "convergence", Detail: "state: " + err.Error()})

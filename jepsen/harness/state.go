@@ -40,7 +40,7 @@ const maxStateBytes = 512 << 20
 // the storages' drivers in a directory under tmp, and hashes each storage.
 // Comparing digests taken at the same index compares the whole content of
 // every replicated storage, which key and byte counts cannot.
-func FetchState(ctx context.Context, addr, tmp string) (StateDigest, error) {
+func FetchState(ctx context.Context, addr, token, tmp string) (StateDigest, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	cl, err := client.Dial(ctx, addr, client.WithPoolSize(1))
@@ -49,17 +49,17 @@ func FetchState(ctx context.Context, addr, tmp string) (StateDigest, error) {
 	}
 	defer cl.Close()
 	var open rpc.SnapshotOpenReply
-	if err := cl.Call(ctx, rpc.MethodSnapshotOpen, rpc.SnapshotOpenArgs{Stale: true}, &open); err != nil {
+	if err := cl.Call(ctx, rpc.MethodSnapshotOpen, rpc.SnapshotOpenArgs{AdminAuth: rpc.AdminAuth{Token: token}, Stale: true}, &open); err != nil {
 		return StateDigest{}, fmt.Errorf("snapshot of %s: %w", addr, err)
 	}
 	if open.Size > maxStateBytes {
-		_ = cl.Call(ctx, rpc.MethodSnapshotClose, rpc.SnapshotCloseArgs{ID: open.ID}, nil)
+		_ = cl.Call(ctx, rpc.MethodSnapshotClose, rpc.SnapshotCloseArgs{AdminAuth: rpc.AdminAuth{Token: token}, ID: open.ID}, nil)
 		return StateDigest{}, fmt.Errorf("snapshot of %s: %d bytes, more than the harness reads", addr, open.Size)
 	}
 	var buf bytes.Buffer
 	for i := 0; i <= int(open.Size/rpc.MaxChunk)+1; i++ {
 		var r rpc.SnapshotReadReply
-		if err := cl.Call(ctx, rpc.MethodSnapshotRead, rpc.SnapshotReadArgs{ID: open.ID, Offset: int64(buf.Len())}, &r); err != nil {
+		if err := cl.Call(ctx, rpc.MethodSnapshotRead, rpc.SnapshotReadArgs{AdminAuth: rpc.AdminAuth{Token: token}, ID: open.ID, Offset: int64(buf.Len())}, &r); err != nil {
 			return StateDigest{}, fmt.Errorf("snapshot of %s at %d: %w", addr, buf.Len(), err)
 		}
 		buf.Write(r.Data)
