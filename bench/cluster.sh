@@ -2,11 +2,13 @@
 # bench/cluster.sh: kvnode as a 3-node local cluster against kvnode as a single node, in one run.
 #
 # Starts one single-node kvnode and measures memory Set and MGet at c=1/16/64; stops it; starts
-# three local kvnode processes forming a raft cluster and measures, with the same load generator:
-# Set through the leader and through a follower, MGet with consistency local and linearizable on
-# a follower. Prints a markdown section on stdout (bench/run.sh puts it in docs/benchmarks.md).
+# three local kvnode processes forming a raft cluster (raft log in raft-boltdb, the default) and
+# measures, with the same load generator: Set through the leader and through a follower, Set of a
+# replicated boltdb storage, MGet with consistency local and linearizable on a follower; then the
+# same cluster with cluster.raft.log_store wal, Set only. Prints a markdown section on stdout
+# (bench/run.sh puts it in docs/benchmarks.md).
 #
-# Usage: bench/cluster.sh [KVNODE_BINARY]     (about 3 minutes)
+# Usage: bench/cluster.sh [KVNODE_BINARY]     (about 4 minutes)
 # Env:   BENCH_DURATION=5s   length of one measured run
 #        BENCH_REV=          what the binary was built from (default: git describe of the work tree)
 #        BENCH_PORT=17300    first loopback port used
@@ -78,42 +80,57 @@ kill -TERM "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
 PIDS=()
 
 # --- three nodes -----------------------------------------------------------------------------
-cat >"$tmp/cluster.yaml" <<YAML
+# cluster STORE [full]: three nodes with cluster.raft.log_store STORE; measures Set through the
+# leader and a follower (and with "full" the boltdb storage and both read levels too).
+cluster() {
+  local store=$1 full=${2:-} i rpc LEADER="" FOLLOWER=""
+  cat >"$tmp/cluster.yaml" <<YAML
 version: "3"
 rpc: { listen: "tcp://127.0.0.1:\${RPC_PORT}" }
 logs: { level: warn }
 kv:
   default: { driver: memory }
   strict:  { driver: memory, consistency: linearizable }
+  files:   { driver: boltdb, config: { file: files.db } }
 cluster:
   node_id: \${NODE}
-  data_dir: $tmp/\${NODE}
-  raft: { bind: "127.0.0.1:\${RAFT_PORT}" }
+  data_dir: $tmp/$store-\${NODE}
+  raft: { bind: "127.0.0.1:\${RAFT_PORT}", log_store: $store }
   peers:
     - { id: n1, address: "127.0.0.1:$((PORT + 11))" }
     - { id: n2, address: "127.0.0.1:$((PORT + 12))" }
     - { id: n3, address: "127.0.0.1:$((PORT + 13))" }
 YAML
-for i in 1 2 3; do
-  NODE=n$i RAFT_PORT=$((PORT + 10 + i)) RPC_PORT=$((PORT + i)) \
-    "$KV" serve -c "$tmp/cluster.yaml" 2>"$tmp/n$i.log" &
-  PIDS+=($!)
-done
-for i in 1 2 3; do wait_ready "tcp://127.0.0.1:$((PORT + i))"; done
-LEADER="" FOLLOWER=""
-for i in 1 2 3; do
-  rpc=tcp://127.0.0.1:$((PORT + i))
-  if [[ $("$KV" status --rpc "$rpc" --json | jq -r .role) == leader ]]; then LEADER=$rpc; else FOLLOWER=$rpc; fi
-done
-[[ -n $LEADER && -n $FOLLOWER ]] || { echo "cluster.sh: no leader/follower found" >&2; exit 1; }
-log "leader $LEADER, follower $FOLLOWER"
-for c in "${CONNS[@]}"; do
-  log "cluster: set via leader, set via follower, mget local, mget linearizable c=$c"
-  R[leader_set_$c]=$(bench set "$LEADER" default "$c")
-  R[follower_set_$c]=$(bench set "$FOLLOWER" default "$c")
-  R[local_mget_$c]=$(bench mget "$FOLLOWER" default "$c")
-  R[lin_mget_$c]=$(bench mget "$FOLLOWER" strict "$c")
-done
+  PIDS=()
+  for i in 1 2 3; do
+    NODE=n$i RAFT_PORT=$((PORT + 10 + i)) RPC_PORT=$((PORT + i)) \
+      "$KV" serve -c "$tmp/cluster.yaml" 2>"$tmp/$store-n$i.log" &
+    PIDS+=($!)
+  done
+  for i in 1 2 3; do wait_ready "tcp://127.0.0.1:$((PORT + i))"; done
+  for i in 1 2 3; do
+    rpc=tcp://127.0.0.1:$((PORT + i))
+    if [[ $("$KV" status --rpc "$rpc" --json | jq -r .role) == leader ]]; then LEADER=$rpc; else FOLLOWER=$rpc; fi
+  done
+  [[ -n $LEADER && -n $FOLLOWER ]] || { echo "cluster.sh: no leader/follower found" >&2; exit 1; }
+  log "log_store $store: leader $LEADER, follower $FOLLOWER"
+  for c in "${CONNS[@]}"; do
+    log "log_store $store: set via leader, set via follower c=$c"
+    R[${store}_leader_set_$c]=$(bench set "$LEADER" default "$c")
+    R[${store}_follower_set_$c]=$(bench set "$FOLLOWER" default "$c")
+    if [[ -n $full ]]; then
+      log "log_store $store: boltdb storage set, mget local, mget linearizable c=$c"
+      R[${store}_leader_bset_$c]=$(bench set "$LEADER" files "$c")
+      R[local_mget_$c]=$(bench mget "$FOLLOWER" default "$c")
+      R[lin_mget_$c]=$(bench mget "$FOLLOWER" strict "$c")
+    fi
+  done
+  for i in "${PIDS[@]}"; do kill -TERM "$i" 2>/dev/null || true; done
+  for i in "${PIDS[@]}"; do wait "$i" 2>/dev/null || true; done
+  PIDS=()
+}
+cluster boltdb full
+cluster wal
 
 # --- report ----------------------------------------------------------------------------------
 rate() { cut -d' ' -f1 <<<"${R[$1]}"; }
@@ -144,8 +161,11 @@ Errors in any run: $(for k in "${!R[@]}"; do errs "$k"; done | awk '{s += $1} EN
 |---|---:|---:|---:|---:|
 $(row "single node, Set" single_set "")
 $(row "single node, MGet" single_mget "")
-$(row "cluster, Set via leader" leader_set single_set)
-$(row "cluster, Set via follower" follower_set single_set)
+$(row "cluster, Set via leader" boltdb_leader_set single_set)
+$(row "cluster, Set via follower" boltdb_follower_set single_set)
+$(row "cluster, Set via leader, boltdb storage" boltdb_leader_bset single_set)
 $(row "cluster, MGet local (follower)" local_mget single_mget)
 $(row "cluster, MGet linearizable (follower)" lin_mget single_mget)
+$(row "cluster, log_store wal, Set via leader" wal_leader_set single_set)
+$(row "cluster, log_store wal, Set via follower" wal_follower_set single_set)
 MD

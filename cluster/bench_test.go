@@ -24,6 +24,7 @@ func BenchmarkCluster_Set(b *testing.B) {
 						cfg.Raft.CommitTimeout, _ = time.ParseDuration(ct)
 					}
 					cfg.Raft.NoSync = os.Getenv("BENCH_NO_SYNC") != ""
+					cfg.Raft.LogStore = os.Getenv("BENCH_LOG_STORE")
 				}})
 				node := c.WaitLeader()
 				if via == "follower" {

@@ -144,7 +144,17 @@ type RaftConfig struct {
 	// by a majority survive process crashes but not a power loss of a
 	// majority at once. Off by default.
 	NoSync bool `yaml:"no_sync"`
+	// LogStore keeps the raft log in "boltdb" (raft-boltdb, the default)
+	// or "wal" (hashicorp/raft-wal: one fsync per append instead of two).
+	// Switching migrates the data dir at the next start.
+	LogStore string `yaml:"log_store"`
 }
+
+// The raft log stores (RaftConfig.LogStore).
+const (
+	LogStoreBolt = "boltdb"
+	LogStoreWAL  = "wal"
+)
 
 // InitDefaults fills unset fields. The timeouts suit a LAN or one host:
 // failover takes about one election timeout plus a randomised term of it.
@@ -213,6 +223,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Raft.LeaderLeaseTimeout > c.Raft.HeartbeatTimeout {
 		bad("raft.leader_lease_timeout", "%s exceeds heartbeat_timeout %s", c.Raft.LeaderLeaseTimeout, c.Raft.HeartbeatTimeout)
+	}
+	switch c.Raft.LogStore {
+	case "", LogStoreBolt, LogStoreWAL:
+	default:
+		bad("raft.log_store", "%q: want %s or %s", c.Raft.LogStore, LogStoreBolt, LogStoreWAL)
+	}
+	if c.Raft.LogStore == LogStoreWAL && c.Raft.NoSync {
+		bad("raft.no_sync", "applies to log_store %s only", LogStoreBolt)
 	}
 	if c.Raft.CommitTimeout > maxCommitTimeout {
 		// A new replication pipeline sends within two commit timeouts,

@@ -53,8 +53,47 @@ type ApplyBatchReply struct {
 	Results []ApplyReply
 }
 
-// ApplyBatch commits the events if this node leads (propose.go): as one
-// batch entry when every member can apply one.
+// ProposeArgs carries writes a follower forwards together, each in the
+// event log's encoding: no gob reflection over events on either side, and
+// the leader checks each one by decoding it.
+type ProposeArgs struct {
+	Events [][]byte
+	// Timeout is the longest remaining budget among the writes.
+	Timeout time.Duration
+}
+
+// ProposeReply holds one result per event, in order.
+type ProposeReply struct {
+	Results []ApplyReply
+}
+
+// Propose commits forwarded events if this node leads (propose.go): as one
+// batch entry when every member can apply one. An event that does not
+// decode is refused alone.
+func (f *forwarder) Propose(args ProposeArgs, reply *ProposeReply) error {
+	n := f.n
+	ctx, cancel := context.WithTimeout(n.ctx, min(args.Timeout, n.cfg.ApplyTimeout))
+	defer cancel()
+	reply.Results = make([]ApplyReply, len(args.Events))
+	events := make([]eventlog.Event, 0, len(args.Events))
+	at := make([]int, 0, len(args.Events))
+	for i, raw := range args.Events {
+		ev, err := eventlog.Decode(raw)
+		if err != nil {
+			reply.Results[i] = replyFor(0, fmt.Errorf("forwarded event: %w", err), false)
+			continue
+		}
+		events = append(events, ev)
+		at = append(at, i)
+	}
+	for j, o := range n.commit(ctx, events) {
+		reply.Results[at[j]] = replyFor(o.idx, o.err, o.retry)
+	}
+	return nil
+}
+
+// ApplyBatch is Propose for followers older than it: their events come
+// gob-encoded.
 func (f *forwarder) ApplyBatch(args ApplyBatchArgs, reply *ApplyBatchReply) error {
 	n := f.n
 	ctx, cancel := context.WithTimeout(n.ctx, min(args.Timeout, n.cfg.ApplyTimeout))
@@ -239,32 +278,41 @@ func (n *Node) batcher(addr string) *batcher {
 // known broken) applied nothing; a failure after sending leaves every
 // write of the batch unknown.
 func (n *Node) sendBatch(b *batcher, addr string, batch []*fwdWrite) {
-	args := ApplyBatchArgs{Events: make([]eventlog.Event, len(batch))}
+	args := ProposeArgs{Events: make([][]byte, len(batch))}
 	deadline := batch[0].deadline
 	for i, w := range batch {
-		args.Events[i] = w.ev
 		if w.deadline.After(deadline) {
 			deadline = w.deadline
+		}
+		var err error
+		if args.Events[i], err = eventlog.Encode(w.ev); err != nil {
+			// Validated before proposing, so never; refuse it alone.
+			w.finish(0, fmt.Errorf("encode event: %w", err), false)
+			args.Events[i] = nil
 		}
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	args.Timeout = remaining(ctx, time.Millisecond)
-	var reply ApplyBatchReply
-	sent, err := n.fwd.call(ctx, addr, "ApplyBatch", args, &reply)
+	var reply ProposeReply
+	sent, err := n.fwd.call(ctx, addr, "Propose", args, &reply)
 	switch {
 	case isUnknownMethod(err):
 		// An older leader refused the method before running anything.
 		b.mu.Lock()
 		b.legacyUntil = time.Now().Add(legacyRecheck)
 		b.mu.Unlock()
-		for _, w := range batch {
-			w.finish(0, nil, true)
+		for i, w := range batch {
+			if args.Events[i] != nil {
+				w.finish(0, nil, true)
+			}
 		}
 		return
 	case err != nil && !sent:
-		for _, w := range batch {
-			w.finish(0, nil, true)
+		for i, w := range batch {
+			if args.Events[i] != nil {
+				w.finish(0, nil, true)
+			}
 		}
 		return
 	case err != nil:
@@ -273,12 +321,16 @@ func (n *Node) sendBatch(b *batcher, addr string, batch []*fwdWrite) {
 		err = fmt.Errorf("%w (leader %s answered %d results for %d writes)", ErrOutcomeUnknown, addr, len(reply.Results), len(batch))
 	}
 	if err != nil {
-		for _, w := range batch {
-			w.finish(0, err, false)
+		for i, w := range batch {
+			if args.Events[i] != nil {
+				w.finish(0, err, false)
+			}
 		}
 		return
 	}
 	for i, w := range batch {
-		w.finish(replyOutcome(addr, reply.Results[i]))
+		if args.Events[i] != nil {
+			w.finish(replyOutcome(addr, reply.Results[i]))
+		}
 	}
 }

@@ -174,6 +174,9 @@ func (n *Node) open() error {
 	if n.cfg.Raft.NoSync {
 		storeOpts = append(storeOpts, eventlog.WithNoSync())
 	}
+	if n.cfg.Raft.LogStore == LogStoreWAL {
+		storeOpts = append(storeOpts, eventlog.WithWAL())
+	}
 	stores, err := eventlog.OpenStores(n.cfg.DataDir, n.logger, storeOpts...)
 	if err != nil {
 		return fmt.Errorf("open raft log: %w", err)

@@ -147,3 +147,19 @@ func TestWritePath_ReadYourWritesAcrossARestart(t *testing.T) {
 		t.Fatalf("first read after the restart: %v, %v (the write acknowledged before it is missing)", items, err)
 	}
 }
+
+// With raft.log_store wal the cluster works as with boltdb: writes, a
+// node killed and restarted catches up from its log.
+func TestWritePath_RaftWALLogStore(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{Tune: func(cfg *cluster.Config) { cfg.Raft.LogStore = cluster.LogStoreWAL }})
+	leader := c.WaitLeader()
+	f := c.Followers(leader)[0]
+	c.Fill(leader, 60, "a")
+	c.Kill(f)
+	c.Fill(leader, 60, "b")
+	c.Restart(f)
+	c.EnsureSame()
+	if got := readLocal(c, f, "bolt", "b59"); got == "" {
+		t.Fatal("the restarted node did not catch up")
+	}
+}

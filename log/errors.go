@@ -16,4 +16,7 @@ var (
 	// an unknown operation, or fields the operation does not carry (Keys on a
 	// Set, Items on a Delete, anything on a Clear).
 	ErrInvalidEvent = errors.New("invalid event")
+	// ErrStoreConfig is wrapped by OpenStores for options that do not go
+	// together.
+	ErrStoreConfig = errors.New("invalid raft store options")
 )

@@ -3,7 +3,9 @@ package log
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,6 +13,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/kvnode/kvnode/internal/failpoint"
@@ -39,17 +43,27 @@ type Stores struct {
 	// Snapshots holds FSM snapshots.
 	Snapshots raft.SnapshotStore
 
-	bolt *raftboltdb.BoltStore
+	closer io.Closer
 }
 
 // StoreOption adjusts how OpenStores opens the raft log.
-type StoreOption func(*raftboltdb.Options)
+type StoreOption func(*storeOptions)
+
+type storeOptions struct {
+	noSync bool
+	wal    bool
+}
 
 // WithNoSync skips the fsync after each log write. Entries acknowledged by
 // a majority then survive process crashes (they sit in the page cache) but
 // not a power loss that takes down a majority at once: a trade for caches
-// whose writes cost several fsyncs across the cluster.
-func WithNoSync() StoreOption { return func(o *raftboltdb.Options) { o.NoSync = true } }
+// whose writes cost several fsyncs across the cluster. boltdb log only.
+func WithNoSync() StoreOption { return func(o *storeOptions) { o.noSync = true } }
+
+// WithWAL keeps the raft log and stable store in hashicorp/raft-wal (in
+// dir/wal) instead of raft.db: one fsync per append where bbolt needs two.
+// A data dir written by the other store is migrated at open (migrate.go).
+func WithWAL() StoreOption { return func(o *storeOptions) { o.wal = true } }
 
 // OpenStores opens (creating them if needed) the stores kept under dir.
 // logger receives the snapshot store's messages; nil discards them.
@@ -60,36 +74,90 @@ func OpenStores(dir string, logger *slog.Logger, opts ...StoreOption) (*Stores, 
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("raft stores: %w", err)
 	}
-	path := filepath.Join(dir, "raft.db")
-	o := raftboltdb.Options{
-		Path: path,
-		// The freelist is rebuilt at open instead of written with every
-		// commit: the log appends and truncates constantly.
-		BoltOptions: &bolt.Options{Timeout: lockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType},
-	}
+	var o storeOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	b, err := raftboltdb.New(o)
-	if err != nil {
-		return nil, fmt.Errorf("raft stores: open %s: %w", path, err)
+	if o.wal && o.noSync {
+		return nil, fmt.Errorf("raft stores: %w: no_sync applies to the boltdb log store only", ErrStoreConfig)
 	}
-	cache, err := raft.NewLogCache(logCacheSize, b)
-	if err != nil {
-		_ = b.Close()
-		return nil, fmt.Errorf("raft stores: log cache: %w", err)
+	if err := migrate(dir, o.wal, logger); err != nil {
+		return nil, fmt.Errorf("raft stores: %w", err)
+	}
+	st := &Stores{}
+	var logStore raft.LogStore
+	if o.wal {
+		w, err := openWALDir(filepath.Join(dir, walDir))
+		if err != nil {
+			return nil, fmt.Errorf("raft stores: %w", err)
+		}
+		// raft-wal serves recent entries from memory itself, and raft must
+		// see that it is monotonic (a LogCache in front would hide it).
+		st.closer, logStore, st.Stable = w, w, w
+	} else {
+		b, err := openBoltFile(filepath.Join(dir, boltFile), o.noSync)
+		if err != nil {
+			return nil, fmt.Errorf("raft stores: %w", err)
+		}
+		cache, err := raft.NewLogCache(logCacheSize, b)
+		if err != nil {
+			_ = b.Close()
+			return nil, fmt.Errorf("raft stores: log cache: %w", err)
+		}
+		st.closer, logStore, st.Stable = b, cache, b
 	}
 	w := &slogWriter{log: logger.With("component", "raft-snapshots")}
 	snaps, err := raft.NewFileSnapshotStore(dir, snapshotsRetained, w)
 	if err != nil {
-		_ = b.Close()
+		_ = st.closer.Close()
 		return nil, fmt.Errorf("raft stores: snapshots in %s: %w", dir, err)
 	}
-	var logStore raft.LogStore = cache
+	st.Snapshots = snaps
 	if failpoint.Enabled {
-		logStore = slowLog{cache}
+		logStore = slowLog{logStore}
 	}
-	return &Stores{Log: logStore, Stable: b, Snapshots: snaps, bolt: b}, nil
+	st.Log = logStore
+	return st, nil
+}
+
+func openBoltFile(path string, noSync bool) (*raftboltdb.BoltStore, error) {
+	b, err := raftboltdb.New(raftboltdb.Options{
+		Path: path,
+		// The freelist is rebuilt at open instead of written with every
+		// commit: the log appends and truncates constantly.
+		BoltOptions: &bolt.Options{Timeout: lockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType},
+		NoSync:      noSync,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return b, nil
+}
+
+func openWALDir(path string) (*walStore, error) {
+	if err := os.MkdirAll(path, 0o750); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(path, wal.WithMetaStore(meta))
+	if err != nil {
+		_ = meta.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return &walStore{WAL: w, meta: meta}, nil
+}
+
+// walStore is a raft-wal WAL that closes its metadata database too: the
+// WAL's Close (v0.4.0) leaves it open, with its file lock, so opening the
+// same WAL again in this process (a restart in tests, a migration) would
+// wait for the lock forever.
+type walStore struct {
+	*wal.WAL
+	meta *metadb.BoltMetaDB
+}
+
+func (w *walStore) Close() error {
+	return errors.Join(w.WAL.Close(), w.meta.Close())
 }
 
 // slowLog delays every write to the raft log as the raft-store-logs
@@ -114,15 +182,21 @@ func (s slowLog) IsMonotonic() bool {
 }
 
 // StateFiles names the files and directories OpenStores keeps in dir: the
-// raft log and stable store, and the snapshots.
+// raft log and stable store (either store's), and the snapshots.
 func StateFiles(dir string) []string {
-	return []string{filepath.Join(dir, "raft.db"), filepath.Join(dir, "snapshots")}
+	return []string{filepath.Join(dir, boltFile), filepath.Join(dir, walDir), filepath.Join(dir, "snapshots")}
 }
+
+// Where each log store keeps its files in the data dir.
+const (
+	boltFile = "raft.db"
+	walDir   = "wal"
+)
 
 // Close closes raft.db; closing twice is harmless. Call it after raft has
 // shut down.
 func (s *Stores) Close() error {
-	if err := s.bolt.Close(); err != nil {
+	if err := s.closer.Close(); err != nil {
 		return fmt.Errorf("raft stores: close: %w", err)
 	}
 	return nil

@@ -23,7 +23,7 @@ func startOps(t *testing.T, m *Metrics, ready Readiness, addrs ...string) (*Serv
 	if len(addrs) == 0 {
 		addrs = []string{"127.0.0.1:0"}
 	}
-	s, err := NewServer(addrs, m, ready, nil)
+	s, err := NewServer(addrs, m, ready, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,10 +259,10 @@ func TestServer_Addresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	if _, err := NewServer([]string{ln.Addr().String()}, nil, nil, nil); err == nil {
+	if _, err := NewServer([]string{ln.Addr().String()}, nil, nil, false, nil); err == nil {
 		t.Fatal("a busy port was accepted")
 	}
-	if _, err := NewServer([]string{"no-port"}, nil, nil, nil); !errors.Is(err, ErrConfig) {
+	if _, err := NewServer([]string{"no-port"}, nil, nil, false, nil); !errors.Is(err, ErrConfig) {
 		t.Fatalf("bad address: %v", err)
 	}
 	// metrics.address and status.address on two ports: both serve.
@@ -274,5 +274,25 @@ func TestServer_Addresses(t *testing.T) {
 		if code, _ := get(t, "http://"+a.String()+"/health"); code != http.StatusOK {
 			t.Fatalf("%s/health: %d", a, code)
 		}
+	}
+}
+
+// The profiler is served only when asked for.
+func TestServer_PprofOnlyWhenAsked(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		s, err := NewServer([]string{"127.0.0.1:0"}, nil, nil, on, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = s.Serve() }()
+		resp, err := http.Get("http://" + s.Addrs()[0].String() + "/debug/pprof/cmdline")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if (resp.StatusCode == http.StatusOK) != on {
+			t.Errorf("pprof %v: /debug/pprof/cmdline answered %d", on, resp.StatusCode)
+		}
+		_ = s.Shutdown(context.Background())
 	}
 }

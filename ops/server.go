@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -43,8 +44,9 @@ type Server struct {
 // NewServer binds every address ("host:port", "http://" allowed; a
 // duplicate is served once)
 // so that a busy port is reported at start. m may be nil (no /metrics) and
-// ready nil (always ready).
-func NewServer(addrs []string, m *Metrics, ready Readiness, logger *slog.Logger) (*Server, error) {
+// ready nil (always ready). With pprof the Go profiler is served under
+// /debug/pprof/ too (operators turn it on to find where time goes).
+func NewServer(addrs []string, m *Metrics, ready Readiness, pprof bool, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -53,6 +55,9 @@ func NewServer(addrs []string, m *Metrics, ready Readiness, logger *slog.Logger)
 	}
 	s := &Server{logger: logger.With("component", "ops")}
 	h := Handler(m, ready)
+	if pprof {
+		h = withPprof(h)
+	}
 	var seen []string
 	for _, a := range addrs {
 		a = strings.TrimPrefix(a, "http://")
@@ -166,5 +171,17 @@ func Handler(m *Metrics, ready Readiness) http.Handler {
 			Timeout: scrapeTimeout,
 		}))
 	}
+	return mux
+}
+
+// withPprof serves net/http/pprof's handlers beside h.
+func withPprof(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
 }

@@ -20,6 +20,10 @@ import (
 // and both served when they differ. Empty: no endpoint (the default).
 type OpsConfig struct {
 	Addresses []string
+	// Pprof serves Go's profiler under /debug/pprof/ (metrics.pprof, a
+	// kvnode key; off by default: it lets whoever reaches the port read
+	// the process's heap and stacks).
+	Pprof bool
 }
 
 // decodeOps reads metrics.address or status.address (the section's other
@@ -27,8 +31,10 @@ type OpsConfig struct {
 func decodeOps(n *yaml.Node, section string, cfg *OpsConfig, p *problems) {
 	var s struct {
 		Address string `yaml:"address"`
+		Pprof   bool   `yaml:"pprof"`
 	}
 	decodeLenient(n, section, &s, p)
+	cfg.Pprof = cfg.Pprof || s.Pprof
 	a := strings.TrimSpace(s.Address)
 	if a == "" {
 		return
@@ -122,7 +128,7 @@ func startOps(cfg *Config, m *ops.Metrics, n *nodeAdmin, p *problems) *ops.Serve
 	if len(cfg.Ops.Addresses) == 0 {
 		return nil
 	}
-	s, err := ops.NewServer(cfg.Ops.Addresses, m, n.ready, n.logger)
+	s, err := ops.NewServer(cfg.Ops.Addresses, m, n.ready, cfg.Ops.Pprof, n.logger)
 	if err != nil {
 		p.add("metrics.address", err)
 		return nil
