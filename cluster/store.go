@@ -55,17 +55,19 @@ var _ drivers.Store = (*replicated)(nil)
 // judges expiry by.
 func (s *replicated) readNow(ctx context.Context) (int64, error) {
 	if s.level != Linearizable || s.n.cfg.Unsafe.LocalLinearizableReads {
-		ctx, cancel := context.WithTimeout(ctx, s.n.cfg.ApplyTimeout)
-		defer cancel()
-		if err := s.n.awaitAcked(ctx); err != nil {
-			return 0, err
+		if !s.n.ackedApplied() {
+			ctx, cancel := s.n.callContext(ctx)
+			defer cancel()
+			if err := s.n.awaitAcked(ctx); err != nil {
+				return 0, err
+			}
 		}
 		if s.level == Linearizable {
 			return s.n.opts.Clock().UnixNano(), nil
 		}
 		return s.n.localReadTime(), nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.n.cfg.ApplyTimeout)
+	ctx, cancel := s.n.callContext(ctx)
 	defer cancel()
 	idx, leaderAddr, err := s.n.readIndex(ctx)
 	if err != nil {
