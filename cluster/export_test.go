@@ -21,3 +21,6 @@ func SetPeerVersion(n *Node, addr string, version int) { n.versions.set(addr, ve
 
 // BatchesOK reports whether n, leading, writes batch entries.
 func BatchesOK(n *Node) bool { return n.batchesOK() }
+
+// Watchers counts the Watch calls n holds.
+func Watchers(n *Node) int { return int(n.watchers.Load()) }

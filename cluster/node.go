@@ -90,6 +90,8 @@ type Node struct {
 	acksKnown chan struct{}
 	// versions holds the log version each member reported (versions.go).
 	versions peerVersions
+	// watchers counts the followers' Watch calls held here (watch.go).
+	watchers atomic.Int32
 
 	closed atomic.Bool
 	stop   chan struct{}
@@ -141,9 +143,10 @@ func Open(cfg Config, f *fsm.FSM, opts Options) (*Node, error) {
 		_ = n.teardown()
 		return nil, err
 	}
-	n.bg.Add(2)
+	n.bg.Add(3)
 	go n.sweepLoop()
 	go n.versionLoop()
+	go n.watchLoop()
 	select {
 	case <-n.acksKnown:
 	default:

@@ -163,3 +163,35 @@ func TestWritePath_RaftWALLogStore(t *testing.T) {
 		t.Fatal("the restarted node did not catch up")
 	}
 }
+
+// A leader that dies has its connections closed by its kernel: the
+// followers notice through their Watch calls and stand for election
+// without waiting out the heartbeat timeout; a new leader takes writes.
+func TestWritePath_FollowersNoticeADeadLeaderByItsClosedConnections(t *testing.T) {
+	logger, logs := cluster.NewLogBook()
+	c := clustertest.New(t, clustertest.Options{Storages: map[string]string{"mem": "memory"}, Logger: logger,
+		// A heartbeat timeout long enough that only the watch can explain a
+		// quick election.
+		Tune: func(cfg *cluster.Config) { cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout = 2*time.Second, 2*time.Second }})
+	leader := c.WaitLeader()
+	c.Retry("write", func(ctx context.Context) error {
+		return c.Store(leader, "mem", cluster.Local).Set(ctx, []drivers.Item{item("k", "v")})
+	})
+	c.Poll("both followers watch the leader", func() string {
+		if w := cluster.Watchers(c.Nodes[leader].Node); w != 2 {
+			return fmt.Sprintf("%d watching", w)
+		}
+		return ""
+	})
+	c.Kill(leader)
+	c.Poll("a follower notices the closed connection", func() string {
+		if logs.Find("leader's connection closed: standing for election") == "" {
+			return "not yet"
+		}
+		return ""
+	})
+	next := c.WaitLeader(leader)
+	c.Retry("write after failover", func(ctx context.Context) error {
+		return c.Store(next, "mem", cluster.Local).Set(ctx, []drivers.Item{item("k", "v2")})
+	})
+}
