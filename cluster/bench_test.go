@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	metrics "github.com/hashicorp/go-metrics/compat"
 
 	"github.com/kvnode/kvnode/cluster"
 	"github.com/kvnode/kvnode/cluster/clustertest"
@@ -75,4 +78,81 @@ func BenchmarkCluster_LinearizableMGet(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkCluster_WriteBreakdown times one write at a time through the
+// leader and through a follower, with raft's own timers (go-metrics, an
+// in-memory sink for the benchmark only) reported per write: the leader's
+// log write, a follower's log write, the leader's replication round trip
+// to a follower (its log write included), dispatch to commit, and the FSM
+// apply. docs/benchmarks.md puts them next to the fsync and loopback floor.
+// BENCH_LOG_STORE=wal times the raft-wal log store.
+func BenchmarkCluster_WriteBreakdown(b *testing.B) {
+	sink := metrics.NewInmemSink(time.Hour, time.Hour)
+	conf := metrics.DefaultConfig("kvnode")
+	conf.EnableHostname, conf.EnableRuntimeMetrics = false, false
+	if _, err := metrics.NewGlobal(conf, sink); err != nil {
+		b.Fatal(err)
+	}
+	defer metrics.Shutdown()
+	for _, via := range []string{"leader", "follower"} {
+		b.Run("via="+via, func(b *testing.B) {
+			c := clustertest.New(b, clustertest.Options{Storages: map[string]string{"mem": "memory"}, Tune: func(cfg *cluster.Config) {
+				cfg.Raft.LogStore = os.Getenv("BENCH_LOG_STORE")
+			}})
+			node := c.WaitLeader()
+			if via == "follower" {
+				node = c.Followers(node)[0]
+			}
+			s := c.Store(node, "mem", cluster.Local)
+			val := make([]byte, 100)
+			before := samples(sink)
+			b.ResetTimer()
+			for i := range b.N {
+				if err := s.Set(context.Background(), []drivers.Item{{Key: fmt.Sprint("k", i%10000), Value: val}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			after := samples(sink)
+			for _, m := range []struct{ name, key string }{
+				{"leader-log-ms", "raft.leader.dispatchLog"},
+				{"follower-log-ms", "raft.rpc.appendEntries.storeLogs"},
+				{"replicate-rtt-ms", "raft.replication.appendEntries.rpc"},
+				{"commit-ms", "raft.commitTime"},
+				{"fsm-apply-ms", "raft.fsm.applyBatch"},
+			} {
+				sum, n := after[m.key].sum-before[m.key].sum, after[m.key].n-before[m.key].n
+				if n > 0 {
+					b.ReportMetric(sum/float64(n), m.name)
+				}
+			}
+		})
+	}
+}
+
+type timing struct {
+	sum float64 // ms
+	n   int
+}
+
+// samples sums raft's timers by key (peer labels folded into one).
+func samples(sink *metrics.InmemSink) map[string]timing {
+	out := map[string]timing{}
+	for _, iv := range sink.Data() {
+		iv.RLock()
+		for key, s := range iv.Samples {
+			for _, k := range []string{"raft.leader.dispatchLog", "raft.rpc.appendEntries.storeLogs",
+				"raft.replication.appendEntries.rpc", "raft.commitTime", "raft.fsm.applyBatch"} {
+				if strings.Contains(key, k) {
+					t := out[k]
+					t.sum += s.Sum
+					t.n += s.Count
+					out[k] = t
+				}
+			}
+		}
+		iv.RUnlock()
+	}
+	return out
 }
