@@ -144,7 +144,10 @@ func samples(sink *metrics.InmemSink) map[string]timing {
 		for key, s := range iv.Samples {
 			for _, k := range []string{"raft.leader.dispatchLog", "raft.rpc.appendEntries.storeLogs",
 				"raft.replication.appendEntries.rpc", "raft.commitTime", "raft.fsm.applyBatch"} {
-				if strings.Contains(key, k) {
+				// Exactly k, or k with a peer (".peer" or ";labels"):
+				// not applyBatchNum for applyBatch.
+				name := strings.TrimPrefix(key, "kvnode.")
+				if name == k || strings.HasPrefix(name, k+".") || strings.HasPrefix(name, k+";") {
 					t := out[k]
 					t.sum += s.Sum
 					t.n += s.Count
