@@ -33,6 +33,12 @@ func sampleEvents() map[string]Event {
 			{Key: "a", Deadline: 99}, {Key: "b", Deadline: -1},
 		}}},
 		"tick": {Op: drivers.Op{Kind: drivers.OpTick, Now: 1_700_000_000_123_456_789}},
+		"evict": {Storage: "cache", Op: drivers.Op{Kind: drivers.OpEvict, Now: 7, Reason: drivers.ReasonMemory, Victims: []drivers.Victim{
+			{Key: "a", Deadline: 0, Digest: 100<<32 | 0xdeadbeef}, {Key: "b", Deadline: 1_893_456_000_000_000_000, Digest: 0},
+		}}},
+		"limit": {Storage: "cache", Op: drivers.Op{Kind: drivers.OpLimit, Now: 8, Limits: drivers.Limits{
+			MaxBytes: 64 << 20, MaxKeys: 1000, Policy: drivers.PolicyLRU,
+		}}},
 	}
 }
 
@@ -184,6 +190,9 @@ func TestEncode_Invalid(t *testing.T) {
 		"delete with items": {Op: drivers.Op{Kind: drivers.OpDelete, Items: []drivers.Item{{Key: "a"}}}},
 		"clear with keys":   {Op: drivers.Op{Kind: drivers.OpClear, Keys: []string{"a"}}},
 		"clear with items":  {Op: drivers.Op{Kind: drivers.OpClear, Items: []drivers.Item{{Key: "a"}}}},
+		"evict with items":  {Op: drivers.Op{Kind: drivers.OpEvict, Items: []drivers.Item{{Key: "a"}}}},
+		"set with victims":  {Op: drivers.Op{Kind: drivers.OpSet, Victims: []drivers.Victim{{Key: "a"}}}},
+		"negative limit":    {Op: drivers.Op{Kind: drivers.OpLimit, Limits: drivers.Limits{MaxBytes: -1}}},
 	}
 	for name, e := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"hash/maphash"
 	"io"
+	"math"
 	"slices"
 	"unsafe"
 
@@ -44,7 +45,11 @@ func (e *Engine) Restore(r io.Reader) error {
 	e.heap = st.heap
 	e.keys.Store(int64(count(&st.tab.shards)))
 	e.bytes.Store(st.bytes)
+	e.expires.Store(int64(len(st.heap)))
 	e.applied.Store(st.index)
+	e.limits = st.limits
+	e.lru = st.limits.Policy == drivers.PolicyLRU && st.limits.Bounded()
+	e.published.Store(&st.limits)
 	return nil
 }
 
@@ -57,11 +62,12 @@ const maxPresize = 1 << 20
 const chunk = 1 << 20
 
 type restored struct {
-	tab   table
-	st    store
-	heap  expiryHeap
-	bytes int64
-	index uint64
+	tab    table
+	st     store
+	heap   expiryHeap
+	bytes  int64
+	index  uint64
+	limits drivers.Limits
 }
 
 // decoder reads a snapshot and keeps a running CRC of the bytes consumed.
@@ -87,18 +93,28 @@ func (d *decoder) decode() (*restored, error) {
 	if string(head[:len(snapMagic)]) != snapMagic {
 		return nil, fmt.Errorf("%w: bad magic", ErrBadSnapshot)
 	}
-	if v := head[len(snapMagic)]; v != snapVersion {
-		return nil, fmt.Errorf("%w: version %d", ErrSnapshotVersion, v)
+	version := head[len(snapMagic)]
+	if version != snapVersion && version != snapVersionV2 {
+		return nil, fmt.Errorf("%w: version %d", ErrSnapshotVersion, version)
 	}
 	index, err := d.uvarint()
 	if err != nil {
 		return nil, err
 	}
+	var limits drivers.Limits
+	if version == snapVersionV2 {
+		if limits, err = d.limits(); err != nil {
+			return nil, err
+		}
+	}
 	count, err := d.uvarint()
 	if err != nil {
 		return nil, err
 	}
-	st := &restored{index: index, tab: newTable(d.seed, d.mask), st: newStore(d.slabSize)}
+	if limits.MaxKeys > 0 && count > uint64(limits.MaxKeys) {
+		return nil, fmt.Errorf("%w: %d keys, more than its own max_keys %d", ErrBadSnapshot, count, limits.MaxKeys)
+	}
+	st := &restored{index: index, limits: limits, tab: newTable(d.seed, d.mask), st: newStore(d.slabSize)}
 	// Shards differ in size by a few standard deviations (~sqrt(per)).
 	per := int(min(count, maxPresize)) / numShards
 	per += per/16 + minSlots
@@ -108,6 +124,11 @@ func (d *decoder) decode() (*restored, error) {
 	for i := range count {
 		if err := d.entry(st); err != nil {
 			return nil, fmt.Errorf("memory: restore entry %d: %w", i, err)
+		}
+		// A snapshot holds a state the limits held at: one that passes
+		// them is damaged, and building it could exhaust memory.
+		if u := drivers.Usage(int64(i+1), st.bytes, int64(len(st.heap))); limits.MaxBytes > 0 && u > limits.MaxBytes {
+			return nil, fmt.Errorf("%w: entry %d: %d bytes of usage, more than its own max_memory %d", ErrBadSnapshot, i, u, limits.MaxBytes)
 		}
 		if i > 0 && string(d.key) <= string(d.prev) {
 			return nil, fmt.Errorf("%w: entry %d: keys out of order", ErrBadSnapshot, i)
@@ -187,6 +208,26 @@ func (d *decoder) entry(st *restored) error {
 		st.heap = append(st.heap, x)
 	}
 	return nil
+}
+
+// limits reads version 2's limits.
+func (d *decoder) limits() (drivers.Limits, error) {
+	maxBytes, err := d.uvarint()
+	if err != nil {
+		return drivers.Limits{}, err
+	}
+	maxKeys, err := d.uvarint()
+	if err != nil {
+		return drivers.Limits{}, err
+	}
+	policy, err := d.ReadByte()
+	if err != nil {
+		return drivers.Limits{}, err
+	}
+	if maxBytes > math.MaxInt64 || maxKeys > math.MaxInt64 || drivers.Policy(policy) > drivers.PolicyRandom {
+		return drivers.Limits{}, fmt.Errorf("%w: bad limits", ErrBadSnapshot)
+	}
+	return drivers.Limits{MaxBytes: int64(maxBytes), MaxKeys: int64(maxKeys), Policy: drivers.Policy(policy)}, nil
 }
 
 // read appends n bytes from the stream to buf, growing it as data arrives

@@ -13,19 +13,25 @@ import (
 	"github.com/kvnode/kvnode/drivers"
 )
 
-// Snapshot format, version 1. All integers are unsigned varints unless
-// noted; strings and byte slices are a uvarint length followed by the bytes.
+// Snapshot format, versions 1 and 2. All integers are unsigned varints
+// unless noted; strings and byte slices are a uvarint length followed by the
+// bytes.
 //
-//	header  magic "KVNMEMSN" | version byte | applied index | entry count
+//	header  magic "KVNMEMSN" | version byte | applied index
+//	        | version 2 only: max bytes | max keys | policy byte
+//	        | entry count
 //	entry   key | value | timeout | deadline (signed varint)   — count times,
 //	        keys strictly ascending (bytewise)
 //	trailer entry count again | CRC-32C of every byte before it (4 bytes LE)
 //
 // Sorted keys make the stream a deterministic function of the state, and a
-// count in the header lets Restore size its map once.
+// count in the header lets Restore size its map once. Version 2 carries the
+// storage's limits; an unbounded storage still writes version 1, which
+// older nodes read.
 const (
-	snapMagic   = "KVNMEMSN"
-	snapVersion = 1
+	snapMagic     = "KVNMEMSN"
+	snapVersion   = 1
+	snapVersionV2 = 2
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -42,7 +48,7 @@ func (e *Engine) Snapshot() (drivers.Snapshot, error) {
 		return nil, drivers.ErrClosed
 	}
 	e.live++
-	return &snapshot{e: e, shards: e.tab.share(), slabs: slices.Clone(e.st.slabs), index: e.applied.Load()}, nil
+	return &snapshot{e: e, shards: e.tab.share(), slabs: slices.Clone(e.st.slabs), index: e.applied.Load(), limits: e.limits}, nil
 }
 
 type snapshot struct {
@@ -54,6 +60,7 @@ type snapshot struct {
 	// stays valid here.
 	slabs    [][]byte
 	index    uint64
+	limits   drivers.Limits
 	released bool
 }
 
@@ -90,8 +97,15 @@ func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
 		_, err := bw.Write(p)
 		return err //nolint:wrapcheck // wrapped once below
 	}
-	buf := append([]byte(snapMagic), snapVersion)
-	buf = binary.AppendUvarint(buf, s.index)
+	buf := []byte(snapMagic)
+	if s.limits.Bounded() {
+		buf = append(buf, snapVersionV2)
+		buf = binary.AppendUvarint(buf, s.index)
+		buf = appendLimits(buf, s.limits)
+	} else {
+		buf = append(buf, snapVersion)
+		buf = binary.AppendUvarint(buf, s.index)
+	}
 	buf = binary.AppendUvarint(buf, uint64(len(entries)))
 	if err := write(buf); err != nil {
 		return cw.n, fmt.Errorf("memory: snapshot: %w", err)
@@ -153,10 +167,17 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err //nolint:wrapcheck // passed through to WriteTo, which wraps
 }
 
+func appendLimits(buf []byte, l drivers.Limits) []byte {
+	buf = binary.AppendUvarint(buf, uint64(l.MaxBytes)) //nolint:gosec // validated non-negative
+	buf = binary.AppendUvarint(buf, uint64(l.MaxKeys))  //nolint:gosec // validated non-negative
+	return append(buf, byte(l.Policy))
+}
+
 // Hash returns a SHA-256 digest of the logical state: for every key in
 // ascending byte order, the key, value and timeout (each as a uvarint length
 // and the bytes) and the deadline (8 bytes big-endian), expired but unswept
-// keys included. The applied index is not part of it.
+// keys included, then the limits when any is set. The applied index is not
+// part of it.
 func (e *Engine) Hash() ([]byte, error) {
 	snap, err := e.Snapshot()
 	if err != nil {
@@ -177,6 +198,9 @@ func (e *Engine) Hash() ([]byte, error) {
 		buf = append(buf, timeout...)
 		buf = binary.BigEndian.AppendUint64(buf, uint64(deadline))
 		h.Write(buf)
+	}
+	if s.limits.Bounded() {
+		h.Write(appendLimits(append(buf[:0], "limits"...), s.limits))
 	}
 	return h.Sum(nil), nil
 }
