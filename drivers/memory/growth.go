@@ -5,8 +5,7 @@ import "github.com/kvnode/kvnode/drivers"
 // Growth implements drivers.Evictable: how op, applied at op.Now to the
 // current state, would change the key count and the usage. Only Set and
 // MExpire can grow a storage; every other op reports zero (deletions are
-// not credited: the planner must not count on room a racing write may
-// take).
+// not credited: a planner must not count on room a racing write may take).
 func (e *Engine) Growth(op *drivers.Op) (keys, usage int64) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
@@ -16,68 +15,87 @@ func (e *Engine) Growth(op *drivers.Op) (keys, usage int64) {
 	return e.growth(op)
 }
 
-// growth is Growth for callers holding the lock. A key given twice in one
-// op counts once, as its last item, which is the one that stays.
+// shadow is what an op has made of a key so far, while growth walks it.
+type shadow struct {
+	found, ttl bool
+	valLen     int
+}
+
+// growth is Growth for callers holding the lock. It walks the items in
+// order as apply does, keeping what earlier items did to a key in a
+// shadow, so a key given twice in one op counts as it ends up.
 func (e *Engine) growth(op *drivers.Op) (keys, usage int64) {
 	if op.Kind != drivers.OpSet && op.Kind != drivers.OpMExpire {
 		return 0, 0
 	}
-	items := op.Items
-	var later map[string]struct{}
-	if len(items) > linearDedupMax {
-		later = make(map[string]struct{}, len(items))
+	var seen shadows
+	if len(op.Items) > linearDedupMax {
+		seen.m = make(map[string]*shadow, len(op.Items))
 	}
-	for i := len(items) - 1; i >= 0; i-- {
-		it := &items[i]
-		if overridden(items, i, later) {
-			continue
-		}
-		p, found := e.tab.find(e.st.slabs, it.Key)
-		var old int64
-		if found {
-			en := p.entry()
-			old = drivers.EntryUsage(len(it.Key), len(p.val), en.exp != nil)
-			if op.Kind == drivers.OpMExpire && !en.visible(op.Now) {
-				continue // MExpire ignores expired keys
+	for i := range op.Items {
+		it := &op.Items[i]
+		sh := seen.get(it.Key)
+		if sh == nil {
+			sh = seen.add(it.Key)
+			if p, ok := e.tab.find(e.st.slabs, it.Key); ok {
+				en := p.entry()
+				// MExpire treats an expired key as missing; Set replaces it.
+				if op.Kind == drivers.OpSet || en.visible(op.Now) {
+					*sh = shadow{found: true, ttl: en.exp != nil, valLen: len(p.val)}
+				}
 			}
 		}
 		gone := drivers.Expired(it.Deadline, op.Now)
+		var next shadow
 		switch {
-		case op.Kind == drivers.OpMExpire && !found:
-		case op.Kind == drivers.OpMExpire && gone:
-			keys--
-			usage -= old
-		case op.Kind == drivers.OpMExpire:
-			usage += drivers.EntryUsage(len(it.Key), len(p.val), it.Deadline != 0) - old
-		case gone && found:
-			keys--
-			usage -= old
+		case op.Kind == drivers.OpMExpire && !sh.found:
+			continue
 		case gone:
-		case found:
-			usage += drivers.EntryUsage(len(it.Key), len(it.Value), it.Deadline != 0) - old
+		case op.Kind == drivers.OpMExpire:
+			next = shadow{found: true, ttl: it.Deadline != 0, valLen: sh.valLen}
 		default:
-			keys++
-			usage += drivers.EntryUsage(len(it.Key), len(it.Value), it.Deadline != 0)
+			next = shadow{found: true, ttl: it.Deadline != 0, valLen: len(it.Value)}
 		}
+		if sh.found {
+			keys--
+			usage -= drivers.EntryUsage(len(it.Key), sh.valLen, sh.ttl)
+		}
+		if next.found {
+			keys++
+			usage += drivers.EntryUsage(len(it.Key), next.valLen, next.ttl)
+		}
+		*sh = next
 	}
 	return keys, usage
 }
 
-// overridden reports whether items[i]'s key is given again after i. Items
-// are visited from the last; later records the keys seen, for long lists.
-func overridden(items []drivers.Item, i int, later map[string]struct{}) bool {
-	k := items[i].Key
-	if later == nil {
-		for j := i + 1; j < len(items); j++ {
-			if items[j].Key == k {
-				return true
-			}
+// shadows finds the shadow of a key: by scanning a short list, or in a map
+// for long ops.
+type shadows struct {
+	keys []string
+	list []shadow
+	m    map[string]*shadow
+}
+
+func (s *shadows) get(k string) *shadow {
+	if s.m != nil {
+		return s.m[k]
+	}
+	for i, x := range s.keys {
+		if x == k {
+			return &s.list[i]
 		}
-		return false
 	}
-	if _, ok := later[k]; ok {
-		return true
+	return nil
+}
+
+func (s *shadows) add(k string) *shadow {
+	if s.m != nil {
+		sh := &shadow{}
+		s.m[k] = sh
+		return sh
 	}
-	later[k] = struct{}{}
-	return false
+	s.keys = append(s.keys, k)
+	s.list = append(s.list, shadow{})
+	return &s.list[len(s.list)-1]
 }

@@ -1,0 +1,309 @@
+package drivers
+
+import (
+	"slices"
+	"sync"
+)
+
+// Planner decides evictions for one bounded storage, where writes are
+// proposed: in drivers.Local's committer, or on a cluster's leader. Given
+// the writes about to be proposed, Plan returns the OpEvict to put before
+// them (in the same Engine.Apply batch, or the same log entry) so that they
+// fit. The engine enforces the limits at apply on its own; the planner only
+// sees to it that writes normally do not fail.
+//
+// A planner that proposes writes before earlier ones are applied (a
+// leader's pipeline) counts what is in flight: each Plan returns a Ticket
+// holding the growth it let through and the victims it chose, which stay
+// reserved (and are never chosen twice) until Done.
+//
+// Victims are chosen as Redis does: lru samples Samples random keys per
+// victim into a pool of the oldest candidates seen and evicts the oldest of
+// the pool; random takes sampled keys as they come; ttl takes the nearest
+// deadlines. Plan evicts only when it finds enough room: a write that
+// cannot fit anyway (larger than the limit, or ttl with too few keys that
+// have a TTL) evicts nothing and then fails at apply, like reject.
+type Planner struct {
+	e       Evictable
+	samples int
+
+	mu sync.Mutex
+	// pool holds lru candidates, oldest first.
+	pool []Candidate
+	// pending are victims in flight; pendKeys and pendUsage the net change
+	// in flight (growth let through minus room being freed).
+	pending              map[string]struct{}
+	pendKeys, pendUsage  int64
+	scratch              []Candidate
+	evicted, evictedKeys int64
+}
+
+// Planner tuning.
+const (
+	// DefaultSamples is Redis's maxmemory-samples.
+	DefaultSamples = 5
+	// poolSize is Redis's eviction pool size.
+	poolSize = 16
+	// maxVictims bounds one Plan; a write needing more room than that many
+	// keys free is left to fail (or to the next Plan).
+	maxVictims = 4096
+	// maxSampleRounds bounds the sampling one Plan may do per victim it
+	// still needs before it gives up (keys all chosen already, say).
+	maxSampleRounds = 8
+)
+
+// NewPlanner returns a planner for e; samples <= 0 means DefaultSamples.
+func NewPlanner(e Evictable, samples int) *Planner {
+	if samples <= 0 {
+		samples = DefaultSamples
+	}
+	return &Planner{e: e, samples: samples, pending: map[string]struct{}{}}
+}
+
+// Ticket is what one Plan reserved, released by Done.
+type Ticket struct {
+	keys, usage int64
+	victims     []string
+}
+
+// Plan returns the eviction that makes room for ops, to be applied before
+// them at now, or nil when they fit (or cannot be made to fit), and the
+// ticket to pass to Done once they are applied or failed.
+func (p *Planner) Plan(ops []Op, now int64) (*Op, Ticket) {
+	st := p.e.Stats()
+	lim := st.Limits
+	if !lim.Bounded() {
+		return nil, Ticket{}
+	}
+	var t Ticket
+	for i := range ops {
+		k, u := p.e.Growth(&ops[i])
+		t.keys += max(k, 0)
+		t.usage += max(u, 0)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	needKeys, needBytes := int64(0), int64(0)
+	if lim.MaxKeys > 0 {
+		needKeys = st.Keys + p.pendKeys + t.keys - lim.MaxKeys
+	}
+	if lim.MaxBytes > 0 {
+		needBytes = st.Usage + p.pendUsage + t.usage - lim.MaxBytes
+	}
+	var ev *Op
+	if (needKeys > 0 || needBytes > 0) && lim.Policy != PolicyReject {
+		reason := ReasonMemory
+		if needKeys > 0 {
+			reason = ReasonKeys
+		}
+		if vs, keys, usage := p.choose(lim.Policy, needKeys, needBytes, now); vs != nil {
+			ev = &Op{Kind: OpEvict, Now: now, Reason: reason, Victims: vs}
+			t.keys -= keys
+			t.usage -= usage
+			t.victims = make([]string, len(vs))
+			for i, v := range vs {
+				t.victims[i] = v.Key
+				p.pending[v.Key] = struct{}{}
+			}
+			p.evicted += int64(len(vs))
+		}
+	}
+	p.pendKeys += t.keys
+	p.pendUsage += t.usage
+	return ev, t
+}
+
+// Shrink returns an eviction of up to limit keys towards target, for a
+// limit being lowered below what the storage holds, or nil when nothing
+// (more) can be evicted under target's policy.
+func (p *Planner) Shrink(target Limits, now int64, limit int) (*Op, Ticket) {
+	st := p.e.Stats()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	needKeys, needBytes := int64(0), int64(0)
+	if target.MaxKeys > 0 {
+		needKeys = st.Keys + p.pendKeys - target.MaxKeys
+	}
+	if target.MaxBytes > 0 {
+		needBytes = st.Usage + p.pendUsage - target.MaxBytes
+	}
+	if needKeys <= 0 && needBytes <= 0 || target.Policy == PolicyReject {
+		return nil, Ticket{}
+	}
+	vs, keys, usage := p.chooseUpTo(target.Policy, needKeys, needBytes, now, limit)
+	if len(vs) == 0 {
+		return nil, Ticket{}
+	}
+	t := Ticket{keys: -keys, usage: -usage, victims: make([]string, len(vs))}
+	for i, v := range vs {
+		t.victims[i] = v.Key
+		p.pending[v.Key] = struct{}{}
+	}
+	p.pendKeys += t.keys
+	p.pendUsage += t.usage
+	return &Op{Kind: OpEvict, Now: now, Reason: ReasonLimit, Victims: vs}, t
+}
+
+// Done releases what t reserved: its ops are applied (or failed), so the
+// engine's own counts now tell.
+func (p *Planner) Done(t Ticket) {
+	if t.keys == 0 && t.usage == 0 && len(t.victims) == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pendKeys -= t.keys
+	p.pendUsage -= t.usage
+	for _, k := range t.victims {
+		delete(p.pending, k)
+	}
+}
+
+// Planned reports how many victims this planner has chosen.
+func (p *Planner) Planned() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.evicted
+}
+
+// choose picks victims freeing needKeys keys and needBytes of usage, or
+// none when it cannot find that much. Callers hold mu.
+func (p *Planner) choose(policy Policy, needKeys, needBytes, now int64) ([]Victim, int64, int64) {
+	vs, keys, usage := p.chooseUpTo(policy, needKeys, needBytes, now, maxVictims)
+	if keys < needKeys || usage < needBytes {
+		// Not enough: evicting some would lose keys for a write that
+		// fails anyway. Put lru candidates back for the next Plan.
+		return nil, 0, 0
+	}
+	return vs, keys, usage
+}
+
+// chooseUpTo picks up to limit victims towards the need, as many as it
+// finds. Callers hold mu.
+func (p *Planner) chooseUpTo(policy Policy, needKeys, needBytes, now int64, limit int) ([]Victim, int64, int64) {
+	var vs []Victim
+	var keys, usage int64
+	chosen := map[string]struct{}{}
+	take := func(c Candidate) {
+		vs = append(vs, c.Victim)
+		chosen[c.Key] = struct{}{}
+		keys++
+		usage += c.Usage
+	}
+	taken := func(k string) bool {
+		if _, ok := p.pending[k]; ok {
+			return true
+		}
+		_, ok := chosen[k]
+		return ok
+	}
+	enough := func() bool { return keys >= needKeys && usage >= needBytes || len(vs) >= limit }
+	switch policy {
+	case PolicyTTL:
+		skip := 0
+		for !enough() {
+			batch := p.e.Candidates(PolicyTTL, 64, skip, now, p.scratch[:0])
+			p.scratch = batch
+			if len(batch) == 0 {
+				break
+			}
+			skip += len(batch)
+			for _, c := range batch {
+				if !taken(c.Key) && !enough() {
+					take(c)
+				}
+			}
+		}
+	case PolicyRandom:
+		for misses := 0; !enough() && misses < maxSampleRounds; {
+			batch := p.e.Candidates(PolicyRandom, p.samples, 0, now, p.scratch[:0])
+			p.scratch = batch
+			got := false
+			for _, c := range batch {
+				if !taken(c.Key) && !enough() {
+					take(c)
+					got = true
+				}
+			}
+			if !got {
+				misses++
+			}
+		}
+	case PolicyLRU:
+		for misses := 0; !enough() && misses < maxSampleRounds; {
+			c, ok := p.oldest(now, taken)
+			if !ok {
+				misses++
+				continue
+			}
+			take(c)
+		}
+	case PolicyReject:
+	}
+	return vs, keys, usage
+}
+
+// oldest samples keys into the lru pool and takes its oldest candidate that
+// still holds what was sampled, or reports false when sampling found none.
+// Callers hold mu.
+func (p *Planner) oldest(now int64, taken func(string) bool) (Candidate, bool) {
+	batch := p.e.Candidates(PolicyLRU, p.samples, 0, now, p.scratch[:0])
+	p.scratch = batch
+	for _, c := range batch {
+		if !taken(c.Key) {
+			p.addToPool(c)
+		}
+	}
+	for len(p.pool) > 0 {
+		c := p.pool[0]
+		p.pool = p.pool[1:]
+		if taken(c.Key) {
+			continue
+		}
+		cur, ok := p.e.Peek(c.Key, now)
+		switch {
+		case !ok:
+			continue // gone since it was sampled
+		case cur.Victim != c.Victim || cur.Age < c.Age:
+			// Written or used since: it competes again with its new age.
+			p.addToPool(cur)
+			if p.pool[0].Key == cur.Key {
+				return p.popFront(), true
+			}
+			continue
+		}
+		return c, true
+	}
+	return Candidate{}, false
+}
+
+// addToPool inserts c by age, oldest first, keeping the pool at poolSize
+// and each key once.
+func (p *Planner) addToPool(c Candidate) {
+	if i := slices.IndexFunc(p.pool, func(x Candidate) bool { return x.Key == c.Key }); i >= 0 {
+		p.pool = slices.Delete(p.pool, i, i+1)
+	}
+	i, _ := slices.BinarySearchFunc(p.pool, c.Age, func(x Candidate, age uint32) int {
+		switch {
+		case x.Age > age:
+			return -1
+		case x.Age < age:
+			return 1
+		default:
+			return 0
+		}
+	})
+	if i >= poolSize {
+		return
+	}
+	p.pool = slices.Insert(p.pool, i, c)
+	if len(p.pool) > poolSize {
+		p.pool = p.pool[:poolSize]
+	}
+}
+
+func (p *Planner) popFront() Candidate {
+	c := p.pool[0]
+	p.pool = p.pool[1:]
+	return c
+}
