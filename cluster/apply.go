@@ -104,7 +104,7 @@ func (n *Node) startApply(ctx context.Context, ev eventlog.Event) (proposal, err
 	if err != nil {
 		return proposal{}, fmt.Errorf("encode event: %w", err)
 	}
-	return proposal{fut: n.raft.Apply(data, remaining(ctx, n.cfg.ApplyTimeout)), data: data}, nil
+	return proposal{fut: n.applyRoom(ev, data, remaining(ctx, n.cfg.ApplyTimeout)), data: data}, nil
 }
 
 // applyOutcome classifies a resolved proposal: err is p.fut.Error().

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 
+	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/fsm"
 	eventlog "github.com/kvnode/kvnode/log"
 )
@@ -42,6 +43,12 @@ type Options struct {
 	// BootID returns the id of the machine's current boot (recovery.go);
 	// nil reads Linux's.
 	BootID func() string
+	// Limits are the configured limits of bounded storages, by name; the
+	// leader makes them the replicated ones (evict.go).
+	Limits map[string]drivers.Limits
+	// EvictionSamples is the lru policy's samples per victim
+	// (drivers.DefaultSamples when zero).
+	EvictionSamples int
 }
 
 // Node is one member of the raft cluster serving the replicated storages.
@@ -80,6 +87,10 @@ type Node struct {
 	nudging atomic.Bool
 	// reads coalesces concurrent ReadIndex attempts into rounds.
 	reads readRounds
+	// evict plans the leader's evictions (evict.go); hints gathers reads
+	// for the leader's lru (hints.go).
+	evict *evictor
+	hints hints
 
 	closed atomic.Bool
 	stop   chan struct{}
@@ -124,13 +135,15 @@ func Open(cfg Config, f *fsm.FSM, opts Options) (*Node, error) {
 	n := &Node{cfg: cfg, opts: opts, fsm: f, stop: make(chan struct{}),
 		logger: opts.Logger.With("component", "cluster", "node", cfg.NodeID)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.evict = newEvictor(n)
 	if err := n.open(); err != nil {
 		n.cancel()
 		_ = n.teardown()
 		return nil, err
 	}
-	n.bg.Add(1)
+	n.bg.Add(2)
 	go n.sweepLoop()
+	go n.hintLoop()
 	if n.staticPending {
 		n.bg.Add(1)
 		go n.staticJoinLoop()

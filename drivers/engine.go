@@ -69,9 +69,12 @@ type Op struct {
 	Items []Item
 	// Keys for OpDelete.
 	Keys []string
-	// Victims and Reason for OpEvict.
+	// Victims, Reason and Seq for OpEvict. Seq numbers the evictions of
+	// one planner in log order (see Planner): an engine remembers the
+	// last it applied, so the planner knows which room is already free.
 	Victims []Victim
 	Reason  Reason
+	Seq     uint64
 	// Limits for OpLimit.
 	Limits Limits
 }

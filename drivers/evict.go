@@ -1,6 +1,7 @@
 package drivers
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 )
@@ -13,9 +14,14 @@ import (
 // sees to it that writes normally do not fail.
 //
 // A planner that proposes writes before earlier ones are applied (a
-// leader's pipeline) counts what is in flight: each Plan returns a Ticket
+// leader's pipeline) counts what is in flight. Each Plan returns a Ticket
 // holding the growth it let through and the victims it chose, which stay
-// reserved (and are never chosen twice) until Done.
+// reserved (and are never chosen twice) until Done. The room an eviction
+// frees is credited until the engine shows it applied: evictions are
+// numbered (Op.Seq) in the order they are proposed, which must be their
+// order in the log, and the engine remembers the last one it applied, so
+// the planner never counts that room twice, whatever the delay between an
+// entry being applied and its Done.
 //
 // Victims are chosen as Redis does: lru samples Samples random keys per
 // victim into a pool of the oldest candidates seen and evicts the oldest of
@@ -30,12 +36,24 @@ type Planner struct {
 	mu sync.Mutex
 	// pool holds lru candidates, oldest first.
 	pool []Candidate
-	// pending are victims in flight; pendKeys and pendUsage the net change
-	// in flight (growth let through minus room being freed).
-	pending              map[string]struct{}
-	pendKeys, pendUsage  int64
-	scratch              []Candidate
-	evicted, evictedKeys int64
+	// pending are victims in flight; pendKeys and pendUsage the growth let
+	// through and not yet released.
+	pending             map[string]struct{}
+	pendKeys, pendUsage int64
+	// evicts are the evictions proposed and not yet seen applied, by Seq;
+	// freedKeys and freedUsage their sums.
+	evicts                []inflight
+	freedKeys, freedUsage int64
+	// epoch and next number the evictions (SetEpoch).
+	epoch, next uint64
+	scratch     []Candidate
+	evicted     int64
+}
+
+// inflight is an eviction proposed and not yet seen applied.
+type inflight struct {
+	seq         uint64
+	keys, usage int64
 }
 
 // Planner tuning.
@@ -57,22 +75,35 @@ func NewPlanner(e Evictable, samples int) *Planner {
 	if samples <= 0 {
 		samples = DefaultSamples
 	}
-	return &Planner{e: e, samples: samples, pending: map[string]struct{}{}}
+	return &Planner{e: e, samples: samples, pending: map[string]struct{}{}, next: 1}
+}
+
+// SetEpoch starts numbering evictions afresh above every number an
+// earlier epoch used: a leader passes its term, so that numbers grow along
+// the log across leaders. Evictions of an earlier epoch are forgotten.
+func (p *Planner) SetEpoch(epoch uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if epoch == p.epoch {
+		return
+	}
+	p.epoch, p.next = epoch, epoch<<32|1
+	p.evicts, p.freedKeys, p.freedUsage = nil, 0, 0
 }
 
 // Ticket is what one Plan reserved, released by Done.
 type Ticket struct {
 	keys, usage int64
 	victims     []string
+	// seq is the ticket's eviction, 0 for none.
+	seq uint64
 }
 
 // Plan returns the eviction that makes room for ops, to be applied before
 // them at now, or nil when they fit (or cannot be made to fit), and the
 // ticket to pass to Done once they are applied or failed.
 func (p *Planner) Plan(ops []Op, now int64) (*Op, Ticket) {
-	st := p.e.Stats()
-	lim := st.Limits
-	if !lim.Bounded() {
+	if !p.e.Stats().Limits.Bounded() {
 		return nil, Ticket{}
 	}
 	var t Ticket
@@ -83,71 +114,95 @@ func (p *Planner) Plan(ops []Op, now int64) (*Op, Ticket) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	keys, usage, lim := p.projected()
 	needKeys, needBytes := int64(0), int64(0)
 	if lim.MaxKeys > 0 {
-		needKeys = st.Keys + p.pendKeys + t.keys - lim.MaxKeys
+		needKeys = keys + t.keys - lim.MaxKeys
 	}
 	if lim.MaxBytes > 0 {
-		needBytes = st.Usage + p.pendUsage + t.usage - lim.MaxBytes
-	}
-	var ev *Op
-	if (needKeys > 0 || needBytes > 0) && lim.Policy != PolicyReject {
-		reason := ReasonMemory
-		if needKeys > 0 {
-			reason = ReasonKeys
-		}
-		if vs, keys, usage := p.choose(lim.Policy, needKeys, needBytes, now); vs != nil {
-			ev = &Op{Kind: OpEvict, Now: now, Reason: reason, Victims: vs}
-			t.keys -= keys
-			t.usage -= usage
-			t.victims = make([]string, len(vs))
-			for i, v := range vs {
-				t.victims[i] = v.Key
-				p.pending[v.Key] = struct{}{}
-			}
-			p.evicted += int64(len(vs))
-		}
+		needBytes = usage + t.usage - lim.MaxBytes
 	}
 	p.pendKeys += t.keys
 	p.pendUsage += t.usage
-	return ev, t
+	if needKeys <= 0 && needBytes <= 0 || lim.Policy == PolicyReject {
+		return nil, t
+	}
+	reason := ReasonMemory
+	if needKeys > 0 {
+		reason = ReasonKeys
+	}
+	vs, fk, fu := p.choose(lim.Policy, needKeys, needBytes, now)
+	if vs == nil {
+		return nil, t
+	}
+	return p.evict(&t, reason, vs, fk, fu, now), t
+}
+
+// projected returns the keys and usage the engine will hold once what is
+// in flight is applied, and its limits. Callers hold mu: an entry whose
+// ticket was released before is in the engine's counts, one released later
+// is still in pend.
+func (p *Planner) projected() (keys, usage int64, lim Limits) {
+	acc := p.e.Accounting()
+	for len(p.evicts) > 0 && p.evicts[0].seq <= acc.LastEvict {
+		p.forget(0)
+	}
+	return acc.Keys + p.pendKeys - p.freedKeys, acc.Usage + p.pendUsage - p.freedUsage, acc.Limits
+}
+
+// forget drops evicts[i] from the room in flight.
+func (p *Planner) forget(i int) {
+	p.freedKeys -= p.evicts[i].keys
+	p.freedUsage -= p.evicts[i].usage
+	p.evicts = slices.Delete(p.evicts, i, i+1)
+}
+
+// evict numbers an eviction of vs, freeing fk keys and fu usage, records
+// it in flight and in t, and returns its op. Callers hold mu.
+func (p *Planner) evict(t *Ticket, reason Reason, vs []Victim, fk, fu, now int64) *Op {
+	t.seq = p.next
+	p.next++
+	p.evicts = append(p.evicts, inflight{seq: t.seq, keys: fk, usage: fu})
+	p.freedKeys += fk
+	p.freedUsage += fu
+	t.victims = make([]string, len(vs))
+	for i, v := range vs {
+		t.victims[i] = v.Key
+		p.pending[v.Key] = struct{}{}
+	}
+	p.evicted += int64(len(vs))
+	return &Op{Kind: OpEvict, Now: now, Reason: reason, Seq: t.seq, Victims: vs}
 }
 
 // Shrink returns an eviction of up to limit keys towards target, for a
 // limit being lowered below what the storage holds, or nil when nothing
 // (more) can be evicted under target's policy.
 func (p *Planner) Shrink(target Limits, now int64, limit int) (*Op, Ticket) {
-	st := p.e.Stats()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	keys, usage, _ := p.projected()
 	needKeys, needBytes := int64(0), int64(0)
 	if target.MaxKeys > 0 {
-		needKeys = st.Keys + p.pendKeys - target.MaxKeys
+		needKeys = keys - target.MaxKeys
 	}
 	if target.MaxBytes > 0 {
-		needBytes = st.Usage + p.pendUsage - target.MaxBytes
+		needBytes = usage - target.MaxBytes
 	}
 	if needKeys <= 0 && needBytes <= 0 || target.Policy == PolicyReject {
 		return nil, Ticket{}
 	}
-	vs, keys, usage := p.chooseUpTo(target.Policy, needKeys, needBytes, now, limit)
+	vs, fk, fu := p.chooseUpTo(target.Policy, needKeys, needBytes, now, limit)
 	if len(vs) == 0 {
 		return nil, Ticket{}
 	}
-	t := Ticket{keys: -keys, usage: -usage, victims: make([]string, len(vs))}
-	for i, v := range vs {
-		t.victims[i] = v.Key
-		p.pending[v.Key] = struct{}{}
-	}
-	p.pendKeys += t.keys
-	p.pendUsage += t.usage
-	return &Op{Kind: OpEvict, Now: now, Reason: ReasonLimit, Victims: vs}, t
+	var t Ticket
+	return p.evict(&t, ReasonLimit, vs, fk, fu, now), t
 }
 
-// Done releases what t reserved: its ops are applied (or failed), so the
-// engine's own counts now tell.
+// Done releases what t reserved: its entry is applied (or failed), so
+// the engine's own counts now tell.
 func (p *Planner) Done(t Ticket) {
-	if t.keys == 0 && t.usage == 0 && len(t.victims) == 0 {
+	if t.keys == 0 && t.usage == 0 && t.seq == 0 {
 		return
 	}
 	p.mu.Lock()
@@ -156,6 +211,10 @@ func (p *Planner) Done(t Ticket) {
 	p.pendUsage -= t.usage
 	for _, k := range t.victims {
 		delete(p.pending, k)
+	}
+	// Applied, or never will be (leadership lost): no longer in flight.
+	if i := slices.IndexFunc(p.evicts, func(x inflight) bool { return x.seq == t.seq }); t.seq != 0 && i >= 0 {
+		p.forget(i)
 	}
 }
 
@@ -264,8 +323,8 @@ func (p *Planner) oldest(now int64, taken func(string) bool) (Candidate, bool) {
 		switch {
 		case !ok:
 			continue // gone since it was sampled
-		case cur.Victim != c.Victim || cur.Age < c.Age:
-			// Written or used since: it competes again with its new age.
+		case cur.Victim != c.Victim || cur.Stamp != c.Stamp:
+			// Written or used since: it competes again as it is now.
 			p.addToPool(cur)
 			if p.pool[0].Key == cur.Key {
 				return p.popFront(), true
@@ -277,21 +336,14 @@ func (p *Planner) oldest(now int64, taken func(string) bool) (Candidate, bool) {
 	return Candidate{}, false
 }
 
-// addToPool inserts c by age, oldest first, keeping the pool at poolSize
-// and each key once.
+// addToPool inserts c by stamp, oldest first, keeping the pool at
+// poolSize and each key once.
 func (p *Planner) addToPool(c Candidate) {
 	if i := slices.IndexFunc(p.pool, func(x Candidate) bool { return x.Key == c.Key }); i >= 0 {
 		p.pool = slices.Delete(p.pool, i, i+1)
 	}
-	i, _ := slices.BinarySearchFunc(p.pool, c.Age, func(x Candidate, age uint32) int {
-		switch {
-		case x.Age > age:
-			return -1
-		case x.Age < age:
-			return 1
-		default:
-			return 0
-		}
+	i, _ := slices.BinarySearchFunc(p.pool, c.Stamp, func(x Candidate, stamp uint32) int {
+		return cmp.Compare(x.Stamp, stamp)
 	})
 	if i >= poolSize {
 		return

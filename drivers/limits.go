@@ -3,6 +3,7 @@ package drivers
 import (
 	"fmt"
 	"hash/crc32"
+	"io"
 	"strconv"
 	"strings"
 )
@@ -170,15 +171,23 @@ func FormatBytes(n int64) string {
 	return strconv.FormatInt(n, 10) + units[i]
 }
 
+// Accounting is a consistent view of a bounded engine's counts.
+type Accounting struct {
+	Keys, Usage int64
+	Limits      Limits
+	// LastEvict is the Seq of the last OpEvict applied (node-local).
+	LastEvict uint64
+}
+
 // Candidate is a key a planner may choose to evict.
 type Candidate struct {
 	Victim
 	// Usage is what evicting the key frees (EntryUsage).
 	Usage int64
-	// Age is how long ago the key was last used on this node, in
-	// arbitrary units that only compare with each other (lru only; larger
-	// is older).
-	Age uint32
+	// Stamp is when the key was last used on this node, in arbitrary
+	// units that only compare with each other (lru only; smaller is
+	// older; 0 is never).
+	Stamp uint32
 }
 
 // Evictable is an Engine that can be bounded: it enforces Limits at apply
@@ -186,6 +195,9 @@ type Candidate struct {
 // for the leader's evictions (see Planner).
 type Evictable interface {
 	Engine
+	// Accounting returns the counts a planner works from, consistently
+	// (never halfway through an Apply).
+	Accounting() Accounting
 	// Growth is how op, applied at op.Now to the current state, would
 	// change the number of keys and the usage.
 	Growth(op *Op) (keys, usage int64)
@@ -197,4 +209,7 @@ type Evictable interface {
 	Peek(key string, now int64) (Candidate, bool)
 	// Touch records that keys were used at now (lru access hints).
 	Touch(now int64, keys []string)
+	// Measure reads a stream written by Snapshot.WriteTo and reports what
+	// restoring it would hold, without building it.
+	Measure(r io.Reader) (Stats, error)
 }

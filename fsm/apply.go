@@ -106,6 +106,11 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		for j, r := range g.res {
 			if j < len(errs) {
 				r.Err = errs[j]
+				if errors.Is(r.Err, drivers.ErrFull) {
+					// Say which storage is full: the client names only
+					// its own.
+					r.Err = fmt.Errorf("storage %q: %w", g.name, r.Err)
+				}
 			}
 		}
 	}

@@ -16,7 +16,7 @@ import (
 //	body  = storage:str  now:varint  payload
 //	payload for Set, MExpire, Expire = count:uvarint  count × (key:str value:str timeout:str deadline:varint)
 //	payload for Delete               = count:uvarint  count × key:str
-//	payload for Evict                = reason:uvarint  count:uvarint  count × (key:str deadline:varint digest:uvarint)
+//	payload for Evict                = reason:uvarint  seq:uvarint  count:uvarint  count × (key:str deadline:varint digest:uvarint)
 //	payload for Limit                = max_bytes:uvarint  max_keys:uvarint  policy:uvarint
 //	payload for Clear, Tick          = nothing
 //	str   = len:uvarint bytes
@@ -76,6 +76,7 @@ func AppendEncode(dst []byte, e Event) ([]byte, error) {
 		}
 	case payloadVictims:
 		dst = binary.AppendUvarint(dst, uint64(e.Op.Reason))
+		dst = binary.AppendUvarint(dst, e.Op.Seq)
 		dst = binary.AppendUvarint(dst, uint64(len(e.Op.Victims)))
 		for i := range e.Op.Victims {
 			v := &e.Op.Victims[i]
@@ -120,7 +121,7 @@ func encodedSize(e Event) int {
 			n += strLen(len(k))
 		}
 	case payloadVictims:
-		n += uvarintLen(uint64(e.Op.Reason)) + uvarintLen(uint64(len(e.Op.Victims)))
+		n += uvarintLen(uint64(e.Op.Reason)) + uvarintLen(e.Op.Seq) + uvarintLen(uint64(len(e.Op.Victims)))
 		for i := range e.Op.Victims {
 			v := &e.Op.Victims[i]
 			n += strLen(len(v.Key)) + varintLen(v.Deadline) + uvarintLen(v.Digest)
@@ -172,6 +173,7 @@ func Decode(b []byte) (Event, error) {
 		}
 	case payloadVictims:
 		e.Op.Reason = drivers.Reason(d.small("reason"))
+		e.Op.Seq = d.uvarint("seq")
 		e.Op.Victims = d.victims()
 	case payloadLimits:
 		e.Op.Limits.MaxBytes = d.nonNegative("max bytes")

@@ -33,7 +33,7 @@ func sampleEvents() map[string]Event {
 			{Key: "a", Deadline: 99}, {Key: "b", Deadline: -1},
 		}}},
 		"tick": {Op: drivers.Op{Kind: drivers.OpTick, Now: 1_700_000_000_123_456_789}},
-		"evict": {Storage: "cache", Op: drivers.Op{Kind: drivers.OpEvict, Now: 7, Reason: drivers.ReasonMemory, Victims: []drivers.Victim{
+		"evict": {Storage: "cache", Op: drivers.Op{Kind: drivers.OpEvict, Now: 7, Reason: drivers.ReasonMemory, Seq: 3<<32 | 9, Victims: []drivers.Victim{
 			{Key: "a", Deadline: 0, Digest: 100<<32 | 0xdeadbeef}, {Key: "b", Deadline: 1_893_456_000_000_000_000, Digest: 0},
 		}}},
 		"limit": {Storage: "cache", Op: drivers.Op{Kind: drivers.OpLimit, Now: 8, Limits: drivers.Limits{

@@ -144,6 +144,7 @@ func (e *Engine) apply(op *drivers.Op) error {
 			}
 		}
 	case drivers.OpEvict:
+		e.lastEvict = max(e.lastEvict, op.Seq)
 		for i := range op.Victims {
 			v := &op.Victims[i]
 			p, ok := e.tab.find(e.st.slabs, v.Key)

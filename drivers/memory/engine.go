@@ -34,7 +34,9 @@ type Engine struct {
 	applied atomic.Uint64
 	// Node-local counts of keys evicted and writes refused as full.
 	evicted, rejected atomic.Int64
-	published         atomic.Pointer[drivers.Limits] // limits, for Stats
+	// lastEvict is the Seq of the last OpEvict applied; under mu.
+	lastEvict uint64
+	published atomic.Pointer[drivers.Limits] // limits, for Stats
 }
 
 // New returns an empty engine.
@@ -122,6 +124,14 @@ func (e *Engine) Stats() drivers.Stats {
 		s.Limits = *l
 	}
 	return s
+}
+
+// Accounting implements drivers.Evictable: the counts under the read lock,
+// so an Apply is either wholly in them or not at all.
+func (e *Engine) Accounting() drivers.Accounting {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return drivers.Accounting{Keys: e.keys.Load(), Usage: e.usage(), Limits: e.limits, LastEvict: e.lastEvict}
 }
 
 // usage is Stats().Usage for callers holding the lock.

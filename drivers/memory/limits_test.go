@@ -188,16 +188,16 @@ func TestCandidates_LRUAges(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.Touch(t0+4*sec, []string{"old", "absent"})
-	age := func(k string) uint32 {
+	stamp := func(k string) uint32 {
 		c, ok := e.Peek(k, t0+5*sec)
 		if !ok {
 			t.Fatalf("Peek(%q) found nothing", k)
 		}
-		return c.Age
+		return c.Stamp
 	}
 	// old was touched last, then read was read; new was only written.
-	if !(age("new") > age("read") && age("read") > age("old")) {
-		t.Fatalf("ages new %d read %d old %d: want new > read > old", age("new"), age("read"), age("old"))
+	if !(stamp("new") < stamp("read") && stamp("read") < stamp("old")) {
+		t.Fatalf("stamps new %d read %d old %d: want new < read < old", stamp("new"), stamp("read"), stamp("old"))
 	}
 	// Sampling finds every key eventually.
 	seen := map[string]bool{}
@@ -258,5 +258,23 @@ func TestRestore_RefusesStateOverItsOwnLimit(t *testing.T) {
 	e.limits = drivers.Limits{MaxKeys: 50}
 	if err := New().Restore(bytes.NewReader(snapshotBytes(t, e))); !errors.Is(err, ErrBadSnapshot) {
 		t.Fatalf("Restore of a state over its own max_keys: %v, want ErrBadSnapshot", err)
+	}
+}
+
+func TestMeasure_MatchesRestore(t *testing.T) {
+	e, _ := populated(t, 3)
+	mustApply(t, e, limitOp(drivers.Limits{MaxBytes: 1 << 30, Policy: drivers.PolicyRandom}))
+	got, err := New().Measure(bytes.NewReader(snapshotBytes(t, e)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := e.Stats()
+	if got.Keys != want.Keys || got.Bytes != want.Bytes || got.Usage != want.Usage || got.Limits != want.Limits {
+		t.Fatalf("Measure = %+v, engine %+v", got, want)
+	}
+	data := snapshotBytes(t, e)
+	data[len(data)-1] ^= 1
+	if _, err := New().Measure(bytes.NewReader(data)); !errors.Is(err, ErrBadSnapshot) {
+		t.Fatalf("Measure of a damaged stream: %v", err)
 	}
 }

@@ -1,7 +1,6 @@
 package memory
 
 import (
-	"math"
 	"math/rand/v2"
 	"sync/atomic"
 
@@ -10,7 +9,8 @@ import (
 
 // Recency for the lru policy, as Redis keeps it: a 32-bit stamp per key of
 // when it was last used, in units of 2^20 ns (about a millisecond), so it
-// wraps after 52 days; a key unused for longer may look recent. 0 means
+// wraps after 52 days: across a wrap, a key used just before it looks
+// older than one used after, which costs it nothing but its place. 0 means
 // never seen on this node (after a restore or restart): the oldest.
 //
 // Stamps are node-local: a write stamps the key with its Op.Now on every
@@ -27,14 +27,6 @@ func stampOf(now int64) uint32 {
 		s = 1
 	}
 	return s
-}
-
-// age is how long ago stamp was, in stamp units, at now.
-func age(stamp, now uint32) uint32 {
-	if stamp == 0 {
-		return math.MaxUint32
-	}
-	return now - stamp
 }
 
 // stamp records a use of the key at p by the engine's writer (write lock
@@ -101,18 +93,14 @@ func (e *Engine) Candidates(policy drivers.Policy, n, skip int, now int64, dst [
 	if keys == 0 {
 		return dst
 	}
-	cur := stampOf(now)
 	for range min(int64(n), keys) {
 		p, ok := e.sample()
 		if !ok {
 			break
 		}
-		en := p.entry()
-		c := e.candidate(p.s.slots[p.i], en)
+		c := e.candidate(p.s.slots[p.i], p.entry())
 		if policy == drivers.PolicyLRU && p.s.stamps != nil {
-			c.Age = age(atomic.LoadUint32(&p.s.stamps[p.i]), cur)
-		} else if policy == drivers.PolicyLRU {
-			c.Age = math.MaxUint32
+			c.Stamp = atomic.LoadUint32(&p.s.stamps[p.i])
 		}
 		dst = append(dst, c)
 	}
@@ -132,9 +120,8 @@ func (e *Engine) Peek(key string, now int64) (drivers.Candidate, bool) {
 		return drivers.Candidate{}, false
 	}
 	c := e.candidate(p.s.slots[p.i], p.entry())
-	c.Age = math.MaxUint32
 	if p.s.stamps != nil {
-		c.Age = age(atomic.LoadUint32(&p.s.stamps[p.i]), stampOf(now))
+		c.Stamp = atomic.LoadUint32(&p.s.stamps[p.i])
 	}
 	return c, true
 }

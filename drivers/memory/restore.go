@@ -53,6 +53,25 @@ func (e *Engine) Restore(r io.Reader) error {
 	return nil
 }
 
+// Measure reads a stream written by Snapshot.WriteTo, checking it as
+// Restore does, and returns what restoring it would hold (keys, bytes,
+// usage and limits) without building anything: to refuse a backup larger
+// than the storage's limits before restoring it.
+func (e *Engine) Measure(r io.Reader) (drivers.Stats, error) {
+	d := &decoder{r: r, measure: true}
+	if br, ok := r.(io.ByteReader); ok {
+		d.br = br
+	} else {
+		b := bufio.NewReaderSize(r, 64<<10)
+		d.r, d.br = b, b
+	}
+	st, err := d.decode()
+	if err != nil {
+		return drivers.Stats{}, err
+	}
+	return drivers.Stats{Keys: st.keys, Bytes: st.bytes, Usage: drivers.Usage(st.keys, st.bytes, st.ttl), Limits: st.limits}, nil
+}
+
 // maxPresize bounds the map size taken from a snapshot header before the
 // checksum has vouched for it.
 const maxPresize = 1 << 20
@@ -65,7 +84,9 @@ type restored struct {
 	tab    table
 	st     store
 	heap   expiryHeap
+	keys   int64
 	bytes  int64
+	ttl    int64 // keys with a deadline
 	index  uint64
 	limits drivers.Limits
 }
@@ -83,6 +104,8 @@ type decoder struct {
 	key, prev []byte
 	// timeouts shares equal timeout strings, as Engine does.
 	timeouts internCache
+	// measure decodes without building anything (Measure).
+	measure bool
 }
 
 func (d *decoder) decode() (*restored, error) {
@@ -114,12 +137,15 @@ func (d *decoder) decode() (*restored, error) {
 	if limits.MaxKeys > 0 && count > uint64(limits.MaxKeys) {
 		return nil, fmt.Errorf("%w: %d keys, more than its own max_keys %d", ErrBadSnapshot, count, limits.MaxKeys)
 	}
-	st := &restored{index: index, limits: limits, tab: newTable(d.seed, d.mask), st: newStore(d.slabSize)}
-	// Shards differ in size by a few standard deviations (~sqrt(per)).
-	per := int(min(count, maxPresize)) / numShards
-	per += per/16 + minSlots
-	for i := range st.tab.shards {
-		st.tab.shards[i].slots = make([]uint64, per*maxLoadDen/maxLoadNum)
+	st := &restored{index: index, limits: limits}
+	if !d.measure {
+		st.tab, st.st = newTable(d.seed, d.mask), newStore(d.slabSize)
+		// Shards differ in size by a few standard deviations (~sqrt(per)).
+		per := int(min(count, maxPresize)) / numShards
+		per += per/16 + minSlots
+		for i := range st.tab.shards {
+			st.tab.shards[i].slots = make([]uint64, per*maxLoadDen/maxLoadNum)
+		}
 	}
 	for i := range count {
 		if err := d.entry(st); err != nil {
@@ -127,7 +153,7 @@ func (d *decoder) decode() (*restored, error) {
 		}
 		// A snapshot holds a state the limits held at: one that passes
 		// them is damaged, and building it could exhaust memory.
-		if u := drivers.Usage(int64(i+1), st.bytes, int64(len(st.heap))); limits.MaxBytes > 0 && u > limits.MaxBytes {
+		if u := drivers.Usage(int64(i+1), st.bytes, st.ttl); limits.MaxBytes > 0 && u > limits.MaxBytes {
 			return nil, fmt.Errorf("%w: entry %d: %d bytes of usage, more than its own max_memory %d", ErrBadSnapshot, i, u, limits.MaxBytes)
 		}
 		if i > 0 && string(d.key) <= string(d.prev) {
@@ -151,6 +177,7 @@ func (d *decoder) decode() (*restored, error) {
 		return nil, fmt.Errorf("%w: checksum %08x, computed %08x", ErrBadSnapshot, got, want)
 	}
 	st.heap.heapify()
+	st.keys = int64(count) //nolint:gosec // as many entries were read
 	return st, nil
 }
 
@@ -179,6 +206,20 @@ func (d *decoder) entry(st *restored) error {
 	if err != nil {
 		return err
 	}
+	st.bytes += int64(len(d.key) + len(val))
+	if d.measure {
+		tb, err := d.field()
+		if err != nil {
+			return err
+		}
+		deadline, err := d.varint()
+		if deadline != 0 {
+			st.ttl++
+		} else if len(tb) != 0 {
+			return fmt.Errorf("%w: timeout without deadline", ErrBadSnapshot)
+		}
+		return err
+	}
 	// The key is only read until it is in a slab; a string is allocated
 	// for keys that need one (with a TTL) further down.
 	k := unsafe.String(unsafe.SliceData(d.key), len(d.key))
@@ -203,9 +244,9 @@ func (d *decoder) entry(st *restored) error {
 	// case the whole state is discarded anyway.
 	p, _ := st.tab.find(st.st.slabs, k)
 	p.insert(l, x)
-	st.bytes += int64(len(k) + len(val))
 	if x != nil {
 		st.heap = append(st.heap, x)
+		st.ttl++
 	}
 	return nil
 }
