@@ -253,3 +253,65 @@ func TestEviction_RejectFailsAMultiItemSetWhole(t *testing.T) {
 	}
 	w.verify(t)
 }
+
+// TestEviction_RestoreOverTheLimitIsRefused restores a backup into
+// clusters whose storage limits are smaller and larger than what it holds:
+// the first refuses it before changing anything (a backup is never loaded
+// into nodes that have no room for it), the second takes it and then holds
+// its own configured limits, on every node and after a restart.
+func TestEviction_RestoreOverTheLimitIsRefused(t *testing.T) {
+	src := clustertest.New(t, clustertest.Options{Size: 1, Storages: map[string]string{"mem": "memory"}})
+	src.Fill(src.WaitLeader(), 300, "k")
+	b := backup(t, src.Nodes[0].Node, false)
+	usage := src.Nodes[0].Engines["mem"].Stats().Usage
+
+	small := drivers.Limits{MaxBytes: usage / 2, Policy: drivers.PolicyLRU}
+	w := &boundWatch{}
+	dst := boundedCluster(t, small, w)
+	dl := dst.WaitLeader()
+	dst.Fill(dl, 5, "old")
+	before, _ := dst.Nodes[dl].Node.FSM().StateHash()
+	_, err := dst.Nodes[dl].Node.RestoreBackup(t.Context(), bytes.NewReader(b))
+	if !errors.Is(err, cluster.ErrBackup) || !errors.Is(err, drivers.ErrFull) || !strings.Contains(err.Error(), "max_memory") {
+		t.Fatalf("restore of a backup over the limit: %v, want ErrBackup and ErrFull naming max_memory", err)
+	}
+	dst.EnsureSame()
+	if after, _ := dst.Nodes[dl].Node.FSM().StateHash(); !bytes.Equal(before, after) {
+		t.Fatal("the refused restore changed the state")
+	}
+	w.verify(t)
+
+	large := drivers.Limits{MaxBytes: 2 * usage, Policy: drivers.PolicyLRU}
+	big := boundedCluster(t, large, &boundWatch{})
+	bl := big.WaitLeader()
+	big.Poll("restore on the leader", func() string {
+		bl = big.WaitLeader()
+		_, err := big.Nodes[bl].Node.RestoreBackup(t.Context(), bytes.NewReader(b))
+		if errors.Is(err, cluster.ErrNotLeader) {
+			return err.Error()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ""
+	})
+	// The backup carried no limits; the leader sets its own again.
+	big.Poll("limits after the restore", func() string {
+		for _, n := range big.Live() {
+			if got := n.Engines["mem"].Stats().Limits; got != large {
+				return fmt.Sprintf("%s has %+v", n.ID, got)
+			}
+		}
+		return ""
+	})
+	f := big.Followers(bl)[0]
+	big.Kill(f)
+	big.Restart(f)
+	big.EnsureSame()
+	if got := big.Nodes[f].Engines["mem"].Stats(); got.Limits != large || got.Keys != 300 {
+		t.Fatalf("restarted follower: %+v", got)
+	}
+	if got := mget(t, big.Store(f, "mem", cluster.Local), "k7", "old1"); got["k7"] != string(bytes.Repeat([]byte{7}, 107)) || len(got) != 1 {
+		t.Fatalf("restarted follower reads %v", got)
+	}
+}
