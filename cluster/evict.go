@@ -56,7 +56,7 @@ func newEvictor(n *Node) *evictor {
 	for _, name := range n.fsm.Names() {
 		e, _ := n.fsm.Engine(name)
 		if b, ok := e.(drivers.Evictable); ok {
-			ev.planners[name] = drivers.NewPlanner(b, n.opts.EvictionSamples)
+			ev.planners[name] = drivers.NewPlanner(b, n.opts.EvictionSamples[name])
 			ev.configured[name] = n.opts.Limits[name]
 		}
 	}

@@ -46,9 +46,9 @@ type Options struct {
 	// Limits are the configured limits of bounded storages, by name; the
 	// leader makes them the replicated ones (evict.go).
 	Limits map[string]drivers.Limits
-	// EvictionSamples is the lru policy's samples per victim
-	// (drivers.DefaultSamples when zero).
-	EvictionSamples int
+	// EvictionSamples are the lru policy's samples per victim, by storage
+	// (drivers.DefaultSamples when absent).
+	EvictionSamples map[string]int
 }
 
 // Node is one member of the raft cluster serving the replicated storages.

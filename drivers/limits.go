@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -212,4 +213,65 @@ type Evictable interface {
 	// Measure reads a stream written by Snapshot.WriteTo and reports what
 	// restoring it would hold, without building it.
 	Measure(r io.Reader) (Stats, error)
+}
+
+// MemorySize is a max_memory setting: a number of bytes, or a percentage
+// of the memory the process may use.
+type MemorySize struct {
+	Bytes   int64
+	Percent float64
+}
+
+// sizeUnits are the units ParseMemorySize takes, case-insensitively.
+var sizeUnits = map[string]int64{
+	"": 1, "b": 1,
+	"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
+	"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,
+	"ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30, "ti": 1 << 40,
+	"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
+}
+
+// ParseMemorySize parses "536870912", "512MiB", "512Mi", "1.5GB", "2g" or
+// "25%". KB, MB, GB and TB are powers of 1000; K, KiB, Ki and the like
+// powers of 1024. A percentage is of the memory the process may use
+// (Resolve), between 0 and 100.
+func ParseMemorySize(s string) (MemorySize, error) {
+	t := strings.TrimSpace(s)
+	if p, ok := strings.CutSuffix(t, "%"); ok {
+		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil || !(f > 0 && f <= 100) {
+			return MemorySize{}, fmt.Errorf("%w: %q: a percentage must be above 0 and at most 100", ErrBadLimit, s)
+		}
+		return MemorySize{Percent: f}, nil
+	}
+	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	if i < 0 {
+		i = len(t)
+	}
+	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
+	mult, ok := sizeUnits[unit]
+	f, err := strconv.ParseFloat(num, 64)
+	if !ok || err != nil || f <= 0 {
+		return MemorySize{}, fmt.Errorf("%w: %q: want bytes with an optional unit (512MiB, 1GB) or a percentage (25%%)", ErrBadLimit, s)
+	}
+	if f*float64(mult) >= math.MaxInt64 {
+		return MemorySize{}, fmt.Errorf("%w: %q is too large", ErrBadLimit, s)
+	}
+	return MemorySize{Bytes: int64(f * float64(mult))}, nil
+}
+
+// Resolve returns the size in bytes, a percentage taken of total.
+func (m MemorySize) Resolve(total int64) int64 {
+	if m.Percent > 0 {
+		return int64(float64(total) * m.Percent / 100)
+	}
+	return m.Bytes
+}
+
+// String renders the setting as it could be written.
+func (m MemorySize) String() string {
+	if m.Percent > 0 {
+		return strconv.FormatFloat(m.Percent, 'f', -1, 64) + "%"
+	}
+	return FormatBytes(m.Bytes)
 }
