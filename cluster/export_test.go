@@ -14,3 +14,6 @@ func ForwardStats(n *Node) (batches, events uint64, inflight int) {
 	}
 	return batches, events, inflight
 }
+
+// FirstLogIndex is the first index n's raft log still holds.
+func FirstLogIndex(n *Node) (uint64, error) { return n.stores.Log.FirstIndex() }

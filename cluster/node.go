@@ -141,9 +141,10 @@ func Open(cfg Config, f *fsm.FSM, opts Options) (*Node, error) {
 		_ = n.teardown()
 		return nil, err
 	}
-	n.bg.Add(2)
+	n.bg.Add(3)
 	go n.sweepLoop()
 	go n.hintLoop()
+	go n.logSizeLoop()
 	if n.staticPending {
 		n.bg.Add(1)
 		go n.staticJoinLoop()

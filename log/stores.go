@@ -15,10 +15,11 @@ import (
 )
 
 const (
-	// logCacheSize is how many recent entries are kept in memory, so that
-	// replicating to followers that are only slightly behind does not read
-	// the file.
-	logCacheSize = 512
+	// logCacheSize and logCacheBytes bound the recent entries kept in
+	// memory, so that replicating to followers that are only slightly
+	// behind, and applying on a follower, does not read the file.
+	logCacheSize  = 512
+	logCacheBytes = 16 << 20
 	// snapshotsRetained is how many snapshots stay on disk: the newest, and
 	// one to fall back on if it turns out to be unreadable.
 	snapshotsRetained = 2
@@ -37,8 +38,13 @@ type Stores struct {
 	// Snapshots holds FSM snapshots.
 	Snapshots raft.SnapshotStore
 
-	bolt *raftboltdb.BoltStore
+	bolt  *raftboltdb.BoltStore
+	cache *sizedCache
 }
+
+// AvgEntryBytes is the moving average size of the log entries this node
+// stored lately (0 before the first).
+func (s *Stores) AvgEntryBytes() int64 { return s.cache.AvgEntryBytes() }
 
 // StoreOption adjusts how OpenStores opens the raft log.
 type StoreOption func(*raftboltdb.Options)
@@ -72,18 +78,14 @@ func OpenStores(dir string, logger *slog.Logger, opts ...StoreOption) (*Stores, 
 	if err != nil {
 		return nil, fmt.Errorf("raft stores: open %s: %w", path, err)
 	}
-	cache, err := raft.NewLogCache(logCacheSize, b)
-	if err != nil {
-		_ = b.Close()
-		return nil, fmt.Errorf("raft stores: log cache: %w", err)
-	}
+	cache := newSizedCache(b, logCacheSize, logCacheBytes)
 	w := &slogWriter{log: logger.With("component", "raft-snapshots")}
 	snaps, err := raft.NewFileSnapshotStore(dir, snapshotsRetained, w)
 	if err != nil {
 		_ = b.Close()
 		return nil, fmt.Errorf("raft stores: snapshots in %s: %w", dir, err)
 	}
-	return &Stores{Log: cache, Stable: b, Snapshots: snaps, bolt: b}, nil
+	return &Stores{Log: cache, Stable: b, Snapshots: snaps, bolt: b, cache: cache}, nil
 }
 
 // StateFiles names the files and directories OpenStores keeps in dir: the

@@ -72,3 +72,35 @@ func resolveLimits(sc *StorageConfig, p *problems) {
 	}
 	sc.Limits, sc.EvictionSamples = l, cfg.EvictionSamples
 }
+
+// gcFixedRoom is the soft memory limit's allowance for what a node holds
+// besides its storages: the runtime, buffers, the raft log cache, a
+// snapshot being written, requests in flight.
+const gcFixedRoom = 128 << 20
+
+// softMemoryLimit is the Go runtime's soft memory limit for a node whose
+// memory storages are all bounded by max_memory: their limits, a quarter
+// more for garbage, and gcFixedRoom. Under it the collector runs before
+// the heap doubles (GOGC's default), so the process's RSS follows
+// max_memory instead of twice the live heap. 0 (no limit) when a memory
+// storage is unbounded, when there is none, or when the operator set
+// GOMEMLIMIT.
+func softMemoryLimit(storages []StorageConfig, lookupEnv func(string) (string, bool)) int64 {
+	if _, set := lookupEnv("GOMEMLIMIT"); set {
+		return 0
+	}
+	var total int64
+	for _, sc := range storages {
+		if sc.Driver != "memory" {
+			continue
+		}
+		if sc.Limits.MaxBytes <= 0 {
+			return 0
+		}
+		total += sc.Limits.MaxBytes
+	}
+	if total == 0 {
+		return 0
+	}
+	return total + total/4 + gcFixedRoom
+}

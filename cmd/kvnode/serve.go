@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
+	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/ops"
 	"github.com/kvnode/kvnode/rpc"
 )
@@ -62,6 +65,12 @@ func serve(ctx context.Context, o serveOptions) (err error) {
 		logger, closeLogs = slog.New(slog.NewTextHandler(o.stderr, nil)), func() error { return nil }
 	}
 	defer func() { err = errors.Join(err, closeLogs()) }()
+	if lim := softMemoryLimit(cfg.Storages, os.LookupEnv); lim > 0 {
+		// Restored on return: tests run serve in their own process.
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(lim))
+		logger.Info("go runtime soft memory limit set from max_memory (set GOMEMLIMIT to choose another)",
+			"limit", drivers.FormatBytes(lim))
+	}
 
 	tr := &tracing{shutdown: func(context.Context) error { return nil }}
 	if !p.has("otel") {
