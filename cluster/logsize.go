@@ -13,7 +13,7 @@ import (
 // small write or a batch of hundreds: with 500-item batches the default
 // counts let raft.db grow past a gigabyte, which bbolt maps into the
 // process (its pages count in the node's RSS and its cgroup's memory) and
-// a restarting node reads. So every logCheckInterval the node turns the
+// a restarting node reads. So every logCheckInterval (2 s) the node turns the
 // byte bounds into counts by the average entry size it has seen, never
 // above the configured counts, and takes a snapshot as soon as the log
 // since the last one passes the snapshot bound rather than waiting for
@@ -31,7 +31,7 @@ const (
 	minLogSnapshotBytes = 8 << 20
 	// minLogEntries is the least either count is lowered to.
 	minLogEntries    = 64
-	logCheckInterval = 5 * time.Second
+	logCheckInterval = 2 * time.Second
 )
 
 // logSnapshotBytes is the snapshot bound for this node's storages.

@@ -64,23 +64,34 @@ type snapshot struct {
 	released bool
 }
 
+// keyEntry locates one key of a snapshot: 16 bytes, where the key and
+// value strings took 40; the list of every key is what a snapshot of a
+// large storage allocates.
 type keyEntry struct {
-	key string
-	en  entry
+	l   loc
+	exp *expiry
 }
 
 // sorted returns the snapshot's entries in ascending byte order of keys.
 func (s *snapshot) sorted() []keyEntry {
 	out := make([]keyEntry, 0, count(&s.shards))
 	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.each(func(l loc, exp *expiry) {
-			k, v, _ := record(s.slabs[l.id()], l.off())
-			out = append(out, keyEntry{k, entry{val: v, exp: exp}})
-		})
+		s.shards[i].each(func(l loc, exp *expiry) { out = append(out, keyEntry{l, exp}) })
 	}
-	slices.SortFunc(out, func(a, b keyEntry) int { return strings.Compare(a.key, b.key) })
+	slices.SortFunc(out, func(a, b keyEntry) int { return strings.Compare(s.key(a.l), s.key(b.l)) })
 	return out
+}
+
+// key returns the key stored at l.
+func (s *snapshot) key(l loc) string {
+	k, _, _ := record(s.slabs[l.id()], l.off())
+	return k
+}
+
+// entry returns the key and entry stored at x.
+func (s *snapshot) entry(x keyEntry) (string, entry) {
+	k, v, _ := record(s.slabs[x.l.id()], x.l.off())
+	return k, entry{val: v, exp: x.exp}
 }
 
 // WriteTo streams the snapshot in the format described above.
@@ -111,7 +122,8 @@ func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
 		return cw.n, fmt.Errorf("memory: snapshot: %w", err)
 	}
 	for _, x := range entries {
-		buf = appendEntry(buf[:0], x.key, x.en)
+		k, en := s.entry(x)
+		buf = appendEntry(buf[:0], k, en)
 		if err := write(buf); err != nil {
 			return cw.n, fmt.Errorf("memory: snapshot: %w", err)
 		}
@@ -188,7 +200,7 @@ func (e *Engine) Hash() ([]byte, error) {
 	h := sha256.New()
 	var buf []byte
 	for _, x := range s.sorted() {
-		k, en := x.key, x.en
+		k, en := s.entry(x)
 		timeout, deadline := en.ttl()
 		buf = binary.AppendUvarint(buf[:0], uint64(len(k)))
 		buf = append(buf, k...)
