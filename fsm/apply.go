@@ -60,7 +60,8 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		res := &Result{Index: l.Index}
 		out[i] = res
-		ev, err := eventlog.Decode(l.Data)
+		// The engines copy what they keep, so values may alias the entry.
+		ev, err := eventlog.DecodeShared(l.Data)
 		switch {
 		case errors.Is(err, eventlog.ErrIgnorable):
 			f.log.Warn("skipping a log entry of an unknown ignorable kind", "index", l.Index, "term", l.Term, "err", err)

@@ -141,7 +141,16 @@ func encodedSize(e Event) int {
 // set, in which case the returned event carries only Op.Kind; ErrCorrupt
 // (wrapped, with the offset and field) for anything else it cannot parse.
 // Use errors.Is.
-func Decode(b []byte) (Event, error) {
+func Decode(b []byte) (Event, error) { return decode(b, true) }
+
+// DecodeShared is Decode whose item values alias b instead of being
+// copied: for the state machine, whose engines copy what they keep (the
+// memory engine into its slabs, boltdb into its pages) while the raft
+// entry b is still held. It saves a copy of every value written, on every
+// node.
+func DecodeShared(b []byte) (Event, error) { return decode(b, false) }
+
+func decode(b []byte, copyValues bool) (Event, error) {
 	if len(b) < 2 {
 		return Event{}, fmt.Errorf("%w: %d bytes, want at least 2", ErrCorrupt, len(b))
 	}
@@ -156,7 +165,7 @@ func Decode(b []byte) (Event, error) {
 		}
 		return Event{}, fmt.Errorf("%w: unknown op %#x", ErrCorrupt, b[1])
 	}
-	d := decoder{b: b, off: 2}
+	d := decoder{b: b, off: 2, copyValues: copyValues}
 	var e Event
 	e.Op.Kind = kind
 	e.Storage = d.str("storage")
@@ -193,9 +202,10 @@ func Decode(b []byte) (Event, error) {
 // decoder reads fields off b; the first error sticks and every later read
 // returns a zero value, so callers check once at the end.
 type decoder struct {
-	b   []byte
-	off int
-	err error
+	b          []byte
+	off        int
+	err        error
+	copyValues bool
 }
 
 func (d *decoder) fail(field, format string, args ...any) {
@@ -273,7 +283,10 @@ func (d *decoder) items() []drivers.Item {
 		it := &items[i]
 		it.Key = d.str("key")
 		if v := d.raw("value"); len(v) > 0 {
-			it.Value = slices.Clone(v)
+			it.Value = v
+			if d.copyValues {
+				it.Value = slices.Clone(v)
+			}
 		}
 		// Items of one write usually share their timeout: reuse the string
 		// instead of allocating it again (the comparison does not allocate).

@@ -100,6 +100,32 @@ func TestDecode_DoesNotAliasInput(t *testing.T) {
 	}
 }
 
+// TestDecodeShared_AliasesValuesOnly checks that DecodeShared decodes what
+// Decode does, with values (and only values) still in the input.
+func TestDecodeShared_AliasesValuesOnly(t *testing.T) {
+	for name, e := range sampleEvents() {
+		b, err := Encode(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeShared(b)
+		if err != nil || !reflect.DeepEqual(got, e) {
+			t.Fatalf("%s: DecodeShared = %+v, %v; want %+v", name, got, err, e)
+		}
+		for _, it := range got.Op.Items {
+			if len(it.Value) > 0 && !overlaps(it.Value, b) {
+				t.Fatalf("%s: value of %q was copied", name, it.Key)
+			}
+		}
+	}
+}
+
+func overlaps(v, b []byte) bool {
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(v)))
+	return p >= start && p < start+uintptr(len(b))
+}
+
 func TestDecode_SharesRepeatedTimeout(t *testing.T) {
 	event := func(t1, t2 string) []byte {
 		b, err := Encode(Event{Storage: "s", Op: drivers.Op{Kind: drivers.OpSet, Items: []drivers.Item{

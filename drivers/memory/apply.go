@@ -35,7 +35,7 @@ func (e *Engine) Apply(index uint64, ops []drivers.Op) ([]error, error) {
 		}
 	}
 	if k := e.st.killed - killed; k > 0 {
-		e.compact(compactionWork*k + compactionSlack)
+		e.compact(e.st.work()*k + compactionSlack)
 	}
 	e.applied.Store(index)
 	return errs, nil
@@ -126,6 +126,7 @@ func (e *Engine) apply(op *drivers.Op) error {
 		// snapshots still holding them are unaffected.
 		e.tab.reset()
 		e.st = newStore(e.st.slabSize)
+		e.st.tight = e.limits.MaxBytes > 0
 		e.heap = nil
 		e.keys.Store(0)
 		e.bytes.Store(0)
@@ -194,6 +195,7 @@ func (e *Engine) setLimits(l drivers.Limits) error {
 	}
 	e.limits = l
 	e.lru = l.Policy == drivers.PolicyLRU && l.Bounded()
+	e.st.tight = l.MaxBytes > 0
 	e.published.Store(&l)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/kvnode/kvnode/drivers"
@@ -276,5 +277,35 @@ func TestMeasure_MatchesRestore(t *testing.T) {
 	data[len(data)-1] ^= 1
 	if _, err := New().Measure(bytes.NewReader(data)); !errors.Is(err, ErrBadSnapshot) {
 		t.Fatalf("Measure of a damaged stream: %v", err)
+	}
+}
+
+// TestLimits_TightCompaction checks that a bounded engine keeps dead
+// records to about a quarter of its slabs under a churn of overwrites and
+// evictions, where an unbounded one allows half.
+func TestLimits_TightCompaction(t *testing.T) {
+	for _, bounded := range []bool{false, true} {
+		e := newEngine(4096)
+		if bounded {
+			mustApply(t, e, limitOp(drivers.Limits{MaxBytes: 1 << 20, Policy: drivers.PolicyRandom}))
+		}
+		r := rand.New(rand.NewPCG(7, 7))
+		worst := 0.0
+		for i := range 20000 {
+			k := "k" + strconv.Itoa(r.IntN(2000))
+			mustApply(t, e, setOp(t0, it(k, strings.Repeat("v", 50+r.IntN(100)), "", 0)))
+			if i > 5000 {
+				st := &e.st
+				worst = max(worst, float64(st.garbage()-2*st.slabSize)/float64(st.size))
+			}
+		}
+		checkInvariants(t, e)
+		limit := 0.5
+		if bounded {
+			limit = 0.25
+		}
+		if worst > limit {
+			t.Errorf("bounded %v: dead records reached %.0f%% of the slabs, want at most %.0f%%", bounded, worst*100, limit*100)
+		}
 	}
 }

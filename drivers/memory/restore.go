@@ -42,6 +42,7 @@ func (e *Engine) Restore(r io.Reader) error {
 	}
 	e.tab.shards = st.tab.shards
 	e.st = st.st
+	e.st.tight = st.limits.MaxBytes > 0
 	e.heap = st.heap
 	e.keys.Store(int64(count(&st.tab.shards)))
 	e.bytes.Store(st.bytes)
