@@ -68,6 +68,9 @@ const (
 	// maxSampleRounds bounds the sampling one Plan may do per victim it
 	// still needs before it gives up (keys all chosen already, say).
 	maxSampleRounds = 8
+	// slackMin and slackMax bound the slack (see slack), in keys.
+	slackMin = 8
+	slackMax = 256
 )
 
 // NewPlanner returns a planner for e; samples <= 0 means DefaultSamples.
@@ -131,11 +134,30 @@ func (p *Planner) Plan(ops []Op, now int64) (*Op, Ticket) {
 	if needKeys > 0 {
 		reason = ReasonKeys
 	}
-	vs, fk, fu := p.choose(lim.Policy, needKeys, needBytes, now)
+	slackKeys, slackBytes := slack(lim, keys, usage)
+	vs, fk, fu := p.choose(lim.Policy, needKeys, needBytes, slackKeys, slackBytes, now)
 	if vs == nil {
 		return nil, t
 	}
 	return p.evict(&t, reason, vs, fk, fu, now), t
+}
+
+// slack is the room an eviction makes beyond what the writes need, so that
+// the next writes find it and do not each need an eviction of their own (a
+// raft entry of their own, until evictions share the writes' entries):
+// 1/512 of the limit, when that is at least slackMin keys' worth (a small
+// storage evicts exactly what it must), and at most slackMax keys' worth.
+func slack(lim Limits, keys, usage int64) (slackKeys, slackBytes int64) {
+	if lim.MaxKeys/512 >= slackMin {
+		slackKeys = min(lim.MaxKeys/512, slackMax)
+	}
+	if keys > 0 && lim.MaxBytes > 0 {
+		avg := max(usage/keys, 1)
+		if lim.MaxBytes/512 >= slackMin*avg {
+			slackBytes = min(lim.MaxBytes/512, slackMax*avg)
+		}
+	}
+	return slackKeys, slackBytes
 }
 
 // projected returns the keys and usage the engine will hold once what is
@@ -225,10 +247,11 @@ func (p *Planner) Planned() int64 {
 	return p.evicted
 }
 
-// choose picks victims freeing needKeys keys and needBytes of usage, or
-// none when it cannot find that much. Callers hold mu.
-func (p *Planner) choose(policy Policy, needKeys, needBytes, now int64) ([]Victim, int64, int64) {
-	vs, keys, usage := p.chooseUpTo(policy, needKeys, needBytes, now, maxVictims)
+// choose picks victims freeing needKeys keys and needBytes of usage, and
+// the slack beyond them when it finds it, or none when it cannot find the
+// need. Callers hold mu.
+func (p *Planner) choose(policy Policy, needKeys, needBytes, slackKeys, slackBytes, now int64) ([]Victim, int64, int64) {
+	vs, keys, usage := p.chooseUpTo(policy, max(needKeys, 0)+slackKeys, max(needBytes, 0)+slackBytes, now, maxVictims)
 	if keys < needKeys || usage < needBytes {
 		// Not enough: evicting some would lose keys for a write that
 		// fails anyway. Put lru candidates back for the next Plan.
@@ -242,31 +265,40 @@ func (p *Planner) choose(policy Policy, needKeys, needBytes, now int64) ([]Victi
 func (p *Planner) chooseUpTo(policy Policy, needKeys, needBytes, now int64, limit int) ([]Victim, int64, int64) {
 	var vs []Victim
 	var keys, usage int64
-	chosen := map[string]struct{}{}
-	take := func(c Candidate) {
-		vs = append(vs, c.Victim)
-		chosen[c.Key] = struct{}{}
-		keys++
-		usage += c.Usage
-	}
+	var chosen map[string]struct{} // once vs is long
 	taken := func(k string) bool {
 		if _, ok := p.pending[k]; ok {
 			return true
 		}
-		_, ok := chosen[k]
-		return ok
+		if chosen != nil {
+			_, ok := chosen[k]
+			return ok
+		}
+		return slices.ContainsFunc(vs, func(v Victim) bool { return v.Key == k })
+	}
+	take := func(c Candidate) {
+		vs = append(vs, c.Victim)
+		keys++
+		usage += c.Usage
+		if chosen == nil && len(vs) > 32 {
+			chosen = make(map[string]struct{}, 2*len(vs))
+			for _, v := range vs {
+				chosen[v.Key] = struct{}{}
+			}
+		} else if chosen != nil {
+			chosen[c.Key] = struct{}{}
+		}
 	}
 	enough := func() bool { return keys >= needKeys && usage >= needBytes || len(vs) >= limit }
 	switch policy {
 	case PolicyTTL:
-		skip := 0
-		for !enough() {
-			batch := p.e.Candidates(PolicyTTL, 64, skip, now, p.scratch[:0])
+		// Nearest deadlines in growing batches: most writes need one victim.
+		for skip, n := 0, 4; !enough(); skip, n = skip+n, min(2*n, 256) {
+			batch := p.e.Candidates(PolicyTTL, n, skip, 0, p.scratch[:0])
 			p.scratch = batch
 			if len(batch) == 0 {
 				break
 			}
-			skip += len(batch)
 			for _, c := range batch {
 				if !taken(c.Key) && !enough() {
 					take(c)
@@ -274,18 +306,16 @@ func (p *Planner) chooseUpTo(policy Policy, needKeys, needBytes, now int64, limi
 			}
 		}
 	case PolicyRandom:
-		for misses := 0; !enough() && misses < maxSampleRounds; {
-			batch := p.e.Candidates(PolicyRandom, p.samples, 0, now, p.scratch[:0])
+		for misses := 0; !enough() && misses < maxSampleRounds*p.samples; {
+			batch := p.e.Candidates(PolicyRandom, 1, 0, 0, p.scratch[:0])
 			p.scratch = batch
-			got := false
-			for _, c := range batch {
-				if !taken(c.Key) && !enough() {
-					take(c)
-					got = true
-				}
-			}
-			if !got {
+			switch {
+			case len(batch) == 0:
+				misses = maxSampleRounds * p.samples
+			case taken(batch[0].Key):
 				misses++
+			default:
+				take(batch[0])
 			}
 		}
 	case PolicyLRU:
@@ -303,10 +333,15 @@ func (p *Planner) chooseUpTo(policy Policy, needKeys, needBytes, now int64, limi
 }
 
 // oldest samples keys into the lru pool and takes its oldest candidate that
-// still holds what was sampled, or reports false when sampling found none.
-// Callers hold mu.
+// is still as it was sampled, with its digest, or reports false when
+// sampling found none. Only samples older than the pool's youngest are
+// read, once the pool is full. Callers hold mu.
 func (p *Planner) oldest(now int64, taken func(string) bool) (Candidate, bool) {
-	batch := p.e.Candidates(PolicyLRU, p.samples, 0, now, p.scratch[:0])
+	var before uint32
+	if len(p.pool) >= poolSize {
+		before = p.pool[len(p.pool)-1].Stamp
+	}
+	batch := p.e.Candidates(PolicyLRU, p.samples, 0, before, p.scratch[:0])
 	p.scratch = batch
 	for _, c := range batch {
 		if !taken(c.Key) {
@@ -314,8 +349,7 @@ func (p *Planner) oldest(now int64, taken func(string) bool) (Candidate, bool) {
 		}
 	}
 	for len(p.pool) > 0 {
-		c := p.pool[0]
-		p.pool = p.pool[1:]
+		c := p.popFront()
 		if taken(c.Key) {
 			continue
 		}
@@ -323,15 +357,12 @@ func (p *Planner) oldest(now int64, taken func(string) bool) (Candidate, bool) {
 		switch {
 		case !ok:
 			continue // gone since it was sampled
-		case cur.Victim != c.Victim || cur.Stamp != c.Stamp:
+		case cur.Stamp != c.Stamp || cur.Deadline != c.Deadline:
 			// Written or used since: it competes again as it is now.
 			p.addToPool(cur)
-			if p.pool[0].Key == cur.Key {
-				return p.popFront(), true
-			}
 			continue
 		}
-		return c, true
+		return cur, true
 	}
 	return Candidate{}, false
 }

@@ -204,8 +204,11 @@ type Evictable interface {
 	Growth(op *Op) (keys, usage int64)
 	// Candidates appends up to n keys the planner may evict under policy:
 	// for PolicyTTL the nearest deadlines first, after the first skip;
-	// otherwise keys sampled at random.
-	Candidates(policy Policy, n, skip int, now int64, dst []Candidate) []Candidate
+	// otherwise n keys sampled at random, of which, for PolicyLRU, only
+	// those last used before the stamp before (0: all), without their
+	// Digest (Peek gives it): sampling is where eviction spends its time,
+	// in cache misses, and most samples are not old enough to matter.
+	Candidates(policy Policy, n, skip int, before uint32, dst []Candidate) []Candidate
 	// Peek returns one key as a candidate, if it exists.
 	Peek(key string, now int64) (Candidate, bool)
 	// Touch records that keys were used at now (lru access hints).

@@ -93,6 +93,6 @@ func (e *stallEvictable) Touch(now int64, keys []string) { e.ev.Touch(now, keys)
 func (e *stallEvictable) Measure(r io.Reader) (drivers.Stats, error) {
 	return e.ev.Measure(r) //nolint:wrapcheck // the engine's own errors
 }
-func (e *stallEvictable) Candidates(p drivers.Policy, n, skip int, now int64, dst []drivers.Candidate) []drivers.Candidate {
-	return e.ev.Candidates(p, n, skip, now, dst)
+func (e *stallEvictable) Candidates(p drivers.Policy, n, skip int, before uint32, dst []drivers.Candidate) []drivers.Candidate {
+	return e.ev.Candidates(p, n, skip, before, dst)
 }

@@ -29,7 +29,11 @@ func (e *Engine) growth(op *drivers.Op) (keys, usage int64) {
 		return 0, 0
 	}
 	var seen shadows
-	if len(op.Items) > linearDedupMax {
+	if len(op.Items) == 1 {
+		// One item: nothing to shadow, and nothing to allocate for it.
+		var sh shadow
+		seen.m, seen.one, seen.oneKey = nil, &sh, op.Items[0].Key
+	} else if len(op.Items) > linearDedupMax {
 		seen.m = make(map[string]*shadow, len(op.Items))
 	}
 	for i := range op.Items {
@@ -75,9 +79,19 @@ type shadows struct {
 	keys []string
 	list []shadow
 	m    map[string]*shadow
+	// one is the shadow of a one-item op, not yet added until oneAdded.
+	one      *shadow
+	oneKey   string
+	oneAdded bool
 }
 
 func (s *shadows) get(k string) *shadow {
+	if s.one != nil {
+		if s.oneAdded && k == s.oneKey {
+			return s.one
+		}
+		return nil
+	}
 	if s.m != nil {
 		return s.m[k]
 	}
@@ -90,6 +104,10 @@ func (s *shadows) get(k string) *shadow {
 }
 
 func (s *shadows) add(k string) *shadow {
+	if s.one != nil {
+		s.oneAdded = true
+		return s.one
+	}
 	if s.m != nil {
 		sh := &shadow{}
 		s.m[k] = sh

@@ -142,7 +142,7 @@ func TestLimits_GrowthIsExact(t *testing.T) {
 
 // randomEvict evicts a few sampled keys, some with stale digests.
 func randomEvict(r *rand.Rand, e *Engine, now int64) drivers.Op {
-	cs := e.Candidates(drivers.PolicyRandom, 3, 0, now, nil)
+	cs := e.Candidates(drivers.PolicyRandom, 3, 0, 0, nil)
 	op := drivers.Op{Kind: drivers.OpEvict, Now: now, Reason: drivers.ReasonMemory}
 	for _, c := range cs {
 		if r.IntN(3) == 0 {
@@ -162,7 +162,7 @@ func TestCandidates_TTLNearestFirst(t *testing.T) {
 	mustApply(t, e, setOp(t0, it("forever", "v", "", 0)))
 	var all []drivers.Candidate
 	for skip := 0; ; skip += 7 {
-		cs := e.Candidates(drivers.PolicyTTL, 7, skip, t0, nil)
+		cs := e.Candidates(drivers.PolicyTTL, 7, skip, 0, nil)
 		if len(cs) == 0 {
 			break
 		}
@@ -203,7 +203,7 @@ func TestCandidates_LRUAges(t *testing.T) {
 	// Sampling finds every key eventually.
 	seen := map[string]bool{}
 	for range 200 {
-		for _, c := range e.Candidates(drivers.PolicyLRU, 5, 0, t0, nil) {
+		for _, c := range e.Candidates(drivers.PolicyLRU, 5, 0, 0, nil) {
 			seen[c.Key] = true
 		}
 	}

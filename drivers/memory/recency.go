@@ -79,8 +79,9 @@ func (e *Engine) Touch(now int64, keys []string) {
 // evict under policy, appended to dst. For PolicyTTL they are the keys with
 // the nearest deadlines, nearest first (skip of them left out, so that a
 // planner can step past keys it already chose); otherwise keys sampled at
-// random, with their recency for PolicyLRU.
-func (e *Engine) Candidates(policy drivers.Policy, n, skip int, now int64, dst []drivers.Candidate) []drivers.Candidate {
+// random, for PolicyLRU with their stamps, only those older than before,
+// and without digests.
+func (e *Engine) Candidates(policy drivers.Policy, n, skip int, before uint32, dst []drivers.Candidate) []drivers.Candidate {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.closed || n <= 0 {
@@ -98,11 +99,25 @@ func (e *Engine) Candidates(policy drivers.Policy, n, skip int, now int64, dst [
 		if !ok {
 			break
 		}
-		c := e.candidate(p.s.slots[p.i], p.entry())
-		if policy == drivers.PolicyLRU && p.s.stamps != nil {
-			c.Stamp = atomic.LoadUint32(&p.s.stamps[p.i])
+		if policy != drivers.PolicyLRU {
+			dst = append(dst, e.candidate(p.s.slots[p.i], p.entry()))
+			continue
 		}
-		dst = append(dst, c)
+		var stamp uint32
+		if p.s.stamps != nil {
+			stamp = atomic.LoadUint32(&p.s.stamps[p.i])
+		}
+		if before != 0 && stamp >= before {
+			continue // younger than every candidate the planner keeps
+		}
+		l := slotLoc(p.s.slots[p.i])
+		key, val := e.st.at(l)
+		_, deadline := p.entry().ttl()
+		dst = append(dst, drivers.Candidate{
+			Victim: drivers.Victim{Key: key, Deadline: deadline},
+			Usage:  drivers.EntryUsage(len(key), len(val), deadline != 0),
+			Stamp:  stamp,
+		})
 	}
 	return dst
 }
