@@ -123,12 +123,13 @@ type RestoreInfo struct {
 // The stream is spooled to the data directory and verified first; a
 // damaged stream, one holding a storage this cluster does not replicate,
 // or one holding more in a storage than the storage's configured limits
-// allow (max_memory, max_keys) changes nothing (ErrBackup). The header's index is then rewritten to the
-// index raft gives the restore here (see fsm.Reindex) and raft.Restore
-// installs it: the leader restores its state machine and every follower
-// installs the snapshot. Writes in flight at that moment are aborted (their
-// outcome is unknown). As raft documents, this is meant for disaster
-// recovery into a fresh cluster, not for a cluster serving traffic.
+// allow (max_memory, max_keys) changes nothing (ErrBackup). The header's
+// index is then rewritten to the index raft gives the restore here (see
+// fsm.Reindex) and raft.Restore installs it: the leader restores its state
+// machine and every follower installs the snapshot. Writes in flight at
+// that moment are aborted (their outcome is unknown). As raft documents,
+// this is meant for disaster recovery into a fresh cluster, not for a
+// cluster serving traffic.
 func (n *Node) RestoreBackup(ctx context.Context, r io.Reader) (RestoreInfo, error) {
 	var info RestoreInfo
 	if err := n.requireLeader(); err != nil {

@@ -24,13 +24,8 @@ import (
 // snapshot's bytes from it, so a caller can store several snapshots in one
 // stream; otherwise it buffers and may read past the end.
 func (e *Engine) Restore(r io.Reader) error {
-	d := &decoder{r: r, seed: e.tab.seed, mask: e.tab.mask, slabSize: e.st.slabSize}
-	if br, ok := r.(io.ByteReader); ok {
-		d.br = br
-	} else {
-		b := bufio.NewReaderSize(r, 64<<10)
-		d.r, d.br = b, b
-	}
+	d := newDecoder(r)
+	d.seed, d.mask, d.slabSize = e.tab.seed, e.tab.mask, e.st.slabSize
 	st, err := d.decode()
 	if err != nil {
 		return err
@@ -59,13 +54,8 @@ func (e *Engine) Restore(r io.Reader) error {
 // usage and limits) without building anything: to refuse a backup larger
 // than the storage's limits before restoring it.
 func (e *Engine) Measure(r io.Reader) (drivers.Stats, error) {
-	d := &decoder{r: r, measure: true}
-	if br, ok := r.(io.ByteReader); ok {
-		d.br = br
-	} else {
-		b := bufio.NewReaderSize(r, 64<<10)
-		d.r, d.br = b, b
-	}
+	d := newDecoder(r)
+	d.measure = true
 	st, err := d.decode()
 	if err != nil {
 		return drivers.Stats{}, err
@@ -107,6 +97,16 @@ type decoder struct {
 	timeouts internCache
 	// measure decodes without building anything (Measure).
 	measure bool
+}
+
+// newDecoder reads r byte by byte where r allows it (see Restore), else
+// through a buffer.
+func newDecoder(r io.Reader) *decoder {
+	if br, ok := r.(io.ByteReader); ok {
+		return &decoder{r: r, br: br}
+	}
+	b := bufio.NewReaderSize(r, 64<<10)
+	return &decoder{r: b, br: b}
 }
 
 func (d *decoder) decode() (*restored, error) {
