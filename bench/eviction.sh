@@ -5,13 +5,14 @@
 #    writes 1-key Sets of 100 bytes over a keyspace far larger than max_memory holds, so nearly
 #    every write needs a victim (lru), for BENCH_DURATION, alternating limit/no limit BENCH_REPS
 #    times, on a single node and through the leader of a local three-node cluster.
-# 2. With BENCH_FLOOD (a duration, e.g. 10m): a flood of writes through the leader of a bounded
-#    cluster, sampling every node's RSS every BENCH_SAMPLE, to show it flat.
+# 2. With BENCH_FLOOD (a duration, e.g. 10m): a flood of writes through the leader of a fresh
+#    cluster whose only storage is the bounded one (so kvnode sets the Go soft memory limit
+#    from max_memory), sampling every node's RSS every BENCH_SAMPLE, to show it flat.
 # Prints markdown on stdout.
 #
 # Usage: bench/eviction.sh [KVNODE_BINARY]
 # Env:   BENCH_DURATION=10s  BENCH_REPS=3  BENCH_MAX_MEMORY=64MiB  BENCH_KEYSPACE=5000000
-#        BENCH_FLOOD=  BENCH_SAMPLE=30s  BENCH_PORT=17500  BENCH_C=16
+#        BENCH_FLOOD=  BENCH_SAMPLE=30s  BENCH_PORT=18500  BENCH_C=16
 # Needs: go (unless a binary is given), jq.
 set -euo pipefail
 
@@ -22,7 +23,7 @@ MAXMEM=${BENCH_MAX_MEMORY:-64MiB}
 KEYSPACE=${BENCH_KEYSPACE:-5000000}
 FLOOD=${BENCH_FLOOD:-}
 SAMPLE=${BENCH_SAMPLE:-30s}
-PORT=${BENCH_PORT:-17500}
+PORT=${BENCH_PORT:-18500}
 C=${BENCH_C:-16}
 command -v jq >/dev/null || { echo "eviction.sh: jq is required" >&2; exit 1; }
 # FILL is one and a half times what max_memory holds of the bench's keys (14 + 100 bytes and
@@ -65,11 +66,9 @@ set_run() {
 }
 
 storages() {
-  cat <<YAML
-kv:
-  open:    { driver: memory }
-  bounded: { driver: memory, config: { max_memory: $MAXMEM, eviction: lru } }
-YAML
+  echo 'kv:'
+  [[ ${1:-} == bounded-only ]] || echo '  open:    { driver: memory }'
+  echo "  bounded: { driver: memory, config: { max_memory: $MAXMEM, eviction: lru } }"
 }
 
 # fill RPC STORAGE empties a storage, then writes FILL keys (more than the bounded one holds)
@@ -112,17 +111,21 @@ compare() {
 "$KV" serve -c "$tmp/single.yaml" 2>"$tmp/single.log" &
 PIDS+=($!)
 wait_ready "tcp://127.0.0.1:$PORT"
+kill -0 "${PIDS[0]}" 2>/dev/null || { echo "eviction.sh: the single node exited: $(tail -3 "$tmp/single.log")" >&2; exit 1; }
 ROWS=$(compare "single node" "tcp://127.0.0.1:$PORT")
 kill -TERM "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
 PIDS=()
 
 # --- three nodes -----------------------------------------------------------------------------
-{
-  echo 'version: "3"'
-  echo 'rpc: { listen: "tcp://127.0.0.1:${RPC_PORT}" }'
-  echo 'logs: { level: warn }'
-  storages
-  cat <<YAML
+# start_cluster [bounded-only] starts three fresh nodes and sets LEADER.
+start_cluster() {
+  rm -rf "$tmp/n1" "$tmp/n2" "$tmp/n3"
+  {
+    echo 'version: "3"'
+    echo 'rpc: { listen: "tcp://127.0.0.1:${RPC_PORT}" }'
+    echo 'logs: { level: warn }'
+    storages "${1:-}"
+    cat <<YAML
 cluster:
   node_id: \${NODE}
   data_dir: $tmp/\${NODE}
@@ -132,16 +135,37 @@ cluster:
     - { id: n2, address: "127.0.0.1:$((PORT + 12))" }
     - { id: n3, address: "127.0.0.1:$((PORT + 13))" }
 YAML
-} >"$tmp/cluster.yaml"
-for i in 1 2 3; do
-  NODE=n$i RAFT_PORT=$((PORT + 10 + i)) RPC_PORT=$((PORT + i)) "$KV" serve -c "$tmp/cluster.yaml" 2>"$tmp/n$i.log" &
-  PIDS[$i]=$!
-done
-for i in 1 2 3; do wait_ready "tcp://127.0.0.1:$((PORT + i))"; done
-LEADER=""
-for i in 1 2 3; do
-  [[ $("$KV" status --rpc "tcp://127.0.0.1:$((PORT + i))" --json | jq -r .role) == leader ]] && LEADER=$i
-done
+  } >"$tmp/cluster.yaml"
+  local i t role
+  for i in 1 2 3; do
+    NODE=n$i RAFT_PORT=$((PORT + 10 + i)) RPC_PORT=$((PORT + i)) "$KV" serve -c "$tmp/cluster.yaml" 2>"$tmp/n$i.log" &
+    PIDS[$i]=$!
+  done
+  for i in 1 2 3; do
+    wait_ready "tcp://127.0.0.1:$((PORT + i))"
+    # Ready, but ours? (Something else may hold the port: BENCH_PORT.)
+    kill -0 "${PIDS[$i]}" 2>/dev/null || { echo "eviction.sh: n$i exited: $(tail -3 "$tmp/n$i.log")" >&2; exit 1; }
+  done
+  # The leader, as the nodes report it (bounded: 20 s).
+  LEADER=""
+  for ((t = 0; t < 200; t++)); do
+    [[ -z $LEADER ]] || break
+    for i in 1 2 3; do
+      role=$("$KV" status --rpc "tcp://127.0.0.1:$((PORT + i))" --json 2>/dev/null | jq -r .role) || true
+      if [[ $role == leader ]]; then LEADER=$i; fi
+    done
+    [[ -n $LEADER ]] || sleep 0.1
+  done
+  [[ -n $LEADER ]] || { echo "eviction.sh: no leader" >&2; exit 1; }
+}
+
+stop_cluster() {
+  local i
+  for i in 1 2 3; do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; done
+  for i in 1 2 3; do wait "${PIDS[$i]}" 2>/dev/null || true; done
+}
+
+start_cluster
 ROWS+=$'\n'$(compare "cluster, via the leader" "tcp://127.0.0.1:$((PORT + LEADER))")
 
 cat <<MD
@@ -161,13 +185,18 @@ MD
 [[ -z $FLOOD ]] && exit 0
 
 # --- flood -----------------------------------------------------------------------------------
+stop_cluster
+start_cluster bounded-only
 log "flood: $FLOOD through n$LEADER, sampling every $SAMPLE"
 "$KV" bench --rpc "tcp://127.0.0.1:$((PORT + LEADER))" --storage bounded --op set -c "$C" -d "$FLOOD" \
-  --warmup 0 --keys 1 --size 100 --keyspace 100000000 --json -q >"$tmp/flood.json" &
+  --warmup 0 --keys 1 --size 100 --keyspace 10000000 --json -q >"$tmp/flood.json" &
 FLOODPID=$!
 secs=$(awk -v d="$SAMPLE" 'BEGIN { sub(/s$/, "", d); if (d ~ /m$/) { sub(/m$/, "", d); d *= 60 } print d }')
 echo
 echo "### RSS over a $FLOOD flood of writes into \`max_memory: $MAXMEM, eviction: lru\` (cluster, through the leader)"
+echo
+echo "A fresh cluster whose only storage is the bounded one: kvnode sets the Go soft memory limit to"
+echo "1.25 × max_memory + 128 MiB. 1-key Sets of 100 bytes over 10M keys, c=$C, sampled every $SAMPLE."
 echo
 echo "| elapsed | $(for i in 1 2 3; do printf 'n%s%s MiB | ' $i "$([[ $i == "$LEADER" ]] && echo ' (leader)')"; done)usage MiB | evicted |"
 echo "|---:|---:|---:|---:|---:|---:|"
@@ -175,7 +204,7 @@ start=$(date +%s)
 while kill -0 $FLOODPID 2>/dev/null; do
   st=$("$KV" status --rpc "tcp://127.0.0.1:$((PORT + LEADER))" --json)
   printf '| %ss | ' $(($(date +%s) - start))
-  for i in 1 2 3; do printf '%s | ' $(($(awk '$1 == "VmRSS:" { print $2 }' "/proc/${PIDS[$i]}/status") / 1024)); done
+  for i in 1 2 3; do printf '%s | ' "$(awk '$1 == "VmRSS:" { printf "%d", $2 / 1024 }' "/proc/${PIDS[$i]}/status" 2>/dev/null || echo -)"; done
   jq -r '.storages[] | select(.name == "bounded") | "\(.usage / 1048576 | floor) | \(.evicted) |"' <<<"$st"
   sleep "$secs"
 done

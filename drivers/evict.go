@@ -344,21 +344,18 @@ func (p *Planner) oldest(now int64, taken func(string) bool) (Candidate, bool) {
 	batch := p.e.Candidates(PolicyLRU, p.samples, 0, before, p.scratch[:0])
 	p.scratch = batch
 	for _, c := range batch {
-		if !taken(c.Key) {
-			p.addToPool(c)
-		}
+		p.addToPool(c)
 	}
 	for len(p.pool) > 0 {
 		c := p.popFront()
-		if taken(c.Key) {
-			continue
-		}
-		cur, ok := p.e.Peek(c.Key, now)
+		cur, ok := p.e.Resolve(c)
 		switch {
 		case !ok:
-			continue // gone since it was sampled
-		case cur.Stamp != c.Stamp || cur.Deadline != c.Deadline:
-			// Written or used since: it competes again as it is now.
+			continue // written, deleted or moved since it was sampled
+		case taken(cur.Key):
+			continue
+		case cur.Stamp != c.Stamp:
+			// Used since: it competes again as it is now.
 			p.addToPool(cur)
 			continue
 		}
@@ -370,7 +367,7 @@ func (p *Planner) oldest(now int64, taken func(string) bool) (Candidate, bool) {
 // addToPool inserts c by stamp, oldest first, keeping the pool at
 // poolSize and each key once.
 func (p *Planner) addToPool(c Candidate) {
-	if i := slices.IndexFunc(p.pool, func(x Candidate) bool { return x.Key == c.Key }); i >= 0 {
+	if i := slices.IndexFunc(p.pool, func(x Candidate) bool { return x.Ref == c.Ref }); i >= 0 {
 		p.pool = slices.Delete(p.pool, i, i+1)
 	}
 	i, _ := slices.BinarySearchFunc(p.pool, c.Stamp, func(x Candidate, stamp uint32) int {

@@ -189,6 +189,8 @@ type Candidate struct {
 	// units that only compare with each other (lru only; smaller is
 	// older; 0 is never).
 	Stamp uint32
+	// Ref is where the engine found the key, for Resolve; opaque.
+	Ref [2]uint64
 }
 
 // Evictable is an Engine that can be bounded: it enforces Limits at apply
@@ -205,10 +207,14 @@ type Evictable interface {
 	// Candidates appends up to n keys the planner may evict under policy:
 	// for PolicyTTL the nearest deadlines first, after the first skip;
 	// otherwise n keys sampled at random, of which, for PolicyLRU, only
-	// those last used before the stamp before (0: all), without their
-	// Digest (Peek gives it): sampling is where eviction spends its time,
-	// in cache misses, and most samples are not old enough to matter.
+	// those last used before the stamp before (0: all), with only their
+	// Stamp and Ref (Resolve gives the rest): sampling is where eviction
+	// spends its time, in cache misses, and most samples never become
+	// victims.
 	Candidates(policy Policy, n, skip int, before uint32, dst []Candidate) []Candidate
+	// Resolve returns the candidate at c.Ref as it is now, whole, or false
+	// when that place holds another key or record since it was sampled.
+	Resolve(c Candidate) (Candidate, bool)
 	// Peek returns one key as a candidate, if it exists.
 	Peek(key string, now int64) (Candidate, bool)
 	// Touch records that keys were used at now (lru access hints).

@@ -90,6 +90,9 @@ func (e *stallEvictable) Peek(key string, now int64) (drivers.Candidate, bool) {
 	return e.ev.Peek(key, now)
 }
 func (e *stallEvictable) Touch(now int64, keys []string) { e.ev.Touch(now, keys) }
+func (e *stallEvictable) Resolve(c drivers.Candidate) (drivers.Candidate, bool) {
+	return e.ev.Resolve(c)
+}
 func (e *stallEvictable) Measure(r io.Reader) (drivers.Stats, error) {
 	return e.ev.Measure(r) //nolint:wrapcheck // the engine's own errors
 }

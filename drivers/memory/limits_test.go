@@ -204,11 +204,22 @@ func TestCandidates_LRUAges(t *testing.T) {
 	seen := map[string]bool{}
 	for range 200 {
 		for _, c := range e.Candidates(drivers.PolicyLRU, 5, 0, 0, nil) {
-			seen[c.Key] = true
+			r, ok := e.Resolve(c)
+			if !ok || r.Stamp != c.Stamp || r.Digest != drivers.ValueDigest([]byte("v")) {
+				t.Fatalf("Resolve(%+v) = %+v, %v", c, r, ok)
+			}
+			seen[r.Key] = true
 		}
 	}
 	if len(seen) != 3 {
 		t.Fatalf("sampled %v, want all three keys", seen)
+	}
+	// A candidate whose key was written since does not resolve.
+	c := e.Candidates(drivers.PolicyLRU, 1, 0, 0, nil)[0]
+	r, _ := e.Resolve(c)
+	mustApply(t, e, setOp(t0+6*sec, it(r.Key, "new", "", 0)))
+	if r2, ok := e.Resolve(c); ok {
+		t.Fatalf("Resolve after a write of %q = %+v", r.Key, r2)
 	}
 }
 

@@ -3,6 +3,7 @@ package memory
 import (
 	"math/rand/v2"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/kvnode/kvnode/drivers"
 )
@@ -110,16 +111,39 @@ func (e *Engine) Candidates(policy drivers.Policy, n, skip int, before uint32, d
 		if before != 0 && stamp >= before {
 			continue // younger than every candidate the planner keeps
 		}
-		l := slotLoc(p.s.slots[p.i])
-		key, val := e.st.at(l)
-		_, deadline := p.entry().ttl()
-		dst = append(dst, drivers.Candidate{
-			Victim: drivers.Victim{Key: key, Deadline: deadline},
-			Usage:  drivers.EntryUsage(len(key), len(val), deadline != 0),
-			Stamp:  stamp,
-		})
+		dst = append(dst, drivers.Candidate{Stamp: stamp, Ref: e.ref(&p)})
 	}
 	return dst
+}
+
+// ref locates a sampled key for Resolve: the slot's content (its record's
+// location, which a write changes) and the slot's shard and index.
+func (e *Engine) ref(p *pos) [2]uint64 {
+	si := (uintptr(unsafe.Pointer(p.s)) - uintptr(unsafe.Pointer(&e.tab.shards[0]))) / unsafe.Sizeof(shard{})
+	return [2]uint64{p.s.slots[p.i], uint64(si)<<48 | uint64(p.i)} //nolint:gosec // a shard index and a slot index
+}
+
+// Resolve implements drivers.Evictable: the key at c.Ref, if the slot
+// still holds the record it held when sampled (a write of the key moves
+// its record; a grown table moves its slots), with its digest and stamp.
+func (e *Engine) Resolve(c drivers.Candidate) (drivers.Candidate, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	si, i := c.Ref[1]>>48, int(c.Ref[1]&(1<<48-1)) //nolint:gosec // as ref packed them
+	if e.closed || si >= numShards {
+		return drivers.Candidate{}, false
+	}
+	s := &e.tab.shards[si]
+	if i >= len(s.slots) || s.slots[i] != c.Ref[0] || c.Ref[0] == 0 {
+		return drivers.Candidate{}, false
+	}
+	p := pos{s: s, i: i}
+	out := e.candidate(s.slots[i], p.entry())
+	out.Ref = c.Ref
+	if s.stamps != nil {
+		out.Stamp = atomic.LoadUint32(&s.stamps[i])
+	}
+	return out, true
 }
 
 // Peek returns key as a candidate (its current recency included), for a
