@@ -13,6 +13,7 @@
 # Usage: bench/eviction.sh [KVNODE_BINARY]
 # Env:   BENCH_DURATION=10s  BENCH_REPS=3  BENCH_MAX_MEMORY=64MiB  BENCH_KEYSPACE=5000000
 #        BENCH_FLOOD=  BENCH_SAMPLE=30s  BENCH_PORT=18500  BENCH_C=16
+#        BENCH_ONLY_FLOOD=1 skips the throughput runs; BENCH_KEEP_LOGS=1 prints the nodes' logs' ends
 # Needs: go (unless a binary is given), jq.
 set -euo pipefail
 
@@ -35,7 +36,10 @@ FILL=$(awk -v m="$MAXMEM" 'BEGIN {
 tmp=$(mktemp -d /tmp/kvnode-eviction-bench.XXXXXX)
 PIDS=()
 cleanup() {
-  local pid
+  local pid f
+  if [[ -n ${BENCH_KEEP_LOGS:-} ]]; then
+    for f in "$tmp"/*.log; do echo "== $f" >&2; tail -5 "$f" >&2; done
+  fi
   for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   rm -rf "$tmp"
 }
@@ -101,22 +105,6 @@ compare() {
   printf '| %s | %s | %s | %s | %s |\n' "$label" "$oa" "$ob" "$(med "${ratios[@]}")" "$errs"
 }
 
-# --- single node -----------------------------------------------------------------------------
-{
-  echo 'version: "3"'
-  echo "rpc: { listen: \"tcp://127.0.0.1:$PORT\" }"
-  echo 'logs: { level: warn }'
-  storages
-} >"$tmp/single.yaml"
-"$KV" serve -c "$tmp/single.yaml" 2>"$tmp/single.log" &
-PIDS+=($!)
-wait_ready "tcp://127.0.0.1:$PORT"
-kill -0 "${PIDS[0]}" 2>/dev/null || { echo "eviction.sh: the single node exited: $(tail -3 "$tmp/single.log")" >&2; exit 1; }
-ROWS=$(compare "single node" "tcp://127.0.0.1:$PORT")
-kill -TERM "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
-PIDS=()
-
-# --- three nodes -----------------------------------------------------------------------------
 # start_cluster [bounded-only] starts three fresh nodes and sets LEADER.
 start_cluster() {
   rm -rf "$tmp/n1" "$tmp/n2" "$tmp/n3"
@@ -165,6 +153,23 @@ stop_cluster() {
   for i in 1 2 3; do wait "${PIDS[$i]}" 2>/dev/null || true; done
 }
 
+# --- single node -----------------------------------------------------------------------------
+if [[ -z ${BENCH_ONLY_FLOOD:-} ]]; then
+{
+  echo 'version: "3"'
+  echo "rpc: { listen: \"tcp://127.0.0.1:$PORT\" }"
+  echo 'logs: { level: warn }'
+  storages
+} >"$tmp/single.yaml"
+"$KV" serve -c "$tmp/single.yaml" 2>"$tmp/single.log" &
+PIDS+=($!)
+wait_ready "tcp://127.0.0.1:$PORT"
+kill -0 "${PIDS[0]}" 2>/dev/null || { echo "eviction.sh: the single node exited: $(tail -3 "$tmp/single.log")" >&2; exit 1; }
+ROWS=$(compare "single node" "tcp://127.0.0.1:$PORT")
+kill -TERM "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
+PIDS=()
+
+# --- three nodes -----------------------------------------------------------------------------
 start_cluster
 ROWS+=$'\n'$(compare "cluster, via the leader" "tcp://127.0.0.1:$((PORT + LEADER))")
 
@@ -182,11 +187,15 @@ pairs, medians; the ratio is the median of the pairs' ratios. Target: ≥ 0.80.
 $ROWS
 MD
 
+stop_cluster
+fi
+
 [[ -z $FLOOD ]] && exit 0
 
 # --- flood -----------------------------------------------------------------------------------
-stop_cluster
 start_cluster bounded-only
+log "flood: filling the bounded storage"
+fill "tcp://127.0.0.1:$((PORT + LEADER))" bounded
 log "flood: $FLOOD through n$LEADER, sampling every $SAMPLE"
 "$KV" bench --rpc "tcp://127.0.0.1:$((PORT + LEADER))" --storage bounded --op set -c "$C" -d "$FLOOD" \
   --warmup 0 --keys 1 --size 100 --keyspace 10000000 --json -q >"$tmp/flood.json" &
@@ -196,7 +205,8 @@ echo
 echo "### RSS over a $FLOOD flood of writes into \`max_memory: $MAXMEM, eviction: lru\` (cluster, through the leader)"
 echo
 echo "A fresh cluster whose only storage is the bounded one: kvnode sets the Go soft memory limit to"
-echo "1.25 × max_memory + 128 MiB. 1-key Sets of 100 bytes over 10M keys, c=$C, sampled every $SAMPLE."
+echo "1.25 × max_memory + 128 MiB. Filled first with $FILL keys, then 1-key Sets of 100 bytes over 10M keys,"
+echo "c=$C, sampled every $SAMPLE."
 echo
 echo "| elapsed | $(for i in 1 2 3; do printf 'n%s%s MiB | ' $i "$([[ $i == "$LEADER" ]] && echo ' (leader)')"; done)usage MiB | evicted |"
 echo "|---:|---:|---:|---:|---:|---:|"
@@ -205,7 +215,7 @@ while kill -0 $FLOODPID 2>/dev/null; do
   st=$("$KV" status --rpc "tcp://127.0.0.1:$((PORT + LEADER))" --json)
   printf '| %ss | ' $(($(date +%s) - start))
   for i in 1 2 3; do printf '%s | ' "$(awk '$1 == "VmRSS:" { printf "%d", $2 / 1024 }' "/proc/${PIDS[$i]}/status" 2>/dev/null || echo -)"; done
-  jq -r '.storages[] | select(.name == "bounded") | "\(.usage / 1048576 | floor) | \(.evicted) |"' <<<"$st"
+  jq -r '.storages[] | select(.name == "bounded") | "\((.usage // 0) / 1048576 | floor) | \(.evicted // 0) |"' <<<"$st"
   sleep "$secs"
 done
 wait $FLOODPID || true
