@@ -47,7 +47,6 @@ type Planner struct {
 	// epoch and next number the evictions (SetEpoch).
 	epoch, next uint64
 	scratch     []Candidate
-	evicted     int64
 }
 
 // inflight is an eviction proposed and not yet seen applied.
@@ -192,7 +191,6 @@ func (p *Planner) evict(t *Ticket, reason Reason, vs []Victim, fk, fu, now int64
 		t.victims[i] = v.Key
 		p.pending[v.Key] = struct{}{}
 	}
-	p.evicted += int64(len(vs))
 	return &Op{Kind: OpEvict, Now: now, Reason: reason, Seq: t.seq, Victims: vs}
 }
 
@@ -238,13 +236,6 @@ func (p *Planner) Done(t Ticket) {
 	if i := slices.IndexFunc(p.evicts, func(x inflight) bool { return x.seq == t.seq }); t.seq != 0 && i >= 0 {
 		p.forget(i)
 	}
-}
-
-// Planned reports how many victims this planner has chosen.
-func (p *Planner) Planned() int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.evicted
 }
 
 // choose picks victims freeing needKeys keys and needBytes of usage, and

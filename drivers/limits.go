@@ -215,7 +215,8 @@ type Evictable interface {
 	// Resolve returns the candidate at c.Ref as it is now, whole, or false
 	// when that place holds another key or record since it was sampled.
 	Resolve(c Candidate) (Candidate, bool)
-	// Peek returns one key as a candidate, if it exists.
+	// Peek returns one key as a candidate, if it exists, with its stamp
+	// (for tests and tools: the planner resolves what it sampled).
 	Peek(key string, now int64) (Candidate, bool)
 	// Touch records that keys were used at now (lru access hints).
 	Touch(now int64, keys []string)

@@ -146,8 +146,7 @@ func (e *Engine) Resolve(c drivers.Candidate) (drivers.Candidate, bool) {
 	return out, true
 }
 
-// Peek returns key as a candidate (its current recency included), for a
-// planner that revalidates the candidates it kept.
+// Peek returns key as a candidate, its stamp included.
 func (e *Engine) Peek(key string, now int64) (drivers.Candidate, bool) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
