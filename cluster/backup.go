@@ -121,13 +121,15 @@ type RestoreInfo struct {
 // returns once a quorum holds the restored state.
 //
 // The stream is spooled to the data directory and verified first; a
-// damaged stream or one holding a storage this cluster does not replicate
-// changes nothing (ErrBackup). The header's index is then rewritten to the
-// index raft gives the restore here (see fsm.Reindex) and raft.Restore
-// installs it: the leader restores its state machine and every follower
-// installs the snapshot. Writes in flight at that moment are aborted (their
-// outcome is unknown). As raft documents, this is meant for disaster
-// recovery into a fresh cluster, not for a cluster serving traffic.
+// damaged stream, one holding a storage this cluster does not replicate,
+// or one holding more in a storage than the storage's configured limits
+// allow (max_memory, max_keys) changes nothing (ErrBackup). The header's
+// index is then rewritten to the index raft gives the restore here (see
+// fsm.Reindex) and raft.Restore installs it: the leader restores its state
+// machine and every follower installs the snapshot. Writes in flight at
+// that moment are aborted (their outcome is unknown). As raft documents,
+// this is meant for disaster recovery into a fresh cluster, not for a
+// cluster serving traffic.
 func (n *Node) RestoreBackup(ctx context.Context, r io.Reader) (RestoreInfo, error) {
 	var info RestoreInfo
 	if err := n.requireLeader(); err != nil {
@@ -138,7 +140,7 @@ func (n *Node) RestoreBackup(ctx context.Context, r io.Reader) (RestoreInfo, err
 		return info, err
 	}
 	defer removeSpool(raw)
-	src, err := fsm.VerifySnapshot(io.TeeReader(r, raw))
+	src, err := fsm.VerifySections(io.TeeReader(r, raw), n.checkBackupLimits)
 	if err != nil {
 		return info, fmt.Errorf("%w: %w", ErrBackup, err)
 	}

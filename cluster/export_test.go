@@ -24,3 +24,6 @@ func BatchesOK(n *Node) bool { return n.batchesOK() }
 
 // Watchers counts the Watch calls n holds.
 func Watchers(n *Node) int { return int(n.watchers.Load()) }
+
+// FirstLogIndex is the first index n's raft log still holds.
+func FirstLogIndex(n *Node) (uint64, error) { return n.stores.Log.FirstIndex() }

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 
+	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/fsm"
 	eventlog "github.com/kvnode/kvnode/log"
 )
@@ -42,6 +43,12 @@ type Options struct {
 	// BootID returns the id of the machine's current boot (recovery.go);
 	// nil reads Linux's.
 	BootID func() string
+	// Limits are the configured limits of bounded storages, by name; the
+	// leader makes them the replicated ones (evict.go).
+	Limits map[string]drivers.Limits
+	// EvictionSamples are the lru policy's samples per victim, by storage
+	// (drivers.DefaultSamples when absent).
+	EvictionSamples map[string]int
 }
 
 // Node is one member of the raft cluster serving the replicated storages.
@@ -92,6 +99,10 @@ type Node struct {
 	versions peerVersions
 	// watchers counts the followers' Watch calls held here (watch.go).
 	watchers atomic.Int32
+	// evict plans the leader's evictions (evict.go); hints gathers reads
+	// for the leader's lru (hints.go).
+	evict *evictor
+	hints hints
 
 	closed atomic.Bool
 	stop   chan struct{}
@@ -138,15 +149,18 @@ func Open(cfg Config, f *fsm.FSM, opts Options) (*Node, error) {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.leaderBatcher = &batcher{send: n.commitWrites}
 	n.acksKnown = make(chan struct{})
+	n.evict = newEvictor(n)
 	if err := n.open(); err != nil {
 		n.cancel()
 		_ = n.teardown()
 		return nil, err
 	}
-	n.bg.Add(3)
+	n.bg.Add(5)
 	go n.sweepLoop()
 	go n.versionLoop()
 	go n.watchLoop()
+	go n.hintLoop()
+	go n.logSizeLoop()
 	select {
 	case <-n.acksKnown:
 	default:

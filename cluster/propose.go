@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/fsm"
 	eventlog "github.com/kvnode/kvnode/log"
 )
@@ -32,7 +33,10 @@ type outcome struct {
 }
 
 // commit proposes events on this node, which must lead, and returns one
-// outcome per event.
+// outcome per event. A write to a bounded storage is preceded, in the same
+// entry (or, writing single entries, just before it), by the eviction that
+// makes room for it (evict.go), so the engines stay within their limits at
+// every applied index.
 func (n *Node) commit(ctx context.Context, events []eventlog.Event) []outcome {
 	out := make([]outcome, len(events))
 	if n.raft.State() != raft.Leader {
@@ -41,17 +45,28 @@ func (n *Node) commit(ctx context.Context, events []eventlog.Event) []outcome {
 		}
 		return out
 	}
+	if n.needsRoom(events) {
+		// Evictions enter the log in the order they are planned.
+		n.evict.order.Lock()
+		defer n.evict.order.Unlock()
+	}
 	now := n.stampNow()
+	timeout := remaining(ctx, n.cfg.ApplyTimeout)
 	if len(events) > 1 && n.batchesOK() {
-		data, err := eventlog.EncodeBatch(now, events)
+		evicts, tickets := n.planRooms(events, now)
+		data, err := eventlog.EncodeBatch(now, append(evicts, events...))
 		if err != nil {
 			for i := range out {
 				out[i].err = fmt.Errorf("encode batch: %w", err)
 			}
+			releaseRooms(tickets)
 			return out
 		}
-		p := proposal{fut: n.raft.Apply(data, remaining(ctx, n.cfg.ApplyTimeout)), data: data, events: len(events)}
-		return n.settle(ctx, p)
+		fut := n.raft.Apply(data, timeout)
+		for _, t := range tickets {
+			fut = trackRoom(fut, t)
+		}
+		return n.settle(ctx, proposal{fut: fut, data: data, events: len(events), skip: len(evicts)})
 	}
 	props := make([]proposal, len(events))
 	for i, ev := range events {
@@ -61,7 +76,18 @@ func (n *Node) commit(ctx context.Context, events []eventlog.Event) []outcome {
 			out[i].err = fmt.Errorf("encode event: %w", err)
 			continue
 		}
-		props[i] = proposal{fut: n.raft.Apply(data, remaining(ctx, n.cfg.ApplyTimeout)), data: data, events: 1}
+		evicts, tickets := n.planRooms(events[i:i+1], now)
+		for _, e := range evicts {
+			e.Op.Now = now
+			if b, err := eventlog.Encode(e); err == nil {
+				n.raft.Apply(b, timeout) // in order just before the write; the write's outcome tells
+			}
+		}
+		fut := n.raft.Apply(data, timeout)
+		for _, t := range tickets {
+			fut = trackRoom(fut, t)
+		}
+		props[i] = proposal{fut: fut, data: data, events: 1}
 	}
 	for i, p := range props {
 		if p.fut != nil {
@@ -71,6 +97,54 @@ func (n *Node) commit(ctx context.Context, events []eventlog.Event) []outcome {
 	return out
 }
 
+// needsRoom reports whether any event may need an eviction first.
+func (n *Node) needsRoom(events []eventlog.Event) bool {
+	for _, ev := range events {
+		if n.evict.planners[ev.Storage] != nil && grows(ev.Op) {
+			return true
+		}
+	}
+	return false
+}
+
+// planRooms plans, per bounded storage the events write to, the eviction
+// their writes need; it returns those eviction events and the tickets
+// that keep the room reserved until the entry resolves (trackRoom).
+// The caller holds evict.order.
+func (n *Node) planRooms(events []eventlog.Event, now int64) ([]eventlog.Event, []roomTicket) {
+	var evicts []eventlog.Event
+	var tickets []roomTicket
+	seen := map[string]bool{}
+	for _, ev := range events {
+		if seen[ev.Storage] || n.evict.planners[ev.Storage] == nil {
+			continue
+		}
+		seen[ev.Storage] = true
+		var ops []drivers.Op
+		for _, e := range events {
+			if e.Storage == ev.Storage {
+				ops = append(ops, e.Op)
+			}
+		}
+		op, t := n.planRoom(ev.Storage, ops, now)
+		if t.p != nil {
+			tickets = append(tickets, t)
+		}
+		if op != nil {
+			evicts = append(evicts, eventlog.Event{Storage: ev.Storage, Op: *op})
+		}
+	}
+	return evicts, tickets
+}
+
+// releaseRooms gives back what planRooms reserved for an entry that was
+// never proposed.
+func releaseRooms(tickets []roomTicket) {
+	for _, t := range tickets {
+		t.p.Done(t.ticket)
+	}
+}
+
 // applyLeader commits one event on this node as its own entry.
 func (n *Node) applyLeader(ctx context.Context, ev eventlog.Event) (idx uint64, err error, retry bool) {
 	o := n.commit(ctx, []eventlog.Event{ev})[0]
@@ -78,12 +152,13 @@ func (n *Node) applyLeader(ctx context.Context, ev eventlog.Event) (idx uint64, 
 }
 
 // proposal is an entry handed to raft: its future, its encoding (by which
-// it is recognised in the log if leadership is lost) and how many events
-// it carries.
+// it is recognised in the log if leadership is lost), how many of the
+// callers' events it carries, and how many evictions precede them.
 type proposal struct {
 	fut    raft.ApplyFuture
 	data   []byte
 	events int
+	skip   int
 }
 
 // settle waits for a proposal and classifies what became of its events.
@@ -94,7 +169,7 @@ func (n *Node) settle(ctx context.Context, p proposal) []outcome {
 		return same(p.events, outcome{err: fmt.Errorf("%w (%w)", ErrOutcomeUnknown, err)})
 	case err == nil:
 		res, _ := p.fut.Response().(*fsm.Result)
-		return outcomes(p.fut.Index(), p.events, res)
+		return outcomes(p.fut.Index(), p.events, p.skip, res)
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout),
 		errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		// Refused before it was appended: nothing was applied.
@@ -117,13 +192,14 @@ func same(n int, o outcome) []outcome {
 	return out
 }
 
-// outcomes spreads a committed entry's result over its events.
-func outcomes(idx uint64, events int, res *fsm.Result) []outcome {
+// outcomes spreads a committed entry's result over the callers' events,
+// which follow skip evictions in it.
+func outcomes(idx uint64, events, skip int, res *fsm.Result) []outcome {
 	out := make([]outcome, events)
 	for i := range out {
 		out[i].idx = idx
-		if res != nil && i < len(res.Errs) {
-			out[i].err = res.Errs[i]
+		if res != nil && skip+i < len(res.Errs) {
+			out[i].err = res.Errs[skip+i]
 		}
 	}
 	return out
@@ -169,7 +245,7 @@ func (n *Node) resolveLost(ctx context.Context, p proposal, cause error) []outco
 	if !ok {
 		return unknown
 	}
-	return outcomes(idx, p.events, &fsm.Result{Index: idx, Errs: errs})
+	return outcomes(idx, p.events, p.skip, &fsm.Result{Index: idx, Errs: errs})
 }
 
 // commitWrites is the leader batcher's send: one commit for the writes

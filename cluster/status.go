@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/kvnode/kvnode/drivers"
 )
 
 // Roles a Status reports. Standalone is a kvnode without a cluster section.
@@ -93,8 +95,29 @@ type StorageStatus struct {
 	Replicated bool   `json:"replicated"`
 	Keys       int64  `json:"keys"`
 	Bytes      int64  `json:"bytes"`
+	// Usage is what max_memory is compared with: keys, values and a
+	// per-key overhead (drivers.EntryUsage); 0 where unknown.
+	Usage int64 `json:"usage,omitempty"`
+	// MaxMemory and MaxKeys are the limits in force (0: none), Eviction
+	// their policy; Evicted and Rejected count, since this node started,
+	// the keys its engine evicted and the writes it refused as full.
+	MaxMemory int64  `json:"max_memory,omitempty"`
+	MaxKeys   int64  `json:"max_keys,omitempty"`
+	Eviction  string `json:"eviction,omitempty"`
+	Evicted   int64  `json:"evicted,omitempty"`
+	Rejected  int64  `json:"rejected,omitempty"`
 	// AppliedIndex is the engine's own applied index (replicated only).
 	AppliedIndex uint64 `json:"applied_index,omitempty"`
+}
+
+// StorageStatusOf fills a StorageStatus's sizes and limits from an
+// engine's Stats.
+func StorageStatusOf(name string, s drivers.Stats) StorageStatus {
+	st := StorageStatus{Name: name, Keys: s.Keys, Bytes: s.Bytes, Usage: s.Usage, Evicted: s.Evicted, Rejected: s.Rejected}
+	if s.Limits.Bounded() {
+		st.MaxMemory, st.MaxKeys, st.Eviction = s.Limits.MaxBytes, s.Limits.MaxKeys, s.Limits.Policy.String()
+	}
+	return st
 }
 
 // statusTimeout bounds the raft calls of one Status.
@@ -130,10 +153,9 @@ func (m *Monitor) Status(ctx context.Context) Status {
 	st.Members = m.members(ctx, st, now)
 	for _, name := range n.fsm.Names() {
 		e, _ := n.fsm.Engine(name)
-		s := e.Stats()
-		st.Storages = append(st.Storages, StorageStatus{
-			Name: name, Replicated: true, Keys: s.Keys, Bytes: s.Bytes, AppliedIndex: e.AppliedIndex(),
-		})
+		s := StorageStatusOf(name, e.Stats())
+		s.Replicated, s.AppliedIndex = true, e.AppliedIndex()
+		st.Storages = append(st.Storages, s)
 	}
 	return st
 }

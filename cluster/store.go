@@ -84,7 +84,11 @@ func (s *replicated) Has(ctx context.Context, keys []string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.e.Has(now, keys) //nolint:wrapcheck
+	found, err := s.e.Has(now, keys)
+	if len(found) > 0 && s.n.hinting(s.e) {
+		s.n.noteReads(s.name, found)
+	}
+	return found, err //nolint:wrapcheck
 }
 
 func (s *replicated) MGet(ctx context.Context, keys []string) ([]drivers.Item, error) {
@@ -92,7 +96,20 @@ func (s *replicated) MGet(ctx context.Context, keys []string) ([]drivers.Item, e
 	if err != nil {
 		return nil, err
 	}
-	return s.e.MGet(now, keys) //nolint:wrapcheck
+	items, err := s.e.MGet(now, keys)
+	if len(items) > 0 && s.n.hinting(s.e) {
+		s.n.noteReads(s.name, itemKeys(items))
+	}
+	return items, err //nolint:wrapcheck
+}
+
+// itemKeys returns the keys of items (for access hints).
+func itemKeys(items []drivers.Item) []string {
+	keys := make([]string, len(items))
+	for i := range items {
+		keys[i] = items[i].Key
+	}
+	return keys
 }
 
 func (s *replicated) TTL(ctx context.Context, keys []string) ([]drivers.Item, error) {

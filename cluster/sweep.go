@@ -30,6 +30,7 @@ func (n *Node) sweepLoop() {
 }
 
 func (n *Node) sweep() {
+	n.syncLimits()
 	for _, name := range n.fsm.Names() {
 		e, _ := n.fsm.Engine(name)
 		// A bounded number of batches per tick keeps writes flowing.

@@ -172,7 +172,9 @@ func TestWritePath_FollowersNoticeADeadLeaderByItsClosedConnections(t *testing.T
 	c := clustertest.New(t, clustertest.Options{Storages: map[string]string{"mem": "memory"}, Logger: logger,
 		// A heartbeat timeout long enough that only the watch can explain a
 		// quick election.
-		Tune: func(cfg *cluster.Config) { cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout = 2*time.Second, 2*time.Second }})
+		Tune: func(cfg *cluster.Config) {
+			cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout = 2*time.Second, 2*time.Second
+		}})
 	leader := c.WaitLeader()
 	c.Retry("write", func(ctx context.Context) error {
 		return c.Store(leader, "mem", cluster.Local).Set(ctx, []drivers.Item{item("k", "v")})

@@ -16,7 +16,19 @@ const (
 	// Items[i].Deadline (compare-and-delete), so a key that was re-set after
 	// the sweeper saw it survives.
 	OpExpire
+	// OpEvict removes the keys in Victims that still hold what the leader
+	// saw when it chose them (compare-and-delete on deadline and value
+	// digest), to make room under the storage's Limits; Reason says why.
+	OpEvict
+	// OpLimit sets the storage's Limits (Op.Limits). It fails, changing
+	// nothing, when the storage already holds more than the new limits
+	// allow: the leader evicts down first, so the bound holds at every
+	// applied index.
+	OpLimit
 )
+
+// OpKind value 0x40 is reserved: it marks a batch entry in the event log
+// (log.BatchOp), never an engine's op.
 
 // OpTick carries only Now: the leader proposes it to advance the cluster's
 // replicated clock (fsm.FSM.Clock) when no write has done so lately, so
@@ -38,6 +50,10 @@ func (k OpKind) String() string {
 		return "clear"
 	case OpExpire:
 		return "expire"
+	case OpEvict:
+		return "evict"
+	case OpLimit:
+		return "limit"
 	case OpTick:
 		return "tick"
 	default:
@@ -56,6 +72,14 @@ type Op struct {
 	Items []Item
 	// Keys for OpDelete.
 	Keys []string
+	// Victims, Reason and Seq for OpEvict. Seq numbers the evictions of
+	// one planner in log order (see Planner): an engine remembers the
+	// last it applied, so the planner knows which room is already free.
+	Victims []Victim
+	Reason  Reason
+	Seq     uint64
+	// Limits for OpLimit.
+	Limits Limits
 }
 
 // Engine is a passive, deterministic storage that can be replicated: the
@@ -102,8 +126,8 @@ type Engine interface {
 	// timeout and deadline, plus nothing node-specific): equal on every node
 	// that applied the same ops.
 	Hash() ([]byte, error)
-	// Stats reports the number of keys (expired but unswept included) and
-	// the bytes of keys and values held.
+	// Stats reports the number of keys (expired but unswept included), the
+	// bytes of keys and values held, and the limits in force.
 	Stats() Stats
 
 	// Close releases the engine (closes files).
@@ -122,4 +146,11 @@ type Snapshot interface {
 type Stats struct {
 	Keys  int64
 	Bytes int64
+	// Usage is what max_memory is compared with (see EntryUsage).
+	Usage int64
+	// Limits are the limits in force (zero: none).
+	Limits Limits
+	// Evicted counts the keys this node's engine removed by OpEvict, and
+	// Rejected the writes it refused with ErrFull, since it started.
+	Evicted, Rejected int64
 }

@@ -13,4 +13,10 @@ var (
 	ErrUnknownOp = errors.New("unknown operation")
 	// ErrNotSupported is returned for a call a driver cannot serve (memcached TTL).
 	ErrNotSupported = errors.New("not supported by this driver")
+	// ErrFull is returned for a write that would take a storage past its
+	// max_memory or max_keys: the write changed nothing.
+	ErrFull = errors.New("storage full")
+	// ErrBadLimit is a max_memory, max_keys or eviction setting that cannot
+	// be used.
+	ErrBadLimit = errors.New("bad storage limit")
 )

@@ -2,6 +2,7 @@ package drivers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -28,6 +29,11 @@ type LocalOptions struct {
 	SweepBatch int
 	// Logger receives sweep failures (slog.Default-free: nil discards).
 	Logger *slog.Logger
+	// Storage names the storage in errors ("storage \"cache\" full").
+	Storage string
+	// EvictionSamples is the lru policy's samples per victim
+	// (DefaultSamples when zero); see SetLimits.
+	EvictionSamples int
 	// Tracer opens one child span per call; nil means none.
 	Tracer trace.Tracer
 }
@@ -42,6 +48,9 @@ type Local struct {
 	mu    sync.Mutex
 	queue []*writeReq
 	busy  bool // a caller is applying a batch
+	// planner makes room in each batch for a bounded engine; it is set by
+	// SetLimits and used only by the caller applying a batch.
+	planner atomic.Pointer[Planner]
 
 	// life is held shared by every call and exclusively by Close, so Close
 	// waits for in-flight calls and the engine is never used after Close.
@@ -240,22 +249,60 @@ func (l *Local) handOff() {
 	close(next.done)
 }
 
+// applyBatch applies the batch's writes in one Engine.Apply, after the
+// eviction that makes room for them when the engine is bounded.
 func (l *Local) applyBatch(batch []*writeReq) {
 	now := l.now()
-	ops := make([]Op, len(batch))
+	ops := make([]Op, len(batch), len(batch)+1)
 	for i, w := range batch {
 		ops[i] = w.op
 		ops[i].Now = now
+	}
+	first := 0
+	if p := l.planner.Load(); p != nil {
+		ev, t := p.Plan(ops, now)
+		defer p.Done(t)
+		if ev != nil {
+			ops = append([]Op{*ev}, ops...)
+			first = 1
+		}
 	}
 	errs, err := l.e.Apply(0, ops)
 	for i, w := range batch {
 		switch {
 		case err != nil:
 			w.err = fmt.Errorf("apply: %w", err)
-		case i < len(errs):
-			w.err = errs[i]
+		case first+i < len(errs):
+			w.err = l.storageErr(errs[first+i])
 		}
 	}
+}
+
+// storageErr names the storage in a refusal for want of room.
+func (l *Local) storageErr(err error) error {
+	if err != nil && l.opts.Storage != "" && errors.Is(err, ErrFull) {
+		return fmt.Errorf("storage %q: %w", l.opts.Storage, err)
+	}
+	return err
+}
+
+// SetLimits bounds the engine (which must be Evictable) with lim and
+// starts planning evictions for it. Call it before serving: it applies an
+// OpLimit, which fails while the engine holds more than lim allows.
+func (l *Local) SetLimits(ctx context.Context, lim Limits) error {
+	ev, ok := l.e.(Evictable)
+	if !ok {
+		return fmt.Errorf("%w: the %s driver cannot be bounded", ErrBadLimit, l.opts.Driver)
+	}
+	if err := l.write(ctx, Op{Kind: OpLimit, Limits: lim}); err != nil {
+		return err
+	}
+	if lim.Bounded() {
+		l.planner.Store(NewPlanner(ev, l.opts.EvictionSamples))
+	} else {
+		l.planner.Store(nil)
+	}
+	return nil
 }
 
 func (l *Local) sweepLoop() {

@@ -69,7 +69,8 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		if l.Type != raft.LogCommand {
 			continue
 		}
-		events, err := eventlog.DecodeEntry(l.Data)
+		// The engines copy what they keep, so values may alias the entry.
+		events, err := eventlog.DecodeEntryShared(l.Data)
 		switch {
 		case errors.Is(err, eventlog.ErrIgnorable):
 			f.log.Warn("skipping a log entry of an unknown ignorable kind", "index", l.Index, "term", l.Term, "err", err)
@@ -120,6 +121,11 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		for j, r := range g.res {
 			if j < len(errs) {
 				*r = errs[j]
+				if errors.Is(*r, drivers.ErrFull) {
+					// Say which storage is full: the client names only
+					// its own.
+					*r = fmt.Errorf("storage %q: %w", g.name, *r)
+				}
 			}
 		}
 	}

@@ -24,12 +24,22 @@ type SnapshotInfo struct {
 // checks its framing and checksum without restoring anything. A damaged
 // stream returns an error wrapping ErrBadSnapshot.
 func VerifySnapshot(r io.Reader) (SnapshotInfo, error) {
+	return VerifySections(r, nil)
+}
+
+// VerifySections is VerifySnapshot that also hands each section's engine
+// stream to visit (when not nil), which may read as much of it as it likes;
+// an error from visit ends the verification with that error.
+func VerifySections(r io.Reader, visit func(storage string, section io.Reader) error) (SnapshotInfo, error) {
 	var info SnapshotInfo
 	cr := &countingReader{r: r}
 	br := bufio.NewReaderSize(cr, chunkSize)
 	hr := &hashReader{r: br, h: crc64.New(crcTable), w: io.Discard}
-	h, err := walk(hr, func(name string, _ io.Reader) error {
+	h, err := walk(hr, func(name string, sec io.Reader) error {
 		info.Storages = append(info.Storages, name)
+		if visit != nil {
+			return visit(name, sec)
+		}
 		return nil
 	})
 	if err != nil {

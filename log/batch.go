@@ -19,7 +19,7 @@ import (
 // holds a batch. An older replica cannot apply one (BatchOp
 // is not ignorable), so a leader writes batches only once every member
 // reports LogVersion (cluster/apply.go).
-const BatchOp = 0x06
+const BatchOp = 0x40
 
 // LogVersion is what this build can apply: 1 single events, 2 batches too.
 // Nodes report it to the leader, which writes only what all can apply.
@@ -75,9 +75,15 @@ func IsBatch(b []byte) bool { return len(b) >= 2 && b[0] == Version && b[1] == B
 // batch: any event in it), ErrIgnorable for a single event of an unknown
 // ignorable kind. An unknown ignorable event inside a batch is corrupt: a
 // batch is only written for replicas that know every event in it.
-func DecodeEntry(b []byte) ([]Event, error) {
+func DecodeEntry(b []byte) ([]Event, error) { return decodeEntry(b, true) }
+
+// DecodeEntryShared is DecodeEntry whose events' values alias b, as
+// DecodeShared's do: for an FSM whose engines copy what they keep.
+func DecodeEntryShared(b []byte) ([]Event, error) { return decodeEntry(b, false) }
+
+func decodeEntry(b []byte, copyValues bool) ([]Event, error) {
 	if !IsBatch(b) {
-		e, err := Decode(b)
+		e, err := decode(b, copyValues)
 		if err != nil {
 			return nil, err
 		}
@@ -101,7 +107,7 @@ func DecodeEntry(b []byte) ([]Event, error) {
 		if IsBatch(raw) {
 			return nil, fmt.Errorf("%w: batch event %d is a batch", ErrCorrupt, i)
 		}
-		e, err := Decode(raw)
+		e, err := decode(raw, copyValues)
 		if err != nil {
 			// %v: inside a batch nothing is ignorable, only corrupt.
 			return nil, fmt.Errorf("%w: batch event %d: %v", ErrCorrupt, i, err) //nolint:errorlint // see above

@@ -100,3 +100,13 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 	})
 }
+
+// The batch marker must never be an op an event can carry, or a single
+// event of that op would decode as a batch (as an early OpEvict did).
+func TestBatch_MarkerIsNoOp(t *testing.T) {
+	for k := range 256 {
+		if _, ok := shapeOf(drivers.OpKind(k)); ok && k == BatchOp {
+			t.Fatalf("op kind %#x is the batch marker", k)
+		}
+	}
+}

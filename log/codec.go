@@ -3,6 +3,7 @@ package log
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"math/bits"
 	"slices"
 
@@ -15,7 +16,9 @@ import (
 //	body  = storage:str  now:varint  payload
 //	payload for Set, MExpire, Expire = count:uvarint  count × (key:str value:str timeout:str deadline:varint)
 //	payload for Delete               = count:uvarint  count × key:str
-//	payload for Clear                = nothing
+//	payload for Evict                = reason:uvarint  seq:uvarint  count:uvarint  count × (key:str deadline:varint digest:uvarint)
+//	payload for Limit                = max_bytes:uvarint  max_keys:uvarint  policy:uvarint
+//	payload for Clear, Tick          = nothing
 //	str   = len:uvarint bytes
 //
 // varint is zig-zag (encoding/binary), so negative clocks and deadlines
@@ -24,8 +27,9 @@ import (
 // Smallest encodings, used to bound a count by the bytes left so that a
 // corrupt count cannot make Decode allocate more than the input justifies.
 const (
-	minItemSize = 4 // four empty or one-byte fields
-	minKeySize  = 1
+	minItemSize   = 4 // four empty or one-byte fields
+	minKeySize    = 1
+	minVictimSize = 3
 )
 
 // Encode returns the encoding of e. It fails only for an event that
@@ -37,21 +41,25 @@ func Encode(e Event) ([]byte, error) {
 // AppendEncode appends the encoding of e to dst, growing it at most once,
 // and returns the extended slice (dst unchanged on error).
 func AppendEncode(dst []byte, e Event) ([]byte, error) {
-	items, keys, ok := fields(e.Op.Kind)
+	shape, ok := shapeOf(e.Op.Kind)
 	switch {
 	case !ok:
 		return dst, fmt.Errorf("%w: op kind %d", ErrInvalidEvent, e.Op.Kind)
-	case !items && len(e.Op.Items) > 0:
+	case shape != payloadItems && len(e.Op.Items) > 0:
 		return dst, fmt.Errorf("%w: %s carries no items, got %d", ErrInvalidEvent, e.Op.Kind, len(e.Op.Items))
-	case !keys && len(e.Op.Keys) > 0:
+	case shape != payloadKeys && len(e.Op.Keys) > 0:
 		return dst, fmt.Errorf("%w: %s carries no keys, got %d", ErrInvalidEvent, e.Op.Kind, len(e.Op.Keys))
+	case shape != payloadVictims && len(e.Op.Victims) > 0:
+		return dst, fmt.Errorf("%w: %s carries no victims, got %d", ErrInvalidEvent, e.Op.Kind, len(e.Op.Victims))
+	case shape == payloadLimits && (e.Op.Limits.MaxBytes < 0 || e.Op.Limits.MaxKeys < 0):
+		return dst, fmt.Errorf("%w: negative limits %+v", ErrInvalidEvent, e.Op.Limits)
 	}
 	dst = slices.Grow(dst, encodedSize(e))
 	dst = append(dst, Version, byte(e.Op.Kind))
 	dst = appendStr(dst, e.Storage)
 	dst = binary.AppendVarint(dst, e.Op.Now)
-	switch {
-	case items:
+	switch shape {
+	case payloadItems:
 		dst = binary.AppendUvarint(dst, uint64(len(e.Op.Items)))
 		for i := range e.Op.Items {
 			it := &e.Op.Items[i]
@@ -61,11 +69,26 @@ func AppendEncode(dst []byte, e Event) ([]byte, error) {
 			dst = appendStr(dst, it.Timeout)
 			dst = binary.AppendVarint(dst, it.Deadline)
 		}
-	case keys:
+	case payloadKeys:
 		dst = binary.AppendUvarint(dst, uint64(len(e.Op.Keys)))
 		for _, k := range e.Op.Keys {
 			dst = appendStr(dst, k)
 		}
+	case payloadVictims:
+		dst = binary.AppendUvarint(dst, uint64(e.Op.Reason))
+		dst = binary.AppendUvarint(dst, e.Op.Seq)
+		dst = binary.AppendUvarint(dst, uint64(len(e.Op.Victims)))
+		for i := range e.Op.Victims {
+			v := &e.Op.Victims[i]
+			dst = appendStr(dst, v.Key)
+			dst = binary.AppendVarint(dst, v.Deadline)
+			dst = binary.AppendUvarint(dst, v.Digest)
+		}
+	case payloadLimits:
+		l := e.Op.Limits
+		dst = binary.AppendUvarint(dst, uint64(l.MaxBytes))
+		dst = binary.AppendUvarint(dst, uint64(l.MaxKeys))
+		dst = binary.AppendUvarint(dst, uint64(l.Policy))
 	}
 	return dst, nil
 }
@@ -84,19 +107,29 @@ func strLen(n int) int { return uvarintLen(uint64(n)) + n }
 // encodedSize is the exact length AppendEncode adds for a valid e.
 func encodedSize(e Event) int {
 	n := 2 + strLen(len(e.Storage)) + varintLen(e.Op.Now)
-	items, keys, _ := fields(e.Op.Kind)
-	switch {
-	case items:
+	shape, _ := shapeOf(e.Op.Kind)
+	switch shape {
+	case payloadItems:
 		n += uvarintLen(uint64(len(e.Op.Items)))
 		for i := range e.Op.Items {
 			it := &e.Op.Items[i]
 			n += strLen(len(it.Key)) + strLen(len(it.Value)) + strLen(len(it.Timeout)) + varintLen(it.Deadline)
 		}
-	case keys:
+	case payloadKeys:
 		n += uvarintLen(uint64(len(e.Op.Keys)))
 		for _, k := range e.Op.Keys {
 			n += strLen(len(k))
 		}
+	case payloadVictims:
+		n += uvarintLen(uint64(e.Op.Reason)) + uvarintLen(e.Op.Seq) + uvarintLen(uint64(len(e.Op.Victims)))
+		for i := range e.Op.Victims {
+			v := &e.Op.Victims[i]
+			n += strLen(len(v.Key)) + varintLen(v.Deadline) + uvarintLen(v.Digest)
+		}
+	case payloadLimits:
+		l := e.Op.Limits
+		n += uvarintLen(uint64(l.MaxBytes)) + uvarintLen(uint64(l.MaxKeys)) + uvarintLen(uint64(l.Policy))
+	case payloadNone:
 	}
 	return n
 }
@@ -108,7 +141,16 @@ func encodedSize(e Event) int {
 // set, in which case the returned event carries only Op.Kind; ErrCorrupt
 // (wrapped, with the offset and field) for anything else it cannot parse.
 // Use errors.Is.
-func Decode(b []byte) (Event, error) {
+func Decode(b []byte) (Event, error) { return decode(b, true) }
+
+// DecodeShared is Decode whose item values alias b instead of being
+// copied: for the state machine, whose engines copy what they keep (the
+// memory engine into its slabs, boltdb into its pages) while the raft
+// entry b is still held. It saves a copy of every value written, on every
+// node.
+func DecodeShared(b []byte) (Event, error) { return decode(b, false) }
+
+func decode(b []byte, copyValues bool) (Event, error) {
 	if len(b) < 2 {
 		return Event{}, fmt.Errorf("%w: %d bytes, want at least 2", ErrCorrupt, len(b))
 	}
@@ -116,28 +158,37 @@ func Decode(b []byte) (Event, error) {
 		return Event{}, fmt.Errorf("%w: version %d, want %d", ErrCorrupt, b[0], Version)
 	}
 	kind := drivers.OpKind(b[1])
-	items, keys, ok := fields(kind)
+	shape, ok := shapeOf(kind)
 	if !ok {
 		if b[1]&IgnorableBit != 0 {
 			return Event{Op: drivers.Op{Kind: kind}}, fmt.Errorf("%w: op %#x", ErrIgnorable, b[1])
 		}
 		return Event{}, fmt.Errorf("%w: unknown op %#x", ErrCorrupt, b[1])
 	}
-	d := decoder{b: b, off: 2}
+	d := decoder{b: b, off: 2, copyValues: copyValues}
 	var e Event
 	e.Op.Kind = kind
 	e.Storage = d.str("storage")
 	e.Op.Now = d.varint("now")
-	switch {
-	case items:
+	switch shape {
+	case payloadItems:
 		e.Op.Items = d.items()
-	case keys:
+	case payloadKeys:
 		if n := d.count("key count", minKeySize); n > 0 {
 			e.Op.Keys = make([]string, n)
 			for i := range e.Op.Keys {
 				e.Op.Keys[i] = d.str("key")
 			}
 		}
+	case payloadVictims:
+		e.Op.Reason = drivers.Reason(d.small("reason"))
+		e.Op.Seq = d.uvarint("seq")
+		e.Op.Victims = d.victims()
+	case payloadLimits:
+		e.Op.Limits.MaxBytes = d.nonNegative("max bytes")
+		e.Op.Limits.MaxKeys = d.nonNegative("max keys")
+		e.Op.Limits.Policy = drivers.Policy(d.small("policy"))
+	case payloadNone:
 	}
 	if d.err == nil && d.off != len(b) {
 		d.fail("end", "%d trailing bytes", len(b)-d.off)
@@ -151,9 +202,10 @@ func Decode(b []byte) (Event, error) {
 // decoder reads fields off b; the first error sticks and every later read
 // returns a zero value, so callers check once at the end.
 type decoder struct {
-	b   []byte
-	off int
-	err error
+	b          []byte
+	off        int
+	err        error
+	copyValues bool
 }
 
 func (d *decoder) fail(field, format string, args ...any) {
@@ -231,7 +283,10 @@ func (d *decoder) items() []drivers.Item {
 		it := &items[i]
 		it.Key = d.str("key")
 		if v := d.raw("value"); len(v) > 0 {
-			it.Value = slices.Clone(v)
+			it.Value = v
+			if d.copyValues {
+				it.Value = slices.Clone(v)
+			}
 		}
 		// Items of one write usually share their timeout: reuse the string
 		// instead of allocating it again (the comparison does not allocate).
@@ -247,4 +302,41 @@ func (d *decoder) items() []drivers.Item {
 		}
 	}
 	return items
+}
+
+// small reads a uvarint that must fit a byte (a reason, a policy).
+func (d *decoder) small(field string) uint8 {
+	x := d.uvarint(field)
+	if x > 0xff {
+		d.fail(field, "%d out of range", x)
+		return 0
+	}
+	return uint8(x)
+}
+
+// nonNegative reads a uvarint that must fit an int64.
+func (d *decoder) nonNegative(field string) int64 {
+	x := d.uvarint(field)
+	if x > math.MaxInt64 {
+		d.fail(field, "%d out of range", x)
+		return 0
+	}
+	return int64(x)
+}
+
+func (d *decoder) victims() []drivers.Victim {
+	n := d.count("victim count", minVictimSize)
+	if n == 0 {
+		return nil
+	}
+	vs := make([]drivers.Victim, n)
+	for i := range vs {
+		vs[i].Key = d.str("key")
+		vs[i].Deadline = d.varint("deadline")
+		vs[i].Digest = d.uvarint("digest")
+		if d.err != nil {
+			return nil
+		}
+	}
+	return vs
 }

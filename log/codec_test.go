@@ -33,6 +33,12 @@ func sampleEvents() map[string]Event {
 			{Key: "a", Deadline: 99}, {Key: "b", Deadline: -1},
 		}}},
 		"tick": {Op: drivers.Op{Kind: drivers.OpTick, Now: 1_700_000_000_123_456_789}},
+		"evict": {Storage: "cache", Op: drivers.Op{Kind: drivers.OpEvict, Now: 7, Reason: drivers.ReasonMemory, Seq: 3<<32 | 9, Victims: []drivers.Victim{
+			{Key: "a", Deadline: 0, Digest: 100<<32 | 0xdeadbeef}, {Key: "b", Deadline: 1_893_456_000_000_000_000, Digest: 0},
+		}}},
+		"limit": {Storage: "cache", Op: drivers.Op{Kind: drivers.OpLimit, Now: 8, Limits: drivers.Limits{
+			MaxBytes: 64 << 20, MaxKeys: 1000, Policy: drivers.PolicyLRU,
+		}}},
 	}
 }
 
@@ -92,6 +98,32 @@ func TestDecode_DoesNotAliasInput(t *testing.T) {
 	if !reflect.DeepEqual(got, e) {
 		t.Fatalf("decoded event changed with its input:\n got %+v\nwant %+v", got, e)
 	}
+}
+
+// TestDecodeShared_AliasesValuesOnly checks that DecodeShared decodes what
+// Decode does, with values (and only values) still in the input.
+func TestDecodeShared_AliasesValuesOnly(t *testing.T) {
+	for name, e := range sampleEvents() {
+		b, err := Encode(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeShared(b)
+		if err != nil || !reflect.DeepEqual(got, e) {
+			t.Fatalf("%s: DecodeShared = %+v, %v; want %+v", name, got, err, e)
+		}
+		for _, it := range got.Op.Items {
+			if len(it.Value) > 0 && !overlaps(it.Value, b) {
+				t.Fatalf("%s: value of %q was copied", name, it.Key)
+			}
+		}
+	}
+}
+
+func overlaps(v, b []byte) bool {
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(v)))
+	return p >= start && p < start+uintptr(len(b))
 }
 
 func TestDecode_SharesRepeatedTimeout(t *testing.T) {
@@ -184,6 +216,9 @@ func TestEncode_Invalid(t *testing.T) {
 		"delete with items": {Op: drivers.Op{Kind: drivers.OpDelete, Items: []drivers.Item{{Key: "a"}}}},
 		"clear with keys":   {Op: drivers.Op{Kind: drivers.OpClear, Keys: []string{"a"}}},
 		"clear with items":  {Op: drivers.Op{Kind: drivers.OpClear, Items: []drivers.Item{{Key: "a"}}}},
+		"evict with items":  {Op: drivers.Op{Kind: drivers.OpEvict, Items: []drivers.Item{{Key: "a"}}}},
+		"set with victims":  {Op: drivers.Op{Kind: drivers.OpSet, Victims: []drivers.Victim{{Key: "a"}}}},
+		"negative limit":    {Op: drivers.Op{Kind: drivers.OpLimit, Limits: drivers.Limits{MaxBytes: -1}}},
 	}
 	for name, e := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -12,9 +12,10 @@ const Version = 1
 const IgnorableBit = 0x80
 
 // Event is one entry of the event log: a single write to one storage. Every
-// write a client makes (Set, MExpire, Delete, Clear) and every removal the
-// leader's sweeper decides (Expire) becomes exactly one Event, carrying all
-// it needs to be applied deterministically on every replica.
+// write a client makes (Set, MExpire, Delete, Clear), every removal the
+// leader's sweeper decides (Expire) or makes room with (Evict) and every
+// change of a storage's limits (Limit) becomes exactly one Event, carrying
+// all it needs to be applied deterministically on every replica.
 type Event struct {
 	// Storage is the name of the storage under "kv:" in the configuration.
 	Storage string
@@ -25,17 +26,32 @@ type Event struct {
 	Op drivers.Op
 }
 
-// fields reports whether ops of kind k carry Items, and whether they carry
-// Keys; ok is false for a kind this version does not know.
-func fields(k drivers.OpKind) (items, keys, ok bool) {
+// payload is the shape of an op's body after its clock.
+type payload uint8
+
+const (
+	payloadNone payload = iota
+	payloadItems
+	payloadKeys
+	payloadVictims
+	payloadLimits
+)
+
+// shapeOf returns the payload ops of kind k carry; ok is false for a kind
+// this version does not know.
+func shapeOf(k drivers.OpKind) (shape payload, ok bool) {
 	switch k {
 	case drivers.OpSet, drivers.OpMExpire, drivers.OpExpire:
-		return true, false, true
+		return payloadItems, true
 	case drivers.OpDelete:
-		return false, true, true
+		return payloadKeys, true
+	case drivers.OpEvict:
+		return payloadVictims, true
+	case drivers.OpLimit:
+		return payloadLimits, true
 	case drivers.OpClear, drivers.OpTick:
-		return false, false, true
+		return payloadNone, true
 	default:
-		return false, false, false
+		return payloadNone, false
 	}
 }

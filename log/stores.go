@@ -21,10 +21,11 @@ import (
 )
 
 const (
-	// logCacheSize is how many recent entries are kept in memory, so that
-	// replicating to followers that are only slightly behind does not read
-	// the file.
-	logCacheSize = 512
+	// logCacheSize and logCacheBytes bound the recent entries kept in
+	// memory, so that replicating to followers that are only slightly
+	// behind, and applying on a follower, does not read the file.
+	logCacheSize  = 512
+	logCacheBytes = 16 << 20
 	// snapshotsRetained is how many snapshots stay on disk: the newest, and
 	// one to fall back on if it turns out to be unreadable.
 	snapshotsRetained = 2
@@ -44,7 +45,12 @@ type Stores struct {
 	Snapshots raft.SnapshotStore
 
 	closer io.Closer
+	cache  *sizedCache
 }
+
+// AvgEntryBytes is the moving average size of the log entries this node
+// stored lately (0 before the first).
+func (s *Stores) AvgEntryBytes() int64 { return s.cache.AvgEntryBytes() }
 
 // StoreOption adjusts how OpenStores opens the raft log.
 type StoreOption func(*storeOptions)
@@ -91,21 +97,17 @@ func OpenStores(dir string, logger *slog.Logger, opts ...StoreOption) (*Stores, 
 		if err != nil {
 			return nil, fmt.Errorf("raft stores: %w", err)
 		}
-		// raft-wal serves recent entries from memory itself, and raft must
-		// see that it is monotonic (a LogCache in front would hide it).
 		st.closer, logStore, st.Stable = w, w, w
 	} else {
 		b, err := openBoltFile(filepath.Join(dir, boltFile), o.noSync)
 		if err != nil {
 			return nil, fmt.Errorf("raft stores: %w", err)
 		}
-		cache, err := raft.NewLogCache(logCacheSize, b)
-		if err != nil {
-			_ = b.Close()
-			return nil, fmt.Errorf("raft stores: log cache: %w", err)
-		}
-		st.closer, logStore, st.Stable = b, cache, b
+		st.closer, logStore, st.Stable = b, b, b
 	}
+	// The cache passes IsMonotonic on: raft must see that raft-wal is.
+	st.cache = newSizedCache(logStore, logCacheSize, logCacheBytes)
+	logStore = st.cache
 	w := &slogWriter{log: logger.With("component", "raft-snapshots")}
 	snaps, err := raft.NewFileSnapshotStore(dir, snapshotsRetained, w)
 	if err != nil {

@@ -24,10 +24,18 @@ type RaftState struct {
 	LeaderChanges                                             uint64
 }
 
-// StorageState is one storage's size.
+// StorageState is one storage's size and, when bounded, its limits and
+// what they cost.
 type StorageState struct {
 	Name, Driver string
 	Keys, Bytes  int64
+	// Usage is what max_memory is compared with (0: not accounted).
+	Usage int64
+	// MaxBytes and MaxKeys are the limits (0: none), Policy their
+	// eviction policy; Evicted and Rejected count since the node started.
+	MaxBytes, MaxKeys int64
+	Policy            string
+	Evicted, Rejected int64
 }
 
 // raftStates are the values of kvnode_raft_state's label, all exported so
@@ -48,6 +56,11 @@ var (
 	descHasLeader     = prometheus.NewDesc("kvnode_raft_has_leader", "1 when this node knows a leader.", nil, nil)
 	descKeys          = prometheus.NewDesc("kvnode_storage_keys", "Keys held by a storage, expired but not yet swept included.", []string{"storage", "driver"}, nil)
 	descBytes         = prometheus.NewDesc("kvnode_storage_bytes", "Bytes of keys and values held by a storage.", []string{"storage", "driver"}, nil)
+	descUsage         = prometheus.NewDesc("kvnode_storage_usage_bytes", "What a memory storage's max_memory is compared with: keys, values and a per-key overhead.", []string{"storage", "driver"}, nil)
+	descLimitBytes    = prometheus.NewDesc("kvnode_storage_limit_bytes", "A bounded storage's max_memory.", []string{"storage", "driver"}, nil)
+	descLimitKeys     = prometheus.NewDesc("kvnode_storage_limit_keys", "A bounded storage's max_keys.", []string{"storage", "driver"}, nil)
+	descEvictions     = prometheus.NewDesc("kvnode_storage_evictions_total", "Keys this node's engine evicted to keep a storage within its limits.", []string{"storage", "policy"}, nil)
+	descRejected      = prometheus.NewDesc("kvnode_storage_rejected_writes_total", "Writes this node's engine refused because they would pass a storage's limits.", []string{"storage"}, nil)
 	descGossip        = prometheus.NewDesc("kvnode_gossip_members", "Gossip members this node knows, by state.", []string{"state"}, nil)
 	descReady         = prometheus.NewDesc("kvnode_ready", "1 when the node is ready (what /ready answers).", nil, nil)
 )
@@ -58,7 +71,8 @@ type stateCollector struct{ m *Metrics }
 // Describe implements prometheus.Collector.
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTerm, descCommit, descApplied, descLastLog, descFSMApplied,
-		descLeaderChanges, descRaftState, descHasLeader, descKeys, descBytes, descGossip, descReady} {
+		descLeaderChanges, descRaftState, descHasLeader, descKeys, descBytes, descGossip, descReady,
+		descUsage, descLimitBytes, descLimitKeys, descEvictions, descRejected} {
 		ch <- d
 	}
 }
@@ -87,6 +101,20 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range st.Storages {
 		gauge(descKeys, float64(s.Keys), s.Name, s.Driver)
 		gauge(descBytes, float64(s.Bytes), s.Name, s.Driver)
+		if s.Driver != "memory" {
+			continue
+		}
+		gauge(descUsage, float64(s.Usage), s.Name, s.Driver)
+		if s.MaxBytes > 0 {
+			gauge(descLimitBytes, float64(s.MaxBytes), s.Name, s.Driver)
+		}
+		if s.MaxKeys > 0 {
+			gauge(descLimitKeys, float64(s.MaxKeys), s.Name, s.Driver)
+		}
+		if s.MaxBytes > 0 || s.MaxKeys > 0 {
+			ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(s.Evicted), s.Name, s.Policy)
+			ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(s.Rejected), s.Name)
+		}
 	}
 	if st.Gossip != nil {
 		for _, s := range gossipStates {

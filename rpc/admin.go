@@ -29,6 +29,7 @@ const (
 	MethodRestoreWrite  = AdminService + ".RestoreWrite"
 	MethodRestoreCommit = AdminService + ".RestoreCommit"
 	MethodRestoreAbort  = AdminService + ".RestoreAbort"
+	MethodEvents        = AdminService + ".Events"
 )
 
 // MaxChunk is the most snapshot data one SnapshotRead reply or
@@ -52,6 +53,10 @@ type Admin interface {
 	// read to its end, and describes the result (cluster.RestoreInfo). If
 	// r fails, Restore must change nothing and return an error.
 	Restore(ctx context.Context, r io.Reader) (any, error)
+	// Events returns a page of the decoded event log
+	// (cluster.EventsPage), waiting up to args.Wait (within ctx) for
+	// events past args.Since.
+	Events(ctx context.Context, args EventsArgs) (any, error)
 }
 
 // HealthReply answers kvnode.Health.
@@ -161,6 +166,26 @@ type RestoreAbortArgs struct {
 	ID string
 }
 
+// EventsArgs asks for the events from Since on (kvnode events). Events
+// name keys, so the call needs the token.
+type EventsArgs struct {
+	AdminAuth
+	// Since is the first log index wanted; 0 means the oldest still held.
+	Since uint64
+	// Storage keeps only that storage's events ("" = all).
+	Storage string
+	// Max bounds the events in the reply (the server caps it too).
+	Max int
+	// Wait is how long the server may wait for a new event before
+	// answering with none: a blocking query. It is cut to leave the
+	// request deadline room.
+	Wait time.Duration
+}
+
+// maxEventsWait bounds a blocking Events call below any sane client
+// timeout.
+const maxEventsWait = 10 * time.Second
+
 // ackReply answers calls that return nothing else.
 type ackReply struct{ OK bool }
 
@@ -178,6 +203,7 @@ const (
 	aRestoreWrite
 	aRestoreCommit
 	aRestoreAbort
+	aEvents
 )
 
 // open reports the methods anyone who reaches the port may call: they
@@ -185,9 +211,10 @@ const (
 // including any added later, needs the token when the server has one.
 func (m adminMethod) open() bool { return m == aStatus || m == aHealth }
 
-// chunk reports the calls repeated for every MiB of a transfer, logged at
-// debug level only; the session's first and last calls are logged at info.
-func (m adminMethod) chunk() bool { return m == aSnapshotRead || m == aRestoreWrite }
+// chunk reports the calls repeated for every MiB of a transfer, or every
+// few seconds by `kvnode events --follow`, logged at debug level only; a
+// transfer's first and last calls are logged at info.
+func (m adminMethod) chunk() bool { return m == aSnapshotRead || m == aRestoreWrite || m == aEvents }
 
 var adminMethods = map[string]adminMethod{
 	MethodStatus:        aStatus,
@@ -199,6 +226,7 @@ var adminMethods = map[string]adminMethod{
 	MethodRestoreWrite:  aRestoreWrite,
 	MethodRestoreCommit: aRestoreCommit,
 	MethodRestoreAbort:  aRestoreAbort,
+	MethodEvents:        aEvents,
 }
 
 // adminLongTimeout bounds the calls that may take as long as the state is
@@ -404,6 +432,16 @@ func (a *adminState) call(ctx context.Context, req *request, remote string) (any
 			return nil, err
 		}
 		return nil, a.restoreAbort(args.ID, remote)
+	case aEvents:
+		var args EventsArgs
+		if err := a.args(req, &args); err != nil {
+			return nil, err
+		}
+		args.Wait = min(args.Wait, maxEventsWait)
+		if d, ok := ctx.Deadline(); ok {
+			args.Wait = max(min(args.Wait, time.Until(d)-time.Second), 0)
+		}
+		return a.admin.Events(ctx, args)
 	}
 	return nil, fmt.Errorf("%w %s", ErrUnknownMethod, req.unknown)
 }

@@ -71,6 +71,13 @@ func (a *streamAdmin) Restore(_ context.Context, r io.Reader) (any, error) {
 	return restoreReply{Size: len(b)}, nil
 }
 
+type eventsReply struct{ Since uint64 }
+
+// Events echoes what it was asked, so a test sees the arguments arrive.
+func (a *streamAdmin) Events(_ context.Context, args EventsArgs) (any, error) {
+	return eventsReply{Since: args.Since}, nil
+}
+
 type callRecorder struct {
 	mu    sync.Mutex
 	calls []string
@@ -307,6 +314,7 @@ func TestAdmin_TokenGatesDataCalls(t *testing.T) {
 		MethodRestoreWrite:  RestoreWriteArgs{ID: "x", Data: []byte("x")},
 		MethodRestoreCommit: RestoreCommitArgs{ID: "x"},
 		MethodRestoreAbort:  RestoreAbortArgs{ID: "x"},
+		MethodEvents:        EventsArgs{},
 	}
 	for method, args := range denied {
 		e := serverErr(t, c.Call(method, args, &SnapshotOpenReply{}))
@@ -336,6 +344,10 @@ func TestAdmin_TokenGatesDataCalls(t *testing.T) {
 	}
 	mustCall(t, c, "kv.Set", &kvv1.Request{Storage: "default", Items: []*kvv1.Item{item("k", "v", "")}})
 
+	var ev eventsReply
+	if err := c.Call(MethodEvents, EventsArgs{AdminAuth: auth, Since: 9}, &ev); err != nil || ev.Since != 9 {
+		t.Fatalf("events with the token: %+v, %v", ev, err)
+	}
 	// With the token, everything works.
 	var open SnapshotOpenReply
 	if err := c.Call(MethodSnapshotOpen, SnapshotOpenArgs{AdminAuth: auth}, &open); err != nil {

@@ -47,6 +47,11 @@ type Options struct {
 	// Logger receives node logs (discarded when nil; pass a t.Log handler
 	// to debug).
 	Logger *slog.Logger
+	// Limits are the nodes' configured storage limits (cluster.Options).
+	Limits map[string]drivers.Limits
+	// OnApply, when set, is called with the engine after each of node
+	// index's Apply calls on storage, on the state machine's goroutine.
+	OnApply func(index int, storage string, e drivers.Engine)
 }
 
 // Cluster is a running test cluster.
@@ -189,7 +194,11 @@ func (c *Cluster) open(n *Node, ln net.Listener) error {
 		if n.stalls[name] == nil {
 			n.stalls[name] = &stallSwitch{}
 		}
-		engines[name] = &stallEngine{Engine: e, s: n.stalls[name]}
+		var after func(drivers.Engine)
+		if c.opts.OnApply != nil {
+			after = func(e drivers.Engine) { c.opts.OnApply(n.Index, name, e) }
+		}
+		engines[name] = wrapEngine(e, n.stalls[name], after)
 	}
 	cfg := cluster.Config{
 		NodeID:        n.ID,
@@ -213,6 +222,7 @@ func (c *Cluster) open(n *Node, ln net.Listener) error {
 		Dial:     n.net.dial,
 		RPCAddr:  "tcp://127.0.0.1:0",
 		Clock:    func() time.Time { return time.Now().Add(time.Duration(n.clockOffset.Load())) },
+		Limits:   c.opts.Limits,
 	}
 	if c.opts.Gossip {
 		c.gossipConfig(n, &cfg, &opts)

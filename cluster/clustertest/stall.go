@@ -1,6 +1,7 @@
 package clustertest
 
 import (
+	"io"
 	"sync"
 
 	"github.com/kvnode/kvnode/drivers"
@@ -51,12 +52,50 @@ func (s *stallSwitch) wait() {
 
 // stallEngine is a real engine whose Apply can be held back (Stall): the
 // FSM goroutine blocks before the engine changes, reads go on meanwhile.
+// after, when set, is called once each Apply has returned.
 type stallEngine struct {
 	drivers.Engine
-	s *stallSwitch
+	s     *stallSwitch
+	after func(drivers.Engine)
 }
 
 func (e *stallEngine) Apply(index uint64, ops []drivers.Op) ([]error, error) {
 	e.s.wait()
-	return e.Engine.Apply(index, ops) //nolint:wrapcheck // the engine's own errors
+	errs, err := e.Engine.Apply(index, ops)
+	if e.after != nil {
+		e.after(e.Engine)
+	}
+	return errs, err //nolint:wrapcheck // the engine's own errors
+}
+
+// stallEvictable is a stallEngine over an engine that can be bounded, so
+// the cluster still plans evictions for it.
+type stallEvictable struct {
+	*stallEngine
+	ev drivers.Evictable
+}
+
+// wrapEngine returns e behind a stall switch, keeping what it implements.
+func wrapEngine(e drivers.Engine, s *stallSwitch, after func(drivers.Engine)) drivers.Engine {
+	st := &stallEngine{Engine: e, s: s, after: after}
+	if ev, ok := e.(drivers.Evictable); ok {
+		return &stallEvictable{stallEngine: st, ev: ev}
+	}
+	return st
+}
+
+func (e *stallEvictable) Growth(op *drivers.Op) (int64, int64) { return e.ev.Growth(op) }
+func (e *stallEvictable) Accounting() drivers.Accounting       { return e.ev.Accounting() }
+func (e *stallEvictable) Peek(key string, now int64) (drivers.Candidate, bool) {
+	return e.ev.Peek(key, now)
+}
+func (e *stallEvictable) Touch(now int64, keys []string) { e.ev.Touch(now, keys) }
+func (e *stallEvictable) Resolve(c drivers.Candidate) (drivers.Candidate, bool) {
+	return e.ev.Resolve(c)
+}
+func (e *stallEvictable) Measure(r io.Reader) (drivers.Stats, error) {
+	return e.ev.Measure(r) //nolint:wrapcheck // the engine's own errors
+}
+func (e *stallEvictable) Candidates(p drivers.Policy, n, skip int, before uint32, dst []drivers.Candidate) []drivers.Candidate {
+	return e.ev.Candidates(p, n, skip, before, dst)
 }

@@ -91,8 +91,8 @@ func (a *nodeAdmin) Status(ctx context.Context) (any, error) {
 			}
 		}
 		if !s.Replicated && ref.engine != nil {
-			es := ref.engine.Stats()
-			s.Keys, s.Bytes = es.Keys, es.Bytes
+			s = cluster.StorageStatusOf(ref.name, ref.engine.Stats())
+			s.Driver = ref.driver
 		}
 		out = append(out, s)
 	}
@@ -120,6 +120,22 @@ func (a *nodeAdmin) Snapshot(ctx context.Context, stale bool) (rpc.SnapshotOpenR
 		return rpc.SnapshotOpenReply{}, nil, err //nolint:wrapcheck // cluster errors name themselves
 	}
 	return rpc.SnapshotOpenReply{NodeID: info.NodeID, Index: info.Index, Term: info.Term, Size: info.Size}, rc, nil
+}
+
+// errEventsNeedCluster refuses kvnode events on a standalone kvnode.
+var errEventsNeedCluster = errors.New("events need a cluster: a standalone kvnode keeps no event log " +
+	"(its writes go straight to the storage)")
+
+// Events implements rpc.Admin: a page of the decoded raft log.
+func (a *nodeAdmin) Events(ctx context.Context, args rpc.EventsArgs) (any, error) {
+	if a.cluster == nil {
+		return nil, errEventsNeedCluster
+	}
+	page, err := a.cluster.Events(ctx, cluster.EventsQuery{Since: args.Since, Storage: args.Storage, Max: args.Max, Wait: args.Wait})
+	if err != nil {
+		return nil, err //nolint:wrapcheck // cluster errors name themselves
+	}
+	return page, nil
 }
 
 // Restore implements rpc.Admin. A follower's refusal names the leader's

@@ -24,7 +24,7 @@ import (
 const (
 	benchMaxKeyspace = 10_000_000
 	benchMaxConns    = 10_000
-	benchPreloadN    = 100 // keys per kv.Set while preloading
+	benchPreloadN    = 100 // keys per kv.Set while preloading, by default
 	benchMixedSetPct = 20  // --op mixed: 20 % kv.Set, 80 % kv.MGet
 	benchStopGrace   = time.Second
 )
@@ -52,6 +52,7 @@ type benchConfig struct {
 	keyspace         int
 	ttl, warmup      time.Duration
 	preload          bool
+	preloadBatch     int
 	jsonOut, quiet   bool
 	network, address string
 }
@@ -70,6 +71,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchConfig, error) {
 	fs.IntVar(&cfg.keyspace, "keyspace", 100_000, "number of distinct keys")
 	fs.DurationVar(&cfg.ttl, "ttl", 0, "TTL of the keys written (0: none)")
 	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "run this long before measuring")
+	fs.IntVar(&cfg.preloadBatch, "preload-batch", benchPreloadN, "keys per kv.Set while preloading")
 	fs.BoolVar(&cfg.preload, "preload", true, "set every key before measuring so reads hit (default for mget, has, mixed; set it explicitly for --op set)")
 	fs.BoolVar(&cfg.jsonOut, "json", false, "print the result as JSON")
 	fs.BoolVar(&cfg.quiet, "q", false, "no progress line on stderr")
@@ -274,14 +276,15 @@ func (b *benchRun) preload(ctx context.Context, workers []*benchWorker) error {
 	}
 	for _, w := range workers {
 		wg.Go(func() {
-			items := make([]*kvv1.Item, 0, benchPreloadN)
+			batch := max(b.cfg.preloadBatch, 1)
+			items := make([]*kvv1.Item, 0, batch)
 			for ctx.Err() == nil {
-				from := int(next.Add(benchPreloadN)) - benchPreloadN
+				from := int(next.Add(int64(batch))) - batch
 				if from >= len(b.keys) {
 					return
 				}
 				items = items[:0]
-				for _, k := range b.keys[from:min(from+benchPreloadN, len(b.keys))] {
+				for _, k := range b.keys[from:min(from+batch, len(b.keys))] {
 					items = append(items, &kvv1.Item{Key: k, Value: b.value, Timeout: timeout})
 				}
 				req := &kvv1.Request{Storage: b.cfg.storage, Items: items}

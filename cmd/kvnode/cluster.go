@@ -152,10 +152,17 @@ func openEngine(sc *StorageConfig, dataDir string, logger *slog.Logger) (drivers
 func openRaft(cfg *Config, logger *slog.Logger, p *problems) (*replicatedSet, error) {
 	cc := cfg.ClusterConfig
 	r := &replicatedSet{engines: map[string]drivers.Engine{}}
+	opts := cluster.Options{Logger: logger, RPCAddr: cfg.RPC.Listen,
+		Limits: map[string]drivers.Limits{}, EvictionSamples: map[string]int{}}
 	for i := range cfg.Storages {
 		sc := &cfg.Storages[i]
 		if !replicable(sc.Driver) || sc.Settings == nil {
 			continue
+		}
+		if sc.Limits.Bounded() {
+			opts.Limits[sc.Name], opts.EvictionSamples[sc.Name] = sc.Limits, sc.EvictionSamples
+			logger.Info("storage bounded (the leader's limits are the cluster's)", "storage", sc.Name,
+				"limits", sc.Limits.String(), "max_memory_of", sc.LimitSource)
 		}
 		e, err := openEngine(sc, cc.DataDir, logger.With("storage", sc.Name))
 		if err != nil {
@@ -172,7 +179,8 @@ func openRaft(cfg *Config, logger *slog.Logger, p *problems) (*replicatedSet, er
 	// The configured RPC address goes into gossip metadata, for tools that
 	// discover nodes (status, the jepsen harness). The clock is time.Now
 	// except in a failpoint build, where the harness can offset it.
-	node, err := cluster.Open(*cc, f, cluster.Options{Logger: logger, RPCAddr: cfg.RPC.Listen, Clock: failpoint.Now})
+	opts.Clock = failpoint.Now
+	node, err := cluster.Open(*cc, f, opts)
 	if err != nil {
 		_ = r.close()
 		return nil, err //nolint:wrapcheck // reported under "cluster"

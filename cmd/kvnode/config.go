@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/kvnode/kvnode/cluster"
+	"github.com/kvnode/kvnode/drivers"
 )
 
 // defaultConfigYAML is served by a bare "kvnode": one memory storage named
@@ -116,6 +117,12 @@ type StorageConfig struct {
 	// Consistency is kv.<name>.consistency: the read level of a
 	// replicated storage in a cluster (local unless set).
 	Consistency cluster.Consistency
+	// Limits are a memory storage's max_memory, max_keys and eviction,
+	// resolved (limits.go); LimitSource says what a percentage was taken
+	// of. EvictionSamples is lru's samples per victim (0: the default).
+	Limits          drivers.Limits
+	LimitSource     string
+	EvictionSamples int
 }
 
 // LoadOptions says where a configuration comes from.

@@ -48,6 +48,7 @@ func commands() []command {
 		{"status", "print a node's view of itself and the cluster", runStatus},
 		{"health", "exit 0 if a node answers (--ready: and is ready)", runHealth},
 		{"snapshot", "save a cluster's state to a file, restore or inspect one", runSnapshot},
+		{"events", "print the event log (writes, expiries, evictions) and follow it", runEvents},
 		{"bench", "measure a kvnode (or RoadRunner) server", runBench},
 		{"tls", "create a cluster CA (tls ca) and node certificates (tls cert NODE)", runTLS},
 		{"keygen", "print a new gossip encryption key", runKeygen},

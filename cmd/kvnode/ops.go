@@ -69,6 +69,8 @@ func classifyError(err error) string {
 		return "timeout"
 	case errors.Is(err, rpc.ErrInternal):
 		return "internal"
+	case errors.Is(err, drivers.ErrFull):
+		return "storage_full"
 	default:
 		return "other"
 	}
@@ -101,7 +103,12 @@ func (n *nodeAdmin) opsState() ops.State {
 			continue
 		}
 		es := s.engine.Stats()
-		st.Storages = append(st.Storages, ops.StorageState{Name: s.name, Driver: s.driver, Keys: es.Keys, Bytes: es.Bytes})
+		ss := ops.StorageState{Name: s.name, Driver: s.driver, Keys: es.Keys, Bytes: es.Bytes, Usage: es.Usage,
+			Evicted: es.Evicted, Rejected: es.Rejected}
+		if es.Limits.Bounded() {
+			ss.MaxBytes, ss.MaxKeys, ss.Policy = es.Limits.MaxBytes, es.Limits.MaxKeys, es.Limits.Policy.String()
+		}
+		st.Storages = append(st.Storages, ss)
 	}
 	c := n.cluster
 	if c == nil {

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
+	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/internal/failpoint"
 	"github.com/kvnode/kvnode/ops"
 	"github.com/kvnode/kvnode/rpc"
@@ -67,6 +70,12 @@ func serve(ctx context.Context, o serveOptions) (err error) {
 	// endpoint (KVNODE_FAILPOINT_ADDR); in any other build this does nothing.
 	if ferr := failpoint.Serve(ctx, logger); ferr != nil {
 		p.add("", ferr)
+	}
+	if lim := softMemoryLimit(cfg.Storages, os.LookupEnv); lim > 0 {
+		// Restored on return: tests run serve in their own process.
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(lim))
+		logger.Info("go runtime soft memory limit set from max_memory (set GOMEMLIMIT to choose another)",
+			"limit", drivers.FormatBytes(lim))
 	}
 
 	tr := &tracing{shutdown: func(context.Context) error { return nil }}

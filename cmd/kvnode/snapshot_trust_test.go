@@ -37,6 +37,10 @@ func (f *fakeNode) Snapshot(context.Context, bool) (rpc.SnapshotOpenReply, io.Re
 	return rpc.SnapshotOpenReply{}, nil, errors.New("not here")
 }
 
+func (f *fakeNode) Events(context.Context, rpc.EventsArgs) (any, error) {
+	return nil, errors.New("no events here")
+}
+
 func (f *fakeNode) Restore(_ context.Context, r io.Reader) (any, error) {
 	f.restores.Add(1)
 	if f.restoreErr != nil {

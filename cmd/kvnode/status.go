@@ -15,6 +15,7 @@ import (
 
 	"github.com/kvnode/kvnode/client"
 	"github.com/kvnode/kvnode/cluster"
+	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/rpc"
 )
 
@@ -167,16 +168,35 @@ func printStatus(w io.Writer, st cluster.Status) error {
 	}
 	if len(st.Storages) > 0 {
 		row()
-		row("STORAGE", "DRIVER", "REPLICATED", "KEYS", "BYTES")
+		row("STORAGE", "DRIVER", "REPLICATED", "KEYS", "BYTES", "USAGE", "LIMIT", "EVICTED")
 		for _, s := range st.Storages {
 			repl := "no"
 			if s.Replicated {
 				repl = "yes"
 			}
-			row(s.Name, orDash(s.Driver), repl, count(s.Keys), count(s.Bytes))
+			usage := "-"
+			if s.Usage > 0 || s.Keys == 0 {
+				usage = strconv.FormatInt(s.Usage, 10)
+			}
+			row(s.Name, orDash(s.Driver), repl, count(s.Keys), count(s.Bytes), usage, limitText(s), strconv.FormatInt(s.Evicted, 10))
 		}
 	}
 	return tw.Flush() //nolint:wrapcheck // stdout
+}
+
+// limitText renders a storage's limits: "64MiB (51%), lru", "-" for none.
+func limitText(s cluster.StorageStatus) string {
+	var parts []string
+	if s.MaxMemory > 0 {
+		parts = append(parts, fmt.Sprintf("%s (%d%%)", drivers.FormatBytes(s.MaxMemory), s.Usage*100/s.MaxMemory))
+	}
+	if s.MaxKeys > 0 {
+		parts = append(parts, fmt.Sprintf("%d keys (%d%%)", s.MaxKeys, s.Keys*100/s.MaxKeys))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ") + ", " + s.Eviction
 }
 
 func withAddr(id, addr string) string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,7 +50,17 @@ func driverSpecs() map[string]driverSpec {
 		"memory": {
 			newConfig: func() any { return &memory.Config{} },
 			open: func(sc *StorageConfig, env storageEnv) (drivers.Store, error) {
-				return drivers.NewLocal(memory.New(), localOptions("memory", localSweepInterval, env)), nil
+				o := localOptions("memory", localSweepInterval, env)
+				o.Storage, o.EvictionSamples = sc.Name, sc.EvictionSamples
+				l := drivers.NewLocal(memory.New(), o)
+				if sc.Limits.Bounded() {
+					if err := l.SetLimits(context.Background(), sc.Limits); err != nil {
+						_ = l.Close()
+						return nil, err //nolint:wrapcheck // reported under the storage's path
+					}
+					env.logger.Info("storage bounded", "limits", sc.Limits.String(), "max_memory_of", sc.LimitSource)
+				}
+				return l, nil
 			},
 		},
 		"boltdb": {
@@ -154,8 +165,10 @@ func decodeStorages(root, kv *yaml.Node, p *problems) []StorageConfig {
 		default:
 			sc.ConfigPath = path + ".config"
 		}
+		refuseBoundKeys(&sc, p)
 		if spec, ok := specs[sc.Driver]; ok {
 			sc.Settings = decodeSettings(spec, &sc, p)
+			resolveLimits(&sc, p)
 		}
 		out = append(out, sc)
 	}

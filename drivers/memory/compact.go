@@ -12,8 +12,9 @@ import "unsafe"
 // slabs hold at most about twice the live bytes (plus a few slabs) in the
 // steady state.
 const (
-	compactionWork  = 2
-	compactionSlack = 64
+	compactionWork      = 2
+	compactionWorkTight = 4
+	compactionSlack     = 64
 )
 
 // compact moves the live records of the emptiest slab to the current one,

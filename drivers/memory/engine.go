@@ -8,7 +8,7 @@ import (
 	"github.com/kvnode/kvnode/drivers"
 )
 
-var _ drivers.Engine = (*Engine)(nil)
+var _ drivers.Evictable = (*Engine)(nil)
 
 // Engine is the in-memory drivers.Engine. The zero value is not usable; call
 // New.
@@ -22,11 +22,21 @@ type Engine struct {
 	live int
 	// timeouts shares equal timeout strings between keys; see intern.
 	timeouts internCache
+	// limits are set by OpLimit (or a restored snapshot); lru is set
+	// while they ask for the lru policy, and keys then carry stamps.
+	limits drivers.Limits
+	lru    bool
 
 	// Counters are written under mu and read without it by Stats.
 	keys    atomic.Int64
 	bytes   atomic.Int64
+	expires atomic.Int64 // keys with a deadline
 	applied atomic.Uint64
+	// Node-local counts of keys evicted and writes refused as full.
+	evicted, rejected atomic.Int64
+	// lastEvict is the Seq of the last OpEvict applied; under mu.
+	lastEvict uint64
+	published atomic.Pointer[drivers.Limits] // limits, for Stats
 }
 
 // New returns an empty engine.
@@ -47,7 +57,8 @@ func (e *Engine) Has(now int64, keys []string) ([]string, error) {
 	}
 	out := make([]string, 0, len(keys))
 	for _, k := range keys {
-		if en, ok := e.tab.get(e.st.slabs, k); ok && en.visible(now) {
+		if p, ok := e.tab.find(e.st.slabs, k); ok && p.entry().visible(now) {
+			e.touchFound(&p, now)
 			out = append(out, k)
 		}
 	}
@@ -67,11 +78,12 @@ func (e *Engine) MGet(now int64, keys []string) ([]drivers.Item, error) {
 	}
 	out := make([]drivers.Item, 0, len(keys))
 	for _, k := range keys {
-		en, ok := e.tab.get(e.st.slabs, k)
-		if !ok || !en.visible(now) {
+		p, ok := e.tab.find(e.st.slabs, k)
+		if !ok || !p.entry().visible(now) {
 			continue
 		}
-		out = append(out, drivers.Item{Key: k, Value: valueBytes(en.val)})
+		e.touchFound(&p, now)
+		out = append(out, drivers.Item{Key: k, Value: valueBytes(p.val)})
 	}
 	return out, nil
 }
@@ -103,10 +115,28 @@ func (e *Engine) TTL(now int64, keys []string) ([]drivers.Item, error) {
 // engine is rebuilt from a snapshot and the log.
 func (e *Engine) AppliedIndex() uint64 { return e.applied.Load() }
 
-// Stats reports the keys held (expired but unswept included) and the bytes of
-// their keys and values, in O(1).
+// Stats reports the keys held (expired but unswept included), the bytes of
+// their keys and values, the usage and the limits, in O(1).
 func (e *Engine) Stats() drivers.Stats {
-	return drivers.Stats{Keys: e.keys.Load(), Bytes: e.bytes.Load()}
+	s := drivers.Stats{Keys: e.keys.Load(), Bytes: e.bytes.Load(), Evicted: e.evicted.Load(), Rejected: e.rejected.Load()}
+	s.Usage = drivers.Usage(s.Keys, s.Bytes, e.expires.Load())
+	if l := e.published.Load(); l != nil {
+		s.Limits = *l
+	}
+	return s
+}
+
+// Accounting implements drivers.Evictable: the counts under the read lock,
+// so an Apply is either wholly in them or not at all.
+func (e *Engine) Accounting() drivers.Accounting {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return drivers.Accounting{Keys: e.keys.Load(), Usage: e.usage(), Limits: e.limits, LastEvict: e.lastEvict}
+}
+
+// usage is Stats().Usage for callers holding the lock.
+func (e *Engine) usage() int64 {
+	return drivers.Usage(e.keys.Load(), e.bytes.Load(), e.expires.Load())
 }
 
 // Close drops the state; later calls return drivers.ErrClosed. Closing twice
@@ -120,6 +150,7 @@ func (e *Engine) Close() error {
 	e.heap = nil
 	e.keys.Store(0)
 	e.bytes.Store(0)
+	e.expires.Store(0)
 	return nil
 }
 

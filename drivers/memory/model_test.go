@@ -42,6 +42,9 @@ func checkInvariants(t testing.TB, e *Engine) {
 		if sh.exps != nil && len(sh.exps) != len(sh.slots) {
 			t.Fatalf("shard %d: %d expiry records for %d slots", i, len(sh.exps), len(sh.slots))
 		}
+		if sh.stamps != nil && len(sh.stamps) != len(sh.slots) {
+			t.Fatalf("shard %d: %d stamps for %d slots", i, len(sh.stamps), len(sh.slots))
+		}
 		for j, x := range sh.exps {
 			if x != nil {
 				if sh.slots[j] == 0 {
@@ -90,8 +93,12 @@ func checkInvariants(t testing.TB, e *Engine) {
 			t.Fatalf("heap order broken at %d", i)
 		}
 	}
-	if s := e.Stats(); s.Keys != int64(count(&e.tab.shards)) || s.Bytes != bytes {
-		t.Fatalf("Stats = %+v, scan says {%d %d}", s, count(&e.tab.shards), bytes)
+	keys := int64(count(&e.tab.shards))
+	if s := e.Stats(); s.Keys != keys || s.Bytes != bytes || s.Usage != drivers.Usage(keys, bytes, int64(withTTL)) {
+		t.Fatalf("Stats = %+v, scan says {%d %d usage %d}", s, keys, bytes, drivers.Usage(keys, bytes, int64(withTTL)))
+	}
+	if l := e.limits; l.Over(keys, e.usage()) {
+		t.Fatalf("%d keys, usage %d: over %s", keys, e.usage(), l)
 	}
 }
 

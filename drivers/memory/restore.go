@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"hash/maphash"
 	"io"
+	"math"
 	"slices"
 	"unsafe"
 
@@ -23,13 +24,8 @@ import (
 // snapshot's bytes from it, so a caller can store several snapshots in one
 // stream; otherwise it buffers and may read past the end.
 func (e *Engine) Restore(r io.Reader) error {
-	d := &decoder{r: r, seed: e.tab.seed, mask: e.tab.mask, slabSize: e.st.slabSize}
-	if br, ok := r.(io.ByteReader); ok {
-		d.br = br
-	} else {
-		b := bufio.NewReaderSize(r, 64<<10)
-		d.r, d.br = b, b
-	}
+	d := newDecoder(r)
+	d.seed, d.mask, d.slabSize = e.tab.seed, e.tab.mask, e.st.slabSize
 	st, err := d.decode()
 	if err != nil {
 		return err
@@ -41,11 +37,30 @@ func (e *Engine) Restore(r io.Reader) error {
 	}
 	e.tab.shards = st.tab.shards
 	e.st = st.st
+	e.st.tight = st.limits.MaxBytes > 0
 	e.heap = st.heap
 	e.keys.Store(int64(count(&st.tab.shards)))
 	e.bytes.Store(st.bytes)
+	e.expires.Store(int64(len(st.heap)))
 	e.applied.Store(st.index)
+	e.limits = st.limits
+	e.lru = st.limits.Policy == drivers.PolicyLRU && st.limits.Bounded()
+	e.published.Store(&st.limits)
 	return nil
+}
+
+// Measure reads a stream written by Snapshot.WriteTo, checking it as
+// Restore does, and returns what restoring it would hold (keys, bytes,
+// usage and limits) without building anything: to refuse a backup larger
+// than the storage's limits before restoring it.
+func (e *Engine) Measure(r io.Reader) (drivers.Stats, error) {
+	d := newDecoder(r)
+	d.measure = true
+	st, err := d.decode()
+	if err != nil {
+		return drivers.Stats{}, err
+	}
+	return drivers.Stats{Keys: st.keys, Bytes: st.bytes, Usage: drivers.Usage(st.keys, st.bytes, st.ttl), Limits: st.limits}, nil
 }
 
 // maxPresize bounds the map size taken from a snapshot header before the
@@ -57,11 +72,14 @@ const maxPresize = 1 << 20
 const chunk = 1 << 20
 
 type restored struct {
-	tab   table
-	st    store
-	heap  expiryHeap
-	bytes int64
-	index uint64
+	tab    table
+	st     store
+	heap   expiryHeap
+	keys   int64
+	bytes  int64
+	ttl    int64 // keys with a deadline
+	index  uint64
+	limits drivers.Limits
 }
 
 // decoder reads a snapshot and keeps a running CRC of the bytes consumed.
@@ -77,6 +95,18 @@ type decoder struct {
 	key, prev []byte
 	// timeouts shares equal timeout strings, as Engine does.
 	timeouts internCache
+	// measure decodes without building anything (Measure).
+	measure bool
+}
+
+// newDecoder reads r byte by byte where r allows it (see Restore), else
+// through a buffer.
+func newDecoder(r io.Reader) *decoder {
+	if br, ok := r.(io.ByteReader); ok {
+		return &decoder{r: r, br: br}
+	}
+	b := bufio.NewReaderSize(r, 64<<10)
+	return &decoder{r: b, br: b}
 }
 
 func (d *decoder) decode() (*restored, error) {
@@ -87,27 +117,45 @@ func (d *decoder) decode() (*restored, error) {
 	if string(head[:len(snapMagic)]) != snapMagic {
 		return nil, fmt.Errorf("%w: bad magic", ErrBadSnapshot)
 	}
-	if v := head[len(snapMagic)]; v != snapVersion {
-		return nil, fmt.Errorf("%w: version %d", ErrSnapshotVersion, v)
+	version := head[len(snapMagic)]
+	if version != snapVersion && version != snapVersionV2 {
+		return nil, fmt.Errorf("%w: version %d", ErrSnapshotVersion, version)
 	}
 	index, err := d.uvarint()
 	if err != nil {
 		return nil, err
 	}
+	var limits drivers.Limits
+	if version == snapVersionV2 {
+		if limits, err = d.limits(); err != nil {
+			return nil, err
+		}
+	}
 	count, err := d.uvarint()
 	if err != nil {
 		return nil, err
 	}
-	st := &restored{index: index, tab: newTable(d.seed, d.mask), st: newStore(d.slabSize)}
-	// Shards differ in size by a few standard deviations (~sqrt(per)).
-	per := int(min(count, maxPresize)) / numShards
-	per += per/16 + minSlots
-	for i := range st.tab.shards {
-		st.tab.shards[i].slots = make([]uint64, per*maxLoadDen/maxLoadNum)
+	if limits.MaxKeys > 0 && count > uint64(limits.MaxKeys) {
+		return nil, fmt.Errorf("%w: %d keys, more than its own max_keys %d", ErrBadSnapshot, count, limits.MaxKeys)
+	}
+	st := &restored{index: index, limits: limits}
+	if !d.measure {
+		st.tab, st.st = newTable(d.seed, d.mask), newStore(d.slabSize)
+		// Shards differ in size by a few standard deviations (~sqrt(per)).
+		per := int(min(count, maxPresize)) / numShards
+		per += per/16 + minSlots
+		for i := range st.tab.shards {
+			st.tab.shards[i].slots = make([]uint64, per*maxLoadDen/maxLoadNum)
+		}
 	}
 	for i := range count {
 		if err := d.entry(st); err != nil {
 			return nil, fmt.Errorf("memory: restore entry %d: %w", i, err)
+		}
+		// A snapshot holds a state the limits held at: one that passes
+		// them is damaged, and building it could exhaust memory.
+		if u := drivers.Usage(int64(i+1), st.bytes, st.ttl); limits.MaxBytes > 0 && u > limits.MaxBytes {
+			return nil, fmt.Errorf("%w: entry %d: %d bytes of usage, more than its own max_memory %d", ErrBadSnapshot, i, u, limits.MaxBytes)
 		}
 		if i > 0 && string(d.key) <= string(d.prev) {
 			return nil, fmt.Errorf("%w: entry %d: keys out of order", ErrBadSnapshot, i)
@@ -130,6 +178,7 @@ func (d *decoder) decode() (*restored, error) {
 		return nil, fmt.Errorf("%w: checksum %08x, computed %08x", ErrBadSnapshot, got, want)
 	}
 	st.heap.heapify()
+	st.keys = int64(count) //nolint:gosec // as many entries were read
 	return st, nil
 }
 
@@ -158,6 +207,20 @@ func (d *decoder) entry(st *restored) error {
 	if err != nil {
 		return err
 	}
+	st.bytes += int64(len(d.key) + len(val))
+	if d.measure {
+		tb, err := d.field()
+		if err != nil {
+			return err
+		}
+		deadline, err := d.varint()
+		if deadline != 0 {
+			st.ttl++
+		} else if len(tb) != 0 {
+			return fmt.Errorf("%w: timeout without deadline", ErrBadSnapshot)
+		}
+		return err
+	}
 	// The key is only read until it is in a slab; a string is allocated
 	// for keys that need one (with a TTL) further down.
 	k := unsafe.String(unsafe.SliceData(d.key), len(d.key))
@@ -182,11 +245,31 @@ func (d *decoder) entry(st *restored) error {
 	// case the whole state is discarded anyway.
 	p, _ := st.tab.find(st.st.slabs, k)
 	p.insert(l, x)
-	st.bytes += int64(len(k) + len(val))
 	if x != nil {
 		st.heap = append(st.heap, x)
+		st.ttl++
 	}
 	return nil
+}
+
+// limits reads version 2's limits.
+func (d *decoder) limits() (drivers.Limits, error) {
+	maxBytes, err := d.uvarint()
+	if err != nil {
+		return drivers.Limits{}, err
+	}
+	maxKeys, err := d.uvarint()
+	if err != nil {
+		return drivers.Limits{}, err
+	}
+	policy, err := d.ReadByte()
+	if err != nil {
+		return drivers.Limits{}, err
+	}
+	if maxBytes > math.MaxInt64 || maxKeys > math.MaxInt64 || drivers.Policy(policy) > drivers.PolicyRandom {
+		return drivers.Limits{}, fmt.Errorf("%w: bad limits", ErrBadSnapshot)
+	}
+	return drivers.Limits{MaxBytes: int64(maxBytes), MaxKeys: int64(maxKeys), Policy: drivers.Policy(policy)}, nil
 }
 
 // read appends n bytes from the stream to buf, growing it as data arrives

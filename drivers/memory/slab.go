@@ -86,6 +86,11 @@ type store struct {
 	// victim is the slab being compacted (-1: none) and cursor the offset of
 	// its next record to look at.
 	victim, cursor int
+	// tight keeps dead records to a quarter of the slabs instead of half,
+	// for a bounded engine: there the slabs, not the limit, would otherwise
+	// decide the memory used, at up to twice the live records under the
+	// churn of evictions.
+	tight bool
 }
 
 func newStore(slabSize int) store {
@@ -217,7 +222,20 @@ func (st *store) garbage() int {
 // memory under overwrites but make each of them copy more live records.
 func (st *store) needCompaction() bool {
 	g := st.garbage()
+	if st.tight {
+		return g >= 2*st.slabSize && 4*g > st.size
+	}
 	return g >= 2*st.slabSize && 2*g > st.size
+}
+
+// work is how many bytes of records compaction may look at per byte
+// killed: a victim is at most half live (three quarters when tight), so
+// looking at 2 (4) bytes frees at least 1 and compaction keeps up.
+func (st *store) work() int {
+	if st.tight {
+		return compactionWorkTight
+	}
+	return compactionWork
 }
 
 // pickVictim returns the shared slab with the fewest live bytes, or -1.

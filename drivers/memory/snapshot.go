@@ -13,19 +13,25 @@ import (
 	"github.com/kvnode/kvnode/drivers"
 )
 
-// Snapshot format, version 1. All integers are unsigned varints unless
-// noted; strings and byte slices are a uvarint length followed by the bytes.
+// Snapshot format, versions 1 and 2. All integers are unsigned varints
+// unless noted; strings and byte slices are a uvarint length followed by the
+// bytes.
 //
-//	header  magic "KVNMEMSN" | version byte | applied index | entry count
+//	header  magic "KVNMEMSN" | version byte | applied index
+//	        | version 2 only: max bytes | max keys | policy byte
+//	        | entry count
 //	entry   key | value | timeout | deadline (signed varint)   — count times,
 //	        keys strictly ascending (bytewise)
 //	trailer entry count again | CRC-32C of every byte before it (4 bytes LE)
 //
 // Sorted keys make the stream a deterministic function of the state, and a
-// count in the header lets Restore size its map once.
+// count in the header lets Restore size its map once. Version 2 carries the
+// storage's limits; an unbounded storage still writes version 1, which
+// older nodes read.
 const (
-	snapMagic   = "KVNMEMSN"
-	snapVersion = 1
+	snapMagic     = "KVNMEMSN"
+	snapVersion   = 1
+	snapVersionV2 = 2
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -42,7 +48,7 @@ func (e *Engine) Snapshot() (drivers.Snapshot, error) {
 		return nil, drivers.ErrClosed
 	}
 	e.live++
-	return &snapshot{e: e, shards: e.tab.share(), slabs: slices.Clone(e.st.slabs), index: e.applied.Load()}, nil
+	return &snapshot{e: e, shards: e.tab.share(), slabs: slices.Clone(e.st.slabs), index: e.applied.Load(), limits: e.limits}, nil
 }
 
 type snapshot struct {
@@ -54,26 +60,38 @@ type snapshot struct {
 	// stays valid here.
 	slabs    [][]byte
 	index    uint64
+	limits   drivers.Limits
 	released bool
 }
 
+// keyEntry locates one key of a snapshot: 16 bytes, where the key and
+// value strings took 40; the list of every key is what a snapshot of a
+// large storage allocates.
 type keyEntry struct {
-	key string
-	en  entry
+	l   loc
+	exp *expiry
 }
 
 // sorted returns the snapshot's entries in ascending byte order of keys.
 func (s *snapshot) sorted() []keyEntry {
 	out := make([]keyEntry, 0, count(&s.shards))
 	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.each(func(l loc, exp *expiry) {
-			k, v, _ := record(s.slabs[l.id()], l.off())
-			out = append(out, keyEntry{k, entry{val: v, exp: exp}})
-		})
+		s.shards[i].each(func(l loc, exp *expiry) { out = append(out, keyEntry{l, exp}) })
 	}
-	slices.SortFunc(out, func(a, b keyEntry) int { return strings.Compare(a.key, b.key) })
+	slices.SortFunc(out, func(a, b keyEntry) int { return strings.Compare(s.key(a.l), s.key(b.l)) })
 	return out
+}
+
+// key returns the key stored at l.
+func (s *snapshot) key(l loc) string {
+	k, _, _ := record(s.slabs[l.id()], l.off())
+	return k
+}
+
+// entry returns the key and entry stored at x.
+func (s *snapshot) entry(x keyEntry) (string, entry) {
+	k, v, _ := record(s.slabs[x.l.id()], x.l.off())
+	return k, entry{val: v, exp: x.exp}
 }
 
 // WriteTo streams the snapshot in the format described above.
@@ -90,14 +108,22 @@ func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
 		_, err := bw.Write(p)
 		return err //nolint:wrapcheck // wrapped once below
 	}
-	buf := append([]byte(snapMagic), snapVersion)
-	buf = binary.AppendUvarint(buf, s.index)
+	buf := []byte(snapMagic)
+	if s.limits.Bounded() {
+		buf = append(buf, snapVersionV2)
+		buf = binary.AppendUvarint(buf, s.index)
+		buf = appendLimits(buf, s.limits)
+	} else {
+		buf = append(buf, snapVersion)
+		buf = binary.AppendUvarint(buf, s.index)
+	}
 	buf = binary.AppendUvarint(buf, uint64(len(entries)))
 	if err := write(buf); err != nil {
 		return cw.n, fmt.Errorf("memory: snapshot: %w", err)
 	}
 	for _, x := range entries {
-		buf = appendEntry(buf[:0], x.key, x.en)
+		k, en := s.entry(x)
+		buf = appendEntry(buf[:0], k, en)
 		if err := write(buf); err != nil {
 			return cw.n, fmt.Errorf("memory: snapshot: %w", err)
 		}
@@ -153,10 +179,17 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err //nolint:wrapcheck // passed through to WriteTo, which wraps
 }
 
+func appendLimits(buf []byte, l drivers.Limits) []byte {
+	buf = binary.AppendUvarint(buf, uint64(l.MaxBytes)) //nolint:gosec // validated non-negative
+	buf = binary.AppendUvarint(buf, uint64(l.MaxKeys))  //nolint:gosec // validated non-negative
+	return append(buf, byte(l.Policy))
+}
+
 // Hash returns a SHA-256 digest of the logical state: for every key in
 // ascending byte order, the key, value and timeout (each as a uvarint length
 // and the bytes) and the deadline (8 bytes big-endian), expired but unswept
-// keys included. The applied index is not part of it.
+// keys included, then the limits when any is set. The applied index is not
+// part of it.
 func (e *Engine) Hash() ([]byte, error) {
 	snap, err := e.Snapshot()
 	if err != nil {
@@ -167,7 +200,7 @@ func (e *Engine) Hash() ([]byte, error) {
 	h := sha256.New()
 	var buf []byte
 	for _, x := range s.sorted() {
-		k, en := x.key, x.en
+		k, en := s.entry(x)
 		timeout, deadline := en.ttl()
 		buf = binary.AppendUvarint(buf[:0], uint64(len(k)))
 		buf = append(buf, k...)
@@ -177,6 +210,9 @@ func (e *Engine) Hash() ([]byte, error) {
 		buf = append(buf, timeout...)
 		buf = binary.BigEndian.AppendUint64(buf, uint64(deadline))
 		h.Write(buf)
+	}
+	if s.limits.Bounded() {
+		h.Write(appendLimits(append(buf[:0], "limits"...), s.limits))
 	}
 	return h.Sum(nil), nil
 }

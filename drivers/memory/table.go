@@ -45,7 +45,12 @@ type shard struct {
 	// slot, nil for none. It stays nil until the shard holds a key with a
 	// TTL, so keys without one cost nothing here.
 	exps []*expiry
-	n    int
+	// stamps runs parallel to slots too: when each key was last used
+	// (see recency.go), for the lru policy; nil otherwise. Unlike slots and
+	// exps it is node-local, never part of a snapshot, and readers update
+	// it atomically under the read lock.
+	stamps []uint32
+	n      int
 	// shared is set while an unreleased snapshot may reference slots and
 	// exps: they must be copied before they are written.
 	shared bool
@@ -173,11 +178,14 @@ func (s *shard) setExp(i int, x *expiry) {
 }
 
 func (s *shard) grow() {
-	oldSlots, oldExps := s.slots, s.exps
+	oldSlots, oldExps, oldStamps := s.slots, s.exps, s.stamps
 	n := max(minSlots, len(oldSlots)+len(oldSlots)/2)
 	s.slots = make([]uint64, n)
 	if oldExps != nil {
 		s.exps = make([]*expiry, n)
+	}
+	if oldStamps != nil {
+		s.stamps = make([]uint32, n)
 	}
 	for j, x := range oldSlots {
 		if x == 0 {
@@ -192,6 +200,9 @@ func (s *shard) grow() {
 		s.slots[i] = x
 		if oldExps != nil {
 			s.exps[i] = oldExps[j]
+		}
+		if oldStamps != nil {
+			s.stamps[i] = oldStamps[j]
 		}
 	}
 }
@@ -217,12 +228,18 @@ func (p *pos) del() {
 			if w.exps != nil {
 				w.exps[i] = w.exps[j]
 			}
+			if w.stamps != nil {
+				w.stamps[i] = w.stamps[j]
+			}
 			i = j
 		}
 	}
 	w.slots[i] = 0
 	if w.exps != nil {
 		w.exps[i] = nil
+	}
+	if w.stamps != nil {
+		w.stamps[i] = 0
 	}
 	w.n--
 }
