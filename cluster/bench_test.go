@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -86,7 +88,9 @@ func BenchmarkCluster_LinearizableMGet(b *testing.B) {
 // log write, a follower's log write, the leader's replication round trip
 // to a follower (its log write included), dispatch to commit, and the FSM
 // apply. docs/benchmarks.md puts them next to the fsync and loopback floor.
-// BENCH_LOG_STORE=wal times the raft-wal log store.
+// BENCH_LOG_STORE=wal times the raft-wal log store; BENCH_CALLERS=64
+// writes with that many callers at once (the times are then per entry, an
+// entry carrying many writes).
 func BenchmarkCluster_WriteBreakdown(b *testing.B) {
 	sink := metrics.NewInmemSink(time.Hour, time.Hour)
 	conf := metrics.DefaultConfig("kvnode")
@@ -106,14 +110,31 @@ func BenchmarkCluster_WriteBreakdown(b *testing.B) {
 			}
 			s := c.Store(node, "mem", cluster.Local)
 			val := make([]byte, 100)
+			callers, _ := strconv.Atoi(os.Getenv("BENCH_CALLERS"))
 			before := samples(sink)
+			first := c.Nodes[node].Node.FSM().AppliedIndex()
 			b.ResetTimer()
-			for i := range b.N {
+			if callers > 1 {
+				b.SetParallelism(max(1, callers/runtime.GOMAXPROCS(0)))
+				var n atomic.Int64
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if err := s.Set(context.Background(), []drivers.Item{{Key: fmt.Sprint("k", n.Add(1)%10000), Value: val}}); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			for i := 0; callers <= 1 && i < b.N; i++ {
 				if err := s.Set(context.Background(), []drivers.Item{{Key: fmt.Sprint("k", i%10000), Value: val}}); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.StopTimer()
+			if entries := c.Nodes[node].Node.FSM().AppliedIndex() - first; entries > 0 {
+				b.ReportMetric(float64(b.N)/float64(entries), "writes/entry")
+			}
 			after := samples(sink)
 			for _, m := range []struct{ name, key string }{
 				{"leader-log-ms", "raft.leader.dispatchLog"},

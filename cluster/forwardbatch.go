@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -86,7 +87,7 @@ func (f *forwarder) Propose(args ProposeArgs, reply *ProposeReply) error {
 		events = append(events, ev)
 		at = append(at, i)
 	}
-	for j, o := range n.commit(ctx, events) {
+	for j, o := range n.leaderBatcher.applyAll(ctx, events, remaining(ctx, n.cfg.ApplyTimeout)) {
 		reply.Results[at[j]] = replyFor(o.idx, o.err, o.retry)
 	}
 	return nil
@@ -99,7 +100,7 @@ func (f *forwarder) ApplyBatch(args ApplyBatchArgs, reply *ApplyBatchReply) erro
 	ctx, cancel := context.WithTimeout(n.ctx, min(args.Timeout, n.cfg.ApplyTimeout))
 	defer cancel()
 	reply.Results = make([]ApplyReply, len(args.Events))
-	for i, o := range n.commit(ctx, args.Events) {
+	for i, o := range n.leaderBatcher.applyAll(ctx, args.Events, remaining(ctx, n.cfg.ApplyTimeout)) {
 		reply.Results[i] = replyFor(o.idx, o.err, o.retry)
 	}
 	return nil
@@ -126,10 +127,15 @@ func (w *fwdWrite) finish(idx uint64, err error, retry bool) {
 	close(w.done)
 }
 
-// batcher queues the writes forwarded to one leader address and sends
-// them in batches through send, which must finish every write it is given.
+// batcher queues writes and sends them in batches through send, which
+// must finish every write it is given: on a follower the writes forwarded
+// to one leader address (forwardbatch.go), on the leader its own writes
+// and those followers forward (propose.go).
 type batcher struct {
 	send func(batch []*fwdWrite)
+	// slots bounds the batches under way at once, maxEvents and maxBytes
+	// one batch; zero takes the forwarding defaults.
+	slots, maxEvents, maxBytes int
 
 	mu       sync.Mutex
 	inflight int
@@ -143,45 +149,76 @@ type batcher struct {
 	batches, events atomic.Uint64
 }
 
-// apply forwards ev through the batcher and returns what forwardApply
-// returns: the index, the error, and whether nothing was applied so the
-// caller may retry. ok is false when the leader needs one call per write.
+// apply sends ev through the batcher and returns the index, the error,
+// and whether nothing was applied so the caller may retry. ok is false
+// when the leader needs one call per write.
 func (b *batcher) apply(ctx context.Context, ev eventlog.Event, timeout time.Duration) (idx uint64, err error, retry, ok bool) {
-	w := &fwdWrite{ctx: ctx, ev: ev, size: eventSize(ev), deadline: time.Now().Add(timeout), queued: true, done: make(chan struct{})}
 	b.mu.Lock()
 	if time.Now().Before(b.legacyUntil) {
 		b.mu.Unlock()
 		return 0, nil, false, false
 	}
-	b.pending = append(b.pending, w)
-	var batch []*fwdWrite
-	start := b.inflight < maxBatchesInFlight
-	if start {
-		b.inflight++
-		batch = b.takeLocked()
-	}
+	w := b.enqueueLocked(ctx, ev, time.Now().Add(timeout))
+	b.startLocked()
 	b.mu.Unlock()
-	if start {
-		go b.run(batch)
+	o := b.await(ctx, w)
+	return o.idx, o.err, o.retry, true
+}
+
+// applyAll sends events through the batcher together and returns one
+// outcome per event.
+func (b *batcher) applyAll(ctx context.Context, events []eventlog.Event, timeout time.Duration) []outcome {
+	deadline := time.Now().Add(timeout)
+	ws := make([]*fwdWrite, len(events))
+	b.mu.Lock()
+	for i, ev := range events {
+		ws[i] = b.enqueueLocked(ctx, ev, deadline)
 	}
+	b.startLocked()
+	b.mu.Unlock()
+	out := make([]outcome, len(ws))
+	for i, w := range ws {
+		out[i] = b.await(ctx, w)
+	}
+	return out
+}
+
+func (b *batcher) enqueueLocked(ctx context.Context, ev eventlog.Event, deadline time.Time) *fwdWrite {
+	w := &fwdWrite{ctx: ctx, ev: ev, size: eventSize(ev), deadline: deadline, queued: true, done: make(chan struct{})}
+	b.pending = append(b.pending, w)
+	return w
+}
+
+// startLocked starts sending what is queued if a slot is free.
+func (b *batcher) startLocked() {
+	if b.inflight >= cmp.Or(b.slots, maxBatchesInFlight) || len(b.pending) == 0 {
+		return
+	}
+	b.inflight++
+	go b.run(b.takeLocked())
+}
+
+// await waits for w's outcome; a caller that gives up while w is still
+// queued takes it out (nothing was sent: retry), one that gives up after
+// it was sent cannot know (outcome unknown).
+func (b *batcher) await(ctx context.Context, w *fwdWrite) outcome {
 	select {
 	case <-w.done:
-		return w.idx, w.err, w.retry, true
+		return outcome{w.idx, w.err, w.retry}
 	case <-ctx.Done():
 	}
 	b.mu.Lock()
 	if w.queued {
-		// Never sent: nothing was applied.
 		b.removeLocked(w)
 		b.mu.Unlock()
-		return 0, nil, true, true
+		return outcome{retry: true}
 	}
 	b.mu.Unlock()
 	select {
 	case <-w.done: // finished by takeLocked (expired) or just now by the reply
-		return w.idx, w.err, w.retry, true
+		return outcome{w.idx, w.err, w.retry}
 	default:
-		return 0, fmt.Errorf("%w (forwarded to the leader, no reply: %w)", ErrOutcomeUnknown, ctx.Err()), false, true
+		return outcome{err: fmt.Errorf("%w (sent, no outcome in time: %w)", ErrOutcomeUnknown, ctx.Err())}
 	}
 }
 
@@ -212,7 +249,7 @@ func (b *batcher) takeLocked() []*fwdWrite {
 	var batch []*fwdWrite
 	size, taken := 0, 0
 	for _, w := range b.pending {
-		if len(batch) == maxBatchEvents || (len(batch) > 0 && size+w.size > maxBatchBytes) {
+		if len(batch) == cmp.Or(b.maxEvents, maxBatchEvents) || (len(batch) > 0 && size+w.size > cmp.Or(b.maxBytes, maxBatchBytes)) {
 			break
 		}
 		taken++

@@ -147,7 +147,11 @@ func Open(cfg Config, f *fsm.FSM, opts Options) (*Node, error) {
 	n := &Node{cfg: cfg, opts: opts, fsm: f, stop: make(chan struct{}),
 		logger: opts.Logger.With("component", "cluster", "node", cfg.NodeID)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	n.leaderBatcher = &batcher{send: n.commitWrites}
+	// One batch under way at a time: the leader's log writes are
+	// serialised by raft anyway, and each batch that waits for the one
+	// under way takes everything queued meanwhile into one entry. Several
+	// smaller entries, each its own log write, measured half as fast.
+	n.leaderBatcher = &batcher{send: n.commitWrites, slots: 1, maxEvents: leaderBatchEvents, maxBytes: leaderBatchBytes}
 	n.acksKnown = make(chan struct{})
 	n.evict = newEvictor(n)
 	if err := n.open(); err != nil {

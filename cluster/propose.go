@@ -23,6 +23,14 @@ import (
 // its own entry, all proposed before any is waited for, so they still
 // share one log write.
 
+// leaderBatchEvents and leaderBatchBytes bound one entry of coalesced
+// writes: far above what 64 callers queue, far below raft's and the
+// network's sizes.
+const (
+	leaderBatchEvents = 1024
+	leaderBatchBytes  = 4 << 20
+)
+
 // outcome is what became of one event: its log index once committed, the
 // state machine's refusal, or whether nothing was applied and another
 // attempt may succeed.
