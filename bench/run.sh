@@ -31,9 +31,18 @@ KEYSPACE=100000    # distinct keys in the throughput scenarios
 SETTLE_SECONDS=5   # pause before reading RSS so both Go runtimes have scavenged alike
 
 LOADAVG=$(cut -d" " -f1-3 /proc/loadavg)
+# What follows this line in $OUT is written by hand (analyses that take longer runs than this
+# script's: the write path's breakdown, failover, memory); the script keeps it.
+MARKER='<!-- Written by hand from here on: bench/run.sh keeps what follows. -->'
 command -v jq >/dev/null || { echo "run.sh: jq is required (apt-get install jq)" >&2; exit 1; }
 
 tmp=$(mktemp -d /tmp/kvnode-bench.XXXXXX)
+kept=$tmp/kept.md
+if [[ -f $OUT ]] && grep -qF "$MARKER" "$OUT"; then
+  awk -v m="$MARKER" 'f || $0 == m { f = 1; print }' "$OUT" >"$kept"
+else
+  : >"$kept"
+fi
 PIDS=()
 cleanup() {
   local rc=$? pid f
@@ -374,5 +383,8 @@ if [[ ${BENCH_RRPLUGIN:-1} == 1 ]]; then
   { echo; cat "$tmp/hop.md"; } >>"$OUT"
 fi
 
+if [[ -s $kept ]]; then
+  { echo; cat "$kept"; } >>"$OUT"
+fi
 log "wrote $OUT"
 cat "$OUT"
