@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -37,20 +36,17 @@ func (n *Node) propose(ctx context.Context, ev eventlog.Event) (idx uint64, err 
 		if n.closed.Load() {
 			return 0, ErrShutdown
 		}
-		retry, known := true, true
+		o, known := outcome{retry: true}, true
 		if n.raft.State() == raft.Leader {
-			var ok bool
-			idx, err, retry, ok = n.leaderBatcher.apply(ctx, ev, remaining(ctx, n.cfg.ApplyTimeout))
-			if !ok {
-				idx, err, retry = n.applyLeader(ctx, ev)
-			}
+			o = n.leaderBatcher.apply(ctx, ev, remaining(ctx, n.cfg.ApplyTimeout))
 		} else if _, leaderAddr := n.Leader(); leaderAddr != "" {
-			idx, err, retry = n.forwardApply(ctx, leaderAddr, ev)
+			// With the writes other callers forward meanwhile (batch.go).
+			o = n.batcher(leaderAddr).apply(ctx, ev, remaining(ctx, n.cfg.ApplyTimeout))
 		} else {
 			known = false
 		}
-		if !retry {
-			return idx, err
+		if !o.retry {
+			return o.idx, o.err
 		}
 		if leaderless.expired(known, n.leaderWait()) {
 			return 0, fmt.Errorf("%w (no leader known for %s)", ErrNoLeader, n.leaderWait())
@@ -147,39 +143,6 @@ func (n *Node) awaitAcked(ctx context.Context) error {
 		return fmt.Errorf("%w: this node has not yet applied a write it acknowledged (index %d): %w", ErrNotApplied, acked, err)
 	}
 	return nil
-}
-
-// forwardApply sends ev to the leader at addr, with the writes other
-// callers forward meanwhile (forwardbatch.go).
-func (n *Node) forwardApply(ctx context.Context, addr string, ev eventlog.Event) (idx uint64, err error, retry bool) {
-	timeout := remaining(ctx, n.cfg.ApplyTimeout)
-	if idx, err, retry, ok := n.batcher(addr).apply(ctx, ev, timeout); ok {
-		return idx, err, retry
-	}
-	var reply ApplyReply
-	sent, err := n.fwd.call(ctx, addr, "Apply", ApplyArgs{Event: ev, Timeout: timeout}, &reply)
-	switch {
-	case err != nil && !sent:
-		return 0, nil, true
-	case err != nil:
-		return 0, fmt.Errorf("%w (forwarding to leader %s: %w)", ErrOutcomeUnknown, addr, err), false
-	}
-	return replyOutcome(addr, reply)
-}
-
-// replyOutcome turns the leader's reply to one forwarded write into what
-// propose expects: index, error, and whether to retry.
-func replyOutcome(addr string, reply ApplyReply) (uint64, error, bool) {
-	switch reply.Code {
-	case codeOK:
-		return reply.Index, nil, false
-	case codeRetry:
-		return 0, nil, true
-	case codeUnknown:
-		return 0, fmt.Errorf("%w (leader %s: %s)", ErrOutcomeUnknown, addr, reply.Text), false
-	default:
-		return reply.Index, errors.New(reply.Text), false //nolint:err113 // the leader's state machine refusal, relayed as text
-	}
 }
 
 // leaderWait measures how long one call has found no leader at all. A

@@ -3,9 +3,9 @@ package cluster
 // ForwardStats reports the write batches this node has forwarded to any
 // leader, the writes they carried, and the batches under way now.
 func ForwardStats(n *Node) (batches, events uint64, inflight int) {
-	n.fwd.bmu.Lock()
-	defer n.fwd.bmu.Unlock()
-	for _, b := range n.fwd.batchers {
+	n.peers.bmu.Lock()
+	defer n.peers.bmu.Unlock()
+	for _, b := range n.peers.batchers {
 		batches += b.batches.Load()
 		events += b.events.Load()
 		b.mu.Lock()

@@ -3,16 +3,35 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/rpc"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	eventlog "github.com/kvnode/kvnode/log"
 )
 
+// proposeOne forwards ev alone, as a follower's Propose.
+func proposeOne(ctx context.Context, pc *peerClients, addr string, ev eventlog.Event) (Result, bool, error) {
+	raw, err := eventlog.Encode(ev)
+	if err != nil {
+		return Result{}, false, err
+	}
+	reply, sent, err := pc.propose(ctx, addr, ProposeArgs{Events: [][]byte{raw}, Timeout: time.Second})
+	if err == nil && len(reply.Results) != 1 {
+		err = fmt.Errorf("%d results for one event", len(reply.Results))
+	}
+	if err != nil {
+		return Result{}, sent, err
+	}
+	return reply.Results[0], sent, nil
+}
+
 // dialingMux is a cluster port that only dials, through dial.
-func dialingMux(t *testing.T, dial func(string, time.Duration) (net.Conn, error)) *forwardClients {
+func dialingMux(t *testing.T, dial func(string, time.Duration) (net.Conn, error)) *peerClients {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -20,7 +39,7 @@ func dialingMux(t *testing.T, dial func(string, time.Duration) (net.Conn, error)
 	}
 	l, _ := NewLogBook()
 	m := newMux(ln, ln.Addr(), "", dial, nil, muxLimits{}, l)
-	fc := newForwardClients(m)
+	fc := newPeerClients(m)
 	t.Cleanup(func() { fc.closeAll(); _ = m.close() })
 	return fc
 }
@@ -144,8 +163,7 @@ func TestForward_ShutdownOfAPendingCallIsNotNotSent(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		var reply ApplyReply
-		sent, err := fc.call(ctx, addr, "Apply", ApplyArgs{Event: setEvent("k"), Timeout: time.Second}, &reply)
+		_, sent, err := proposeOne(ctx, fc, addr, setEvent("k"))
 		pending <- result{sent, err}
 	}()
 	deadline := time.Now().Add(5 * time.Second)
@@ -166,8 +184,7 @@ func TestForward_ShutdownOfAPendingCallIsNotNotSent(t *testing.T) {
 	}
 
 	// After the close, nothing leaves: that one is "not sent".
-	var reply ApplyReply
-	sent, err := fc.call(t.Context(), addr, "Apply", ApplyArgs{Event: setEvent("k2"), Timeout: time.Second}, &reply)
+	_, sent, err := proposeOne(t.Context(), fc, addr, setEvent("k2"))
 	if err == nil || sent {
 		t.Fatalf("call after close: sent=%v err=%v, want not sent", sent, err)
 	}

@@ -49,14 +49,6 @@ type counted struct {
 	n int
 }
 
-// HintsArgs carries a follower's sample of the keys read, by storage.
-type HintsArgs struct {
-	Keys map[string][]string
-}
-
-// HintsReply is empty.
-type HintsReply struct{}
-
 // hinting reports whether reads of e are worth a hint: it evicts by lru
 // and this node follows.
 func (n *Node) hinting(e drivers.Engine) bool {
@@ -142,7 +134,7 @@ func (n *Node) hintLoop() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, hintTimeout)
-		_, err := n.fwd.call(ctx, addr, "Hints", HintsArgs{Keys: keys}, &HintsReply{})
+		err := n.peers.hints(ctx, addr, keys)
 		cancel()
 		if err != nil {
 			n.logger.Debug("access hints not sent", "leader", addr, "err", err)
@@ -150,16 +142,15 @@ func (n *Node) hintLoop() {
 	}
 }
 
-// Hints stamps the keys a follower's clients read as used now, on the
-// leader. A node that does not lead ignores them.
-func (f *forwarder) Hints(args HintsArgs, _ *HintsReply) error {
-	n := f.n
+// takeHints stamps the keys a follower's clients read as used now, on
+// the leader. A node that does not lead ignores them.
+func (n *Node) takeHints(hinted map[string][]string) {
 	if n.raft.State() != raft.Leader {
-		return nil
+		return
 	}
 	now := n.opts.Clock().UnixNano()
 	budget := maxHintKeys
-	for name, keys := range args.Keys {
+	for name, keys := range hinted {
 		e, ok := n.fsm.Engine(name)
 		b, evictable := e.(drivers.Evictable)
 		if !ok || !evictable {
@@ -169,5 +160,4 @@ func (f *forwarder) Hints(args HintsArgs, _ *HintsReply) error {
 		budget -= len(keys)
 		b.Touch(now, keys)
 	}
-	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -70,18 +69,16 @@ func (n *Node) removeSelf(ctx context.Context) error {
 		if n.IsLeader() {
 			err = n.removeServer(ctx, n.cfg.NodeID)
 		} else if _, addr := n.Leader(); addr != "" {
-			var reply RemoveReply
-			if _, err = n.fwd.call(ctx, addr, "Remove", RemoveArgs{ID: n.cfg.NodeID, Timeout: remaining(ctx, n.cfg.ApplyTimeout)}, &reply); err == nil {
-				switch reply.Code {
+			var r Result
+			r, err = n.peers.remove(ctx, addr, RemoveArgs{ID: n.cfg.NodeID, Timeout: remaining(ctx, n.cfg.ApplyTimeout)})
+			if err == nil {
+				switch r.Code {
 				case codeOK:
 					return nil
 				case codeRetry:
 					err = ErrNoLeader
-				case codeApply:
-					if strings.Contains(reply.Text, ErrLastVoter.Error()) {
-						return fmt.Errorf("%w (leader %s)", ErrLastVoter, addr)
-					}
-					return fmt.Errorf("leader %s: %s", addr, reply.Text) //nolint:err113 // the leader's refusal, relayed as text
+				default:
+					return fmt.Errorf("leader %s: %w", DialAddr(addr), remoteError(r))
 				}
 			}
 		} else {
@@ -132,33 +129,5 @@ func (n *Node) removeServer(ctx context.Context, id string) error {
 		return fmt.Errorf("remove %s: %w", id, err)
 	}
 	n.logger.Info("membership: removed member on its request", "member", id)
-	return nil
-}
-
-// RemoveArgs asks the leader to remove a member that is leaving.
-type RemoveArgs struct {
-	ID      string
-	Timeout time.Duration
-}
-
-// RemoveReply carries the outcome: codeOK, codeRetry (not the leader), or
-// codeApply with the refusal in Text.
-type RemoveReply struct {
-	Code uint8
-	Text string
-}
-
-// Remove removes a leaving member if this node leads.
-func (f *forwarder) Remove(args RemoveArgs, reply *RemoveReply) error {
-	ctx, cancel := context.WithTimeout(f.n.ctx, min(args.Timeout, f.n.cfg.ApplyTimeout))
-	defer cancel()
-	err := f.n.removeServer(ctx, args.ID)
-	switch {
-	case err == nil:
-	case errors.Is(err, ErrNoLeader), errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
-		reply.Code = codeRetry
-	default:
-		reply.Code, reply.Text = codeApply, err.Error()
-	}
 	return nil
 }

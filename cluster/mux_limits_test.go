@@ -169,8 +169,7 @@ func TestMux_ConnectionCapsRefuseAtOnceAndSpareOtherHosts(t *testing.T) {
 	tp := clientMuxFrom(t, "127.0.0.2")
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	var reply ApplyReply
-	if _, err := tp.call(ctx, n.Addr(), "Apply", ApplyArgs{Event: setEvent("k"), Timeout: time.Second}, &reply); err != nil || reply.Code != codeOK {
+	if reply, _, err := proposeOne(ctx, tp, n.Addr(), setEvent("k")); err != nil || reply.Code != codeOK {
 		t.Fatalf("forward from another host while one host is at its cap: %v (code %d)", err, reply.Code)
 	}
 
@@ -193,7 +192,7 @@ func TestMux_ConnectionCapsRefuseAtOnceAndSpareOtherHosts(t *testing.T) {
 }
 
 // clientMuxFrom is clientMux dialling from a given loopback address.
-func clientMuxFrom(t *testing.T, from string) *forwardClients {
+func clientMuxFrom(t *testing.T, from string) *peerClients {
 	t.Helper()
 	ln, err := net.Listen("tcp", from+":0")
 	if err != nil {
@@ -206,7 +205,7 @@ func clientMuxFrom(t *testing.T, from string) *forwardClients {
 		d.Timeout = timeout
 		return d.Dial("tcp", a)
 	}, nil, muxLimits{}, l)
-	fc := newForwardClients(m)
+	fc := newPeerClients(m)
 	t.Cleanup(func() { fc.closeAll(); _ = m.close() })
 	return fc
 }
@@ -240,7 +239,7 @@ func forwardPort(t *testing.T, limits muxLimits) (string, *mux) {
 	l, _ := NewLogBook()
 	m := newMux(ln, ln.Addr(), "", nil, nil, limits, l)
 	srv := rpc.NewServer()
-	if err := srv.RegisterName(forwardService, pingService{}); err != nil {
+	if err := srv.RegisterName(peerService, pingService{}); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
@@ -288,7 +287,7 @@ func TestMux_DialerRetiresIdleForwardingConnection(t *testing.T) {
 	clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	m := newMux(ln, ln.Addr(), "", func(a string, d time.Duration) (net.Conn, error) { return net.DialTimeout("tcp", a, d) },
 		nil, muxLimits{now: clock}, l)
-	fc := newForwardClients(m)
+	fc := newPeerClients(m)
 	t.Cleanup(func() { fc.closeAll(); _ = m.close() })
 
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)

@@ -65,13 +65,13 @@ type Node struct {
 	// staticPending: static peers, no raft state yet (staticjoin.go).
 	staticPending bool
 	// marked: the node marked itself running (recovery.go).
-	marked    bool
-	mux       *mux
-	transport *raft.NetworkTransport
-	raft      *raft.Raft
-	fwdServer *rpc.Server
-	fwd       *forwardClients
-	gossip    *gossip // nil without cluster.gossip
+	marked     bool
+	mux        *mux
+	transport  *raft.NetworkTransport
+	raft       *raft.Raft
+	peerServer *rpc.Server // the peer protocol (peer.go)
+	peers      *peerClients
+	gossip     *gossip // nil without cluster.gossip
 
 	// boot and recon belong to the membership loop's goroutine.
 	boot  bootstrapState
@@ -241,9 +241,9 @@ func (n *Node) open() error {
 		Logger:  newHclog(n.logger, "raft-net"),
 	})
 
-	n.fwd = newForwardClients(n.mux)
-	n.fwdServer = rpc.NewServer()
-	if err := n.fwdServer.RegisterName(forwardService, &forwarder{n: n}); err != nil {
+	n.peers = newPeerClients(n.mux)
+	n.peerServer = rpc.NewServer()
+	if err := n.peerServer.RegisterName(peerService, &peer{n: n}); err != nil {
 		return fmt.Errorf("register forwarding: %w", err)
 	}
 
@@ -313,7 +313,7 @@ func (n *Node) serveForward() {
 		if err != nil {
 			return
 		}
-		go n.fwdServer.ServeConn(c)
+		go n.peerServer.ServeConn(c)
 	}
 }
 
@@ -382,8 +382,8 @@ func (n *Node) teardown() error {
 	if n.raft != nil {
 		errs = append(errs, n.raft.Shutdown().Error())
 	}
-	if n.fwd != nil {
-		n.fwd.closeAll()
+	if n.peers != nil {
+		n.peers.closeAll()
 	}
 	if n.transport != nil {
 		errs = append(errs, n.transport.Close())

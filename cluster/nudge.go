@@ -19,19 +19,8 @@ const nudgeAfter = time.Millisecond
 // for a nudge when it needs one, and the leader appends a barrier: its
 // replication carries the commit index at once.
 
-// NudgeArgs asks the leader to propagate its commit index.
-type NudgeArgs struct{ Index uint64 }
-
-// NudgeReply is empty.
-type NudgeReply struct{}
-
-// Nudge appends a barrier unless one is already on its way; the barrier's
+// nudge appends a barrier unless one is already on its way; the barrier's
 // AppendEntries carry the commit index to every follower.
-func (f *forwarder) Nudge(args NudgeArgs, _ *NudgeReply) error {
-	f.n.nudge()
-	return nil
-}
-
 func (n *Node) nudge() {
 	if !n.nudging.CompareAndSwap(false, true) {
 		return
@@ -57,8 +46,7 @@ func (n *Node) waitApplied(ctx context.Context, index uint64, leaderAddr string)
 			return nil
 		}
 		if ctx.Err() == nil {
-			var reply NudgeReply
-			_, _ = n.fwd.call(ctx, leaderAddr, "Nudge", NudgeArgs{Index: index}, &reply)
+			_ = n.peers.nudge(ctx, leaderAddr, index)
 		}
 	}
 	return n.fsm.WaitApplied(ctx, index) //nolint:wrapcheck // callers wrap

@@ -258,7 +258,7 @@ func (n *Node) resolveLost(ctx context.Context, p proposal, cause error) []outco
 
 // commitWrites is the leader batcher's send: one commit for the writes
 // that queued together, each finished with its own outcome.
-func (n *Node) commitWrites(ws []*fwdWrite) {
+func (n *Node) commitWrites(ws []*queuedWrite) {
 	events := make([]eventlog.Event, len(ws))
 	deadline := ws[0].deadline
 	for i, w := range ws {
@@ -270,6 +270,6 @@ func (n *Node) commitWrites(ws []*fwdWrite) {
 	ctx, cancel := context.WithDeadline(n.ctx, deadline)
 	defer cancel()
 	for i, o := range n.commit(ctx, events) {
-		ws[i].finish(o.idx, o.err, o.retry)
+		ws[i].finish(o)
 	}
 }

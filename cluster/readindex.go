@@ -92,8 +92,7 @@ func (n *Node) readIndexAttempt(ctx context.Context) (uint64, string, bool) {
 	if addr == "" {
 		return 0, "", false
 	}
-	var reply ReadIndexReply
-	_, err := n.fwd.call(ctx, addr, "ReadIndex", ReadIndexArgs{Timeout: remaining(ctx, n.cfg.ApplyTimeout)}, &reply)
+	reply, err := n.peers.readIndex(ctx, addr, remaining(ctx, n.cfg.ApplyTimeout))
 	if err != nil || reply.Code != codeOK {
 		return 0, "", false
 	}

@@ -34,11 +34,12 @@ func TestNode_ForwardedCallDuringStartupWaitsForRaft(t *testing.T) {
 	}
 	c := rpc.NewClient(conn)
 	defer c.Close()
-	var reply ApplyReply
-	call := c.Go(forwardService+".Apply", ApplyArgs{
-		Event:   eventlog.Event{Storage: "mem", Op: drivers.Op{Kind: drivers.OpSet, Items: []drivers.Item{{Key: "k", Value: []byte("v")}}}},
-		Timeout: 5 * time.Second,
-	}, &reply, make(chan *rpc.Call, 1))
+	raw, err := eventlog.Encode(eventlog.Event{Storage: "mem", Op: drivers.Op{Kind: drivers.OpSet, Items: []drivers.Item{{Key: "k", Value: []byte("v")}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reply ProposeReply
+	call := c.Go(peerService+".Propose", ProposeArgs{Events: [][]byte{raw}, Timeout: 5 * time.Second}, &reply, make(chan *rpc.Call, 1))
 
 	f := fsm.New(map[string]drivers.Engine{"mem": memory.New()}, nil)
 	n, err := Open(Config{
@@ -61,7 +62,7 @@ func TestNode_ForwardedCallDuringStartupWaitsForRaft(t *testing.T) {
 	}
 	// A lone node leads itself once elected; whether it had by then, the
 	// answer is a proper reply: applied, or retry.
-	if reply.Code != codeOK && reply.Code != codeRetry {
+	if len(reply.Results) != 1 || (reply.Results[0].Code != codeOK && reply.Results[0].Code != codeRetry) {
 		t.Fatalf("reply = %+v", reply)
 	}
 }

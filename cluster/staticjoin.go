@@ -118,8 +118,7 @@ func compareIDs(a, b raft.ServerID) int {
 func (n *Node) ping(ctx context.Context, addr string) (PingReply, error) {
 	ctx, cancel := context.WithTimeout(ctx, staticPingTimeout)
 	defer cancel()
-	var reply PingReply
-	_, err := n.fwd.call(ctx, addr, "Ping", PingArgs{}, &reply)
+	reply, err := n.peers.ping(ctx, addr)
 	if err == nil {
 		n.versions.set(addr, reply.LogVersion)
 	}
@@ -131,54 +130,20 @@ func (n *Node) askToJoin(leaders []string) error {
 	var errs []error
 	for _, addr := range leaders {
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
-		var reply JoinReply
-		_, err := n.fwd.call(ctx, addr, "Join", JoinArgs{ID: n.cfg.NodeID, Addr: n.addr, Timeout: n.cfg.ApplyTimeout}, &reply)
+		reply, err := n.peers.join(ctx, addr, JoinArgs{ID: n.cfg.NodeID, Addr: n.addr, Timeout: n.cfg.ApplyTimeout})
 		cancel()
 		switch {
 		case err != nil:
 		case reply.Code == codeOK:
 			return nil
 		case reply.Code == codeRetry:
-			err = fmt.Errorf("%w (%s does not lead)", ErrNoLeader, addr)
+			err = fmt.Errorf("%w (%s does not lead)", ErrNoLeader, DialAddr(addr))
 		default:
-			err = fmt.Errorf("leader %s: %s", addr, reply.Text) //nolint:err113 // the leader's refusal, relayed as text
+			err = fmt.Errorf("leader %s: %w", DialAddr(addr), remoteError(reply))
 		}
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// JoinArgs asks the leader to add a node without raft state.
-type JoinArgs struct {
-	ID string
-	// Addr is the node's raft address, tagged with its incarnation.
-	Addr    string
-	Timeout time.Duration
-}
-
-// JoinReply is codeOK (the node is a member, or has just been added as a
-// non-voter), codeRetry (this node does not lead) or codeApply (Text).
-type JoinReply struct {
-	Code uint8
-	Text string
-}
-
-// Join adds the asking node if this node leads (admit).
-func (f *forwarder) Join(args JoinArgs, reply *JoinReply) error {
-	n := f.n
-	if !n.IsLeader() {
-		reply.Code = codeRetry
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(n.ctx, min(args.Timeout, n.cfg.ApplyTimeout))
-	defer cancel()
-	if err := n.admit(ctx, args.ID, args.Addr); err != nil {
-		reply.Code, reply.Text = codeApply, err.Error()
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			reply.Code = codeRetry
-		}
-	}
-	return nil
 }
 
 // admit makes the node id at addr a member, on the leader, after checking

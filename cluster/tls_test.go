@@ -52,7 +52,7 @@ func openSolo(t *testing.T, tune func(*Config), l *slog.Logger) (*Node, drivers.
 }
 
 // clientMux is a cluster port that only dials, with tp's certificate.
-func clientMux(t *testing.T, tp *tlsPair) *forwardClients {
+func clientMux(t *testing.T, tp *tlsPair) *peerClients {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -60,7 +60,7 @@ func clientMux(t *testing.T, tp *tlsPair) *forwardClients {
 	}
 	l, _ := NewLogBook()
 	m := newMux(ln, ln.Addr(), "", func(a string, d time.Duration) (net.Conn, error) { return net.DialTimeout("tcp", a, d) }, tp, muxLimits{}, l)
-	fc := newForwardClients(m)
+	fc := newPeerClients(m)
 	t.Cleanup(func() { fc.closeAll(); _ = m.close() })
 	return fc
 }
@@ -86,22 +86,20 @@ func TestTLS_ForwardingNeedsACertificateFromTheClusterCA(t *testing.T) {
 	defer cancel()
 
 	// A member's certificate forwards a write.
-	var reply ApplyReply
-	if _, err := clientMux(t, good).call(ctx, n.Addr(), "Apply", ApplyArgs{Event: setEvent("good"), Timeout: time.Second}, &reply); err != nil || reply.Code != codeOK {
+	reply, _, err := proposeOne(ctx, clientMux(t, good), n.Addr(), setEvent("good"))
+	if err != nil || reply.Code != codeOK {
 		t.Fatalf("forward with the cluster certificate: err %v, code %d %s", err, reply.Code, reply.Text)
 	}
 
 	// A certificate from another CA is refused before anything is sent:
 	// the caller knows nothing was applied.
-	reply = ApplyReply{}
-	sent, err := clientMux(t, rogue).call(ctx, n.Addr(), "Apply", ApplyArgs{Event: setEvent("rogue"), Timeout: time.Second}, &reply)
+	reply, sent, err := proposeOne(ctx, clientMux(t, rogue), n.Addr(), setEvent("rogue"))
 	if err == nil || sent {
 		t.Fatalf("rogue certificate: forward got through (sent %v, err %v, code %d)", sent, err, reply.Code)
 	}
 	// A node without TLS cannot tell a refusal from a lost reply (it sent
 	// its request in the clear), but nothing reaches the leader either.
-	reply = ApplyReply{}
-	if _, err := clientMux(t, nil).call(ctx, n.Addr(), "Apply", ApplyArgs{Event: setEvent("plain"), Timeout: time.Second}, &reply); err == nil {
+	if reply, _, err := proposeOne(ctx, clientMux(t, nil), n.Addr(), setEvent("plain")); err == nil {
 		t.Fatalf("plain TCP: forward got through (code %d)", reply.Code)
 	}
 	if line := logs.Find("refused cluster connection", "remote=127.0.0.1:"); line == "" {
@@ -266,16 +264,14 @@ func TestTLS_RemovingAMemberNeedsACertificateFromTheClusterCA(t *testing.T) {
 	defer cancel()
 	args := RemoveArgs{ID: other.ID(), Timeout: time.Second}
 	for name, tp := range map[string]*tlsPair{"plain TCP": nil, "another CA": rogue} {
-		var reply RemoveReply
-		if _, err := clientMux(t, tp).call(ctx, leader.Addr(), "Remove", args, &reply); err == nil {
+		if reply, err := clientMux(t, tp).remove(ctx, leader.Addr(), args); err == nil {
 			t.Errorf("%s: Cluster.Remove got through (code %d %s)", name, reply.Code, reply.Text)
 		}
 	}
 	if n := members(); n != 2 {
 		t.Fatalf("%d members after the refused removals, want 2", n)
 	}
-	var reply RemoveReply
-	if _, err := clientMux(t, good).call(ctx, leader.Addr(), "Remove", args, &reply); err != nil || reply.Code != codeOK {
+	if reply, err := clientMux(t, good).remove(ctx, leader.Addr(), args); err != nil || reply.Code != codeOK {
 		t.Fatalf("Cluster.Remove with the cluster's certificate: %v (code %d %s)", err, reply.Code, reply.Text)
 	}
 	if n := members(); n != 1 {

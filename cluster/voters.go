@@ -9,8 +9,6 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
-
-	eventlog "github.com/kvnode/kvnode/log"
 )
 
 // defaultReconcileInterval is how often the leader compares raft's
@@ -249,41 +247,6 @@ func (n *Node) probe(id, addr string, now time.Time) bool {
 	n.logger.Warn("not adding gossip member to raft: its cluster port failed the check (wrong TLS certificate, or unreachable raft address?)",
 		"member", id, "raft", addr, "retry_in", pr.delay, "err", err)
 	return false
-}
-
-// PingArgs asks a node who it is.
-type PingArgs struct{}
-
-// PingReply names the node behind a cluster port and how far it is.
-type PingReply struct {
-	ID string
-	// Leaving is set once the node is shutting down: do not add it.
-	Leaving bool
-	// Incarnation is the node's incarnation (identity.go).
-	Incarnation string
-	// HasState: the node belongs to a cluster (it holds raft entries).
-	HasState bool
-	// LastIndex is the node's last raft log index: how far it caught up.
-	LastIndex uint64
-	// Leader is the raft address of the leader the node knows, if any.
-	Leader string
-	// LogVersion is the newest event log the node can apply
-	// (eventlog.LogVersion; 0 from nodes older than batches).
-	LogVersion int
-}
-
-// Ping answers a node checking this node's cluster port: a leader before
-// counting on a member, a static peer before bootstrapping.
-func (f *forwarder) Ping(_ PingArgs, reply *PingReply) error {
-	n := f.n
-	reply.ID = n.cfg.NodeID
-	reply.Leaving = n.leaving.Load()
-	reply.Incarnation = n.id.Incarnation
-	reply.LastIndex = n.raft.LastIndex()
-	reply.HasState = reply.LastIndex > 0
-	_, reply.Leader = n.Leader()
-	reply.LogVersion = eventlog.LogVersion
-	return nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

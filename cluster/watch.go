@@ -31,15 +31,9 @@ const (
 	watchIdle = 50 * time.Millisecond
 )
 
-// WatchArgs opens a watch on the leader.
-type WatchArgs struct{}
-
-// WatchReply says whether the node still leads.
-type WatchReply struct{ Leader bool }
-
-// Watch answers when this node stops leading, stops, or after watchHold.
-func (f *forwarder) Watch(_ WatchArgs, reply *WatchReply) error {
-	n := f.n
+// holdWatch returns when this node stops leading (false), stops (false),
+// or after watchHold (true).
+func (n *Node) holdWatch() bool {
 	n.watchers.Add(1)
 	defer n.watchers.Add(-1)
 	hold := time.NewTimer(watchHold)
@@ -49,14 +43,13 @@ func (f *forwarder) Watch(_ WatchArgs, reply *WatchReply) error {
 	for n.IsLeader() {
 		select {
 		case <-n.stop:
-			return nil
+			return false
 		case <-hold.C:
-			reply.Leader = true
-			return nil
+			return true
 		case <-tick.C:
 		}
 	}
-	return nil
+	return false
 }
 
 // watchLoop keeps a Watch open to the leader while this node follows.
@@ -78,8 +71,7 @@ func (n *Node) watchLoop() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, watchHold+5*time.Second)
-		var reply WatchReply
-		sent, err := n.fwd.call(ctx, addr, "Watch", WatchArgs{}, &reply)
+		_, sent, err := n.peers.watch(ctx, addr)
 		expired := ctx.Err() != nil
 		cancel()
 		switch {

@@ -33,7 +33,7 @@ func newGate(hold bool) *gate {
 	return g
 }
 
-func (g *gate) send(batch []*fwdWrite) {
+func (g *gate) send(batch []*queuedWrite) {
 	g.entered <- len(batch)
 	<-g.release
 	g.mu.Lock()
@@ -42,7 +42,7 @@ func (g *gate) send(batch []*fwdWrite) {
 	for i, w := range batch {
 		keys[i] = w.ev.Op.Items[0].Key
 		g.next++
-		w.finish(g.next, nil, false)
+		w.finish(outcome{idx: g.next})
 	}
 	g.batches = append(g.batches, keys)
 }
@@ -67,8 +67,8 @@ type applied struct {
 func goApply(ctx context.Context, b *batcher, key string, size int) <-chan applied {
 	out := make(chan applied, 1)
 	go func() {
-		idx, err, retry, _ := b.apply(ctx, sizedEvent(key, size), 5*time.Second)
-		out <- applied{idx, err, retry}
+		o := b.apply(ctx, sizedEvent(key, size), 5*time.Second)
+		out <- applied{o.idx, o.err, o.retry}
 	}()
 	return out
 }
@@ -208,7 +208,7 @@ func TestBatcher_CallerGivingUpInTheQueueSendsNothing(t *testing.T) {
 	// dropped then, not sent.
 	ctx2, cancel2 := context.WithCancel(t.Context())
 	b.mu.Lock() // queue it and cancel it before any batch can take it
-	w := &fwdWrite{ctx: ctx2, ev: sizedEvent("expired", 1), size: 1, queued: true, done: make(chan struct{}), deadline: time.Now().Add(time.Second)}
+	w := &queuedWrite{ctx: ctx2, ev: sizedEvent("expired", 1), size: 1, queued: true, done: make(chan struct{}), deadline: time.Now().Add(time.Second)}
 	b.pending = append(b.pending, w)
 	cancel2()
 	b.mu.Unlock()
@@ -217,8 +217,8 @@ func TestBatcher_CallerGivingUpInTheQueueSendsNothing(t *testing.T) {
 		<-out
 	}
 	<-w.done
-	if w.err != nil || !w.retry {
-		t.Fatalf("expired queued write: err %v retry %v", w.err, w.retry)
+	if w.out.err != nil || !w.out.retry {
+		t.Fatalf("expired queued write: %+v", w.out)
 	}
 	for _, keys := range g.sent() {
 		for _, k := range keys {
@@ -272,8 +272,8 @@ func TestApplyBatch_OneEntryEachEventWithItsOwnResult(t *testing.T) {
 	}
 	// net/rpc refuses a method the leader lacks before running anything,
 	// which is how a follower tells an older leader from a failed batch.
-	var r ApplyReply
-	_, err = fc.call(t.Context(), n.Addr(), "NoSuchMethod", ApplyArgs{}, &r)
+	var r Result
+	_, err = fc.call(t.Context(), n.Addr(), "NoSuchMethod", PingArgs{}, &r)
 	if !isUnknownMethod(err) {
 		t.Fatalf("unknown method: %v", err)
 	}
