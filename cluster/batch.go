@@ -58,7 +58,7 @@ func (w *queuedWrite) finish(o outcome) {
 
 // batcher queues writes and sends them in batches through send, which
 // must finish every write it is given: on a follower the writes forwarded
-// to one leader address (forwardbatch.go), on the leader its own writes
+// to one leader address (sendBatch), on the leader its own writes
 // and those followers forward (propose.go).
 type batcher struct {
 	send func(batch []*queuedWrite)

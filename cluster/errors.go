@@ -43,7 +43,7 @@ var (
 	errNoSeedAnswered = errors.New("no other member answered")
 	// errRetired refuses a request on a forwarding connection idle long
 	// enough for the listener to be closing it (retiringConn). It is an
-	// rpc.ErrShutdown, which forwardClients reads as "nothing was sent":
+	// rpc.ErrShutdown, which peerClients reads as "nothing was sent":
 	// the caller drops the client and retries on a new connection.
 	errRetired = fmt.Errorf("forwarding connection idle too long, redialling: %w", rpc.ErrShutdown)
 )
