@@ -115,7 +115,7 @@ func (f *roomFuture) Error() error {
 // this leader is configured with, once the storage fits them: while it
 // holds more than a lowered limit allows, it evicts (reason "limit
 // lowered") a batch per call towards it under the new policy, and proposes
-// the limit when it fits. Called from the leader's sweep.
+// the limit when it fits. Called from the leader's housekeeping (sweep.go).
 func (n *Node) syncLimits() {
 	ev := n.evict
 	for name, want := range ev.configured {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/fsm"
@@ -49,6 +50,9 @@ type Options struct {
 	// EvictionSamples are the lru policy's samples per victim, by storage
 	// (drivers.DefaultSamples when absent).
 	EvictionSamples map[string]int
+	// Tracing receives the spans of storage calls, forwarded writes and
+	// proposals; nil records none.
+	Tracing trace.TracerProvider
 }
 
 // Node is one member of the raft cluster serving the replicated storages.
@@ -59,6 +63,9 @@ type Node struct {
 
 	fsm    *fsm.FSM
 	stores *eventlog.Stores
+	tracer trace.Tracer // nil without Options.Tracing
+	// stamper stamps proposals: the clock, floored at the replicated one.
+	stamper drivers.Stamper
 	// id is the node's identity and addr its raft address (identity.go).
 	id   identity
 	addr string
@@ -146,6 +153,10 @@ func Open(cfg Config, f *fsm.FSM, opts Options) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, opts: opts, fsm: f, stop: make(chan struct{}),
 		logger: opts.Logger.With("component", "cluster", "node", cfg.NodeID)}
+	n.stamper = drivers.NewStamper(opts.Clock, f.Clock)
+	if opts.Tracing != nil {
+		n.tracer = opts.Tracing.Tracer("github.com/kvnode/kvnode/cluster")
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	// One batch under way at a time: the leader's log writes are
 	// serialised by raft anyway, and each batch that waits for the one
@@ -160,7 +171,7 @@ func Open(cfg Config, f *fsm.FSM, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.bg.Add(5)
-	go n.sweepLoop()
+	go n.housekeepingLoop()
 	go n.versionLoop()
 	go n.watchLoop()
 	go n.hintLoop()

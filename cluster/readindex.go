@@ -219,10 +219,9 @@ func (n *Node) clockBehind() bool {
 	return n.opts.Clock().UnixNano() > n.fsm.Clock()+int64(clockStep)
 }
 
-// stampNow is the Now a leader stamps on an event: its clock, but never
-// below the replicated clock, so the clock in the log never goes back when
-// leadership moves to a node whose clock is behind.
-func (n *Node) stampNow() int64 { return max(n.opts.Clock().UnixNano(), n.fsm.Clock()) }
+// stampNow is the Now a leader stamps on an event (drivers.Stamper): its
+// clock, floored at the replicated clock.
+func (n *Node) stampNow() int64 { return n.stamper.Now() }
 
 // readTime is the time a linearizable read judges expiry by, once this node
 // has applied the read index: the replicated clock plus clockStep. It is a

@@ -32,28 +32,36 @@ func ParseConsistency(s string) (Consistency, error) {
 }
 
 // Store returns the drivers.Store of the replicated storage name, reading
-// at level.
+// at level: the engine served through the raft log (replicated).
 func (n *Node) Store(name string, level Consistency) (drivers.Store, error) {
 	e, ok := n.fsm.Engine(name)
 	if !ok {
 		return nil, fmt.Errorf("%w: storage %q is not replicated", ErrConfig, name)
 	}
-	return &replicated{n: n, name: name, e: e, level: level}, nil
+	opts := drivers.EngineStoreOptions{Driver: name, Tracer: n.tracer}
+	if _, evictable := e.(drivers.Evictable); evictable {
+		opts.OnRead = func(keys []string) {
+			if n.hinting(e) {
+				n.noteReads(name, keys)
+			}
+		}
+	}
+	return drivers.NewEngineStore(e, &replicated{n: n, name: name, level: level}, opts), nil
 }
 
-// replicated is a storage whose writes go through raft.
+// replicated commits a storage's writes through raft, and readies reads
+// at its consistency level.
 type replicated struct {
 	n     *Node
 	name  string
-	e     drivers.Engine
 	level Consistency
 }
 
-var _ drivers.Store = (*replicated)(nil)
+var _ drivers.Committer = (*replicated)(nil)
 
-// readNow prepares a read at the storage's level and returns the time it
-// judges expiry by.
-func (s *replicated) readNow(ctx context.Context) (int64, error) {
+// ReadTime implements drivers.Committer: it prepares a read at the
+// storage's level and returns the time it judges expiry by.
+func (s *replicated) ReadTime(ctx context.Context) (int64, error) {
 	if s.level != Linearizable || s.n.cfg.Unsafe.LocalLinearizableReads {
 		if !s.n.ackedApplied() {
 			ctx, cancel := s.n.callContext(ctx)
@@ -79,66 +87,8 @@ func (s *replicated) readNow(ctx context.Context) (int64, error) {
 	return s.n.readTime(), nil
 }
 
-func (s *replicated) Has(ctx context.Context, keys []string) ([]string, error) {
-	now, err := s.readNow(ctx)
-	if err != nil {
-		return nil, err
-	}
-	found, err := s.e.Has(now, keys)
-	if len(found) > 0 && s.n.hinting(s.e) {
-		s.n.noteReads(s.name, found)
-	}
-	return found, err //nolint:wrapcheck
-}
-
-func (s *replicated) MGet(ctx context.Context, keys []string) ([]drivers.Item, error) {
-	now, err := s.readNow(ctx)
-	if err != nil {
-		return nil, err
-	}
-	items, err := s.e.MGet(now, keys)
-	if len(items) > 0 && s.n.hinting(s.e) {
-		s.n.noteReads(s.name, itemKeys(items))
-	}
-	return items, err //nolint:wrapcheck
-}
-
-// itemKeys returns the keys of items (for access hints).
-func itemKeys(items []drivers.Item) []string {
-	keys := make([]string, len(items))
-	for i := range items {
-		keys[i] = items[i].Key
-	}
-	return keys
-}
-
-func (s *replicated) TTL(ctx context.Context, keys []string) ([]drivers.Item, error) {
-	now, err := s.readNow(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return s.e.TTL(now, keys) //nolint:wrapcheck
-}
-
-func (s *replicated) write(ctx context.Context, op drivers.Op) error {
+// Commit implements drivers.Committer: the leader stamps the event when
+// it proposes it (propose.go).
+func (s *replicated) Commit(ctx context.Context, op drivers.Op) error {
 	return s.n.Apply(ctx, eventlog.Event{Storage: s.name, Op: op})
 }
-
-func (s *replicated) Set(ctx context.Context, items []drivers.Item) error {
-	return s.write(ctx, drivers.Op{Kind: drivers.OpSet, Items: items})
-}
-
-func (s *replicated) MExpire(ctx context.Context, items []drivers.Item) error {
-	return s.write(ctx, drivers.Op{Kind: drivers.OpMExpire, Items: items})
-}
-
-func (s *replicated) Delete(ctx context.Context, keys []string) error {
-	return s.write(ctx, drivers.Op{Kind: drivers.OpDelete, Keys: keys})
-}
-
-func (s *replicated) Clear(ctx context.Context) error {
-	return s.write(ctx, drivers.Op{Kind: drivers.OpClear})
-}
-
-// Close is a no-op: the node owns the raft side and the caller the engine.
-func (s *replicated) Close() error { return nil }

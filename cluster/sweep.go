@@ -10,10 +10,11 @@ import (
 	eventlog "github.com/kvnode/kvnode/log"
 )
 
-// sweepLoop makes the leader propose Expire events for keys whose deadline
-// passed by its clock. Reads already hide such keys on every node; the
-// sweep only frees their memory, through the log so all nodes stay equal.
-func (n *Node) sweepLoop() {
+// housekeepingLoop runs the leader's periodic duties: bringing replicated
+// storage limits to the configured ones (evict.go) and sweeping expired
+// keys. Followers do neither: both are writes, and only the leader's
+// reach every node through the log.
+func (n *Node) housekeepingLoop() {
 	defer n.bg.Done()
 	t := time.NewTicker(n.cfg.SweepInterval)
 	defer t.Stop()
@@ -23,35 +24,28 @@ func (n *Node) sweepLoop() {
 			return
 		case <-t.C:
 			if n.raft.State() == raft.Leader {
+				n.syncLimits()
 				n.sweep()
 			}
 		}
 	}
 }
 
+// sweep removes expired keys by the leader's clock through the log
+// (drivers.Sweep: the one sweep, shared with single-node storages). Reads
+// already hide such keys on every node; the sweep only frees their memory.
 func (n *Node) sweep() {
-	n.syncLimits()
 	for _, name := range n.fsm.Names() {
 		e, _ := n.fsm.Engine(name)
-		// A bounded number of batches per tick keeps writes flowing.
-		for range 8 {
-			items, err := e.Expired(n.stampNow(), n.cfg.SweepBatch)
-			if err != nil || len(items) == 0 {
-				if err != nil {
-					n.logger.Warn("expiry sweep: scan failed", "storage", name, "err", err)
-				}
-				break
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout)
-			_, err, _ = n.applyLeader(ctx, eventlog.Event{Storage: name, Op: drivers.Op{Kind: drivers.OpExpire, Items: items}})
-			cancel()
-			if err != nil {
-				n.logger.Warn("expiry sweep: propose failed", "storage", name, "err", err)
-				return
-			}
-			if len(items) < n.cfg.SweepBatch {
-				break
-			}
+		commit := func(ctx context.Context, op drivers.Op) error {
+			ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+			defer cancel()
+			_, err, _ := n.applyLeader(ctx, eventlog.Event{Storage: name, Op: op})
+			return err
+		}
+		if _, err := drivers.Sweep(n.ctx, e, n.stampNow, n.cfg.SweepBatch, commit); err != nil {
+			n.logger.Warn("expiry sweep failed", "storage", name, "err", err)
+			return
 		}
 	}
 }

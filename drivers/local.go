@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -25,7 +23,8 @@ type LocalOptions struct {
 	// negative disables the sweeper). Reads hide expired keys regardless,
 	// so this bounds memory held by dead keys, not correctness.
 	SweepInterval time.Duration
-	// SweepBatch caps the keys removed by one sweep write (1024 when zero).
+	// SweepBatch caps the keys removed by one sweep write
+	// (DefaultSweepBatch when zero).
 	SweepBatch int
 	// Logger receives sweep failures (slog.Default-free: nil discards).
 	Logger *slog.Logger
@@ -38,37 +37,21 @@ type LocalOptions struct {
 	Tracer trace.Tracer
 }
 
-// Local serves an Engine on a single node: it stamps calls with the wall
-// clock, coalesces concurrent writes into one Engine.Apply (one transaction
-// and one fsync for boltdb) and sweeps expired keys in the background.
+// Local serves an Engine on a single node: an EngineStore whose committer
+// stamps writes with the wall clock and coalesces concurrent ones into one
+// Engine.Apply (one transaction and one fsync for boltdb), and a sweeper
+// that removes expired keys in the background.
 type Local struct {
-	e    Engine
+	*EngineStore
+	gc   *groupCommit
 	opts LocalOptions
 
-	mu    sync.Mutex
-	queue []*writeReq
-	busy  bool // a caller is applying a batch
-	// planner makes room in each batch for a bounded engine; it is set by
-	// SetLimits and used only by the caller applying a batch.
-	planner atomic.Pointer[Planner]
-
-	// life is held shared by every call and exclusively by Close, so Close
-	// waits for in-flight calls and the engine is never used after Close.
-	life   sync.RWMutex
-	closed atomic.Bool
-	stop   chan struct{}
-	swept  sync.WaitGroup
+	stopOnce sync.Once
+	stop     chan struct{}
+	swept    sync.WaitGroup
 }
 
 var _ Store = (*Local)(nil)
-
-// writeReq is one caller's write waiting in the group-commit queue.
-type writeReq struct {
-	op   Op
-	err  error
-	lead bool // woken to apply the queue rather than with a result
-	done chan struct{}
-}
 
 // NewLocal wraps e. The Local owns e: Close closes it.
 func NewLocal(e Engine, opts LocalOptions) *Local {
@@ -78,13 +61,16 @@ func NewLocal(e Engine, opts LocalOptions) *Local {
 	if opts.SweepInterval == 0 {
 		opts.SweepInterval = time.Second
 	}
-	if opts.SweepBatch <= 0 {
-		opts.SweepBatch = 1024
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	l := &Local{e: e, opts: opts, stop: make(chan struct{})}
+	gc := &groupCommit{e: e, clock: NewStamper(opts.Clock, nil), storage: opts.Storage}
+	l := &Local{
+		EngineStore: NewEngineStore(e, gc, EngineStoreOptions{Driver: opts.Driver, Tracer: opts.Tracer, Owned: true}),
+		gc:          gc,
+		opts:        opts,
+		stop:        make(chan struct{}),
+	}
 	if opts.SweepInterval > 0 {
 		l.swept.Add(1)
 		go l.sweepLoop()
@@ -92,215 +78,21 @@ func NewLocal(e Engine, opts LocalOptions) *Local {
 	return l
 }
 
-// Engine returns the wrapped engine (for stats and hashing).
-func (l *Local) Engine() Engine { return l.e }
-
-func (l *Local) now() int64 { return l.opts.Clock().UnixNano() }
-
-func (l *Local) span(ctx context.Context, method string, n int) (context.Context, trace.Span) {
-	if l.opts.Tracer == nil {
-		return ctx, nil
-	}
-	ctx, sp := l.opts.Tracer.Start(ctx, l.opts.Driver+":"+method)
-	if sp.IsRecording() {
-		sp.SetAttributes(attribute.Int("kv.keys", n))
-	}
-	return ctx, sp
-}
-
-func endSpan(sp trace.Span, err error) {
-	if sp == nil {
-		return
-	}
-	if err != nil {
-		sp.RecordError(err)
-		sp.SetStatus(codes.Error, err.Error())
-	}
-	sp.End()
-}
-
-// Has implements Store.
-func (l *Local) Has(ctx context.Context, keys []string) ([]string, error) {
-	l.life.RLock()
-	defer l.life.RUnlock()
-	if l.closed.Load() {
-		return nil, ErrClosed
-	}
-	_, sp := l.span(ctx, "has", len(keys))
-	out, err := l.e.Has(l.now(), keys)
-	endSpan(sp, err)
-	return out, err //nolint:wrapcheck // the engine's errors are already ours
-}
-
-// MGet implements Store.
-func (l *Local) MGet(ctx context.Context, keys []string) ([]Item, error) {
-	l.life.RLock()
-	defer l.life.RUnlock()
-	if l.closed.Load() {
-		return nil, ErrClosed
-	}
-	_, sp := l.span(ctx, "mget", len(keys))
-	out, err := l.e.MGet(l.now(), keys)
-	endSpan(sp, err)
-	return out, err //nolint:wrapcheck
-}
-
-// TTL implements Store.
-func (l *Local) TTL(ctx context.Context, keys []string) ([]Item, error) {
-	l.life.RLock()
-	defer l.life.RUnlock()
-	if l.closed.Load() {
-		return nil, ErrClosed
-	}
-	_, sp := l.span(ctx, "ttl", len(keys))
-	out, err := l.e.TTL(l.now(), keys)
-	endSpan(sp, err)
-	return out, err //nolint:wrapcheck
-}
-
-// Set implements Store.
-func (l *Local) Set(ctx context.Context, items []Item) error {
-	return l.traced(ctx, "set", len(items), Op{Kind: OpSet, Items: items})
-}
-
-// MExpire implements Store.
-func (l *Local) MExpire(ctx context.Context, items []Item) error {
-	return l.traced(ctx, "mexpire", len(items), Op{Kind: OpMExpire, Items: items})
-}
-
-// Delete implements Store.
-func (l *Local) Delete(ctx context.Context, keys []string) error {
-	return l.traced(ctx, "delete", len(keys), Op{Kind: OpDelete, Keys: keys})
-}
-
-// Clear implements Store.
-func (l *Local) Clear(ctx context.Context) error {
-	return l.traced(ctx, "clear", 0, Op{Kind: OpClear})
-}
-
-func (l *Local) traced(ctx context.Context, method string, n int, op Op) error {
-	ctx, sp := l.span(ctx, method, n)
-	err := l.write(ctx, op)
-	endSpan(sp, err)
-	return err
-}
-
-// write applies op and returns once it is applied (and, for a persistent
-// engine, synced). A writer that finds no batch in flight applies its op at
-// once; writers arriving meanwhile queue, and when the batch in flight ends
-// the first of them applies the whole queue in one Engine.Apply. So N
-// concurrent writers cost about two fsyncs, not N, and a lone writer pays
-// no queueing. Once queued a write is not abandoned on ctx cancellation:
-// its outcome would be unknown.
-func (l *Local) write(ctx context.Context, op Op) error {
-	l.life.RLock()
-	defer l.life.RUnlock()
-	if l.closed.Load() {
-		return ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return err //nolint:wrapcheck // context errors are returned as is
-	}
-	l.mu.Lock()
-	if l.busy {
-		r := &writeReq{op: op, done: make(chan struct{})}
-		l.queue = append(l.queue, r)
-		l.mu.Unlock()
-		<-r.done
-		if r.lead {
-			l.applyQueue(r)
-		}
-		return r.err
-	}
-	l.busy = true
-	l.mu.Unlock()
-
-	r := writeReq{op: op}
-	l.applyBatch([]*writeReq{&r})
-	l.handOff()
-	return r.err
-}
-
-// applyQueue applies everything queued (self included) as one batch.
-func (l *Local) applyQueue(self *writeReq) {
-	l.mu.Lock()
-	batch := l.queue
-	l.queue = nil
-	l.mu.Unlock()
-	l.applyBatch(batch)
-	l.handOff()
-	for _, w := range batch {
-		if w != self {
-			close(w.done)
-		}
-	}
-}
-
-// handOff passes the turn to the first queued writer, or ends it.
-func (l *Local) handOff() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.queue) == 0 {
-		l.busy = false
-		return
-	}
-	next := l.queue[0]
-	next.lead = true
-	close(next.done)
-}
-
-// applyBatch applies the batch's writes in one Engine.Apply, after the
-// eviction that makes room for them when the engine is bounded.
-func (l *Local) applyBatch(batch []*writeReq) {
-	now := l.now()
-	ops := make([]Op, len(batch), len(batch)+1)
-	for i, w := range batch {
-		ops[i] = w.op
-		ops[i].Now = now
-	}
-	first := 0
-	if p := l.planner.Load(); p != nil {
-		ev, t := p.Plan(ops, now)
-		defer p.Done(t)
-		if ev != nil {
-			ops = append([]Op{*ev}, ops...)
-			first = 1
-		}
-	}
-	errs, err := l.e.Apply(0, ops)
-	for i, w := range batch {
-		switch {
-		case err != nil:
-			w.err = fmt.Errorf("apply: %w", err)
-		case first+i < len(errs):
-			w.err = l.storageErr(errs[first+i])
-		}
-	}
-}
-
-// storageErr names the storage in a refusal for want of room.
-func (l *Local) storageErr(err error) error {
-	if err != nil && l.opts.Storage != "" && errors.Is(err, ErrFull) {
-		return fmt.Errorf("storage %q: %w", l.opts.Storage, err)
-	}
-	return err
-}
-
 // SetLimits bounds the engine (which must be Evictable) with lim and
 // starts planning evictions for it. Call it before serving: it applies an
 // OpLimit, which fails while the engine holds more than lim allows.
 func (l *Local) SetLimits(ctx context.Context, lim Limits) error {
-	ev, ok := l.e.(Evictable)
+	ev, ok := l.gc.e.(Evictable)
 	if !ok {
 		return fmt.Errorf("%w: the %s driver cannot be bounded", ErrBadLimit, l.opts.Driver)
 	}
-	if err := l.write(ctx, Op{Kind: OpLimit, Limits: lim}); err != nil {
+	if err := l.gc.Commit(ctx, Op{Kind: OpLimit, Limits: lim}); err != nil {
 		return err
 	}
 	if lim.Bounded() {
-		l.planner.Store(NewPlanner(ev, l.opts.EvictionSamples))
+		l.gc.planner.Store(NewPlanner(ev, l.opts.EvictionSamples))
 	} else {
-		l.planner.Store(nil)
+		l.gc.planner.Store(nil)
 	}
 	return nil
 }
@@ -319,41 +111,144 @@ func (l *Local) sweepLoop() {
 	}
 }
 
-// Sweep removes expired keys now, in batches of SweepBatch, for at most a
-// few batches so one sweep never monopolises the write path.
+// Sweep removes expired keys now (drivers.Sweep).
 func (l *Local) Sweep(ctx context.Context) {
-	const maxBatchesPerSweep = 16
-	if l.closed.Load() {
-		return
-	}
-	for range maxBatchesPerSweep {
-		items, err := l.e.Expired(l.now(), l.opts.SweepBatch)
-		if err != nil {
-			l.opts.Logger.Warn("expiry sweep: scan failed", "driver", l.opts.Driver, "err", err)
-			return
-		}
-		if len(items) == 0 {
-			return
-		}
-		if err := l.write(ctx, Op{Kind: OpExpire, Items: items}); err != nil {
-			l.opts.Logger.Warn("expiry sweep: apply failed", "driver", l.opts.Driver, "err", err)
-			return
-		}
-		if len(items) < l.opts.SweepBatch {
-			return
-		}
+	err := l.guard(func() error {
+		_, err := Sweep(ctx, l.gc.e, l.gc.clock.Now, l.opts.SweepBatch, l.gc.Commit)
+		return err
+	})
+	if err != nil && !errors.Is(err, ErrClosed) {
+		l.opts.Logger.Warn("expiry sweep failed", "driver", l.opts.Driver, "err", err)
 	}
 }
 
 // Close stops the sweeper, waits for calls in flight (queued writes are
 // applied, not dropped) and closes the engine.
 func (l *Local) Close() error {
-	if l.closed.Swap(true) {
-		return nil
+	l.stopOnce.Do(func() {
+		close(l.stop)
+		l.swept.Wait()
+	})
+	return l.EngineStore.Close()
+}
+
+// groupCommit is Local's committer.
+type groupCommit struct {
+	e       Engine
+	clock   Stamper
+	storage string
+
+	mu    sync.Mutex
+	queue []*writeReq
+	busy  bool // a caller is applying a batch
+	// planner makes room in each batch for a bounded engine; it is set by
+	// SetLimits and used only by the caller applying a batch.
+	planner atomic.Pointer[Planner]
+}
+
+// writeReq is one caller's write waiting in the group-commit queue.
+type writeReq struct {
+	op   Op
+	err  error
+	lead bool // woken to apply the queue rather than with a result
+	done chan struct{}
+}
+
+// ReadTime implements Committer: reads judge expiry by the wall clock.
+func (g *groupCommit) ReadTime(context.Context) (int64, error) { return g.clock.Now(), nil }
+
+// Commit implements Committer: it applies op and returns once it is
+// applied (and, for a persistent engine, synced). A writer that finds no
+// batch in flight applies its op at once; writers arriving meanwhile
+// queue, and when the batch in flight ends the first of them applies the
+// whole queue in one Engine.Apply. So N concurrent writers cost about two
+// fsyncs, not N, and a lone writer pays no queueing. Once queued a write
+// is not abandoned on ctx cancellation: its outcome would be unknown.
+func (g *groupCommit) Commit(ctx context.Context, op Op) error {
+	if err := ctx.Err(); err != nil {
+		return err //nolint:wrapcheck // context errors are returned as is
 	}
-	close(l.stop)
-	l.swept.Wait()
-	l.life.Lock()
-	defer l.life.Unlock()
-	return l.e.Close() //nolint:wrapcheck
+	g.mu.Lock()
+	if g.busy {
+		r := &writeReq{op: op, done: make(chan struct{})}
+		g.queue = append(g.queue, r)
+		g.mu.Unlock()
+		<-r.done
+		if r.lead {
+			g.applyQueue(r)
+		}
+		return r.err
+	}
+	g.busy = true
+	g.mu.Unlock()
+
+	r := writeReq{op: op}
+	g.applyBatch([]*writeReq{&r})
+	g.handOff()
+	return r.err
+}
+
+// applyQueue applies everything queued (self included) as one batch.
+func (g *groupCommit) applyQueue(self *writeReq) {
+	g.mu.Lock()
+	batch := g.queue
+	g.queue = nil
+	g.mu.Unlock()
+	g.applyBatch(batch)
+	g.handOff()
+	for _, w := range batch {
+		if w != self {
+			close(w.done)
+		}
+	}
+}
+
+// handOff passes the turn to the first queued writer, or ends it.
+func (g *groupCommit) handOff() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.queue) == 0 {
+		g.busy = false
+		return
+	}
+	next := g.queue[0]
+	next.lead = true
+	close(next.done)
+}
+
+// applyBatch stamps the batch's writes with one time and applies them in
+// one Engine.Apply, after the eviction that makes room for them when the
+// engine is bounded.
+func (g *groupCommit) applyBatch(batch []*writeReq) {
+	ops := make([]Op, len(batch), len(batch)+1)
+	for i, w := range batch {
+		ops[i] = w.op
+	}
+	now := g.clock.Stamp(ops)
+	first := 0
+	if p := g.planner.Load(); p != nil {
+		ev, t := p.Plan(ops, now)
+		defer p.Done(t)
+		if ev != nil {
+			ops = append([]Op{*ev}, ops...)
+			first = 1
+		}
+	}
+	errs, err := g.e.Apply(0, ops)
+	for i, w := range batch {
+		switch {
+		case err != nil:
+			w.err = fmt.Errorf("apply: %w", err)
+		case first+i < len(errs):
+			w.err = g.storageErr(errs[first+i])
+		}
+	}
+}
+
+// storageErr names the storage in a refusal for want of room.
+func (g *groupCommit) storageErr(err error) error {
+	if err != nil && g.storage != "" && errors.Is(err, ErrFull) {
+		return fmt.Errorf("storage %q: %w", g.storage, err)
+	}
+	return err
 }
