@@ -166,57 +166,61 @@ func isUnknownMethod(err error) bool {
 	return errors.As(err, &se) && strings.Contains(string(se), "can't find method")
 }
 
-// The typed calls.
+// The typed calls. Each decodes into a reply of its own and returns it
+// only when the call completed: a call given up on (its context ended)
+// may still have its reply decoded later by net/rpc, into memory no
+// caller may read.
+
+// callFor makes one call and returns its reply; the zero R when it failed.
+func callFor[R any](ctx context.Context, pc *peerClients, addr, method string, args any) (R, bool, error) {
+	reply := new(R)
+	sent, err := pc.call(ctx, addr, method, args, reply)
+	if err != nil {
+		var zero R
+		return zero, sent, err
+	}
+	return *reply, sent, nil
+}
 
 func (pc *peerClients) propose(ctx context.Context, addr string, args ProposeArgs) (ProposeReply, bool, error) {
-	var reply ProposeReply
-	sent, err := pc.call(ctx, addr, "Propose", args, &reply)
-	return reply, sent, err
+	return callFor[ProposeReply](ctx, pc, addr, "Propose", args)
 }
 
 func (pc *peerClients) applyBatch(ctx context.Context, addr string, args ApplyBatchArgs) (ApplyBatchReply, bool, error) {
-	var reply ApplyBatchReply
-	sent, err := pc.call(ctx, addr, "ApplyBatch", args, &reply)
-	return reply, sent, err
+	return callFor[ApplyBatchReply](ctx, pc, addr, "ApplyBatch", args)
 }
 
 func (pc *peerClients) readIndex(ctx context.Context, addr string, timeout time.Duration) (ReadIndexReply, error) {
-	var reply ReadIndexReply
-	_, err := pc.call(ctx, addr, "ReadIndex", ReadIndexArgs{Timeout: timeout}, &reply)
+	reply, _, err := callFor[ReadIndexReply](ctx, pc, addr, "ReadIndex", ReadIndexArgs{Timeout: timeout})
 	return reply, err
 }
 
 func (pc *peerClients) nudge(ctx context.Context, addr string, index uint64) error {
-	_, err := pc.call(ctx, addr, "Nudge", NudgeArgs{Index: index}, &NudgeReply{})
+	_, _, err := callFor[NudgeReply](ctx, pc, addr, "Nudge", NudgeArgs{Index: index})
 	return err
 }
 
 func (pc *peerClients) ping(ctx context.Context, addr string) (PingReply, error) {
-	var reply PingReply
-	_, err := pc.call(ctx, addr, "Ping", PingArgs{}, &reply)
+	reply, _, err := callFor[PingReply](ctx, pc, addr, "Ping", PingArgs{})
 	return reply, err
 }
 
 func (pc *peerClients) join(ctx context.Context, addr string, args JoinArgs) (Result, error) {
-	var reply Result
-	_, err := pc.call(ctx, addr, "Join", args, &reply)
+	reply, _, err := callFor[Result](ctx, pc, addr, "Join", args)
 	return reply, err
 }
 
 func (pc *peerClients) remove(ctx context.Context, addr string, args RemoveArgs) (Result, error) {
-	var reply Result
-	_, err := pc.call(ctx, addr, "Remove", args, &reply)
+	reply, _, err := callFor[Result](ctx, pc, addr, "Remove", args)
 	return reply, err
 }
 
 func (pc *peerClients) watch(ctx context.Context, addr string) (WatchReply, bool, error) {
-	var reply WatchReply
-	sent, err := pc.call(ctx, addr, "Watch", WatchArgs{}, &reply)
-	return reply, sent, err
+	return callFor[WatchReply](ctx, pc, addr, "Watch", WatchArgs{})
 }
 
 func (pc *peerClients) hints(ctx context.Context, addr string, keys map[string][]string) error {
-	_, err := pc.call(ctx, addr, "Hints", HintsArgs{Keys: keys}, &HintsReply{})
+	_, _, err := callFor[HintsReply](ctx, pc, addr, "Hints", HintsArgs{Keys: keys})
 	return err
 }
 
