@@ -1,5 +1,7 @@
 package cluster
 
+import "github.com/hashicorp/raft"
+
 // ForwardStats reports the write batches this node has forwarded to any
 // leader, the writes they carried, and the batches under way now.
 func ForwardStats(n *Node) (batches, events uint64, inflight int) {
@@ -27,3 +29,24 @@ func Watchers(n *Node) int { return int(n.watchers.Load()) }
 
 // FirstLogIndex is the first index n's raft log still holds.
 func FirstLogIndex(n *Node) (uint64, error) { return n.stores.Log.FirstIndex() }
+
+// LogBytes is the payload n's raft log holds: the sum of its entries' data.
+func LogBytes(n *Node) (int64, error) {
+	first, err := n.stores.Log.FirstIndex()
+	if err != nil {
+		return 0, err
+	}
+	last, err := n.stores.Log.LastIndex()
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	var l raft.Log
+	for i := first; i <= last && i > 0; i++ {
+		if err := n.stores.Log.GetLog(i, &l); err != nil {
+			return 0, err
+		}
+		total += int64(len(l.Data))
+	}
+	return total, nil
+}
