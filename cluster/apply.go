@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"go.opentelemetry.io/otel/trace"
 
 	eventlog "github.com/kvnode/kvnode/log"
 )
@@ -16,7 +17,9 @@ import (
 // this node waits until it is (awaitAcked), so whoever wrote reads the
 // write here, from any connection. The error is nil, ErrNoLeader (nothing
 // applied), ErrOutcomeUnknown, ErrShutdown, or the state machine's refusal.
-func (n *Node) Apply(ctx context.Context, ev eventlog.Event) error {
+func (n *Node) Apply(ctx context.Context, ev eventlog.Event) (err error) {
+	ctx, sp := n.startSpan(ctx, "cluster.write", trace.SpanKindInternal, writeAttrs(ev)...)
+	defer func() { endSpan(sp, err) }()
 	ctx, cancel := n.callContext(ctx)
 	defer cancel()
 	idx, err := n.propose(ctx, ev)

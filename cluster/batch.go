@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	eventlog "github.com/kvnode/kvnode/log"
 )
 
@@ -242,6 +245,10 @@ func (n *Node) sendBatch(b *batcher, addr string, batch []*queuedWrite) {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	ctx, sp := n.startBatchSpan(ctx, "cluster.forward", trace.SpanKindClient, writeContexts(batch))
+	if sp != nil {
+		sp.SetAttributes(attribute.String("kv.leader", DialAddr(addr)))
+	}
 	timeout := remaining(ctx, time.Millisecond)
 	var (
 		results []Result
@@ -250,7 +257,7 @@ func (n *Node) sendBatch(b *batcher, addr string, batch []*queuedWrite) {
 	)
 	if !b.toOldLeader() {
 		var reply ProposeReply
-		reply, sent, err = n.peers.propose(ctx, addr, ProposeArgs{Events: raw, Timeout: timeout})
+		reply, sent, err = n.peers.propose(ctx, addr, ProposeArgs{Events: raw, Timeout: timeout, Trace: injectTrace(ctx)})
 		results = reply.Results
 	}
 	if b.toOldLeader() || isUnknownMethod(err) {
@@ -264,6 +271,7 @@ func (n *Node) sendBatch(b *batcher, addr string, batch []*queuedWrite) {
 		reply, sent, err = n.peers.applyBatch(ctx, addr, ApplyBatchArgs{Events: events, Timeout: timeout})
 		results = reply.Results
 	}
+	endSpan(sp, err)
 	switch {
 	case err != nil && !sent:
 		for _, w := range batch {
@@ -282,6 +290,15 @@ func (n *Node) sendBatch(b *batcher, addr string, batch []*queuedWrite) {
 			w.finish(outcomeOf(addr, results[i]))
 		}
 	}
+}
+
+// writeContexts are the contexts of batch's callers, for its span.
+func writeContexts(batch []*queuedWrite) []context.Context {
+	ctxs := make([]context.Context, len(batch))
+	for i, w := range batch {
+		ctxs[i] = w.ctx
+	}
+	return ctxs
 }
 
 // encodeBatch encodes each write of batch for Propose. A write that does

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/fsm"
@@ -98,6 +100,9 @@ type ProposeArgs struct {
 	Events [][]byte
 	// Timeout is the longest remaining budget among the writes.
 	Timeout time.Duration
+	// Trace is the forwarding span's context (W3C traceparent; trace.go);
+	// gob leaves it empty for and from a version without it.
+	Trace map[string]string
 }
 
 // ProposeReply holds one result per event, in order.
@@ -111,6 +116,9 @@ func (p *peer) Propose(args ProposeArgs, reply *ProposeReply) error {
 	n := p.n
 	ctx, cancel := context.WithTimeout(n.ctx, min(args.Timeout, n.cfg.ApplyTimeout))
 	defer cancel()
+	ctx, sp := n.startSpan(extractTrace(ctx, args.Trace), "cluster.propose", trace.SpanKindServer,
+		attribute.Int("kv.writes", len(args.Events)))
+	defer endSpan(sp, nil)
 	reply.Results = make([]Result, len(args.Events))
 	events := make([]eventlog.Event, 0, len(args.Events))
 	at := make([]int, 0, len(args.Events))

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/fsm"
@@ -269,7 +271,20 @@ func (n *Node) commitWrites(ws []*queuedWrite) {
 	}
 	ctx, cancel := context.WithDeadline(n.ctx, deadline)
 	defer cancel()
-	for i, o := range n.commit(ctx, events) {
+	ctx, sp := n.startBatchSpan(ctx, "raft.apply", trace.SpanKindInternal, writeContexts(ws))
+	outs := n.commit(ctx, events)
+	if sp != nil {
+		failed, last := 0, uint64(0)
+		for _, o := range outs {
+			if o.err != nil || o.retry {
+				failed++
+			}
+			last = max(last, o.idx)
+		}
+		sp.SetAttributes(attribute.Int("kv.failed", failed), attribute.Int64("raft.index", int64(last))) //nolint:gosec // raft indexes stay far below 2^63
+		endSpan(sp, nil)
+	}
+	for i, o := range outs {
 		ws[i].finish(o)
 	}
 }

@@ -38,7 +38,7 @@ func (n *Node) Store(name string, level Consistency) (drivers.Store, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: storage %q is not replicated", ErrConfig, name)
 	}
-	opts := drivers.EngineStoreOptions{Driver: name, Tracer: n.tracer}
+	opts := drivers.EngineStoreOptions{SpanPrefix: name, Tracer: n.tracer}
 	if _, evictable := e.(drivers.Evictable); evictable {
 		opts.OnRead = func(keys []string) {
 			if n.hinting(e) {

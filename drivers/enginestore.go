@@ -28,8 +28,10 @@ type Committer interface {
 
 // EngineStoreOptions configures an EngineStore.
 type EngineStoreOptions struct {
-	// Driver names the engine in span names ("memory:set").
-	Driver string
+	// SpanPrefix starts the store's span names: "memory:set" for a local
+	// store (its driver), "sessions:set" in a cluster (its storage name,
+	// since every replicated storage is served by the same code).
+	SpanPrefix string
 	// Tracer opens one child span per call; nil means none.
 	Tracer trace.Tracer
 	// OnRead, when set, is told the keys each read found (a cluster's
@@ -177,7 +179,7 @@ func (s *EngineStore) span(ctx context.Context, method string, n int) (context.C
 	if s.opts.Tracer == nil {
 		return ctx, nil
 	}
-	ctx, sp := s.opts.Tracer.Start(ctx, s.opts.Driver+":"+method)
+	ctx, sp := s.opts.Tracer.Start(ctx, s.opts.SpanPrefix+":"+method)
 	if sp.IsRecording() {
 		sp.SetAttributes(attribute.Int("kv.keys", n))
 	}

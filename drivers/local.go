@@ -66,7 +66,7 @@ func NewLocal(e Engine, opts LocalOptions) *Local {
 	}
 	gc := &groupCommit{e: e, clock: NewStamper(opts.Clock, nil), storage: opts.Storage}
 	l := &Local{
-		EngineStore: NewEngineStore(e, gc, EngineStoreOptions{Driver: opts.Driver, Tracer: opts.Tracer, Owned: true}),
+		EngineStore: NewEngineStore(e, gc, EngineStoreOptions{SpanPrefix: opts.Driver, Tracer: opts.Tracer, Owned: true}),
 		gc:          gc,
 		opts:        opts,
 		stop:        make(chan struct{}),

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/kvnode/kvnode/cluster"
 	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/drivers/boltdb"
@@ -52,6 +54,8 @@ type Options struct {
 	// OnApply, when set, is called with the engine after each of node
 	// index's Apply calls on storage, on the state machine's goroutine.
 	OnApply func(index int, storage string, e drivers.Engine)
+	// Tracing, when set, gives node index its tracer provider.
+	Tracing func(index int) trace.TracerProvider
 }
 
 // Cluster is a running test cluster.
@@ -223,6 +227,9 @@ func (c *Cluster) open(n *Node, ln net.Listener) error {
 		RPCAddr:  "tcp://127.0.0.1:0",
 		Clock:    func() time.Time { return time.Now().Add(time.Duration(n.clockOffset.Load())) },
 		Limits:   c.opts.Limits,
+	}
+	if c.opts.Tracing != nil {
+		opts.Tracing = c.opts.Tracing(n.Index)
 	}
 	if c.opts.Gossip {
 		c.gossipConfig(n, &cfg, &opts)
