@@ -89,7 +89,7 @@ func writeIdentity(path string, id identity) error {
 		return fmt.Errorf("write identity: %w", err)
 	}
 	defer func() { _ = os.Remove(f.Name()) }()
-	if _, err := f.Write(append(b, '\n')); err == nil {
+	if _, err = f.Write(append(b, '\n')); err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
