@@ -107,29 +107,64 @@ func evictionExplains(storage, key string, ws []*Op, evictions []Eviction) bool 
 	return false
 }
 
+// EvictCoverage is what the evict workload gave its checks to bite on.
+type EvictCoverage struct {
+	// Evicted counts the recorded evictions of keys the workload reads
+	// and writes (most evictions take filler).
+	Evicted int
+	// AbsentAfterSet counts the in-run reads that found such a key absent
+	// when the latest write to complete before the read began was an
+	// acknowledged set, with no other write of it in flight: absences
+	// that only an eviction explains.
+	AbsentAfterSet int
+}
+
 // evictCoverage fails a run in which the evict workload had nothing to
 // check: no recorded eviction of a key it reads and writes (only filler
-// would have gone) and no acknowledged filler.
-func evictCoverage(ops []Op, evictions []Eviction) (checked int, out []Anomaly) {
-	keys := map[string]bool{}
-	for _, op := range ops {
-		if op.Workload == WorkloadEvict && op.Storage == BoundedStorage {
-			keys[op.Keys[0]] = true
+// would have gone), or no read that found such a key gone after a set.
+func evictCoverage(ops []Op, evictions []Eviction) (EvictCoverage, []Anomaly) {
+	var c EvictCoverage
+	byKey := map[string][]*Op{}
+	for i := range ops {
+		if op := &ops[i]; op.Workload == WorkloadEvict && op.Storage == BoundedStorage && !op.Final {
+			byKey[op.Keys[0]] = append(byKey[op.Keys[0]], op)
 		}
 	}
 	for _, e := range evictions {
-		if e.Storage != BoundedStorage {
-			continue
-		}
 		for _, k := range e.Keys {
-			if keys[k] {
-				checked++
+			if e.Storage == BoundedStorage && byKey[k] != nil {
+				c.Evicted++
 			}
 		}
 	}
-	if checked == 0 {
-		out = append(out, Anomaly{Check: "coverage", Detail: fmt.Sprintf(
-			"%s evict: %d evictions recorded, none of a key the workload reads: nothing to check", BoundedStorage, len(evictions))})
+	for _, hist := range byKey {
+		for _, r := range hist {
+			if _, present := r.Read[r.Keys[0]]; r.F != "get" || r.Status != StatusOK || present {
+				continue
+			}
+			var last *Op
+			inFlight := false
+			for _, w := range hist {
+				switch {
+				case w.F == "get" || w.Status == StatusFail:
+				case w.Status == StatusOK && w.Complete < r.Invoke:
+					if last == nil || w.Complete > last.Complete {
+						last = w
+					}
+				default:
+					inFlight = inFlight || w.Invoke < r.Complete
+				}
+			}
+			if last != nil && last.F == "set" && !inFlight {
+				c.AbsentAfterSet++
+			}
+		}
 	}
-	return checked, out
+	var out []Anomaly
+	if c.Evicted == 0 || c.AbsentAfterSet == 0 {
+		out = append(out, Anomaly{Check: "coverage", Detail: fmt.Sprintf(
+			"%s evict: %d evictions recorded, %d of keys the workload reads, %d reads found one gone after a set: nothing to check",
+			BoundedStorage, len(evictions), c.Evicted, c.AbsentAfterSet)})
+	}
+	return c, out
 }

@@ -38,7 +38,7 @@ import (
 // check there but keeps it sound.
 
 // BoundedStorage is the bounded storage of jepsen/docker/kvnode.yaml
-// (max_memory 256KiB, eviction random), the evict workload's.
+// (max_memory 128KiB, eviction random), the evict workload's.
 const BoundedStorage = "memory_evict_lin"
 
 // Eviction is a window of run time in which the cluster may have evicted

@@ -59,9 +59,9 @@ type Result struct {
 	// Workloads are the workloads the run ran.
 	Workloads []string
 	// Events is what the bounded storage's event log showed (evict
-	// workload only); EvictedChecked the evictions of keys it checks.
-	Events         *EventReport
-	EvictedChecked int
+	// workload only); Evict what that gave the checks.
+	Events *EventReport
+	Evict  EvictCoverage
 }
 
 // Run drives the workload and the nemesis against c for opts.Duration,
@@ -186,7 +186,7 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 		Storages: Storages, Faults: res.Faults, Workloads: opts.Workload.Kinds, Evictions: evictions})
 	anomalies = append(anomalies, v.Anomalies...)
 	res.Subjects, res.TimedOut, res.TTLReads, res.Coverage = v.Lin.Checked, v.Lin.TimedOut, v.TTLReads, v.Coverage
-	res.EvictedChecked = v.EvictedChecked
+	res.Evict = v.Evict
 	anomalies = append(anomalies, Crashes(ctx, c)...)
 	anomalies = append(anomalies, CheckExits(c.Exits(), clock)...)
 	res.CheckTime = time.Since(start)

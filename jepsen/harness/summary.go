@@ -70,8 +70,9 @@ func (r *Result) Summary(outDir string) string {
 	}
 	p("  ttl: %d reads checked against deadlines", r.TTLReads)
 	if e := r.Events; e != nil {
-		p("  evictions (%s, from every node's event log): %d recorded naming %d keys, %d of keys the evict workload checks; %d log entries of it seen, %d unseen ranges taken as \"any key may have gone\"; %d polls, %d failed",
-			e.Storage, len(e.Evictions)-e.Gaps, e.Evicted, r.EvictedChecked, e.Entries, e.Gaps, e.Polls, e.Errors)
+		p("  evictions (%s, from every node's event log): %d recorded naming %d keys, %d of keys the evict workload checks, %d reads found such a key gone after a set;",
+			e.Storage, len(e.Evictions)-e.Gaps, e.Evicted, r.Evict.Evicted, r.Evict.AbsentAfterSet)
+		p("    %d log entries of it seen, %d unseen ranges taken as \"any key may have gone\"; %d event polls, %d failed", e.Entries, e.Gaps, e.Polls, e.Errors)
 	}
 	p("  coverage, successful reads / acknowledged writes per workload (in-run, final reads excluded):")
 	workloads := r.Workloads

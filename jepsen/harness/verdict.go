@@ -34,9 +34,8 @@ type Verdict struct {
 	Lin       LinResult
 	TTLReads  int
 	Coverage  map[string]map[string]Coverage
-	// EvictedChecked counts the recorded evictions of keys the evict
-	// workload reads and writes.
-	EvictedChecked int
+	// Evict is what the evict workload gave its checks (when it ran).
+	Evict EvictCoverage
 }
 
 // CheckHistory runs every check that looks only at the history and the
@@ -63,7 +62,7 @@ func CheckHistory(ops []Op, final map[string]map[string]string, o CheckOptions) 
 	v.Coverage, cov = CheckCoverage(ops, o.Storages, o.Workloads)
 	v.Anomalies = append(v.Anomalies, cov...)
 	if slices.Contains(o.Workloads, WorkloadEvict) {
-		v.EvictedChecked, cov = evictCoverage(ops, o.Evictions)
+		v.Evict, cov = evictCoverage(ops, o.Evictions)
 		v.Anomalies = append(v.Anomalies, cov...)
 	}
 	return v

@@ -59,10 +59,12 @@ func (o *WorkloadOptions) defaults() {
 // workloadWeight is each workload's share of the operations.
 var workloadWeight = map[string]int{WorkloadRegister: 40, WorkloadGroup: 20, WorkloadTTL: 20, WorkloadEvict: 20}
 
-// fillSize is the evict workload's filler value: at about 17 filler sets a
-// second, the bounded storage's 256KiB fill within the first 15 s of a run
-// and then every filler set needs an eviction.
-const fillSize = 1024
+// fillSize is the evict workload's filler value. At about 17 filler sets a
+// second the bounded storage's 128KiB are full within seconds, then every
+// filler set needs an eviction, and with some 30 filler keys in the storage
+// the random victims are the checked keys often enough that reads find
+// them gone after an acknowledged set (about one read a second).
+const fillSize = 4096
 
 // runClock turns wall time into run time: monotonic nanoseconds since start.
 type runClock struct{ start time.Time }
