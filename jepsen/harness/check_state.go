@@ -188,12 +188,15 @@ type Coverage struct {
 // must have exercised, and whether each needs reads (filler is never read).
 func coverageWanted(storages, workloads []string) map[string]map[string]bool {
 	want := map[string]map[string]bool{}
-	for _, st := range storages {
-		want[st] = map[string]bool{}
-		for _, w := range basicWorkloads {
-			if slices.Contains(workloads, w) {
-				want[st][w] = true
+	for _, w := range basicWorkloads {
+		if !slices.Contains(workloads, w) {
+			continue
+		}
+		for _, st := range storages {
+			if want[st] == nil {
+				want[st] = map[string]bool{}
 			}
+			want[st][w] = true
 		}
 	}
 	if slices.Contains(workloads, WorkloadEvict) {

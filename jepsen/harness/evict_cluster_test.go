@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +26,9 @@ func TestEventFollowerSeesEvictions(t *testing.T) {
 	if err := WaitWritable(ctx, c, time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	// The leader puts its configured limits into the replicated state at
+	// its first sweep; writes before that would not be bounded.
+	waitLimits(t, c)
 	clock := runClock{start: time.Now()}
 	f := newEventFollower(BoundedStorage, c.AdminToken(), clock, c.Nodes())
 	fctx, stop := context.WithCancel(ctx)
@@ -75,7 +79,7 @@ func TestEventFollowerSeesEvictions(t *testing.T) {
 		}
 	}
 	if len(named) == 0 {
-		t.Fatal("no eviction recorded after writing 1.5 times the storage's limit")
+		t.Fatalf("no eviction recorded after writing 1.5 times the storage's limit: %+v", rep)
 	}
 	for _, n := range c.Nodes() {
 		got, err := cl.MGet(cctx, BoundedStorage, keys...)
@@ -94,6 +98,28 @@ func TestEventFollowerSeesEvictions(t *testing.T) {
 			if _, present := got[k]; present == named[k] {
 				t.Errorf("%s on %s: present %t, named by a recorded eviction %t", k, n, present, named[k])
 			}
+		}
+	}
+}
+
+// waitLimits polls every node's status until the bounded storage's limit
+// is in force there, at most 30 s.
+func waitLimits(t *testing.T, c Cluster) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	inForce := func(st NodeStatus) bool {
+		return slices.ContainsFunc(st.Storages, func(s StorageSummary) bool { return s.Name == BoundedStorage && s.MaxMemory > 0 })
+	}
+	for _, n := range c.Nodes() {
+		for i := 0; ; i++ {
+			st, err := GetStatus(t.Context(), c.Addr(n))
+			if err == nil && inForce(st) {
+				break
+			}
+			if i >= 300 || time.Now().After(deadline) {
+				t.Fatalf("%s: no limit on %s after 30s (%v, %+v)", n, BoundedStorage, err, st.Storages)
+			}
+			sleepCtx(t.Context(), 100*time.Millisecond)
 		}
 	}
 }
