@@ -12,9 +12,9 @@ import (
 
 // writeIndex holds every write of a history by storage and key, whatever
 // its outcome, so that any value read can be traced to the write that
-// could have produced it.
-// Filler keys (never read) are left out; evictions, the cluster's own
-// removals, explain absent keys of the bounded storage.
+// could have produced it. Filler keys (never read) are left out; the
+// evictions, the cluster's own removals, explain absent keys of the
+// bounded storage.
 type writeIndex struct {
 	byKey     map[string][]*Op // storage|key -> sets and deletes, in history order
 	ttl       map[string]bool  // storage|key of the TTL workload's keys
@@ -111,10 +111,10 @@ func CheckTorn(ops []Op) []Anomaly {
 // healed and converged) with the writes, on every storage: the final value
 // must come from a set that may have been applied and that no acknowledged
 // write or delete follows in real time. Absent is explained by a delete no
-// acknowledged set follows, by an eviction no acknowledged set follows, or
-// by no acknowledged set at all. Every key the
-// run touched is checked, including keys whose writes all failed and keys
-// that were only read; TTL keys are CheckTTL's.
+// acknowledged set follows, by a recorded eviction no acknowledged set
+// follows, or by no acknowledged set at all. Every key the run touched is
+// checked, including keys whose writes all failed and keys that were only
+// read; TTL keys are CheckTTL's.
 func CheckLostWrites(ops []Op, final map[string]map[string]string, x writeIndex) []Anomaly {
 	var out []Anomaly
 	ids := map[string]bool{}

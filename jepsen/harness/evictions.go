@@ -172,12 +172,12 @@ func (f *EventFollower) follow(ctx context.Context, c Cluster, node string) {
 		}
 	}()
 	for i := 0; i < maxPolls && ctx.Err() == nil; i++ {
-		page, since, err := f.pollOnce(ctx, c, node, &cl, followWait)
+		page, err := f.pollOnce(ctx, c, node, &cl, followWait)
 		if err != nil {
 			sleepCtx(ctx, 200*time.Millisecond)
 			continue
 		}
-		if len(page.Events) < maxPage && page.Next > page.Applied && since < page.Next {
+		if page.Next > page.Applied { // caught up (or nothing new): let the node breathe
 			sleepCtx(ctx, followPause)
 		}
 	}
@@ -190,7 +190,7 @@ func (f *EventFollower) drain(ctx context.Context, c Cluster, d time.Duration) {
 		var cl *client.Client
 		deadline := time.Now().Add(d)
 		for i := 0; i < 10_000 && time.Now().Before(deadline) && ctx.Err() == nil; i++ {
-			page, _, err := f.pollOnce(ctx, c, node, &cl, 0)
+			page, err := f.pollOnce(ctx, c, node, &cl, 0)
 			if err != nil {
 				sleepCtx(ctx, 200*time.Millisecond)
 				continue
@@ -208,7 +208,7 @@ func (f *EventFollower) drain(ctx context.Context, c Cluster, d time.Duration) {
 // pollOnce asks node for the events from its reader's next index on,
 // dialling *cl when needed (and dropping it after an error), and records
 // the page.
-func (f *EventFollower) pollOnce(ctx context.Context, c Cluster, node string, cl **client.Client, wait time.Duration) (eventsPage, uint64, error) {
+func (f *EventFollower) pollOnce(ctx context.Context, c Cluster, node string, cl **client.Client, wait time.Duration) (eventsPage, error) {
 	f.mu.Lock()
 	since := f.nodes[node].next
 	f.nodes[node].polls++
@@ -237,10 +237,10 @@ func (f *EventFollower) pollOnce(ctx context.Context, c Cluster, node string, cl
 		f.mu.Lock()
 		f.nodes[node].errs++
 		f.mu.Unlock()
-		return page, since, err
+		return page, err
 	}
 	f.record(node, since, page, f.clock.now())
-	return page, since, nil
+	return page, nil
 }
 
 // record files a page node answered at run time at for the events from
@@ -346,9 +346,12 @@ func (f *EventFollower) Report(faults []Fault, clockBound time.Duration) EventRe
 			}
 			versions[e.fp] = e
 		}
+		// Where nodes disagree only one version was committed, so the
+		// entry's lower bound is the smallest of theirs.
+		bestLower[k] = math.MaxInt64
 		for _, fp := range slices.Sorted(maps.Keys(versions)) {
 			e := versions[fp]
-			bestLower[k] = max(bestLower[k], lower(e.stamp))
+			bestLower[k] = min(bestLower[k], lower(e.stamp))
 			for _, ev := range e.evicts {
 				rep.Evicted += ev.KeyCount
 				x := Eviction{Index: i, Storage: f.storage, Keys: ev.Keys, Lower: lower(e.stamp), Upper: e.at, Note: ev.Reason}

@@ -114,8 +114,8 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 	// have read the final state, then catch up (drain).
 	var events *EventFollower
 	followCtx, stopFollowing := context.WithCancel(ctx)
-	defer stopFollowing()
 	var followers sync.WaitGroup
+	defer func() { stopFollowing(); followers.Wait() }()
 	if slices.Contains(opts.Workload.Kinds, WorkloadEvict) {
 		events = newEventFollower(BoundedStorage, c.AdminToken(), clock, c.Nodes())
 		for _, n := range c.Nodes() {
