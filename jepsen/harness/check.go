@@ -99,7 +99,7 @@ func subject(op Op) string {
 func byRegister(ops []Op, onlyLinearizable bool) map[string][]Op {
 	out := map[string][]Op{}
 	for _, op := range ops {
-		if op.Status == StatusFail || op.Workload == "ttl" || (onlyLinearizable && !Linearizable(op.Storage)) {
+		if op.Status == StatusFail || op.Workload == WorkloadTTL || op.Workload == WorkloadFill || (onlyLinearizable && !Linearizable(op.Storage)) {
 			continue
 		}
 		if op.Workload == "register" && len(op.Keys) != 1 {
@@ -154,8 +154,10 @@ type LinResult struct {
 // the budget of all subjects together (each gets its share, at least a
 // second or the whole budget if smaller); a subject porcupine cannot decide
 // within its share is a failing verdict of its own, never a pass. The HTML
-// of a failing subject is written to outDir when it is not empty.
-func CheckLinearizable(ops []Op, timeout time.Duration, outDir string) LinResult {
+// of a failing subject is written to outDir when it is not empty. A subject
+// that evictions may have touched is checked with evictModel, those
+// evictions among its operations (check_evict.go).
+func CheckLinearizable(ops []Op, evictions []Eviction, timeout time.Duration, outDir string) LinResult {
 	var res LinResult
 	var end int64
 	for _, op := range ops {
@@ -189,8 +191,12 @@ func CheckLinearizable(ops []Op, timeout time.Duration, outDir string) LinResult
 			}
 			hist = append(hist, p)
 		}
+		model := registerModel
+		if ev := evictionOps(s, kept, evictions); len(ev) > 0 {
+			model, hist = evictModel, append(hist, ev...)
+		}
 		res.Checked++
-		verdict, info := porcupine.CheckOperationsVerbose(registerModel, hist, per)
+		verdict, info := porcupine.CheckOperationsVerbose(model, hist, per)
 		switch verdict {
 		case porcupine.Ok:
 		case porcupine.Unknown:
@@ -202,7 +208,7 @@ func CheckLinearizable(ops []Op, timeout time.Duration, outDir string) LinResult
 			a := Anomaly{Check: "linearizability", Detail: fmt.Sprintf("%s: no linearization of %d operations", s, len(hist))}
 			if outDir != "" && len(res.Anomalies) < 20 {
 				path := filepath.Join(outDir, "linearizability-"+safeName(s)+".html")
-				if err := porcupine.VisualizePath(registerModel, info, path); err == nil {
+				if err := porcupine.VisualizePath(model, info, path); err == nil {
 					a.Visualization = path
 				}
 			}

@@ -12,16 +12,22 @@ import (
 
 // writeIndex holds every write of a history by storage and key, whatever
 // its outcome, so that any value read can be traced to the write that
-// could have produced it.
+// could have produced it. Filler keys (never read) are left out; the
+// evictions, the cluster's own removals, explain absent keys of the
+// bounded storage.
 type writeIndex struct {
-	byKey map[string][]*Op // storage|key -> sets and deletes, in history order
-	ttl   map[string]bool  // storage|key of the TTL workload's keys
+	byKey     map[string][]*Op // storage|key -> sets and deletes, in history order
+	ttl       map[string]bool  // storage|key of the TTL workload's keys
+	evictions []Eviction
 }
 
-func indexWrites(ops []Op) writeIndex {
-	x := writeIndex{byKey: map[string][]*Op{}, ttl: map[string]bool{}}
+func indexWrites(ops []Op, evictions []Eviction) writeIndex {
+	x := writeIndex{byKey: map[string][]*Op{}, ttl: map[string]bool{}, evictions: evictions}
 	for i := range ops {
 		op := &ops[i]
+		if op.Workload == WorkloadFill {
+			continue
+		}
 		for _, k := range op.Keys {
 			id := op.Storage + "|" + k
 			if op.Workload == "ttl" {
@@ -105,9 +111,10 @@ func CheckTorn(ops []Op) []Anomaly {
 // healed and converged) with the writes, on every storage: the final value
 // must come from a set that may have been applied and that no acknowledged
 // write or delete follows in real time. Absent is explained by a delete no
-// acknowledged set follows, or by no acknowledged set at all. Every key the
-// run touched is checked, including keys whose writes all failed and keys
-// that were only read; TTL keys are CheckTTL's.
+// acknowledged set follows, by a recorded eviction no acknowledged set
+// follows, or by no acknowledged set at all. Every key the run touched is
+// checked, including keys whose writes all failed and keys that were only
+// read; TTL keys are CheckTTL's.
 func CheckLostWrites(ops []Op, final map[string]map[string]string, x writeIndex) []Anomaly {
 	var out []Anomaly
 	ids := map[string]bool{}
@@ -156,8 +163,8 @@ func CheckLostWrites(ops []Op, final map[string]map[string]string, x writeIndex)
 				explained = true
 			}
 		}
-		if ackedSet && !explained {
-			out = append(out, Anomaly{Check: "lost-write", Detail: fmt.Sprintf("%s %s: absent at the end, but an acknowledged set follows every delete", storage, key)})
+		if ackedSet && !explained && !evictionExplains(storage, key, ws, x.evictions) {
+			out = append(out, Anomaly{Check: "lost-write", Detail: fmt.Sprintf("%s %s: absent at the end, but an acknowledged set follows every delete and recorded eviction", storage, key)})
 		}
 	}
 	return out
@@ -168,8 +175,8 @@ func splitID(id string) (storage, key string) {
 	return storage, key
 }
 
-// Workloads are the kinds of key the workers use.
-var Workloads = []string{"register", "group", "ttl"}
+// basicWorkloads run on every storage of Storages.
+var basicWorkloads = []string{WorkloadRegister, WorkloadGroup, WorkloadTTL}
 
 // Coverage counts one storage's in-run operations of one workload (final
 // reads excluded).
@@ -177,13 +184,39 @@ type Coverage struct {
 	Reads, ReadsOK, Writes, WritesOK int
 }
 
+// coverageWanted lists, per storage, the workloads a run of workloads
+// must have exercised, and whether each needs reads (filler is never read).
+func coverageWanted(storages, workloads []string) map[string]map[string]bool {
+	want := map[string]map[string]bool{}
+	for _, w := range basicWorkloads {
+		if !slices.Contains(workloads, w) {
+			continue
+		}
+		for _, st := range storages {
+			if want[st] == nil {
+				want[st] = map[string]bool{}
+			}
+			want[st][w] = true
+		}
+	}
+	if slices.Contains(workloads, WorkloadEvict) {
+		want[BoundedStorage] = map[string]bool{WorkloadEvict: true, WorkloadFill: false}
+	}
+	return want
+}
+
 // CheckCoverage counts reads and writes per storage and workload and
 // fails a run in which a storage had no successful read (or no
-// acknowledged write) of some workload: every check of it would have
-// passed for want of anything to check.
-func CheckCoverage(ops []Op, storages []string) (map[string]map[string]Coverage, []Anomaly) {
+// acknowledged write) of some workload it ran: every check of it would
+// have passed for want of anything to check. nil workloads are the basic
+// three.
+func CheckCoverage(ops []Op, storages, workloads []string) (map[string]map[string]Coverage, []Anomaly) {
+	if workloads == nil {
+		workloads = basicWorkloads
+	}
+	want := coverageWanted(storages, workloads)
 	cov := map[string]map[string]Coverage{}
-	for _, st := range storages {
+	for st := range want {
 		cov[st] = map[string]Coverage{}
 	}
 	for _, op := range ops {
@@ -202,10 +235,10 @@ func CheckCoverage(ops []Op, storages []string) (map[string]map[string]Coverage,
 		cov[op.Storage][op.Workload] = c
 	}
 	var out []Anomaly
-	for _, st := range storages {
-		for _, w := range Workloads {
+	for _, st := range slices.Sorted(maps.Keys(want)) {
+		for _, w := range slices.Sorted(maps.Keys(want[st])) {
 			c := cov[st][w]
-			if c.ReadsOK == 0 || c.WritesOK == 0 {
+			if (want[st][w] && c.ReadsOK == 0) || c.WritesOK == 0 {
 				out = append(out, Anomaly{Check: "coverage", Detail: fmt.Sprintf(
 					"%s %s: %d successful reads of %d, %d acknowledged writes of %d: nothing to check", st, w, c.ReadsOK, c.Reads, c.WritesOK, c.Writes)})
 			}

@@ -44,7 +44,7 @@ func TestCheckLinearizable(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			res := CheckLinearizable(tc.ops, 10*time.Second, "")
+			res := CheckLinearizable(tc.ops, nil, 10*time.Second, "")
 			if got := len(res.Anomalies) == 0; got != tc.legal {
 				t.Fatalf("legal = %t, want %t (%v)", got, tc.legal, res.Anomalies)
 			}
@@ -55,7 +55,7 @@ func TestCheckLinearizable(t *testing.T) {
 func TestCheckLinearizableWritesVisualization(t *testing.T) {
 	dir := t.TempDir()
 	ops := []Op{set(0, "k", "a", 0, 10), set(0, "k", "b", 20, 30), get(1, "k", "a", 40, 50)}
-	res := CheckLinearizable(ops, 10*time.Second, dir)
+	res := CheckLinearizable(ops, nil, 10*time.Second, dir)
 	if len(res.Anomalies) != 1 || !strings.HasPrefix(res.Anomalies[0].Visualization, dir) {
 		t.Fatalf("anomalies = %+v, want one with an HTML file in %s", res.Anomalies, dir)
 	}
@@ -71,12 +71,12 @@ func TestCheckGroups(t *testing.T) {
 	if a := CheckTorn(ops); len(a) != 1 {
 		t.Fatalf("torn read not reported: %v", a)
 	}
-	if res := CheckLinearizable(ops, 10*time.Second, ""); len(res.Anomalies) != 1 {
+	if res := CheckLinearizable(ops, nil, 10*time.Second, ""); len(res.Anomalies) != 1 {
 		t.Fatalf("torn read passed porcupine: %v", res.Anomalies)
 	}
 	whole := group("get", "", 20, 30, map[string]string{"g/a": "x", "g/b": "x", "g/c": "x"})
 	ops = []Op{group("set", "x", 0, 10, nil), whole}
-	if a := append(CheckTorn(ops), CheckLinearizable(ops, 10*time.Second, "").Anomalies...); len(a) != 0 {
+	if a := append(CheckTorn(ops), CheckLinearizable(ops, nil, 10*time.Second, "").Anomalies...); len(a) != 0 {
 		t.Fatalf("whole group read reported: %v", a)
 	}
 }
@@ -110,7 +110,7 @@ func TestCheckLostWrites(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := CheckLostWrites(tc.ops, final(tc.final), indexWrites(tc.ops))
+			a := CheckLostWrites(tc.ops, final(tc.final), indexWrites(tc.ops, nil))
 			if got := len(a) > 0; got != tc.lost {
 				t.Fatalf("lost = %t, want %t (%v)", got, tc.lost, a)
 			}

@@ -8,7 +8,9 @@
 //     of unknown outcome counted as possibly applied (they never return);
 //   - no acknowledged write lost, on every storage;
 //   - every node converges to the same state after the faults heal;
-//   - TTL reads agree with the deadlines within a skew bound.
+//   - TTL reads agree with the deadlines within a skew bound;
+//   - on the bounded storage, a key becomes absent unasked only inside the
+//     window of an eviction of it that the cluster's event log recorded.
 //
 // Every loop is bounded in count and time, and traffic goes only to the
 // loopback addresses the cluster publishes.

@@ -56,6 +56,12 @@ type Result struct {
 	KeysRead    int // read from every node after convergence
 	CheckTime   time.Duration
 	SkippedNote string
+	// Workloads are the workloads the run ran.
+	Workloads []string
+	// Events is what the bounded storage's event log showed (evict
+	// workload only); Evict what that gave the checks.
+	Events *EventReport
+	Evict  EvictCoverage
 }
 
 // Run drives the workload and the nemesis against c for opts.Duration,
@@ -103,6 +109,19 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 
 	budget := &opBudget{left: opts.Workload.MaxOps}
 	ring := &ttlRing{}
+	res.Workloads = opts.Workload.Kinds
+	// The event followers outlive the workload: they stop once the checks
+	// have read the final state, then catch up (drain).
+	var events *EventFollower
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	var followers sync.WaitGroup
+	defer func() { stopFollowing(); followers.Wait() }()
+	if slices.Contains(opts.Workload.Kinds, WorkloadEvict) {
+		events = newEventFollower(BoundedStorage, c.AdminToken(), clock, c.Nodes())
+		for _, n := range c.Nodes() {
+			followers.Go(func() { events.follow(followCtx, c, n) })
+		}
+	}
 	var wg sync.WaitGroup
 	for i := range opts.Workload.Workers {
 		w := &worker{id: i, opts: opts.Workload, clock: clock, hist: hist, cl: cl, nodes: c.Nodes(),
@@ -141,6 +160,15 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 	} else {
 		res.StatesAgree = true
 	}
+	stopFollowing()
+	followers.Wait()
+	var evictions []Eviction
+	if events != nil {
+		events.drain(ctx, c, 30*time.Second)
+		rep := events.Report(res.Faults, opts.TTLSkew)
+		res.Events, evictions = &rep, rep.Evictions
+		anomalies = append(anomalies, rep.Anomalies...)
+	}
 	ops = append(ops, finalOps...)
 	for i := range ops {
 		ops[i].ID = i
@@ -155,9 +183,10 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 
 	start := time.Now()
 	v := CheckHistory(ops, final, CheckOptions{TTLSkew: opts.TTLSkew, LinTimeout: opts.CheckTimeout, OutDir: opts.OutDir,
-		Storages: Storages, Faults: res.Faults})
+		Storages: Storages, Faults: res.Faults, Workloads: opts.Workload.Kinds, Evictions: evictions})
 	anomalies = append(anomalies, v.Anomalies...)
 	res.Subjects, res.TimedOut, res.TTLReads, res.Coverage = v.Lin.Checked, v.Lin.TimedOut, v.TTLReads, v.Coverage
+	res.Evict = v.Evict
 	anomalies = append(anomalies, Crashes(ctx, c)...)
 	anomalies = append(anomalies, CheckExits(c.Exits(), clock)...)
 	res.CheckTime = time.Since(start)
@@ -165,9 +194,14 @@ func Run(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 	return res, nil
 }
 
+// keysRead are the keys the run touched, by storage, filler keys left
+// out (nobody reads them; the state hashes cover them).
 func keysRead(ops []Op) map[string]map[string]bool {
 	keys := map[string]map[string]bool{}
 	for _, op := range ops {
+		if op.Workload == WorkloadFill {
+			continue
+		}
 		if keys[op.Storage] == nil {
 			keys[op.Storage] = map[string]bool{}
 		}
@@ -309,7 +343,8 @@ func readAll(ctx context.Context, cl *clients, clock runClock, node string, keys
 
 // finalGroups folds the final reads of a group's keys into one group read,
 // so the linearizability check sees the group as one register; the reads
-// of TTL keys become TTL reads, so the TTL check sees them.
+// of TTL keys become TTL reads, so the TTL check sees them, and those of
+// the bounded storage's registers evict reads.
 func finalGroups(ops []Op) []Op {
 	var out []Op
 	groups := map[string]*Op{}
@@ -332,7 +367,10 @@ func finalGroups(ops []Op) []Op {
 		case 'r':
 			out = append(out, op)
 		case 't':
-			op.Workload = "ttl"
+			op.Workload = WorkloadTTL
+			out = append(out, op)
+		case 'e':
+			op.Workload = WorkloadEvict
 			out = append(out, op)
 		}
 	}
@@ -344,7 +382,8 @@ func finalGroups(ops []Op) []Op {
 	return out
 }
 
-// Save writes the history, faults, anomalies and summary to opts.OutDir.
+// Save writes the history, faults, evictions, anomalies and summary to
+// opts.OutDir.
 func (r *Result) Save(dir, summary string) error {
 	if dir == "" {
 		return nil
@@ -357,6 +396,10 @@ func (r *Result) Save(dir, summary string) error {
 	}
 	b, _ := json.MarshalIndent(r.Faults, "", "  ")
 	_ = os.WriteFile(filepath.Join(dir, "faults.json"), b, 0o644)
+	if r.Events != nil {
+		b, _ = json.MarshalIndent(r.Events.Evictions, "", "  ")
+		_ = os.WriteFile(filepath.Join(dir, "evictions.json"), b, 0o644)
+	}
 	writeAnomalies(filepath.Join(dir, "anomalies.txt"), r.Anomalies)
 	return os.WriteFile(filepath.Join(dir, "summary.txt"), []byte(summary), 0o644) //nolint:wrapcheck
 }

@@ -82,7 +82,7 @@ func runStaleRead(t *testing.T, unsafe bool) ([]Op, []Anomaly) {
 	if err != nil {
 		t.Fatalf("%s cluster: %v", c.Name(), err)
 	}
-	anomalies := CheckLinearizable(ops, time.Minute, t.TempDir()).Anomalies
+	anomalies := CheckLinearizable(ops, nil, time.Minute, t.TempDir()).Anomalies
 	t.Logf("%s cluster: %d operations", c.Name(), len(ops))
 	for _, op := range ops {
 		t.Logf("  %s %s %s %s %v %s %s", op.Node, op.Storage, op.F, op.Value, op.Read, op.Status, op.ErrKind)

@@ -92,7 +92,7 @@ func hashSnapshot(stream []byte, tmp string) (map[string]string, error) {
 			_ = e.Close()
 		}
 	}()
-	for _, st := range Storages {
+	for _, st := range append(slices.Clone(Storages), BoundedStorage) {
 		if strings.HasPrefix(st, "boltdb") {
 			e, err := boltdb.Open(boltdb.Config{File: filepath.Join(dir, st+".db")}, nil)
 			if err != nil {

@@ -34,12 +34,14 @@ type MemberSummary struct {
 	Gossip   string
 }
 
-// StorageSummary is one storage's size on one node.
+// StorageSummary is one storage's size on one node, and for a bounded
+// storage the memory limit in force (0: none yet, or unbounded).
 type StorageSummary struct {
 	Name         string
 	Replicated   bool
 	Keys         int64
 	Bytes        int64
+	MaxMemory    int64
 	AppliedIndex uint64
 }
 

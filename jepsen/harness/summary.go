@@ -69,14 +69,27 @@ func (r *Result) Summary(outDir string) string {
 		p("  state: every node's snapshot has the same content hash per storage at the same index")
 	}
 	p("  ttl: %d reads checked against deadlines", r.TTLReads)
+	if e := r.Events; e != nil {
+		p("  evictions (%s, from every node's event log): %d recorded naming %d keys, %d of keys the evict workload checks, %d reads found such a key gone after a set;",
+			e.Storage, len(e.Evictions)-e.Gaps, e.Evicted, r.Evict.Evicted, r.Evict.AbsentAfterSet)
+		p("    %d log entries of it seen, %d unseen ranges taken as \"any key may have gone\"; %d event polls, %d failed", e.Entries, e.Gaps, e.Polls, e.Errors)
+	}
 	p("  coverage, successful reads / acknowledged writes per workload (in-run, final reads excluded):")
-	for _, st := range slices.Sorted(maps.Keys(r.Coverage)) {
+	workloads := r.Workloads
+	if workloads == nil {
+		workloads = basicWorkloads
+	}
+	want := coverageWanted(Storages, workloads)
+	for _, st := range slices.Sorted(maps.Keys(want)) {
 		var parts []string
-		for _, w := range Workloads {
+		for _, w := range append(slices.Clone(AllWorkloads), WorkloadFill) {
+			if _, ok := want[st][w]; !ok {
+				continue
+			}
 			c := r.Coverage[st][w]
 			parts = append(parts, fmt.Sprintf("%s %d/%d", w, c.ReadsOK, c.WritesOK))
 		}
-		p("    %-13s %s", st, strings.Join(parts, "  "))
+		p("    %-16s %s", st, strings.Join(parts, "  "))
 	}
 	byCheck := map[string]int{}
 	for _, a := range r.Anomalies {

@@ -1,6 +1,9 @@
 package harness
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // CheckOptions configures the checks of a history.
 type CheckOptions struct {
@@ -17,6 +20,12 @@ type CheckOptions struct {
 	// restarts excuse a node for forgetting what it acknowledged to a
 	// local read.
 	Faults []Fault
+	// Workloads are those the run ran (nil: the basic three), for
+	// coverage.
+	Workloads []string
+	// Evictions are the cluster's recorded evictions (EventFollower): the
+	// only way a key of the bounded storage may become absent unasked.
+	Evictions []Eviction
 }
 
 // Verdict is what the history checks found.
@@ -25,18 +34,21 @@ type Verdict struct {
 	Lin       LinResult
 	TTLReads  int
 	Coverage  map[string]map[string]Coverage
+	// Evict is what the evict workload gave its checks (when it ran).
+	Evict EvictCoverage
 }
 
 // CheckHistory runs every check that looks only at the history and the
 // converged final state: linearizability of the linearizable storages,
 // reads every storage could have served, torn groups, lost writes, TTL
-// deadlines and coverage. A nil final state (the nodes never agreed, an
+// deadlines and coverage; on the bounded storage keys may also leave by a
+// recorded eviction. A nil final state (the nodes never agreed, an
 // anomaly of its own) skips the lost-write check, which would otherwise
 // take every key for absent.
 func CheckHistory(ops []Op, final map[string]map[string]string, o CheckOptions) Verdict {
 	var v Verdict
-	x := indexWrites(ops)
-	v.Lin = CheckLinearizable(ops, o.LinTimeout, o.OutDir)
+	x := indexWrites(ops, o.Evictions)
+	v.Lin = CheckLinearizable(ops, o.Evictions, o.LinTimeout, o.OutDir)
 	v.Anomalies = append(v.Anomalies, v.Lin.Anomalies...)
 	v.Anomalies = append(v.Anomalies, CheckReads(ops, x)...)
 	v.Anomalies = append(v.Anomalies, CheckTorn(ops)...)
@@ -47,7 +59,11 @@ func CheckHistory(ops []Op, final map[string]map[string]string, o CheckOptions) 
 	v.TTLReads, ttl = CheckTTL(ops, o.TTLSkew, o.Faults)
 	v.Anomalies = append(v.Anomalies, ttl...)
 	var cov []Anomaly
-	v.Coverage, cov = CheckCoverage(ops, o.Storages)
+	v.Coverage, cov = CheckCoverage(ops, o.Storages, o.Workloads)
 	v.Anomalies = append(v.Anomalies, cov...)
+	if slices.Contains(o.Workloads, WorkloadEvict) {
+		v.Evict, cov = evictCoverage(ops, o.Evictions)
+		v.Anomalies = append(v.Anomalies, cov...)
+	}
 	return v
 }

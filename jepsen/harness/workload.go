@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,8 @@ type WorkloadOptions struct {
 	MaxOps int
 	// TTLMin and TTLMax bound the lifetime of TTL keys.
 	TTLMin, TTLMax time.Duration
+	// Kinds are the workloads to run (AllWorkloads when empty).
+	Kinds []string
 }
 
 func (o *WorkloadOptions) defaults() {
@@ -48,7 +51,20 @@ func (o *WorkloadOptions) defaults() {
 	if o.TTLMax <= o.TTLMin {
 		o.TTLMax = o.TTLMin + 2*time.Second
 	}
+	if len(o.Kinds) == 0 {
+		o.Kinds = AllWorkloads
+	}
 }
+
+// workloadWeight is each workload's share of the operations.
+var workloadWeight = map[string]int{WorkloadRegister: 40, WorkloadGroup: 20, WorkloadTTL: 20, WorkloadEvict: 20}
+
+// fillSize is the evict workload's filler value. At about 17 filler sets a
+// second the bounded storage's 128KiB are full within seconds, then every
+// filler set needs an eviction, and with some 30 filler keys in the storage
+// the random victims are the checked keys often enough that reads find
+// them gone after an acknowledged set (about one read a second).
+const fillSize = 4096
 
 // runClock turns wall time into run time: monotonic nanoseconds since start.
 type runClock struct{ start time.Time }
@@ -160,43 +176,84 @@ func (w *worker) value() string {
 	return fmt.Sprintf("w%d-%d", w.id, w.seq)
 }
 
+// pick chooses a workload among those enabled, by weight.
+func (w *worker) pick() string {
+	total := 0
+	for _, k := range w.opts.Kinds {
+		total += workloadWeight[k]
+	}
+	r := w.rng.IntN(max(total, 1))
+	for _, k := range w.opts.Kinds {
+		if r -= workloadWeight[k]; r < 0 {
+			return k
+		}
+	}
+	return WorkloadRegister
+}
+
 func (w *worker) step(ctx context.Context) {
+	kind := w.pick()
 	storage := Storages[w.rng.IntN(len(Storages))]
 	node := w.nodes[w.rng.IntN(len(w.nodes))]
 	epoch := w.clock.now() / int64(w.opts.KeyEpoch)
 	r := w.rng.IntN(100)
-	switch p := w.rng.IntN(100); {
-	case p < 50: // per-key register
+	switch kind {
+	case WorkloadRegister: // per-key register
 		key := fmt.Sprintf("r%d-%d", epoch, w.rng.IntN(4))
 		switch {
 		case r < 45:
-			w.set(ctx, node, storage, "register", []string{key}, w.value(), 0)
+			w.set(ctx, node, storage, kind, []string{key}, w.value(), 0)
 		case r < 90:
-			w.read(ctx, node, storage, "register", []string{key})
+			w.read(ctx, node, storage, kind, []string{key})
 		default:
-			w.del(ctx, node, storage, "register", []string{key})
+			w.del(ctx, node, storage, kind, []string{key})
 		}
-	case p < 75: // multi-key atomic group
+	case WorkloadGroup: // multi-key atomic group
 		base := fmt.Sprintf("g%d-%d", epoch, w.rng.IntN(2))
 		keys := []string{base + "/a", base + "/b", base + "/c"}
 		switch {
 		case r < 45:
-			w.set(ctx, node, storage, "group", keys, w.value(), 0)
+			w.set(ctx, node, storage, kind, keys, w.value(), 0)
 		case r < 90:
-			w.read(ctx, node, storage, "group", keys)
+			w.read(ctx, node, storage, kind, keys)
 		default:
-			w.del(ctx, node, storage, "group", keys)
+			w.del(ctx, node, storage, kind, keys)
 		}
-	default: // TTL: each key written once, read until and after its deadline
+	case WorkloadTTL: // each key written once, read until and after its deadline
 		if st, key, ok := w.ttl.pick(w.rng); ok && r < 60 {
-			w.read(ctx, node, st, "ttl", []string{key})
+			w.read(ctx, node, st, kind, []string{key})
 			return
 		}
 		key := fmt.Sprintf("t%d-%d", w.id, w.seq)
 		life := w.opts.TTLMin + time.Duration(w.rng.Int64N(int64(w.opts.TTLMax-w.opts.TTLMin)))
-		w.set(ctx, node, storage, "ttl", []string{key}, w.value(), life)
+		w.set(ctx, node, storage, kind, []string{key}, w.value(), life)
 		w.ttl.add(storage, key)
+	case WorkloadEvict: // registers on the bounded storage, which filler keeps full
+		key := fmt.Sprintf("e%d-%d", epoch, w.rng.IntN(4))
+		switch {
+		case r < 35:
+			w.fill(ctx, node)
+		case r < 62:
+			w.set(ctx, node, BoundedStorage, kind, []string{key}, w.value(), 0)
+		case r < 94:
+			w.read(ctx, node, BoundedStorage, kind, []string{key})
+		default:
+			w.del(ctx, node, BoundedStorage, kind, []string{key})
+		}
 	}
+}
+
+// fill writes a new key with a fillSize value to the bounded storage, so
+// that it stays full and the leader evicts. Filler keys are never read:
+// the history keeps the value's unique prefix only.
+func (w *worker) fill(ctx context.Context, node string) {
+	id := w.value()
+	key := "f" + id
+	op := Op{Node: node, Storage: BoundedStorage, Workload: WorkloadFill, F: "set", Keys: []string{key}, Value: id}
+	value := []byte(id + strings.Repeat(".", max(fillSize-len(id), 0)))
+	w.hist.Add(w.call(ctx, op, true, func(ctx context.Context, cl *client.Client) error {
+		return cl.Set(ctx, BoundedStorage, client.Item{Key: key, Value: value})
+	}))
 }
 
 func (w *worker) call(ctx context.Context, op Op, write bool, do func(context.Context, *client.Client) error) Op {

@@ -1,7 +1,8 @@
 #!/bin/sh
 # smoke.sh: the CI jepsen smoke (make jepsen-smoke). Builds the static binary
 # and the image, and the failpoint binary and image beside them, runs the
-# harness for JEPSEN_SMOKE_DURATION (default 120s) with every nemesis (wipe
+# harness for JEPSEN_SMOKE_DURATION (default 120s) with every workload (the
+# evict workload on the bounded storage included) and every nemesis (wipe
 # twice, so that both of its variants run) against a compose project named
 # for this run, then the unsafe-reads test. The project is torn down whatever
 # happens. Without docker it falls back to local processes (no partitions).

@@ -4,6 +4,7 @@
 //
 //	go run ./cmd/jepsen -duration=150s -nemeses=kill,pause,partition,leader
 //	go run ./cmd/jepsen -duration=30m -nemeses=all
+//	go run ./cmd/jepsen -duration=3m -nemeses=all -workloads=evict
 //	go run ./cmd/jepsen -failover=10
 //
 // It exits 1 when a check finds an anomaly and 2 when the run itself fails.
@@ -38,6 +39,7 @@ func run() int {
 		binary   = flag.String("kvnode", os.Getenv("KVNODE_BIN"), "kvnode binary for local mode (default: go build ../cmd/kvnode)")
 		duration = flag.Duration("duration", 2*time.Minute, "workload duration")
 		nemeses  = flag.String("nemeses", "kill,pause,partition,leader", "comma-separated: "+strings.Join(harness.AllNemeses, ",")+" or all")
+		loads    = flag.String("workloads", "all", "comma-separated: "+strings.Join(harness.AllWorkloads, ",")+" or all (evict runs on the bounded storage "+harness.BoundedStorage+")")
 		static   = flag.Bool("static-peers", false, "bootstrap from a static peer list instead of gossip's bootstrap_expect")
 		out      = flag.String("out", "", "output directory (default: a new one under /tmp)")
 		workers  = flag.Int("workers", 6, "concurrent clients")
@@ -70,6 +72,16 @@ func run() int {
 	} else if *nemeses == "" || *nemeses == "none" {
 		kinds = nil
 	}
+	workloads := harness.AllWorkloads
+	if *loads != "all" {
+		workloads = strings.Split(*loads, ",")
+	}
+	for _, w := range workloads {
+		if !slices.Contains(harness.AllWorkloads, w) {
+			logger.Error("unknown workload", "workload", w, "known", harness.AllWorkloads)
+			return 2
+		}
+	}
 	cs := clusterSpec{mode: *mode, image: *image, compose: *compose, project: *project, binary: *binary, out: *out,
 		unsafe: *unsafe, reap: *reap, static: *static}
 	for _, k := range kinds {
@@ -99,7 +111,7 @@ func run() int {
 	started := time.Now()
 	res, err := harness.Run(ctx, c, harness.Options{
 		Duration: *duration,
-		Workload: harness.WorkloadOptions{Workers: *workers},
+		Workload: harness.WorkloadOptions{Workers: *workers, Kinds: workloads},
 		Nemesis:  harness.NemesisOptions{Kinds: kinds, ReapWait: *reap + 30*time.Second},
 		OutDir:   *out,
 		TTLSkew:  *skew,
