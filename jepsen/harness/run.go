@@ -358,5 +358,5 @@ func (r *Result) Save(dir, summary string) error {
 	b, _ := json.MarshalIndent(r.Faults, "", "  ")
 	_ = os.WriteFile(filepath.Join(dir, "faults.json"), b, 0o644)
 	writeAnomalies(filepath.Join(dir, "anomalies.txt"), r.Anomalies)
-	return os.WriteFile(filepath.Join(dir, "summary.txt"), []byte(summary), 0o644) //nolint:wrapcheck
+	return os.WriteFile(filepath.Join(dir, "summary.txt"), []byte(summary), 0o644)
 }
