@@ -125,7 +125,7 @@ func (r *recorder) ReadByte() (byte, error) {
 	if err == nil {
 		r.b = append(r.b, c)
 	}
-	return c, err //nolint:wrapcheck // io.EOF must stay unwrapped
+	return c, err // io.EOF must stay unwrapped
 }
 
 // checkTrailer reads the 8-byte trailer and checks it against sum and that
@@ -178,5 +178,5 @@ type countingReader struct {
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
-	return n, err //nolint:wrapcheck // io.EOF must stay unwrapped
+	return n, err // io.EOF must stay unwrapped
 }

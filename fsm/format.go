@@ -111,18 +111,18 @@ func (c *chunkWriter) flush() error {
 	}
 	var l [binary.MaxVarintLen64]byte
 	if _, err := c.w.Write(l[:binary.PutUvarint(l[:], uint64(len(c.buf)))]); err != nil {
-		return err //nolint:wrapcheck // wrapped once by Persist
+		return err // wrapped once by Persist
 	}
 	_, err := c.w.Write(c.buf)
 	c.buf = c.buf[:0]
-	return err //nolint:wrapcheck
+	return err
 }
 
 func (c *chunkWriter) Close() error {
 	if err := c.flush(); err != nil {
 		return err
 	}
-	return c.w.WriteByte(0) //nolint:wrapcheck
+	return c.w.WriteByte(0)
 }
 
 // byteReader is what the parser reads from.

@@ -138,13 +138,13 @@ type applyCall struct {
 
 func (c *counting) Apply(index uint64, ops []drivers.Op) ([]error, error) {
 	c.applies = append(c.applies, applyCall{index, len(ops)})
-	return c.Engine.Apply(index, ops) //nolint:wrapcheck
+	return c.Engine.Apply(index, ops)
 }
 
 func (c *counting) Snapshot() (drivers.Snapshot, error) {
 	s, err := c.Engine.Snapshot()
 	if err != nil {
-		return nil, err //nolint:wrapcheck
+		return nil, err
 	}
 	c.snaps.Add(1)
 	return &countingSnap{Snapshot: s, c: c}, nil

@@ -136,13 +136,13 @@ func (h *hashReader) Read(p []byte) (int, error) {
 			return n, fmt.Errorf("spool: %w", werr)
 		}
 	}
-	return n, err //nolint:wrapcheck // io.EOF must stay unwrapped
+	return n, err // io.EOF must stay unwrapped
 }
 
 func (h *hashReader) ReadByte() (byte, error) {
 	b, err := h.r.ReadByte()
 	if err != nil {
-		return 0, err //nolint:wrapcheck
+		return 0, err
 	}
 	h.one[0] = b
 	h.h.Write(h.one[:])

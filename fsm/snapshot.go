@@ -70,12 +70,12 @@ func (s *snapshot) write(w io.Writer) error {
 	crc := crc64.New(crcTable)
 	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), chunkSize+binary.MaxVarintLen64)
 	if _, err := bw.Write(appendHeader(nil, header{index: s.index, clock: s.clock, count: uint64(len(s.parts))})); err != nil {
-		return err //nolint:wrapcheck // wrapped by Persist
+		return err // wrapped by Persist
 	}
 	for _, p := range s.parts {
 		name := binary.AppendUvarint(nil, uint64(len(p.name)))
 		if _, err := bw.Write(append(name, p.name...)); err != nil {
-			return err //nolint:wrapcheck
+			return err
 		}
 		cw := newChunkWriter(bw)
 		n, err := p.snap.WriteTo(cw)
@@ -88,10 +88,10 @@ func (s *snapshot) write(w io.Writer) error {
 		s.log.Debug("snapshot section written", "storage", p.name, "bytes", n, "index", s.index)
 	}
 	if err := bw.Flush(); err != nil {
-		return err //nolint:wrapcheck
+		return err
 	}
 	_, err := w.Write(binary.BigEndian.AppendUint64(nil, crc.Sum64()))
-	return err //nolint:wrapcheck
+	return err
 }
 
 // Release releases every engine view, once however often it is called.

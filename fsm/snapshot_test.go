@@ -42,7 +42,7 @@ func persistSnap(t *testing.T, snap raft.FSMSnapshot) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	b, err := io.ReadAll(rc)
 	if err != nil {
 		t.Fatal(err)

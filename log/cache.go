@@ -48,7 +48,7 @@ func (c *sizedCache) GetLog(idx uint64, log *raft.Log) error {
 		*log = *cached
 		return nil
 	}
-	return c.store.GetLog(idx, log) //nolint:wrapcheck // raft matches ErrLogNotFound
+	return c.store.GetLog(idx, log) // raft matches ErrLogNotFound
 }
 
 // StoreLog implements raft.LogStore.
@@ -110,17 +110,17 @@ func (c *sizedCache) clear() {
 }
 
 // FirstIndex implements raft.LogStore.
-func (c *sizedCache) FirstIndex() (uint64, error) { return c.store.FirstIndex() } //nolint:wrapcheck
+func (c *sizedCache) FirstIndex() (uint64, error) { return c.store.FirstIndex() }
 
 // LastIndex implements raft.LogStore.
-func (c *sizedCache) LastIndex() (uint64, error) { return c.store.LastIndex() } //nolint:wrapcheck
+func (c *sizedCache) LastIndex() (uint64, error) { return c.store.LastIndex() }
 
 // DeleteRange implements raft.LogStore; the cache is emptied.
 func (c *sizedCache) DeleteRange(lo, hi uint64) error {
 	c.mu.Lock()
 	c.clear()
 	c.mu.Unlock()
-	return c.store.DeleteRange(lo, hi) //nolint:wrapcheck
+	return c.store.DeleteRange(lo, hi)
 }
 
 // IsMonotonic passes on the wrapped store's answer: raft type-asserts

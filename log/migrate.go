@@ -34,7 +34,7 @@ func migrate(dir string, toWAL bool, logger *slog.Logger) error {
 		// A migration renamed the new store into place and stopped before
 		// moving the old one aside.
 		logger.Warn("raft log store: moving the other store's files aside", "from", from, "to", aside)
-		return os.Rename(from, aside) //nolint:wrapcheck // wrapped by OpenStores
+		return os.Rename(from, aside) // wrapped by OpenStores
 	}
 	tmp := to + ".migrating"
 	if err := os.RemoveAll(tmp); err != nil {
@@ -90,11 +90,11 @@ func copyStores(from, to string, toWAL bool) (int, error) {
 	defer func() { _ = dst.Close() }()
 	first, err := src.FirstIndex()
 	if err != nil {
-		return 0, err //nolint:wrapcheck
+		return 0, err
 	}
 	last, err := src.LastIndex()
 	if err != nil {
-		return 0, err //nolint:wrapcheck
+		return 0, err
 	}
 	copied := 0
 	for i := first; i > 0 && i <= last; {

@@ -75,7 +75,7 @@ func TestStores_SwitchingLogStoreMigratesTheLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	if last, _ := s.Log.LastIndex(); last != 1201 {
 		t.Fatalf("back on boltdb: last index %d, want 1201", last)
 	}

@@ -168,12 +168,12 @@ type slowLog struct{ raft.LogStore }
 
 func (s slowLog) StoreLog(l *raft.Log) error {
 	failpoint.Sleep(failpoint.RaftStoreLogs)
-	return s.LogStore.StoreLog(l) //nolint:wrapcheck // the store's own error
+	return s.LogStore.StoreLog(l) // the store's own error
 }
 
 func (s slowLog) StoreLogs(ls []*raft.Log) error {
 	failpoint.Sleep(failpoint.RaftStoreLogs)
-	return s.LogStore.StoreLogs(ls) //nolint:wrapcheck // the store's own error
+	return s.LogStore.StoreLogs(ls) // the store's own error
 }
 
 // IsMonotonic passes on the wrapped store's answer: raft type-asserts

@@ -82,7 +82,7 @@ func TestStores_PersistAcrossReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	if b, err := io.ReadAll(rc); err != nil || string(b) != "state" {
 		t.Fatalf("snapshot = %q, %v", b, err)
 	}

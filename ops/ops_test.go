@@ -54,7 +54,7 @@ func get(t *testing.T, url string) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
@@ -240,7 +240,7 @@ func TestServer_HealthAndReady(t *testing.T) {
 	if code, _ := get(t, base+"/nope"); code != http.StatusNotFound {
 		t.Fatalf("/nope: %d", code)
 	}
-	resp, err := http.Post(base+"/health", "text/plain", nil) //nolint:noctx // loopback test
+	resp, err := http.Post(base+"/health", "text/plain", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +258,7 @@ func TestServer_Addresses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	if _, err := NewServer([]string{ln.Addr().String()}, nil, nil, false, nil); err == nil {
 		t.Fatal("a busy port was accepted")
 	}

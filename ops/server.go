@@ -71,7 +71,7 @@ func NewServer(addrs []string, m *Metrics, ready Readiness, pprof bool, logger *
 			continue
 		}
 		seen = append(seen, a)
-		ln, err := net.Listen("tcp", a)
+		ln, err := net.Listen("tcp", a) //nolint:noctx // a startup-only bind; no caller has a context to pass yet (cmd/kvnode, issue 14)
 		if err != nil {
 			s.closeListeners()
 			return nil, fmt.Errorf("ops: listen %s: %w", a, err)

@@ -116,7 +116,7 @@ func (a *adminState) snapshotOpen(ctx context.Context, args SnapshotOpenArgs, re
 	}
 	info, rc, err := a.admin.Snapshot(ctx, args.Stale)
 	if err != nil {
-		return SnapshotOpenReply{}, err //nolint:wrapcheck // prefixed with the method by serveAdmin
+		return SnapshotOpenReply{}, err // prefixed with the method by serveAdmin
 	}
 	id := newSessionID()
 	s := &snapSession{rc: rc}

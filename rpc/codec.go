@@ -437,7 +437,7 @@ func toPB(m method, res result) *kvv1.Response {
 func appendResultJSON(b []byte, m method, res result) ([]byte, error) {
 	data, err := json.Marshal(toPB(m, res))
 	if err != nil {
-		return b, err //nolint:wrapcheck // rendered into the reply like goridge does
+		return b, err // rendered into the reply like goridge does
 	}
 	return append(b, data...), nil
 }

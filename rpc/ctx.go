@@ -49,10 +49,10 @@ func (c *deadlineCtx) Done() <-chan struct{} {
 // Err implements context.Context.
 func (c *deadlineCtx) Err() error {
 	if r := c.real.Load(); r != nil {
-		return (*r).Err() //nolint:wrapcheck // context errors are returned as is
+		return (*r).Err() // context errors are returned as is
 	}
 	if err := c.parent.Err(); err != nil {
-		return err //nolint:wrapcheck
+		return err
 	}
 	if !time.Now().Before(c.deadline) {
 		return context.DeadlineExceeded

@@ -81,7 +81,7 @@ func FuzzServeFrame(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer nc.Close()
+		defer func() { _ = nc.Close() }()
 		_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
 		go func() {
 			_, _ = nc.Write(in)
@@ -98,7 +98,7 @@ func FuzzServeFrame(f *testing.F) {
 		if err != nil {
 			t.Fatalf("server stopped accepting: %v", err)
 		}
-		defer fresh.Close()
+		defer func() { _ = fresh.Close() }()
 		_ = fresh.SetDeadline(time.Now().Add(10 * time.Second))
 		if _, err := fresh.Write(probe); err != nil {
 			t.Fatal(err)

@@ -286,6 +286,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			_ = c.nc.Close()
 		}
 		s.mu.Unlock()
-		return ctx.Err() //nolint:wrapcheck // the caller's own context error
+		return ctx.Err() // the caller's own context error
 	}
 }

@@ -18,7 +18,7 @@ const socketMode = 0o660
 func restrictSocket(_, _ string, c syscall.RawConn) error {
 	err := c.Control(func(fd uintptr) { _ = syscall.Fchmod(int(fd), socketMode) })
 	if err != nil {
-		return err //nolint:wrapcheck // Listen wraps it with the address
+		return err // Listen wraps it with the address
 	}
 	return nil
 }
@@ -66,7 +66,7 @@ func (w *rawWriter) tryWrite(b []byte) ([]byte, error) {
 	rest, werr := w.b, w.werr
 	w.b, w.werr = nil, nil
 	if err != nil {
-		return rest, err //nolint:wrapcheck // the caller closes the connection and logs it
+		return rest, err // the caller closes the connection and logs it
 	}
 	return rest, werr
 }
@@ -77,7 +77,7 @@ func (w *rawWriter) write(fd uintptr) bool {
 		if n > 0 {
 			w.b = w.b[n:]
 		}
-		switch err { //nolint:errorlint // bare errnos from the system call
+		switch err { // bare errnos from the system call
 		case nil:
 			if n > 0 {
 				continue

@@ -313,7 +313,7 @@ func TestServer_ManyConnections(t *testing.T) {
 				errs <- err
 				return
 			}
-			defer nc.Close()
+			defer func() { _ = nc.Close() }()
 			_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
 			key := fmt.Sprintf("c%d", i)
 			c := clientFor(nc)

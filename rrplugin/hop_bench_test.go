@@ -148,7 +148,7 @@ plus RoadRunner's own handling, which the RR memory column shows on its own.
 		valueSize, keyspace, reps, dur, b.String())
 	t.Log("\n" + section)
 	if out := os.Getenv("RRPLUGIN_BENCH_OUT"); out != "" {
-		if err := os.WriteFile(out, []byte(section), 0o644); err != nil { //nolint:gosec // a report, not a secret
+		if err := os.WriteFile(out, []byte(section), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -133,7 +133,7 @@ func (n *node) client(ctx context.Context, opts []client.Option) (*client.Client
 	}
 	c, err := client.Dial(ctx, n.addr, opts...)
 	if err != nil {
-		return nil, err //nolint:wrapcheck // wrapNode names the node; the client's error says dial
+		return nil, err // wrapNode names the node; the client's error says dial
 	}
 	n.c = c
 	return c, nil

@@ -114,7 +114,9 @@ func handler(logger *slog.Logger) http.Handler {
 				return
 			}
 			for _, n := range slices.Sorted(maps.Keys(*m)) {
-				fmt.Fprintf(w, "%s=%s(%s)\n", n, (*m)[n].kind, (*m)[n].d)
+				if _, err := fmt.Fprintf(w, "%s=%s(%s)\n", n, (*m)[n].kind, (*m)[n].d); err != nil {
+					return // the client went away; nobody reads the rest
+				}
 			}
 		case r.Method == http.MethodPut:
 			body, err := io.ReadAll(io.LimitReader(r.Body, 256))

@@ -101,7 +101,7 @@ func start(t testing.TB, bin, install string, args func(port int) []string, prob
 // freePort asks the kernel for an unused loopback port. The port is free only
 // until someone else takes it, which is why start retries.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", "127.0.0.1:0") //nolint:noctx // a loopback IP literal: no lookup or wait for a context to bound
 	if err != nil {
 		return 0, err
 	}
@@ -122,7 +122,7 @@ type proc struct {
 
 func launch(path string, args []string) (*proc, error) {
 	p := &proc{out: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(path, args...)
+	p.cmd = exec.Command(path, args...) //nolint:gosec,noctx // the server binary the test looked up; t.Cleanup kills it
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
 	if err := p.cmd.Start(); err != nil {
@@ -212,7 +212,7 @@ func ask(ctx context.Context, addr, req, prefix string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	if dl, ok := ctx.Deadline(); ok {
 		if err := conn.SetDeadline(dl); err != nil {
 			return 0, err

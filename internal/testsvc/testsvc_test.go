@@ -36,7 +36,7 @@ func TestCleanup_KillsServer(t *testing.T) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err == nil {
-		conn.Close()
+		_ = conn.Close()
 		t.Fatalf("dial %s after cleanup succeeded; the server is still running", addr)
 	}
 }

@@ -87,7 +87,7 @@ func waitNode(ctx context.Context, c Cluster, node string, d time.Duration) erro
 			return ctx.Err()
 		}
 	}
-	return fmt.Errorf("%w: %s after %s: %v", ErrNotReady, node, d, last)
+	return fmt.Errorf("%w: %s after %s: %w", ErrNotReady, node, d, last)
 }
 
 // WaitWritable polls until a linearizable write through any node is
@@ -113,7 +113,7 @@ func WaitWritable(ctx context.Context, c Cluster, d time.Duration) error {
 			return ctx.Err()
 		}
 	}
-	return fmt.Errorf("%w: no write acknowledged within %s: %v", ErrNotReady, d, last)
+	return fmt.Errorf("%w: no write acknowledged within %s: %w", ErrNotReady, d, last)
 }
 
 // leaderLine matches raft's state changes in a node's JSON log.

@@ -83,7 +83,7 @@ func StartDocker(ctx context.Context, opts DockerOptions) (*Docker, error) {
 	d := &Docker{opts: opts, ports: map[string]int{}, fps: map[string]string{}, ids: map[string]string{}, archive: map[string]string{}, lost: map[string]error{}}
 	secrets, err := os.MkdirTemp("", "kvnode-secrets-")
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrDocker, err)
+		return nil, fmt.Errorf("%w: %w", ErrDocker, err)
 	}
 	d.secrets = secrets
 	if d.token, err = writeSecrets(secrets, d.Nodes()); err != nil {
@@ -121,9 +121,13 @@ func StartDocker(ctx context.Context, opts DockerOptions) (*Docker, error) {
 	}
 	for _, n := range d.Nodes() {
 		out, err := d.compose(ctx, time.Minute, "ps", "-q", n)
-		if err != nil || strings.TrimSpace(out) == "" {
+		if err != nil {
 			_ = d.Close(context.WithoutCancel(ctx))
-			return nil, fmt.Errorf("%w: no container for %s: %v", ErrDocker, n, err)
+			return nil, fmt.Errorf("%w: no container for %s: %w", ErrDocker, n, err)
+		}
+		if strings.TrimSpace(out) == "" {
+			_ = d.Close(context.WithoutCancel(ctx))
+			return nil, fmt.Errorf("%w: no container for %s", ErrDocker, n)
 		}
 		d.ids[n] = strings.TrimSpace(out)
 	}
@@ -139,11 +143,11 @@ func StartDocker(ctx context.Context, opts DockerOptions) (*Docker, error) {
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", "127.0.0.1:0") //nolint:noctx // a loopback IP literal: no lookup or wait for a context to bound
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
@@ -167,7 +171,7 @@ func (d *Docker) run(ctx context.Context, timeout time.Duration, name string, ar
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%w: %s %s: %v: %s", ErrDocker, name, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+		return out.String(), fmt.Errorf("%w: %s %s: %w: %s", ErrDocker, name, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
 	}
 	return out.String() + errb.String(), nil
 }
@@ -228,7 +232,7 @@ func (d *Docker) watchExits(since time.Time) error {
 	}
 	if err != nil {
 		cancel()
-		return fmt.Errorf("%w: docker events: %v", ErrDocker, err)
+		return fmt.Errorf("%w: docker events: %w", ErrDocker, err)
 	}
 	d.stopEvents, d.eventsDone = cancel, make(chan struct{})
 	go func() {

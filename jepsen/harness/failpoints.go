@@ -33,7 +33,7 @@ func setFailpoint(ctx context.Context, addr, name, term string) error {
 	if err != nil {
 		return fmt.Errorf("failpoint %s at %s: %w", name, addr, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("failpoint %s at %s: %s: %s", name, addr, resp.Status, strings.TrimSpace(string(body)))
@@ -56,7 +56,7 @@ func probeFailpoints(ctx context.Context, addrs map[string]string, d time.Durati
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("%w: %s has no failpoint endpoint (is kvnode built with -tags failpoint? make image-failpoint): %v", ErrNotReady, node, err)
+			return fmt.Errorf("%w: %s has no failpoint endpoint (is kvnode built with -tags failpoint? make image-failpoint): %w", ErrNotReady, node, err)
 		}
 	}
 	return nil

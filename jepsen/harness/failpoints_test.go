@@ -17,7 +17,7 @@ func ttlVisible(t *testing.T, c Cluster, node, storage, key string) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
+	defer func() { _ = cl.Close() }()
 	got, err := cl.MGet(ctx, storage, key)
 	if err != nil {
 		t.Fatalf("read %s on %s: %v", key, node, err)
@@ -46,7 +46,7 @@ func TestClockFailpointMovesExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
+	defer func() { _ = cl.Close() }()
 	item := client.Item{Key: "skewed", Value: []byte("v")}.WithExpiry(time.Now().Add(10 * time.Second))
 	if err := cl.Set(ctx, "memory_local", item); err != nil {
 		t.Fatal(err)

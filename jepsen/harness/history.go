@@ -94,7 +94,7 @@ func WriteJSONL(path string, ops []Op) error {
 		_ = f.Close()
 		return fmt.Errorf("write history: %w", err)
 	}
-	return f.Close() //nolint:wrapcheck
+	return f.Close()
 }
 
 // Classify maps a call's error to a status and a short kind for the summary.

@@ -130,7 +130,7 @@ func (l *Local) spawn(node string) error {
 	secrets := filepath.Join(l.opts.Dir, "secrets")
 	raftAddr := fmt.Sprintf("127.0.0.1:%d", l.raft[node])
 	gossipAddr := fmt.Sprintf("127.0.0.1:%d", l.gossip[node])
-	cmd := exec.Command(l.opts.Binary, "serve", "-c", l.opts.Config,
+	cmd := exec.Command(l.opts.Binary, "serve", "-c", l.opts.Config, //nolint:noctx // a node outlives this call: nemeses and Close stop it by signal
 		"-o", fmt.Sprintf("rpc.listen=tcp://127.0.0.1:%d", l.rpc[node]),
 		"-o", "cluster.data_dir="+filepath.Join(dir, "data"),
 		"-o", "cluster.raft.bind="+raftAddr,
@@ -288,7 +288,7 @@ func (l *Local) Logs(_ context.Context, node string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("logs: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	st, err := f.Stat()
 	if err != nil {
 		return "", fmt.Errorf("logs: %w", err)

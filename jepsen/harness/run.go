@@ -401,5 +401,5 @@ func (r *Result) Save(dir, summary string) error {
 		_ = os.WriteFile(filepath.Join(dir, "evictions.json"), b, 0o644)
 	}
 	writeAnomalies(filepath.Join(dir, "anomalies.txt"), r.Anomalies)
-	return os.WriteFile(filepath.Join(dir, "summary.txt"), []byte(summary), 0o644) //nolint:wrapcheck
+	return os.WriteFile(filepath.Join(dir, "summary.txt"), []byte(summary), 0o644)
 }

@@ -45,9 +45,9 @@ func FetchState(ctx context.Context, addr, token, tmp string) (StateDigest, erro
 	defer cancel()
 	cl, err := client.Dial(ctx, addr, client.WithPoolSize(1))
 	if err != nil {
-		return StateDigest{}, err //nolint:wrapcheck // names the address
+		return StateDigest{}, err // names the address
 	}
-	defer cl.Close()
+	defer func() { _ = cl.Close() }()
 	var open rpc.SnapshotOpenReply
 	if err := cl.Call(ctx, rpc.MethodSnapshotOpen, rpc.SnapshotOpenArgs{AdminAuth: rpc.AdminAuth{Token: token}, Stale: true}, &open); err != nil {
 		return StateDigest{}, fmt.Errorf("snapshot of %s: %w", addr, err)
@@ -85,7 +85,7 @@ func hashSnapshot(stream []byte, tmp string) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("restore dir: %w", err)
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	engines := map[string]drivers.Engine{}
 	defer func() {
 		for _, e := range engines {

@@ -53,9 +53,9 @@ func GetStatus(ctx context.Context, addr string) (NodeStatus, error) {
 	var st NodeStatus
 	cl, err := client.Dial(ctx, addr, client.WithPoolSize(1))
 	if err != nil {
-		return st, err //nolint:wrapcheck // names the address
+		return st, err // names the address
 	}
-	defer cl.Close()
+	defer func() { _ = cl.Close() }()
 	if err := cl.Call(ctx, methodStatus, nil, &st); err != nil {
 		return st, fmt.Errorf("status of %s: %w", addr, err)
 	}

@@ -70,7 +70,6 @@ const fillSize = 4096
 type runClock struct{ start time.Time }
 
 func (c runClock) now() int64                 { return int64(time.Since(c.start)) }
-func (c runClock) wall(t int64) time.Time     { return c.start.Add(time.Duration(t)) }
 func (c runClock) fromWall(t time.Time) int64 { return int64(t.Sub(c.start)) }
 
 // clients holds one pooled client per node, dialled lazily.
@@ -90,7 +89,7 @@ func (cs *clients) get(ctx context.Context, node string) (*client.Client, error)
 	defer cancel()
 	cl, err := client.Dial(ctx, cs.c.Addr(node), client.WithPoolSize(2))
 	if err != nil {
-		return nil, err //nolint:wrapcheck // classified by the caller
+		return nil, err // classified by the caller
 	}
 	cs.pool[node] = cl
 	return cl, nil

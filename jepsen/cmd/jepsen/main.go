@@ -67,9 +67,10 @@ func run() int {
 		return 2
 	}
 	kinds := strings.Split(*nemeses, ",")
-	if *nemeses == "all" {
+	switch *nemeses {
+	case "all":
 		kinds = harness.AllNemeses
-	} else if *nemeses == "" || *nemeses == "none" {
+	case "", "none":
 		kinds = nil
 	}
 	workloads := harness.AllWorkloads
