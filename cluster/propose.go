@@ -281,7 +281,7 @@ func (n *Node) commitWrites(ws []*queuedWrite) {
 			}
 			last = max(last, o.idx)
 		}
-		sp.SetAttributes(attribute.Int("kv.failed", failed), attribute.Int64("raft.index", int64(last))) //nolint:gosec // raft indexes stay far below 2^63
+		sp.SetAttributes(attribute.Int("kv.failed", failed), attribute.Int64("raft.index", int64(last)))
 		endSpan(sp, nil)
 	}
 	for i, o := range outs {
