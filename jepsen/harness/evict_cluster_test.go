@@ -44,7 +44,7 @@ func TestEventFollowerSeesEvictions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
+	defer func() { _ = cl.Close() }()
 	first := clock.now()
 	var keys []string
 	for i := range 48 {

@@ -227,7 +227,7 @@ func (f *EventFollower) pollOnce(ctx context.Context, c Cluster, node string, cl
 		cctx, cancel := context.WithTimeout(ctx, wait+3*time.Second)
 		defer cancel()
 		args := rpc.EventsArgs{AdminAuth: rpc.AdminAuth{Token: f.token}, Since: since, Storage: f.storage, Max: maxPage, Wait: wait}
-		return (*cl).Call(cctx, rpc.MethodEvents, args, &page) //nolint:wrapcheck
+		return (*cl).Call(cctx, rpc.MethodEvents, args, &page)
 	}()
 	if err != nil {
 		if *cl != nil {
@@ -260,7 +260,7 @@ func (f *EventFollower) record(node string, since uint64, page eventsPage, at in
 			e = seenEntry{stamp: f.clock.fromWall(ev.Time), at: at}
 		}
 		h := fnv.New64a()
-		fmt.Fprintf(h, "%d|%d|%s|%s|%d|%s|", e.fp, ev.Term, ev.Op, strings.Join(ev.Keys, ","), ev.KeyCount, ev.Reason)
+		_, _ = fmt.Fprintf(h, "%d|%d|%s|%s|%d|%s|", e.fp, ev.Term, ev.Op, strings.Join(ev.Keys, ","), ev.KeyCount, ev.Reason)
 		e.fp = h.Sum64()
 		if e.desc != "" {
 			e.desc += "; "
