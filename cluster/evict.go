@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 
@@ -42,6 +43,10 @@ type evictor struct {
 	// warned remembers the last limit change each storage could not make,
 	// so it is logged once, not at every sweep.
 	warned map[string]drivers.Limits
+	// syncing is held by syncLimits; syncedTerm is the last term whose
+	// leader brought the limits in force before its first write (commit).
+	syncing    sync.Mutex
+	syncedTerm atomic.Uint64
 }
 
 func newEvictor(n *Node) *evictor {
@@ -118,6 +123,8 @@ func (f *roomFuture) Error() error {
 // the limit when it fits. Called from the leader's housekeeping (sweep.go).
 func (n *Node) syncLimits() {
 	ev := n.evict
+	ev.syncing.Lock()
+	defer ev.syncing.Unlock()
 	for name, want := range ev.configured {
 		e, _ := n.fsm.Engine(name)
 		have := e.Stats().Limits
@@ -143,6 +150,23 @@ func (n *Node) syncLimits() {
 		default:
 			n.logger.Warn("setting storage limits failed", "storage", name, "limits", want.String(), "err", err)
 		}
+	}
+}
+
+// limitsBeforeWrites brings the configured limits in force before this
+// leader's first write to a bounded storage in its term: a new cluster's
+// storages are unbounded until the limits are in the log, and waiting for
+// the housekeeping tick would let the writes of up to a sweep interval
+// through unbounded.
+func (n *Node) limitsBeforeWrites(events []eventlog.Event) {
+	term := n.raft.CurrentTerm()
+	if n.evict.syncedTerm.Load() == term || !n.needsRoom(events) {
+		return
+	}
+	// Marked first: syncLimits commits through commit, which must not
+	// come back here.
+	if n.evict.syncedTerm.Swap(term) != term {
+		n.syncLimits()
 	}
 }
 

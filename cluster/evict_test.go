@@ -316,3 +316,43 @@ func TestEviction_RestoreOverTheLimitIsRefused(t *testing.T) {
 		t.Fatalf("restarted follower reads %v", got)
 	}
 }
+
+// A new cluster's storages are unbounded until the limits are in the log:
+// the leader puts them there before its first write, not at its next
+// housekeeping tick (an hour away here), so no write is ever applied over
+// the configured max_memory.
+func TestEviction_ANewLeaderBoundsItsFirstWrites(t *testing.T) {
+	const maxBytes = 64 << 10
+	var over atomic.Int64
+	var worst atomic.Int64
+	c := clustertest.New(t, clustertest.Options{
+		Storages: map[string]string{"mem": "memory"},
+		Limits:   map[string]drivers.Limits{"mem": {MaxBytes: maxBytes, Policy: drivers.PolicyLRU}},
+		Tune:     func(cfg *cluster.Config) { cfg.SweepInterval = time.Hour },
+		OnApply: func(_ int, _ string, e drivers.Engine) {
+			if u := e.Stats().Usage; u > maxBytes {
+				over.Add(1)
+				if u > worst.Load() {
+					worst.Store(u)
+				}
+			}
+		},
+	})
+	s := c.Store(c.WaitLeader(), "mem", cluster.Local)
+	per := drivers.EntryUsage(16, 100, false)
+	for b := range int(2*maxBytes/per) / 10 {
+		items := make([]drivers.Item, 10)
+		for j := range items {
+			items[j] = drivers.Item{Key: fmt.Sprintf("k:%014d", b*10+j), Value: value(100)}
+		}
+		c.Retry("write", func(ctx context.Context) error { return s.Set(ctx, items) })
+	}
+	if n := over.Load(); n > 0 {
+		t.Fatalf("%d applies ended over max_memory %d (worst %d bytes)", n, maxBytes, worst.Load())
+	}
+	for _, n := range c.Live() {
+		if got := n.Engines["mem"].Stats().Limits.MaxBytes; got != maxBytes {
+			t.Fatalf("%s has max_memory %d in force, want %d", n.ID, got, maxBytes)
+		}
+	}
+}

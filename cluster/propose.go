@@ -55,6 +55,7 @@ func (n *Node) commit(ctx context.Context, events []eventlog.Event) []outcome {
 		}
 		return out
 	}
+	n.limitsBeforeWrites(events)
 	if n.needsRoom(events) {
 		// Evictions enter the log in the order they are planned.
 		n.evict.order.Lock()
