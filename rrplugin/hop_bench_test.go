@@ -41,35 +41,8 @@ func TestHopCost(t *testing.T) {
 	reps := envInt(t, "RRPLUGIN_BENCH_REPS", 5)
 	loadStart := loadavg()
 
-	cl := startCluster(t)
-	leader := cl.leader(t)
-	addrs := []string{leader.rpc}
-	for _, n := range cl.nodes {
-		if n != leader {
-			addrs = append(addrs, n.rpc)
-		}
-	}
-	rr := startRR(t, addrs, `kv:
-  sessions: { driver: kvnode, config: { storage: sessions } }
-  local:    { driver: memory, config: {} }
-`)
-	targets := []target{
-		{name: "direct", addr: leader.rpc, storage: "sessions"},
-		{name: "rr-kvnode", addr: rr.rpc, storage: "sessions"},
-		{name: "rr-memory", addr: rr.rpc, storage: "local"},
-	}
-	const keyspace, valueSize = 1000, 100
+	targets := hopTargets(t)
 	value := []byte(strings.Repeat("v", valueSize))
-	for _, tg := range targets[1:] { // direct and rr-kvnode share the cluster's storage
-		c := dial(t, tg.addr)
-		items := make([]client.Item, 0, keyspace)
-		for k := range keyspace {
-			items = append(items, client.Item{Key: "k" + strconv.Itoa(k), Value: value})
-		}
-		if err := c.Set(t.Context(), tg.storage, items...); err != nil {
-			t.Fatalf("preload %s: %v", tg.name, err)
-		}
-	}
 
 	type cell struct {
 		op   string
@@ -154,7 +127,82 @@ plus RoadRunner's own handling, which the RR memory column shows on its own.
 	}
 }
 
-type target struct{ name, addr, storage string }
+// The load of every target: keys k0..k999, values of valueSize bytes.
+const keyspace, valueSize = 1000, 100
+
+// hopTargets starts a three-node cluster and a RoadRunner with the plugin
+// pointed at it, leader first, preloads the keys, and returns the three
+// targets: direct, rr-kvnode and rr-memory.
+func hopTargets(t *testing.T) []target {
+	t.Helper()
+	cl := startCluster(t)
+	leader := cl.leader(t)
+	addrs := []string{leader.rpc}
+	for _, n := range cl.nodes {
+		if n != leader {
+			addrs = append(addrs, n.rpc)
+		}
+	}
+	rr := startRR(t, addrs, `kv:
+  sessions: { driver: kvnode, config: { storage: sessions } }
+  local:    { driver: memory, config: {} }
+`)
+	targets := []target{
+		{name: "direct", addr: leader.rpc, storage: "sessions", serving: []*proc{leader.proc}},
+		{name: "rr-kvnode", addr: rr.rpc, storage: "sessions", serving: []*proc{rr.proc, leader.proc}},
+		{name: "rr-memory", addr: rr.rpc, storage: "local", serving: []*proc{rr.proc}},
+	}
+	value := []byte(strings.Repeat("v", valueSize))
+	items := make([]client.Item, 0, keyspace)
+	for k := range keyspace {
+		items = append(items, client.Item{Key: "k" + strconv.Itoa(k), Value: value})
+	}
+	for _, tg := range targets[1:] { // direct and rr-kvnode share the cluster's storage
+		if err := dial(t, tg.addr).Set(t.Context(), tg.storage, items...); err != nil {
+			t.Fatalf("preload %s: %v", tg.name, err)
+		}
+	}
+	return targets
+}
+
+// TestHopHold puts one target of TestHopCost under its c=1 mget load for
+// RRPLUGIN_HOLD_DURATION (default 8s), for a profiler to watch:
+// testdata/hopsched.sh runs it under perf. RRPLUGIN_HOLD names the target
+// (direct, rr-kvnode or rr-memory). As the load starts, the ids of the
+// processes serving it (RoadRunner, the leader, or both) and of this test
+// are written to the file RRPLUGIN_HOLD_PIDS, one line: "name=pid ...".
+//
+//	RRPLUGIN_HOLD=rr-kvnode RRPLUGIN_HOLD_PIDS=/tmp/pids go test -count=1 -run TestHopHold -v .
+func TestHopHold(t *testing.T) {
+	name := os.Getenv("RRPLUGIN_HOLD")
+	if name == "" {
+		t.Skip("a profiling aid: set RRPLUGIN_HOLD to direct, rr-kvnode or rr-memory")
+	}
+	dur := envDuration(t, "RRPLUGIN_HOLD_DURATION", 8*time.Second)
+	targets := hopTargets(t)
+	i := slices.IndexFunc(targets, func(tg target) bool { return tg.name == name })
+	if i < 0 {
+		t.Fatalf("RRPLUGIN_HOLD=%q: not a target", name)
+	}
+	tg := targets[i]
+	if out := os.Getenv("RRPLUGIN_HOLD_PIDS"); out != "" {
+		var line strings.Builder
+		for _, p := range tg.serving {
+			fmt.Fprintf(&line, "%s=%d ", strings.Fields(p.name)[0], p.cmd.Process.Pid)
+		}
+		fmt.Fprintf(&line, "load=%d\n", os.Getpid())
+		if err := os.WriteFile(out, []byte(line.String()), 0o644); err != nil { //nolint:gosec // process ids, not a secret
+			t.Fatal(err)
+		}
+	}
+	r := run(t, tg, "mget", 1, dur, keyspace, []byte(strings.Repeat("v", valueSize)))
+	t.Logf("%s mget c=1: %.0f req/s  p50 %.0f µs  mean %.0f µs", tg.name, r.rps, r.p50, r.mean)
+}
+
+type target struct {
+	name, addr, storage string
+	serving             []*proc // the processes that serve it
+}
 
 type result struct {
 	rps, p50, mean float64 // requests per second; latencies in µs
