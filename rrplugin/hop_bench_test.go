@@ -44,13 +44,18 @@ func TestHopCost(t *testing.T) {
 	targets := hopTargets(t)
 	value := []byte(strings.Repeat("v", valueSize))
 
-	type cell struct {
-		op   string
-		conc int
+	cells := []load{
+		{op: "mget", conc: 1},
+		// A PHP worker runs its own code between two calls, and every
+		// process on the path waits idle meanwhile: each call then wakes
+		// them from sleep, which back-to-back calls mostly spare them.
+		{op: "mget", conc: 1, gap: time.Millisecond},
+		{op: "set", conc: 1},
+		{op: "mget", conc: 16},
+		{op: "set", conc: 16},
 	}
-	cells := []cell{{"mget", 1}, {"set", 1}, {"mget", 16}, {"set", 16}}
 	// results[cell][target] = per-repetition results
-	results := map[cell]map[string][]result{}
+	results := map[load]map[string][]result{}
 	for rep := range reps {
 		for _, ce := range cells {
 			if results[ce] == nil {
@@ -63,9 +68,9 @@ func TestHopCost(t *testing.T) {
 				order = append(order[1:], order[0])
 			}
 			for _, tg := range order {
-				r := run(t, tg, ce.op, ce.conc, dur, keyspace, value)
+				r := run(t, tg, ce, dur, value)
 				results[ce][tg.name] = append(results[ce][tg.name], r)
-				t.Logf("rep %d %s c=%d %-9s %8.0f req/s  p50 %6.0f µs  mean %6.0f µs", rep+1, ce.op, ce.conc, tg.name, r.rps, r.p50, r.mean)
+				t.Logf("rep %d %-24s %-9s %8.0f req/s  p50 %6.0f µs  mean %6.0f µs", rep+1, ce, tg.name, r.rps, r.p50, r.mean)
 			}
 		}
 	}
@@ -101,8 +106,8 @@ func TestHopCost(t *testing.T) {
 				verdict = "NOT met"
 			}
 		}
-		fmt.Fprintf(&b, "| %s 1 key | %d | %.0f / %.0f µs | %.0f / %.0f µs | %.0f / %.0f µs | %.2f× | %.2f× | %.2f× | %.0f | %.0f | %.0f | %s |\n",
-			ce.op, ce.conc,
+		fmt.Fprintf(&b, "| %s | %d | %.0f / %.0f µs | %.0f / %.0f µs | %.0f / %.0f µs | %.2f× | %.2f× | %.2f× | %.0f | %.0f | %.0f | %s |\n",
+			ce.call(), ce.conc,
 			med("direct", p50), med("direct", mean), med("rr-kvnode", p50), med("rr-kvnode", mean), med("rr-memory", p50), med("rr-memory", mean),
 			median(hop), median(memory), median(floor), med("direct", rps), med("rr-kvnode", rps), med("rr-memory", rps), verdict)
 	}
@@ -112,7 +117,9 @@ func TestHopCost(t *testing.T) {
 
 `+"`RRPLUGIN_BENCH=1 RRPLUGIN_BENCH_DURATION=%s RRPLUGIN_BENCH_REPS=%d go test -run TestHopCost -v -timeout 30m .`"+` in
 `+"`rrplugin/`"+`. Each caller holds one goridge connection and makes one call at a time, as a PHP worker
-does; 1 key of %d bytes per call out of %d preloaded. Targets, interleaved within every repetition
+does; 1 key of %d bytes per call out of %d preloaded. In the row "1ms apart" each caller sleeps 1 ms
+before each call, as a PHP worker runs its own code between two kv calls: every process on the
+path is idle meanwhile and wakes for each call; its req/s counts the sleeps. Targets, interleaved within every repetition
 (%d × %s each): **direct** = kvnode's RPC on the node the plugin talks to (the leader of a three-node
 cluster of local processes; storage with local reads); **RR kvnode** = RoadRunner's RPC, storage
 with `+"`driver: kvnode`"+` on that cluster; **RR memory** = the same RoadRunner's `+"`driver: memory`"+`.
@@ -201,7 +208,7 @@ func TestHopHold(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r := run(t, tg, "mget", 1, dur, keyspace, []byte(strings.Repeat("v", valueSize)))
+	r := run(t, tg, load{op: "mget", conc: 1}, dur, []byte(strings.Repeat("v", valueSize)))
 	t.Logf("%s mget c=1: %.0f req/s  p50 %.0f µs  mean %.0f µs", tg.name, r.rps, r.p50, r.mean)
 }
 
@@ -214,18 +221,36 @@ type result struct {
 	rps, p50, mean float64 // requests per second; latencies in µs
 }
 
-// run drives tg with conc callers, each on its own connection making one
+// load is what run puts on a target: op (mget or set, one key) by conc
+// callers, each sleeping gap before each of its calls.
+type load struct {
+	op   string
+	conc int
+	gap  time.Duration
+}
+
+func (l load) String() string { return fmt.Sprintf("%s c=%d gap=%s", l.op, l.conc, l.gap) }
+
+// call names the row of the load in TestHopCost's table.
+func (l load) call() string {
+	if l.gap > 0 {
+		return fmt.Sprintf("%s 1 key, %s apart", l.op, l.gap)
+	}
+	return l.op + " 1 key"
+}
+
+// run drives tg with l.conc callers, each on its own connection making one
 // call at a time, for dur, and measures every call.
-func run(t *testing.T, tg target, op string, conc int, dur time.Duration, keyspace int, value []byte) result {
+func run(t *testing.T, tg target, l load, dur time.Duration, value []byte) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), dur+30*time.Second)
 	defer cancel()
-	lat := make([][]time.Duration, conc)
+	lat := make([][]time.Duration, l.conc)
 	var wg sync.WaitGroup
-	errs := make(chan error, conc)
+	errs := make(chan error, l.conc)
 	began := time.Now()
 	end := began.Add(dur)
-	for w := range conc {
+	for w := range l.conc {
 		c, err := client.Dial(ctx, tg.addr, client.WithPoolSize(1))
 		if err != nil {
 			t.Fatal(err)
@@ -234,16 +259,19 @@ func run(t *testing.T, tg target, op string, conc int, dur time.Duration, keyspa
 		wg.Go(func() {
 			rnd := rand.New(rand.NewPCG(uint64(w), uint64(began.UnixNano())))
 			for n := 0; n < 10_000_000 && time.Now().Before(end); n++ {
+				if l.gap > 0 {
+					time.Sleep(l.gap) // pacing: PHP's own work between two calls
+				}
 				key := "k" + strconv.Itoa(rnd.IntN(keyspace))
 				t0 := time.Now()
 				var err error
-				if op == "set" {
+				if l.op == "set" {
 					err = c.Set(ctx, tg.storage, client.Item{Key: key, Value: value})
 				} else {
 					_, err = c.MGet(ctx, tg.storage, key)
 				}
 				if err != nil {
-					errs <- fmt.Errorf("%s %s: %w", tg.name, op, err)
+					errs <- fmt.Errorf("%s %s: %w", tg.name, l.op, err)
 					return
 				}
 				lat[w] = append(lat[w], time.Since(t0))
@@ -263,7 +291,7 @@ func run(t *testing.T, tg target, op string, conc int, dur time.Duration, keyspa
 		sum += d
 	}
 	if len(all) == 0 {
-		t.Fatalf("%s %s: no call completed", tg.name, op)
+		t.Fatalf("%s %s: no call completed", tg.name, l.op)
 	}
 	return result{
 		rps:  float64(len(all)) / elapsed.Seconds(),
