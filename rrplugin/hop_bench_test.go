@@ -118,17 +118,17 @@ func TestHopCost(t *testing.T) {
 `+"`RRPLUGIN_BENCH=1 RRPLUGIN_BENCH_DURATION=%s RRPLUGIN_BENCH_REPS=%d go test -run TestHopCost -v -timeout 30m .`"+` in
 `+"`rrplugin/`"+`. Each caller holds one goridge connection and makes one call at a time, as a PHP worker
 does; 1 key of %d bytes per call out of %d preloaded. In the row "1ms apart" each caller sleeps 1 ms
-before each call, as a PHP worker runs its own code between two kv calls: every process on the
-path is idle meanwhile and wakes for each call; its req/s counts the sleeps. Targets, interleaved within every repetition
-(%d × %s each): **direct** = kvnode's RPC on the node the plugin talks to (the leader of a three-node
-cluster of local processes; storage with local reads); **RR kvnode** = RoadRunner's RPC, storage
-with `+"`driver: kvnode`"+` on that cluster; **RR memory** = the same RoadRunner's `+"`driver: memory`"+`.
-Latencies are medians over the repetitions; ratios are medians of the per-repetition ratios of
-mean latency. Everything shares the machine's CPUs with whatever else runs there. A direct call is
-one loopback round trip; through RoadRunner it is two (PHP to RoadRunner, RoadRunner to kvnode)
-plus RoadRunner's own handling, which the RR memory column shows on its own: RR memory + direct is
-the floor no driver can go below, and RR memory / direct alone says how far above 1× that floor is.
-Where the rest goes: "The RoadRunner hop, profiled" below.
+before each call, as a PHP worker runs its own code between two kv calls: every process on the path
+is idle meanwhile and wakes for each call; its req/s counts the sleeps. Targets, interleaved within
+every repetition (%d × %s each): **direct** = kvnode's RPC on the node the plugin talks to (the
+leader of a three-node cluster of local processes; storage with local reads); **RR kvnode** =
+RoadRunner's RPC, storage with `+"`driver: kvnode`"+` on that cluster; **RR memory** = the same
+RoadRunner's `+"`driver: memory`"+`. Latencies are medians over the repetitions; ratios are medians of
+the per-repetition ratios of mean latency. Everything shares the machine's CPUs with whatever else
+runs there. A direct call is one loopback round trip; through RoadRunner it is two (PHP to
+RoadRunner, RoadRunner to kvnode) plus RoadRunner's own handling, which RR memory shows on its own:
+RR memory + direct is the floor no driver can go below, so RR kvnode / direct cannot go below
+1 + RR memory / direct. Where the rest goes: "The RoadRunner hop, profiled" below.
 
 %s`, time.Now().UTC().Format("2006-01-02T15:04Z"), runtime.NumCPU(), loadStart, loadavg(), dur, reps,
 		valueSize, keyspace, reps, dur, b.String())
