@@ -47,14 +47,14 @@ func TestHopCost(t *testing.T) {
 	cells := []load{
 		{op: "mget", conc: 1},
 		// A PHP worker runs its own code between two calls, and every
-		// process on the path waits idle meanwhile: each call then wakes
-		// them from sleep, which back-to-back calls mostly spare them.
+		// process on the path sleeps meanwhile; back-to-back calls find
+		// them just done with the previous call instead.
 		{op: "mget", conc: 1, gap: time.Millisecond},
 		{op: "set", conc: 1},
 		{op: "mget", conc: 16},
 		{op: "set", conc: 16},
 	}
-	// results[cell][target] = per-repetition results
+	// results[load][target] = per-repetition results
 	results := map[load]map[string][]result{}
 	for rep := range reps {
 		for _, ce := range cells {
