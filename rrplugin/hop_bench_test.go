@@ -204,7 +204,7 @@ func TestHopHold(t *testing.T) {
 			fmt.Fprintf(&line, "%s=%d ", strings.Fields(p.name)[0], p.cmd.Process.Pid)
 		}
 		fmt.Fprintf(&line, "load=%d\n", os.Getpid())
-		if err := os.WriteFile(out, []byte(line.String()), 0o644); err != nil { //nolint:gosec // process ids, not a secret
+		if err := os.WriteFile(out, []byte(line.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
