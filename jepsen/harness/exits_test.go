@@ -16,7 +16,7 @@ func stopBehindTheHarness(t *testing.T, c Cluster, node string) {
 	switch c := c.(type) {
 	case *Docker:
 		err = c.docker(t.Context(), "stop", "-t", "1", c.ids[node])
-	case *Local:
+	case *Processes:
 		err = c.signal(node, syscall.SIGTERM)
 	default:
 		t.Fatalf("unknown cluster %T", c)

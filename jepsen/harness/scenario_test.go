@@ -64,7 +64,7 @@ func startTestCluster(t *testing.T, unsafe, failpoints bool) Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := StartLocal(ctx, LocalOptions{Binary: bin, Config: cfg, Dir: t.TempDir(), UnsafeLocalReads: unsafe, Failpoints: failpoints})
+	l, err := StartProcesses(ctx, ProcessesOptions{Binary: bin, Config: cfg, Dir: t.TempDir(), UnsafeLocalReads: unsafe, Failpoints: failpoints})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -190,7 +190,7 @@ func startCluster(ctx context.Context, cs clusterSpec, logger *slog.Logger) (har
 			return nil, err
 		}
 		logger.Info("starting local processes", "binary", binary, "dir", cs.out, "failpoints", cs.failpoints, "static_peers", cs.static)
-		return harness.StartLocal(ctx, harness.LocalOptions{Binary: binary, Config: cfg, Dir: cs.out, UnsafeLocalReads: cs.unsafe,
+		return harness.StartProcesses(ctx, harness.ProcessesOptions{Binary: binary, Config: cfg, Dir: cs.out, UnsafeLocalReads: cs.unsafe,
 			ReapAfter: cs.reap, Failpoints: cs.failpoints, StaticPeers: cs.static})
 	}
 	return nil, fmt.Errorf("unknown mode %q (want docker, local or auto)", mode)

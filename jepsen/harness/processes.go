@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// LocalOptions configures a cluster of local kvnode processes.
-type LocalOptions struct {
+// ProcessesOptions configures a cluster of local kvnode processes.
+type ProcessesOptions struct {
 	// Binary is the kvnode executable.
 	Binary string
 	// Config is jepsen/docker/kvnode.yaml; addresses and ids are overridden.
@@ -47,10 +47,10 @@ func BuildKVNode(ctx context.Context, root, out string, failpoints bool) error {
 	return nil
 }
 
-// Local is a Cluster of kvnode processes on 127.0.0.1. It cannot cut the
+// Processes is a Cluster of kvnode processes on 127.0.0.1. It cannot cut the
 // network (Isolate returns ErrUnsupported); kill, pause and replace work.
-type Local struct {
-	opts   LocalOptions
+type Processes struct {
+	opts   ProcessesOptions
 	rpc    map[string]int
 	raft   map[string]int
 	gossip map[string]int
@@ -68,11 +68,11 @@ type proc struct {
 	done chan struct{}
 }
 
-var _ Cluster = (*Local)(nil)
+var _ Cluster = (*Processes)(nil)
 
-// StartLocal starts three processes and waits until they answer.
-func StartLocal(ctx context.Context, opts LocalOptions) (*Local, error) {
-	l := &Local{opts: opts, rpc: map[string]int{}, raft: map[string]int{}, gossip: map[string]int{}, fps: map[string]string{}, procs: map[string]*proc{}}
+// StartProcesses starts three processes and waits until they answer.
+func StartProcesses(ctx context.Context, opts ProcessesOptions) (*Processes, error) {
+	l := &Processes{opts: opts, rpc: map[string]int{}, raft: map[string]int{}, gossip: map[string]int{}, fps: map[string]string{}, procs: map[string]*proc{}}
 	for _, n := range l.Nodes() {
 		var err error
 		if l.rpc[n], err = freePort(); err != nil {
@@ -113,7 +113,7 @@ func StartLocal(ctx context.Context, opts LocalOptions) (*Local, error) {
 	return l, nil
 }
 
-func (l *Local) spawn(node string) error {
+func (l *Processes) spawn(node string) error {
 	// The nodes find each other by gossip, as in the compose cluster.
 	var seeds []string
 	for _, n := range l.Nodes() {
@@ -178,7 +178,7 @@ func (l *Local) spawn(node string) error {
 	return nil
 }
 
-func (l *Local) signal(node string, sig syscall.Signal) error {
+func (l *Processes) signal(node string, sig syscall.Signal) error {
 	l.mu.Lock()
 	pr := l.procs[node]
 	l.mu.Unlock()
@@ -192,16 +192,16 @@ func (l *Local) signal(node string, sig syscall.Signal) error {
 }
 
 // Name implements Cluster.
-func (l *Local) Name() string { return "local" }
+func (l *Processes) Name() string { return "local" }
 
 // AdminToken implements Cluster.
-func (l *Local) AdminToken() string { return l.token }
+func (l *Processes) AdminToken() string { return l.token }
 
 // Nodes implements Cluster.
-func (l *Local) Nodes() []string { return []string{"node1", "node2", "node3"} }
+func (l *Processes) Nodes() []string { return []string{"node1", "node2", "node3"} }
 
 // Addr implements Cluster.
-func (l *Local) Addr(node string) string { return fmt.Sprintf("127.0.0.1:%d", l.rpc[node]) }
+func (l *Processes) Addr(node string) string { return fmt.Sprintf("127.0.0.1:%d", l.rpc[node]) }
 
 // exitStatus is a process's exit status, 128+signal when a signal ended it.
 func exitStatus(ps *os.ProcessState) int {
@@ -212,10 +212,10 @@ func exitStatus(ps *os.ProcessState) int {
 }
 
 // Exits implements Cluster.
-func (l *Local) Exits() []Exit { return l.exits.list() }
+func (l *Processes) Exits() []Exit { return l.exits.list() }
 
 // Kill implements Cluster.
-func (l *Local) Kill(ctx context.Context, node string) error {
+func (l *Processes) Kill(ctx context.Context, node string) error {
 	undo := l.exits.expectExit(node)
 	if err := l.signal(node, syscall.SIGKILL); err != nil {
 		undo()
@@ -236,7 +236,7 @@ func (l *Local) Kill(ctx context.Context, node string) error {
 }
 
 // Start implements Cluster.
-func (l *Local) Start(ctx context.Context, node string) error {
+func (l *Processes) Start(ctx context.Context, node string) error {
 	if err := l.spawn(node); err != nil {
 		return err
 	}
@@ -244,16 +244,16 @@ func (l *Local) Start(ctx context.Context, node string) error {
 }
 
 // Pause implements Cluster.
-func (l *Local) Pause(_ context.Context, node string) error { return l.signal(node, syscall.SIGSTOP) }
+func (l *Processes) Pause(_ context.Context, node string) error { return l.signal(node, syscall.SIGSTOP) }
 
 // Resume implements Cluster.
-func (l *Local) Resume(_ context.Context, node string) error { return l.signal(node, syscall.SIGCONT) }
+func (l *Processes) Resume(_ context.Context, node string) error { return l.signal(node, syscall.SIGCONT) }
 
 // Failpoints implements Cluster.
-func (l *Local) Failpoints() bool { return l.opts.Failpoints }
+func (l *Processes) Failpoints() bool { return l.opts.Failpoints }
 
 // Failpoint implements Cluster.
-func (l *Local) Failpoint(ctx context.Context, node, name, term string) error {
+func (l *Processes) Failpoint(ctx context.Context, node, name, term string) error {
 	if !l.opts.Failpoints {
 		return ErrUnsupported
 	}
@@ -261,13 +261,13 @@ func (l *Local) Failpoint(ctx context.Context, node, name, term string) error {
 }
 
 // Isolate implements Cluster: processes sharing the loopback cannot be cut apart.
-func (l *Local) Isolate(context.Context, string) error { return ErrUnsupported }
+func (l *Processes) Isolate(context.Context, string) error { return ErrUnsupported }
 
 // Rejoin implements Cluster.
-func (l *Local) Rejoin(context.Context, string) error { return ErrUnsupported }
+func (l *Processes) Rejoin(context.Context, string) error { return ErrUnsupported }
 
 // Replace implements Cluster; the node may already be stopped.
-func (l *Local) Replace(ctx context.Context, node string) error {
+func (l *Processes) Replace(ctx context.Context, node string) error {
 	l.mu.Lock()
 	running := l.procs[node] != nil
 	l.mu.Unlock()
@@ -283,7 +283,7 @@ func (l *Local) Replace(ctx context.Context, node string) error {
 }
 
 // Logs implements Cluster: the last 64 KiB of the node's log file.
-func (l *Local) Logs(_ context.Context, node string) (string, error) {
+func (l *Processes) Logs(_ context.Context, node string) (string, error) {
 	f, err := os.Open(filepath.Join(l.opts.Dir, node+".log"))
 	if err != nil {
 		return "", fmt.Errorf("logs: %w", err)
@@ -303,7 +303,7 @@ func (l *Local) Logs(_ context.Context, node string) (string, error) {
 }
 
 // FullLogs implements Cluster.
-func (l *Local) FullLogs(_ context.Context, node string) (string, error) {
+func (l *Processes) FullLogs(_ context.Context, node string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(l.opts.Dir, node+".log"))
 	if err != nil {
 		return "", fmt.Errorf("logs: %w", err)
@@ -312,7 +312,7 @@ func (l *Local) FullLogs(_ context.Context, node string) (string, error) {
 }
 
 // Close implements Cluster: every process gets SIGCONT then SIGKILL.
-func (l *Local) Close(ctx context.Context) error {
+func (l *Processes) Close(ctx context.Context) error {
 	for _, n := range l.Nodes() {
 		_ = l.signal(n, syscall.SIGCONT)
 		_ = l.Kill(ctx, n)
