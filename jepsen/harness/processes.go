@@ -244,10 +244,14 @@ func (l *Processes) Start(ctx context.Context, node string) error {
 }
 
 // Pause implements Cluster.
-func (l *Processes) Pause(_ context.Context, node string) error { return l.signal(node, syscall.SIGSTOP) }
+func (l *Processes) Pause(_ context.Context, node string) error {
+	return l.signal(node, syscall.SIGSTOP)
+}
 
 // Resume implements Cluster.
-func (l *Processes) Resume(_ context.Context, node string) error { return l.signal(node, syscall.SIGCONT) }
+func (l *Processes) Resume(_ context.Context, node string) error {
+	return l.signal(node, syscall.SIGCONT)
+}
 
 // Failpoints implements Cluster.
 func (l *Processes) Failpoints() bool { return l.opts.Failpoints }
