@@ -90,5 +90,5 @@ func (s *replicated) ReadTime(ctx context.Context) (int64, error) {
 // Commit implements drivers.Committer: the leader stamps the event when
 // it proposes it (propose.go).
 func (s *replicated) Commit(ctx context.Context, op drivers.Op) error {
-	return s.n.Apply(ctx, eventlog.Event{Storage: s.name, Op: op})
+	return s.n.Write(ctx, eventlog.Event{Storage: s.name, Op: op})
 }

@@ -11,13 +11,13 @@ import (
 	eventlog "github.com/kvnode/kvnode/log"
 )
 
-// Apply commits ev through the leader, forwarding it when this node
+// Write commits ev through the leader, forwarding it when this node
 // follows, and returns once it is committed. A write forwarded to the
-// leader is not applied here yet when Apply returns; every later read on
+// leader is not applied here yet when Write returns; every later read on
 // this node waits until it is (awaitAcked), so whoever wrote reads the
 // write here, from any connection. The error is nil, ErrNoLeader (nothing
 // applied), ErrOutcomeUnknown, ErrShutdown, or the state machine's refusal.
-func (n *Node) Apply(ctx context.Context, ev eventlog.Event) (err error) {
+func (n *Node) Write(ctx context.Context, ev eventlog.Event) (err error) {
 	ctx, sp := n.startSpan(ctx, "cluster.write", trace.SpanKindInternal, writeAttrs(ev)...)
 	defer func() { endSpan(sp, err) }()
 	ctx, cancel := n.callContext(ctx)
