@@ -5,8 +5,9 @@
 // clock and appends to the raft log; the FSM (package fsm) applies it on
 // every node. A follower forwards writes to the leader over the same TCP port
 // raft uses (a one-byte header picks raft or forwarding, see mux.go) and
-// answers only after the write is committed and applied on itself, so a
-// client always reads its own writes on the node it talks to.
+// answers once the write is committed; every later read on that node waits
+// until it has applied it, so a client always reads its own writes on the
+// node it talks to.
 //
 // Reads are served from the node's own state. With consistency
 // "linearizable" the node first learns the leader's commit index (ReadIndex:

@@ -12,7 +12,7 @@ import (
 )
 
 // A write's spans, in the trace of the kv call that made it (rpc opens
-// "kv.Set", the store "memory:set"):
+// "kv:set", the store "<storage>:set"):
 //
 //	cluster.write    on the node that took the call, until committed
 //	cluster.forward  a follower's Propose call to the leader (client)

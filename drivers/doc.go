@@ -12,7 +12,9 @@
 //     sequence of Ops therefore yields byte-identical state on every node,
 //     which is what lets a raft FSM replay them.
 //
-// Local turns an Engine into a Store on one node: it supplies the clock,
-// coalesces concurrent writes into one Apply (group commit) and sweeps
-// expired keys. In cluster mode the cluster package plays that role instead.
+// EngineStore turns an Engine into a Store through a Committer, the one
+// part that differs between one node and a cluster: Local's group commit
+// (local.go), or the raft log (package cluster). Writes get their time from
+// a Stamper (clock.go) and expired keys are removed by Sweep (sweep.go),
+// the same code in both.
 package drivers

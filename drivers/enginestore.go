@@ -20,9 +20,10 @@ type Committer interface {
 	// ReadTime readies a read (waiting for whatever it must see first) and
 	// returns the time its expiry is judged by.
 	ReadTime(ctx context.Context) (int64, error)
-	// Commit stamps op with the committer's clock and returns once the
-	// engine applied it: nil, the engine's refusal, or why it could not
-	// be committed.
+	// Commit stamps op with the committer's clock and returns once it is
+	// committed (Local: applied; a cluster: in the log, and reads on this
+	// node wait for it): nil, the engine's refusal, or why it could not be
+	// committed.
 	Commit(ctx context.Context, op Op) error
 }
 

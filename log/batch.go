@@ -18,7 +18,7 @@ import (
 // follower encoded into a batch without encoding them again. A batch never
 // holds a batch. An older replica cannot apply one (BatchOp
 // is not ignorable), so a leader writes batches only once every member
-// reports LogVersion (cluster/apply.go).
+// reports LogVersion (cluster/versions.go).
 const BatchOp = 0x40
 
 // LogVersion is what this build can apply: 1 single events, 2 batches too.
