@@ -15,4 +15,12 @@
 // Local turns an Engine into a Store on one node: it supplies the clock,
 // coalesces concurrent writes into one Apply (group commit) and sweeps
 // expired keys. In cluster mode the cluster package plays that role instead.
+//
+// Driver describes one driver to the program serving it: its name, its
+// settings, how a storage is opened (and, for a replicable driver, its
+// Engine), and the capabilities callers would otherwise test by name
+// (RoadRunner's error prefix, a refused TTL, inline serving, bounds, a
+// file of its own). Each driver package returns its own from a Driver
+// function; the command lists them in one Registry, built explicitly, so a
+// new driver is its package plus one entry there.
 package drivers

@@ -111,7 +111,7 @@ func startServerLogger(t testing.TB, cfg Config, tp trace.TracerProvider, logger
 // memoryServer serves one memory storage named "default".
 func memoryServer(t testing.TB) (*testServer, *drivers.Local) {
 	st := newMemory(t)
-	return startServer(t, Config{}, nil, Storage{Name: "default", Driver: "memory", Store: st, Inline: true}), st
+	return startServer(t, Config{}, nil, Storage{Name: "default", Driver: memory.Driver(), Store: st, Inline: true}), st
 }
 
 func dialRaw(t testing.TB, s *Server) net.Conn {

@@ -9,12 +9,13 @@ import (
 	"github.com/kvnode/kvnode/cluster"
 	"github.com/kvnode/kvnode/cluster/clustertest"
 	"github.com/kvnode/kvnode/drivers"
+	"github.com/kvnode/kvnode/drivers/boltdb"
 	"github.com/kvnode/kvnode/drivers/memory"
 	"github.com/kvnode/kvnode/rpc"
 )
 
 // testDrivers are clustertest's default storages.
-var testDrivers = map[string]string{"mem": "memory", "bolt": "boltdb"}
+var testDrivers = map[string]drivers.Driver{"mem": memory.Driver(), "bolt": boltdb.Driver()}
 
 // clusterRPC serves the kv and kvnode services of every node of c on
 // loopback ports, wired as serve wires them, and returns their addresses.
@@ -82,7 +83,7 @@ func verbTestServerAdmin(t *testing.T) string {
 	t.Helper()
 	st := drivers.NewLocal(memory.New(), drivers.LocalOptions{Driver: "memory"})
 	t.Cleanup(func() { _ = st.Close() })
-	stores := []namedStore{{name: "default", driver: "memory", store: st}}
+	stores := []namedStore{{name: "default", driver: memory.Driver(), store: st}}
 	admin := newNodeAdmin(stores, nil, slog.New(slog.DiscardHandler))
 	p := &problems{}
 	srv := newRPCServer(&Config{RPC: RPCConfig{Listen: "tcp://127.0.0.1:0"}}, stores, storageEnv{}, rpcHooks{admin: admin},

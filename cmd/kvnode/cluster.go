@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -16,8 +15,6 @@ import (
 
 	"github.com/kvnode/kvnode/cluster"
 	"github.com/kvnode/kvnode/drivers"
-	"github.com/kvnode/kvnode/drivers/boltdb"
-	"github.com/kvnode/kvnode/drivers/memory"
 	"github.com/kvnode/kvnode/fsm"
 	"github.com/kvnode/kvnode/internal/failpoint"
 )
@@ -27,9 +24,6 @@ import (
 // cluster.raft.bind. Containers configure nodes this way without a file
 // per node.
 const envPrefix = "KVNODE_"
-
-// replicable reports whether a driver's storages are replicated by raft.
-func replicable(driver string) bool { return driver == "memory" || driver == "boltdb" }
 
 // clusterEnvOverrides turns the KVNODE_CLUSTER_* variables that are set
 // into "-o" overrides. The names derive from cluster.Config's yaml tags;
@@ -132,20 +126,6 @@ func decodeConsistency(n *yaml.Node, path string, p *problems) cluster.Consisten
 	return c
 }
 
-// openEngine opens the engine of a replicated storage. A relative boltdb
-// file lives in the node's data dir, so nodes sharing a working directory
-// (three local processes) never share a file.
-func openEngine(sc *StorageConfig, dataDir string, logger *slog.Logger) (drivers.Engine, error) {
-	if sc.Driver == "memory" {
-		return memory.New(), nil
-	}
-	cfg := *sc.Settings.(*boltdb.Config)
-	if !filepath.IsAbs(cfg.File) {
-		cfg.File = filepath.Join(dataDir, cfg.File)
-	}
-	return boltdb.Open(cfg, logger) //nolint:wrapcheck // reported under the storage's path
-}
-
 // openRaft opens the replicated storages' engines and starts raft over
 // them. Engine problems are recorded in p (r is then nil); raft's error is
 // returned, with the engines closed.
@@ -156,7 +136,7 @@ func openRaft(cfg *Config, logger *slog.Logger, p *problems) (*replicatedSet, er
 		Limits: map[string]drivers.Limits{}, EvictionSamples: map[string]int{}}
 	for i := range cfg.Storages {
 		sc := &cfg.Storages[i]
-		if !replicable(sc.Driver) || sc.Settings == nil {
+		if !sc.Driver.Replicable() || sc.Settings == nil {
 			continue
 		}
 		if sc.Limits.Bounded() {
@@ -164,9 +144,12 @@ func openRaft(cfg *Config, logger *slog.Logger, p *problems) (*replicatedSet, er
 			logger.Info("storage bounded (the leader's limits are the cluster's)", "storage", sc.Name,
 				"limits", sc.Limits.String(), "max_memory_of", sc.LimitSource)
 		}
-		e, err := openEngine(sc, cc.DataDir, logger.With("storage", sc.Name))
+		// Relative files live in the node's data dir, so nodes sharing a
+		// working directory (three local processes) never share a file.
+		env := drivers.Env{Storage: sc.Name, Logger: logger.With("storage", sc.Name), DataDir: cc.DataDir, Given: sc.Given}
+		e, err := sc.Driver.OpenEngine(sc.Settings, env)
 		if err != nil {
-			p.add(sc.ConfigPath+".file", err)
+			p.errs = append(p.errs, attributeField(sc.ConfigPath, sc.Settings, err))
 			continue
 		}
 		r.engines[sc.Name] = e
@@ -193,14 +176,10 @@ func openRaft(cfg *Config, logger *slog.Logger, p *problems) (*replicatedSet, er
 func engineFiles(cfg *Config) []string {
 	var out []string
 	for _, sc := range cfg.Storages {
-		if sc.Driver != "boltdb" || sc.Settings == nil {
+		if !sc.Driver.Replicable() || sc.Driver.File == nil || sc.Settings == nil {
 			continue
 		}
-		file := sc.Settings.(*boltdb.Config).File
-		if !filepath.IsAbs(file) {
-			file = filepath.Join(cfg.ClusterConfig.DataDir, file)
-		}
-		out = append(out, file)
+		out = append(out, sc.Driver.File(sc.Settings, cfg.ClusterConfig.DataDir))
 	}
 	return out
 }

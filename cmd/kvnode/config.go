@@ -104,8 +104,10 @@ type LogsConfig struct {
 
 // StorageConfig is one kv.<name> entry.
 type StorageConfig struct {
-	Name   string
-	Driver string
+	Name string
+	// Driver is kv.<name>.driver's; the zero Driver when it is missing or
+	// unknown.
+	Driver drivers.Driver
 	// ConfigPath is where the driver settings were found: "kv.<name>.config",
 	// or "<name>" when they came from the top-level section of that name.
 	ConfigPath string
@@ -133,6 +135,9 @@ type LoadOptions struct {
 	Overrides []string
 	// LookupEnv resolves ${VAR}; nil means os.LookupEnv.
 	LookupEnv func(string) (string, bool)
+	// Drivers are the drivers kv.<name>.driver may name; nil means
+	// storageDrivers().
+	Drivers *drivers.Registry
 }
 
 // LoadConfig reads, expands, overrides, decodes and validates a
@@ -182,7 +187,11 @@ func loadConfig(opts LoadOptions) (*Config, *problems, error) {
 			p.add("", err)
 		}
 	}
-	cfg := decodeConfig(root, p)
+	reg := opts.Drivers
+	if reg == nil {
+		reg = storageDrivers()
+	}
+	cfg := decodeConfig(root, reg, p)
 	cfg.Source = source
 	cfg.Warnings = p.warnings
 	return cfg, p, nil
@@ -192,7 +201,7 @@ func loadConfig(opts LoadOptions) (*Config, *problems, error) {
 // (http, server, jobs, ...) belong to other RoadRunner plugins and are
 // skipped silently; unknown keys inside rpc, logs and endure are skipped too
 // because RoadRunner defines more of them than kvnode uses.
-func decodeConfig(root *yaml.Node, p *problems) *Config {
+func decodeConfig(root *yaml.Node, reg *drivers.Registry, p *problems) *Config {
 	cfg := &Config{
 		RPC:         RPCConfig{Listen: defaultListen},
 		GracePeriod: defaultGracePeriod,
@@ -233,13 +242,29 @@ func decodeConfig(root *yaml.Node, p *problems) *Config {
 	if cfg.GracePeriod < 0 {
 		p.addf("endure.grace_period", "must not be negative, got %s", cfg.GracePeriod)
 	}
-	cfg.Storages = decodeStorages(root, kv, p)
+	cfg.Storages = decodeStorages(root, kv, reg, p)
 	for _, sc := range cfg.Storages {
-		if sc.Consistency == cluster.Linearizable && (cfg.ClusterConfig == nil || !replicable(sc.Driver)) {
-			p.warnf("kv."+sc.Name+".consistency", "linearizable applies to memory and boltdb storages of a cluster; %s here is already as consistent as it gets", sc.Driver)
+		if sc.Consistency == cluster.Linearizable && (cfg.ClusterConfig == nil || !sc.Driver.Replicable()) {
+			p.warnf("kv."+sc.Name+".consistency", "linearizable applies to %s storages of a cluster; %s here is already as consistent as it gets",
+				replicableNames(reg), sc.Driver.Name)
 		}
 	}
 	return cfg
+}
+
+// replicableNames lists the drivers a cluster replicates: "memory and
+// boltdb".
+func replicableNames(reg *drivers.Registry) string {
+	var names []string
+	for _, n := range reg.Names() {
+		if d, _ := reg.Lookup(n); d.Replicable() {
+			names = append(names, n)
+		}
+	}
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
 // decodeLenient decodes a section without warning about unknown keys.

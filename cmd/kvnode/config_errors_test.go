@@ -103,7 +103,7 @@ kv:
 		`kv.mc.config.addr: want a string or a list of strings: cannot unmarshal !!map into []string`,
 		`kv.plain: want a mapping with driver and config, got "yes"`,
 		`kv.: storage name must not be empty`,
-		`kv.b.config.file: "` + filepath.Join(dir, ".", "same.db") + `" is already the file of storage "a" (one bolt file serves one storage)`,
+		`kv.b.config.file: "` + filepath.Join(dir, ".", "same.db") + `" is already the file of storage "a" (one boltdb file serves one storage)`,
 	})
 	if !errors.Is(err, ErrUnknownDriver) || !errors.Is(err, boltdb.ErrConfig) || !errors.Is(err, redis.ErrConfig) {
 		t.Errorf("err does not wrap the drivers' sentinels: %v", err)
@@ -180,7 +180,7 @@ func FuzzLoadConfig(f *testing.F) {
 		if err := applyOverride(root, override); err != nil {
 			p.add("", err)
 		}
-		cfg := decodeConfig(root, p)
+		cfg := decodeConfig(root, storageDrivers(), p)
 		if cfg == nil {
 			t.Fatal("decodeConfig returned nil")
 		}

@@ -69,8 +69,8 @@ func TestLoadConfig_EmbeddedDefault(t *testing.T) {
 		t.Fatalf("storages = %+v, want one", cfg.Storages)
 	}
 	s := cfg.Storages[0]
-	if s.Name != "default" || s.Driver != "memory" {
-		t.Errorf("storage = %s(%s), want default(memory)", s.Name, s.Driver)
+	if s.Name != "default" || s.Driver.Name != "memory" {
+		t.Errorf("storage = %s(%s), want default(memory)", s.Name, s.Driver.Name)
 	}
 	if _, ok := s.Settings.(*memory.Config); !ok {
 		t.Errorf("settings = %T, want *memory.Config", s.Settings)
@@ -189,8 +189,8 @@ kv:
 	if cfg.RPC.Listen != "tcp://127.0.0.1:7001" {
 		t.Errorf("rpc.listen = %q: the override must beat file and env", cfg.RPC.Listen)
 	}
-	if d := storage(t, cfg, "default"); d.Driver != "memory" {
-		t.Errorf("kv.default.driver = %q", d.Driver)
+	if d := storage(t, cfg, "default"); d.Driver.Name != "memory" {
+		t.Errorf("kv.default.driver = %q", d.Driver.Name)
 	}
 	if r := storage(t, cfg, "shared").Settings.(*redis.Config); strings.Join(r.Addrs, ",") != "127.0.0.1:6379,127.0.0.1:7000" {
 		t.Errorf("addrs = %q", r.Addrs)
@@ -334,7 +334,7 @@ func TestLoadConfig_RealisticRRFile(t *testing.T) {
 	})
 	var got []string
 	for _, s := range cfg.Storages {
-		got = append(got, s.Name+"("+s.Driver+")")
+		got = append(got, s.Name+"("+s.Driver.Name+")")
 	}
 	if strings.Join(got, ",") != "local(memory),files(boltdb),cache(redis),sessions(memcached)" {
 		t.Errorf("storages = %v", got)

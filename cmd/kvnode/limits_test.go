@@ -8,6 +8,7 @@ import (
 
 	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/drivers/memory"
+	"github.com/kvnode/kvnode/drivers/redis"
 	"github.com/kvnode/kvnode/internal/sysmem"
 )
 
@@ -94,20 +95,20 @@ kv:
 
 func TestSoftMemoryLimit(t *testing.T) {
 	bounded := func(name string, n int64) StorageConfig {
-		return StorageConfig{Name: name, Driver: "memory", Limits: drivers.Limits{MaxBytes: n}}
+		return StorageConfig{Name: name, Driver: memory.Driver(), Limits: drivers.Limits{MaxBytes: n}}
 	}
-	two := []StorageConfig{bounded("a", 1<<30), bounded("b", 1<<30), {Name: "r", Driver: "redis"}}
+	two := []StorageConfig{bounded("a", 1<<30), bounded("b", 1<<30), {Name: "r", Driver: redis.Driver()}}
 	if got, want := softMemoryLimit(two, envMap(nil)), int64(2<<30+512<<20+gcFixedRoom); got != want {
 		t.Errorf("two bounded storages: %d, want %d", got, want)
 	}
 	if got := softMemoryLimit(two, envMap(map[string]string{"GOMEMLIMIT": "1GiB"})); got != 0 {
 		t.Errorf("with GOMEMLIMIT set: %d, want 0", got)
 	}
-	keysOnly := append(two, StorageConfig{Name: "k", Driver: "memory", Limits: drivers.Limits{MaxKeys: 10}})
+	keysOnly := append(two, StorageConfig{Name: "k", Driver: memory.Driver(), Limits: drivers.Limits{MaxKeys: 10}})
 	if got := softMemoryLimit(keysOnly, envMap(nil)); got != 0 {
 		t.Errorf("with a storage bounded by keys only: %d, want 0", got)
 	}
-	if got := softMemoryLimit([]StorageConfig{{Name: "r", Driver: "redis"}}, envMap(nil)); got != 0 {
+	if got := softMemoryLimit([]StorageConfig{{Name: "r", Driver: redis.Driver()}}, envMap(nil)); got != 0 {
 		t.Errorf("no memory storage: %d, want 0", got)
 	}
 }

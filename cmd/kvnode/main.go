@@ -12,6 +12,12 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+
+	"github.com/kvnode/kvnode/drivers"
+	"github.com/kvnode/kvnode/drivers/boltdb"
+	"github.com/kvnode/kvnode/drivers/memcached"
+	"github.com/kvnode/kvnode/drivers/memory"
+	"github.com/kvnode/kvnode/drivers/redis"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3";
@@ -23,6 +29,12 @@ func main() {
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// storageDrivers lists the drivers kv.<name>.driver may name, in the order
+// messages list them. A new driver is its package plus one entry here.
+func storageDrivers() *drivers.Registry {
+	return drivers.NewRegistry(memory.Driver(), boltdb.Driver(), redis.Driver(), memcached.Driver())
 }
 
 // command is one kvnode sub-command. run gets the arguments after the

@@ -103,8 +103,8 @@ func (n *nodeAdmin) opsState() ops.State {
 			continue
 		}
 		es := s.engine.Stats()
-		ss := ops.StorageState{Name: s.name, Driver: s.driver, Keys: es.Keys, Bytes: es.Bytes, Usage: es.Usage,
-			Evicted: es.Evicted, Rejected: es.Rejected}
+		ss := ops.StorageState{Name: s.name, Driver: s.driver.Name, Boundable: s.driver.Boundable(), Keys: es.Keys,
+			Bytes: es.Bytes, Usage: es.Usage, Evicted: es.Evicted, Rejected: es.Rejected}
 		if es.Limits.Bounded() {
 			ss.MaxBytes, ss.MaxKeys, ss.Policy = es.Limits.MaxBytes, es.Limits.MaxKeys, es.Limits.Policy.String()
 		}

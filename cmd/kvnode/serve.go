@@ -40,7 +40,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
 	}
 	return serve(ctx, serveOptions{
-		load:   LoadOptions{File: *file, Overrides: overrides},
+		load:   LoadOptions{File: *file, Overrides: overrides, Drivers: storageDrivers()},
 		stdout: stdout,
 		stderr: stderr,
 	})
@@ -168,7 +168,7 @@ func newRPCServer(cfg *Config, stores []namedStore, env storageEnv, hooks rpcHoo
 	for i, s := range stores {
 		// A single-node memory storage answers in microseconds, so the
 		// server may run its calls on the connection's reader.
-		storages[i] = rpc.Storage{Name: s.name, Driver: s.driver, Store: s.store, Inline: s.driver == "memory" && cfg.ClusterConfig == nil}
+		storages[i] = rpc.Storage{Name: s.name, Driver: s.driver, Store: s.store, Inline: s.driver.Inline && cfg.ClusterConfig == nil}
 	}
 	srv, err := rpc.New(rpc.Config{
 		Listen:          cfg.RPC.Listen,
@@ -265,7 +265,7 @@ func listenURL(configured string, srv *rpc.Server) string {
 func describe(stores []namedStore) string {
 	parts := make([]string, len(stores))
 	for i, s := range stores {
-		parts[i] = s.name + "(" + s.driver + ")"
+		parts[i] = s.name + "(" + s.driver.Name + ")"
 	}
 	return strings.Join(parts, ",")
 }

@@ -71,7 +71,7 @@ func TestStatus_ClusterLeaderAndFollower(t *testing.T) {
 		}
 		for _, s := range storages {
 			sm := s.(map[string]any)
-			if sm["replicated"] != true || sm["driver"] != testDrivers[sm["name"].(string)] {
+			if sm["replicated"] != true || sm["driver"] != testDrivers[sm["name"].(string)].Name {
 				t.Fatalf("node %d: storage %v", i, sm)
 			}
 			if sm["name"] == "mem" && sm["keys"] != 1.0 {

@@ -1,105 +1,35 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"time"
 
 	"go.opentelemetry.io/otel/trace"
 	"gopkg.in/yaml.v3"
 
 	"github.com/kvnode/kvnode/drivers"
-	"github.com/kvnode/kvnode/drivers/boltdb"
-	"github.com/kvnode/kvnode/drivers/memcached"
-	"github.com/kvnode/kvnode/drivers/memory"
-	"github.com/kvnode/kvnode/drivers/redis"
 	"github.com/kvnode/kvnode/internal/failpoint"
 )
-
-// driverNames lists the drivers in the order messages name them.
-var driverNames = []string{"memory", "boltdb", "redis", "memcached"}
-
-// localSweepInterval is how often a local engine removes expired keys. Reads
-// hide expired keys at once, so sweeping only returns their space; a
-// boltdb storage with an explicit interval (RoadRunner's GC period, in
-// seconds) sweeps at that period instead.
-const localSweepInterval = time.Second
 
 // storageEnv is what opening a storage needs besides its settings.
 type storageEnv struct {
 	logger *slog.Logger
-	// tp is the tracer provider for pass-through drivers; nil disables spans.
+	// tp is the tracer provider for the drivers; nil disables spans.
 	tp trace.TracerProvider
 }
 
-// driverSpec is how kvnode configures and opens one driver.
-type driverSpec struct {
-	// newConfig returns a pointer to the driver's zero Config.
-	newConfig func() any
-	// open builds the Store from the validated settings.
-	open func(sc *StorageConfig, env storageEnv) (drivers.Store, error)
+// driverEnv is the drivers.Env of storage sc.
+func (env storageEnv) driverEnv(sc *StorageConfig, logger *slog.Logger) drivers.Env {
+	return drivers.Env{Storage: sc.Name, Logger: logger, TracerProvider: env.tp, Clock: failpoint.Now,
+		Limits: sc.Limits, EvictionSamples: sc.EvictionSamples, Given: sc.Given}
 }
 
-func driverSpecs() map[string]driverSpec {
-	return map[string]driverSpec{
-		"memory": {
-			newConfig: func() any { return &memory.Config{} },
-			open: func(sc *StorageConfig, env storageEnv) (drivers.Store, error) {
-				o := localOptions("memory", localSweepInterval, env)
-				o.Storage, o.EvictionSamples = sc.Name, sc.EvictionSamples
-				l := drivers.NewLocal(memory.New(), o)
-				if sc.Limits.Bounded() {
-					if err := l.SetLimits(context.Background(), sc.Limits); err != nil {
-						_ = l.Close()
-						return nil, err //nolint:wrapcheck // reported under the storage's path
-					}
-					env.logger.Info("storage bounded", "limits", sc.Limits.String(), "max_memory_of", sc.LimitSource)
-				}
-				return l, nil
-			},
-		},
-		"boltdb": {
-			newConfig: func() any { return &boltdb.Config{} },
-			open: func(sc *StorageConfig, env storageEnv) (drivers.Store, error) {
-				cfg := sc.Settings.(*boltdb.Config)
-				e, err := boltdb.Open(*cfg, env.logger)
-				if err != nil {
-					return nil, err //nolint:wrapcheck // reported under the storage's path
-				}
-				sweep := localSweepInterval
-				if hasKey(sc.Node, "interval") {
-					sweep = cfg.SweepInterval()
-				}
-				return drivers.NewLocal(e, localOptions("boltdb", sweep, env)), nil
-			},
-		},
-		"redis": {
-			newConfig: func() any { return &redis.Config{} },
-			open: func(sc *StorageConfig, env storageEnv) (drivers.Store, error) {
-				return redis.New(*sc.Settings.(*redis.Config), env.tp, env.logger) //nolint:wrapcheck // reported under the storage's path
-			},
-		},
-		"memcached": {
-			newConfig: func() any { return &memcached.Config{} },
-			open: func(sc *StorageConfig, env storageEnv) (drivers.Store, error) {
-				return memcached.New(*sc.Settings.(*memcached.Config), env.tp, env.logger) //nolint:wrapcheck // reported under the storage's path
-			},
-		},
-	}
-}
-
-func localOptions(driver string, sweep time.Duration, env storageEnv) drivers.LocalOptions {
-	o := drivers.LocalOptions{Driver: driver, SweepInterval: sweep, Logger: env.logger, Clock: failpoint.Now}
-	if env.tp != nil {
-		o.Tracer = env.tp.Tracer("github.com/kvnode/kvnode/drivers/" + driver)
-	}
-	return o
-}
+// Given reports whether the storage's settings give key a value.
+func (sc *StorageConfig) Given(key string) bool { return hasKey(sc.Node, key) }
 
 // hasKey reports whether mapping n sets key to a non-null value.
 func hasKey(n *yaml.Node, key string) bool {
@@ -111,7 +41,7 @@ func hasKey(n *yaml.Node, key string) bool {
 // takes its settings from the top-level section named <name>, as
 // RoadRunner does. Each storage's settings are decoded into its driver's
 // Config, defaulted and validated; every problem is recorded.
-func decodeStorages(root, kv *yaml.Node, p *problems) []StorageConfig {
+func decodeStorages(root, kv *yaml.Node, reg *drivers.Registry, p *problems) []StorageConfig {
 	kv = resolve(kv)
 	if isNull(kv) {
 		p.addf("kv", "no storages configured (want kv.<name>.driver)")
@@ -121,7 +51,6 @@ func decodeStorages(root, kv *yaml.Node, p *problems) []StorageConfig {
 		p.addf("kv", "want a mapping of storage names, got %s", kindName(kv))
 		return nil
 	}
-	specs := driverSpecs()
 	var out []StorageConfig
 	for _, s := range mappingPairs(kv, "kv", p) {
 		path := joinPath("kv", s.key)
@@ -145,7 +74,7 @@ func decodeStorages(root, kv *yaml.Node, p *problems) []StorageConfig {
 			switch f.key {
 			case "driver":
 				driverSeen = true
-				sc.Driver = decodeDriver(f.value, path+".driver", p)
+				sc.Driver = decodeDriver(f.value, path+".driver", reg, p)
 			case "config":
 				cfgNode = f.value
 			case "consistency":
@@ -155,7 +84,7 @@ func decodeStorages(root, kv *yaml.Node, p *problems) []StorageConfig {
 			}
 		}
 		if !driverSeen {
-			p.addf(path+".driver", "missing (want %s)", strings.Join(driverNames, ", "))
+			p.addf(path+".driver", "missing (want %s)", strings.Join(reg.Names(), ", "))
 		}
 		switch {
 		case !isNull(cfgNode):
@@ -166,8 +95,8 @@ func decodeStorages(root, kv *yaml.Node, p *problems) []StorageConfig {
 			sc.ConfigPath = path + ".config"
 		}
 		refuseBoundKeys(&sc, p)
-		if spec, ok := specs[sc.Driver]; ok {
-			sc.Settings = decodeSettings(spec, &sc, p)
+		if sc.Driver.Name != "" {
+			sc.Settings = decodeSettings(&sc, p)
 			resolveLimits(&sc, p)
 		}
 		out = append(out, sc)
@@ -176,28 +105,30 @@ func decodeStorages(root, kv *yaml.Node, p *problems) []StorageConfig {
 	return out
 }
 
-func decodeDriver(n *yaml.Node, path string, p *problems) string {
+// decodeDriver looks kv.<name>.driver up in reg; the zero Driver when it
+// is missing or unknown.
+func decodeDriver(n *yaml.Node, path string, reg *drivers.Registry, p *problems) drivers.Driver {
 	n = resolve(n)
-	want := strings.Join(driverNames, ", ")
+	want := strings.Join(reg.Names(), ", ")
 	switch {
 	case isNull(n):
 		p.addf(path, "missing (want %s)", want)
-		return ""
+		return drivers.Driver{}
 	case n.Kind != yaml.ScalarNode:
 		p.addf(path, "want a driver name (%s), got %s", want, kindName(n))
-		return ""
+		return drivers.Driver{}
 	}
-	if _, ok := driverSpecs()[n.Value]; !ok {
+	d, ok := reg.Lookup(n.Value)
+	if !ok {
 		p.add(path, fmt.Errorf("%w %q (want %s)", ErrUnknownDriver, n.Value, want))
-		return ""
 	}
-	return n.Value
+	return d
 }
 
 // decodeSettings decodes, defaults and validates one storage's settings.
 // It returns nil when they have problems, so the storage is not opened.
-func decodeSettings(spec driverSpec, sc *StorageConfig, p *problems) any {
-	cfg := spec.newConfig()
+func decodeSettings(sc *StorageConfig, p *problems) any {
+	cfg := sc.Driver.NewConfig()
 	before := len(p.errs)
 	if sc.Node != nil {
 		decodeValue(sc.Node, sc.ConfigPath, reflect.ValueOf(cfg).Elem(), p)
@@ -219,21 +150,21 @@ func decodeSettings(spec driverSpec, sc *StorageConfig, p *problems) any {
 	return cfg
 }
 
-// checkSharedFiles refuses two boltdb storages on one file: bbolt locks the
-// file, so the second would wait for the first forever.
+// checkSharedFiles refuses two storages on one file: bbolt locks the file,
+// so the second boltdb storage would wait for the first forever.
 func checkSharedFiles(storages []StorageConfig, p *problems) {
 	owner := map[string]string{}
 	for _, sc := range storages {
-		cfg, ok := sc.Settings.(*boltdb.Config)
-		if !ok {
+		if sc.Driver.File == nil || sc.Settings == nil {
 			continue
 		}
-		file, err := filepath.Abs(cfg.File)
+		name := sc.Driver.File(sc.Settings, "")
+		file, err := filepath.Abs(name)
 		if err != nil {
-			file = filepath.Clean(cfg.File)
+			file = filepath.Clean(name)
 		}
 		if prev, dup := owner[file]; dup {
-			p.addf(sc.ConfigPath+".file", "%q is already the file of storage %q (one bolt file serves one storage)", cfg.File, prev)
+			p.addf(sc.ConfigPath+".file", "%q is already the file of storage %q (one %s file serves one storage)", name, prev, sc.Driver.Name)
 			continue
 		}
 		owner[file] = sc.Name
@@ -305,27 +236,24 @@ type detail struct {
 func (d *detail) Error() string { return d.msg }
 func (d *detail) Unwrap() error { return d.err }
 
-// openStorages opens every storage whose settings are valid. Failures are
-// recorded under the storage's path (boltdb ones under its file field).
+// openStorages opens every storage whose settings are valid, except in a
+// cluster the replicated ones. Failures are recorded under the storage's
+// path, or the field the driver's error names.
 func openStorages(storages []StorageConfig, env storageEnv, clustered bool, p *problems) []namedStore {
-	specs := driverSpecs()
 	var out []namedStore
 	for i := range storages {
 		sc := &storages[i]
-		spec, ok := specs[sc.Driver]
-		if !ok || sc.Settings == nil || clustered && replicable(sc.Driver) {
+		if sc.Driver.Name == "" || sc.Settings == nil || clustered && sc.Driver.Replicable() {
 			continue
 		}
-		senv := env
-		senv.logger = env.logger.With("storage", sc.Name, "driver", sc.Driver)
-		st, err := spec.open(sc, senv)
+		logger := env.logger.With("storage", sc.Name, "driver", sc.Driver.Name)
+		st, err := sc.Driver.Open(sc.Settings, env.driverEnv(sc, logger))
 		if err != nil {
-			if sc.Driver == "boltdb" && !errors.Is(err, boltdb.ErrConfig) {
-				p.add(sc.ConfigPath+".file", err)
-			} else {
-				p.errs = append(p.errs, attributeField(sc.ConfigPath, sc.Settings, err))
-			}
+			p.errs = append(p.errs, attributeField(sc.ConfigPath, sc.Settings, err))
 			continue
+		}
+		if sc.Limits.Bounded() {
+			logger.Info("storage bounded", "limits", sc.Limits.String(), "max_memory_of", sc.LimitSource)
 		}
 		out = append(out, namedStore{name: sc.Name, driver: sc.Driver, store: st})
 	}
@@ -334,8 +262,9 @@ func openStorages(storages []StorageConfig, env storageEnv, clustered bool, p *p
 
 // namedStore is an open storage and the name it is served under.
 type namedStore struct {
-	name, driver string
-	store        drivers.Store
+	name   string
+	driver drivers.Driver
+	store  drivers.Store
 }
 
 // closeStores closes every store, returning all failures.

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	kvv1 "github.com/roadrunner-server/api/v4/build/kv/v1"
+
+	"github.com/kvnode/kvnode/drivers"
+	"github.com/kvnode/kvnode/drivers/memory"
+)
+
+// toyConfig is the toy driver's settings: it keeps values under Prefix+key,
+// so the test sees that the storage's section reached Open.
+type toyConfig struct {
+	Prefix string `yaml:"prefix"`
+}
+
+func (c *toyConfig) Validate() error {
+	if c.Prefix == "" {
+		return errors.New("prefix: must not be empty")
+	}
+	return nil
+}
+
+// toyStore is a map behind a mutex: a driver as small as one gets.
+type toyStore struct {
+	mu     sync.Mutex
+	prefix string
+	m      map[string][]byte
+}
+
+func (s *toyStore) Has(_ context.Context, keys []string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, k := range keys {
+		if _, ok := s.m[s.prefix+k]; ok {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+func (s *toyStore) MGet(_ context.Context, keys []string) ([]drivers.Item, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []drivers.Item
+	for _, k := range keys {
+		if v, ok := s.m[s.prefix+k]; ok {
+			out = append(out, drivers.Item{Key: k, Value: v})
+		}
+	}
+	return out, nil
+}
+
+func (s *toyStore) TTL(context.Context, []string) ([]drivers.Item, error) {
+	return nil, nil
+}
+
+func (s *toyStore) Set(_ context.Context, items []drivers.Item) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, it := range items {
+		s.m[s.prefix+it.Key] = slices.Clone(it.Value)
+	}
+	return nil
+}
+
+func (s *toyStore) MExpire(context.Context, []drivers.Item) error { return nil }
+
+func (s *toyStore) Delete(_ context.Context, keys []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range keys {
+		delete(s.m, s.prefix+k)
+	}
+	return nil
+}
+
+func (s *toyStore) Clear(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.m)
+	return nil
+}
+
+func (s *toyStore) Close() error { return nil }
+
+// keys lists what the store holds, prefixes included.
+func (s *toyStore) keys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.m))
+}
+
+// toyDriver describes the toy driver; opened reports each store it opens.
+func toyDriver(opened chan<- *toyStore) drivers.Driver {
+	return drivers.Driver{
+		Name:      "toy",
+		NewConfig: func() any { return &toyConfig{} },
+		Open: func(settings any, _ drivers.Env) (drivers.Store, error) {
+			s := &toyStore{prefix: settings.(*toyConfig).Prefix, m: map[string][]byte{}}
+			opened <- s
+			return s, nil
+		},
+		ErrorOp: "toy_plugin_",
+	}
+}
+
+// A driver kvnode has never heard of is one package (here, this file) and
+// one registration: configured, opened and served over RPC end to end.
+func TestServe_DriverRegisteredOnlyInATest(t *testing.T) {
+	t.Parallel()
+	opened := make(chan *toyStore, 1)
+	reg := drivers.NewRegistry(memory.Driver(), toyDriver(opened))
+	r := startServe(t, LoadOptions{Drivers: reg, File: writeConfig(t, `
+version: "3"
+rpc: {listen: tcp://127.0.0.1:0}
+kv:
+  toys: {driver: toy, config: {prefix: "t:"}}
+  default: {driver: memory}
+`)})
+	if !strings.Contains(r.stderr.String(), "storages=toys(toy),default(memory)") {
+		t.Errorf("start-up line does not list the toy storage:\n%s", r.stderr)
+	}
+	store := <-opened
+	c := dialKV(t, r.addr)
+	setAndGet(t, c, "toys", "k", "v")
+	if got := store.keys(); !slices.Equal(got, []string{"t:k"}) {
+		t.Errorf("toy store holds %q, want [t:k]: the settings did not reach Open", got)
+	}
+	// RoadRunner-style error texts carry the driver's own prefix.
+	err := c.Call("kv.Has", &kvv1.Request{Storage: "toys", Items: []*kvv1.Item{{Key: " "}}}, &kvv1.Response{})
+	if want := "rpc_has: key can't be empty string:\n\ttoy_plugin_has"; err == nil || err.Error() != want {
+		t.Errorf("kv.Has with a blank key: %v, want %q", err, want)
+	}
+}
+
+// The toy driver's settings are decoded and validated like any other's, and
+// only the registry that lists it knows it.
+func TestLoadConfig_DriverRegisteredOnlyInATest(t *testing.T) {
+	t.Parallel()
+	file := writeConfig(t, `
+version: "3"
+kv:
+  toys: {driver: toy, config: {prefix: "", colour: red}}
+`)
+	_, err := LoadConfig(LoadOptions{File: file, LookupEnv: envMap(nil),
+		Drivers: drivers.NewRegistry(memory.Driver(), toyDriver(nil))})
+	assertProblems(t, err, []string{"kv.toys.config.prefix: must not be empty"})
+
+	_, err = LoadConfig(LoadOptions{File: file, LookupEnv: envMap(nil)})
+	if !errors.Is(err, ErrUnknownDriver) || !strings.Contains(err.Error(), fmt.Sprintf(
+		`kv.toys.driver: unknown driver "toy" (want %s)`, strings.Join(storageDrivers().Names(), ", "))) {
+		t.Errorf("the default registry: %v", err)
+	}
+}
