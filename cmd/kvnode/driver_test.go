@@ -12,6 +12,7 @@ import (
 
 	kvv1 "github.com/roadrunner-server/api/v4/build/kv/v1"
 
+	"github.com/kvnode/kvnode/config"
 	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/drivers/memory"
 )
@@ -120,7 +121,7 @@ func TestServe_DriverRegisteredOnlyInATest(t *testing.T) {
 	t.Parallel()
 	opened := make(chan *toyStore, 1)
 	reg := drivers.NewRegistry(memory.Driver(), toyDriver(opened))
-	r := startServe(t, LoadOptions{Drivers: reg, File: writeConfig(t, `
+	r := startServe(t, config.Options{Drivers: reg, File: writeConfig(t, `
 version: "3"
 rpc: {listen: tcp://127.0.0.1:0}
 kv:
@@ -152,12 +153,15 @@ version: "3"
 kv:
   toys: {driver: toy, config: {prefix: "", colour: red}}
 `)
-	_, err := LoadConfig(LoadOptions{File: file, LookupEnv: envMap(nil),
+	_, err := config.Load(config.Options{File: file, LookupEnv: envMap(nil),
 		Drivers: drivers.NewRegistry(memory.Driver(), toyDriver(nil))})
-	assertProblems(t, err, []string{"kv.toys.config.prefix: must not be empty"})
+	var ce *config.Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 1 || ce.Problems[0].Error() != "kv.toys.config.prefix: must not be empty" {
+		t.Errorf("want one problem, kv.toys.config.prefix: must not be empty; got %v", err)
+	}
 
-	_, err = LoadConfig(LoadOptions{File: file, LookupEnv: envMap(nil)})
-	if !errors.Is(err, ErrUnknownDriver) || !strings.Contains(err.Error(), fmt.Sprintf(
+	_, err = config.Load(config.Options{File: file, LookupEnv: envMap(nil), Drivers: storageDrivers()})
+	if !errors.Is(err, config.ErrUnknownDriver) || !strings.Contains(err.Error(), fmt.Sprintf(
 		`kv.toys.driver: unknown driver "toy" (want %s)`, strings.Join(storageDrivers().Names(), ", "))) {
 		t.Errorf("the default registry: %v", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+
+	"github.com/kvnode/kvnode/config"
 )
 
 // newLogger builds the slog logger for RoadRunner's logs section: JSON
@@ -13,7 +15,7 @@ import (
 // unless outputs are given. The returned close function closes log files.
 // Level defaults to info (RoadRunner's default is debug, which is too
 // chatty for a storage server).
-func newLogger(cfg LogsConfig, stdout, stderr io.Writer) (*slog.Logger, func() error, error) {
+func newLogger(cfg config.LogsConfig, stdout, stderr io.Writer) (*slog.Logger, func() error, error) {
 	noClose := func() error { return nil }
 	if cfg.Mode == "off" || cfg.Mode == "none" {
 		return slog.New(slog.DiscardHandler), noClose, nil

@@ -20,6 +20,10 @@ import (
 	"github.com/kvnode/kvnode/drivers/redis"
 )
 
+// ErrUsage marks a command-line mistake (unknown command, bad flag, wrong
+// number of arguments); run exits with status 2 for it instead of 1.
+var ErrUsage = errors.New("usage")
+
 // version is set at build time with -ldflags "-X main.version=v1.2.3";
 // otherwise the module version or VCS revision from the build info is used.
 var version = ""

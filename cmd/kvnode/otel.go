@@ -17,60 +17,11 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	_ "google.golang.org/grpc/encoding/gzip" // registers "gzip" for otel.compress over grpc
+
+	"github.com/kvnode/kvnode/config"
 )
 
-// OTelConfig is RoadRunner's otel section.
-type OTelConfig struct {
-	// Exporter is otlp, stdout, stderr or none (the default: no tracing).
-	Exporter string `yaml:"exporter"`
-	// Client is the OTLP transport: http (default, port 4318) or grpc (4317).
-	Client string `yaml:"client"`
-	// Endpoint is host:port of the collector; empty leaves the exporter's
-	// default, which honours OTEL_EXPORTER_OTLP_ENDPOINT.
-	Endpoint string `yaml:"endpoint"`
-	// CustomURL is a full collector URL (scheme://host:port/path), or for
-	// the http client a bare URL path such as /v1/traces.
-	CustomURL string `yaml:"custom_url"`
-	// Insecure disables TLS towards the collector.
-	Insecure bool `yaml:"insecure"`
-	// Compress gzips export requests.
-	Compress bool `yaml:"compress"`
-	// Headers are sent with every export request.
-	Headers map[string]string `yaml:"headers"`
-
-	ServiceName       string `yaml:"service_name"`
-	ServiceVersion    string `yaml:"service_version"`
-	ServiceNamespace  string `yaml:"service_namespace"`
-	ServiceInstanceID string `yaml:"service_instance_id"`
-	// Resource adds resource attributes. Its keys service_name,
-	// service_version, service_namespace and service_instance_id (RoadRunner's
-	// spelling) set the service.* attributes and win over the fields above;
-	// other keys are used as attribute names as they are.
-	Resource map[string]string `yaml:"resource"`
-}
-
 const defaultServiceName = "kvnode"
-
-// enabled reports whether spans are exported at all.
-func (c *OTelConfig) enabled() bool { return c.Exporter != "" && c.Exporter != "none" }
-
-func (c *OTelConfig) validate(p *problems) {
-	c.Exporter = strings.ToLower(strings.TrimSpace(c.Exporter))
-	c.Client = strings.ToLower(strings.TrimSpace(c.Client))
-	switch c.Exporter {
-	case "", "none", "otlp", "stdout", "stderr":
-	default:
-		p.addf("otel.exporter", "unsupported exporter %q (want otlp, stdout, stderr, none)", c.Exporter)
-	}
-	switch c.Client {
-	case "", "http", "grpc":
-	default:
-		p.addf("otel.client", "unknown client %q (want http, grpc)", c.Client)
-	}
-	if c.CustomURL != "" && c.Client == "grpc" && !strings.Contains(c.CustomURL, "://") {
-		p.addf("otel.custom_url", "%q: the grpc client needs a full URL like http://collector:4317", c.CustomURL)
-	}
-}
 
 // tracing is the tracer provider kvnode passes to its parts explicitly; the
 // global otel provider is never set.
@@ -88,8 +39,8 @@ type tracing struct {
 // front of the configured exporter, or a no-op provider when there is no
 // exporter, so that tracing then costs nothing. stdout is where the stdout
 // exporter writes (injected for tests).
-func newTracing(ctx context.Context, cfg OTelConfig, version string, stdout, stderr io.Writer) (*tracing, error) {
-	if !cfg.enabled() {
+func newTracing(ctx context.Context, cfg config.OTelConfig, version string, stdout, stderr io.Writer) (*tracing, error) {
+	if !cfg.Enabled() {
 		return &tracing{provider: noop.NewTracerProvider(), shutdown: func(context.Context) error { return nil }}, nil
 	}
 	exp, err := newExporter(ctx, cfg, stdout, stderr)
@@ -105,7 +56,7 @@ func newTracing(ctx context.Context, cfg OTelConfig, version string, stdout, std
 	return &tracing{provider: tp, enabled: true, shutdown: tp.Shutdown}, nil
 }
 
-func newExporter(ctx context.Context, cfg OTelConfig, stdout, stderr io.Writer) (sdktrace.SpanExporter, error) {
+func newExporter(ctx context.Context, cfg config.OTelConfig, stdout, stderr io.Writer) (sdktrace.SpanExporter, error) {
 	switch cfg.Exporter {
 	case "stdout":
 		return stdouttrace.New(stdouttrace.WithWriter(stdout)) //nolint:wrapcheck // wrapped by newTracing
@@ -158,7 +109,7 @@ func newExporter(ctx context.Context, cfg OTelConfig, stdout, stderr io.Writer) 
 }
 
 // resourceAttributes describes this process to the collector.
-func resourceAttributes(cfg OTelConfig, version string) []attribute.KeyValue {
+func resourceAttributes(cfg config.OTelConfig, version string) []attribute.KeyValue {
 	svc := map[string]string{
 		"service.name":        cfg.ServiceName,
 		"service.version":     cfg.ServiceVersion,

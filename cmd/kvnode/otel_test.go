@@ -11,12 +11,14 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/kvnode/kvnode/config"
 )
 
 func TestNewTracing_NoExporterIsNoop(t *testing.T) {
 	t.Parallel()
 	for _, exporter := range []string{"", "none"} {
-		tr, err := newTracing(t.Context(), OTelConfig{Exporter: exporter}, "v", io.Discard, io.Discard)
+		tr, err := newTracing(t.Context(), config.OTelConfig{Exporter: exporter}, "v", io.Discard, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,7 +53,7 @@ func TestNewTracing_OTLPHTTPExportsToTheCollector(t *testing.T) {
 	col := &collector{}
 	srv := httptest.NewServer(col)
 	defer srv.Close()
-	cfg := OTelConfig{
+	cfg := config.OTelConfig{
 		Exporter:  "otlp",
 		Client:    "http",
 		Endpoint:  strings.TrimPrefix(srv.URL, "http://"),
@@ -90,7 +92,7 @@ func TestNewTracing_GRPCShutdownIsBoundedWithoutCollector(t *testing.T) {
 	t.Parallel()
 	// Nothing listens on port 1: creating the exporter must not block, and
 	// flushing a span must give up when its context ends.
-	tr, err := newTracing(t.Context(), OTelConfig{Exporter: "otlp", Client: "grpc", Endpoint: "127.0.0.1:1", Insecure: true, Compress: true}, "v", io.Discard, io.Discard)
+	tr, err := newTracing(t.Context(), config.OTelConfig{Exporter: "otlp", Client: "grpc", Endpoint: "127.0.0.1:1", Insecure: true, Compress: true}, "v", io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +111,7 @@ func TestNewTracing_GRPCShutdownIsBoundedWithoutCollector(t *testing.T) {
 
 func TestResourceAttributes(t *testing.T) {
 	t.Parallel()
-	attrs := resourceAttributes(OTelConfig{
+	attrs := resourceAttributes(config.OTelConfig{
 		ServiceName:      "old-name",
 		ServiceNamespace: "ns",
 		Resource:         map[string]string{"service_name": "new-name", "deployment.environment": "test"},

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"os"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kvnode/kvnode/cluster"
+	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/drivers/boltdb"
 	"github.com/kvnode/kvnode/drivers/memcached"
 	"github.com/kvnode/kvnode/drivers/memory"
@@ -33,16 +34,29 @@ func envMap(m map[string]string) func(string) (string, bool) {
 	}
 }
 
-func mustLoad(t *testing.T, opts LoadOptions) *Config {
+func mustLoad(t *testing.T, opts Options) *Config {
 	t.Helper()
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = envMap(nil)
 	}
-	cfg, err := LoadConfig(opts)
+	cfg, err := load(opts)
 	if err != nil {
-		t.Fatalf("LoadConfig: %v", err)
+		t.Fatalf("Load: %v", err)
 	}
 	return cfg
+}
+
+// testDrivers are kvnode's drivers, as its command lists them.
+func testDrivers() *drivers.Registry {
+	return drivers.NewRegistry(memory.Driver(), boltdb.Driver(), redis.Driver(), memcached.Driver())
+}
+
+// load is Load with kvnode's drivers when opts names none.
+func load(opts Options) (*Config, error) {
+	if opts.Drivers == nil {
+		opts.Drivers = testDrivers()
+	}
+	return Load(opts)
 }
 
 func storage(t *testing.T, cfg *Config, name string) StorageConfig {
@@ -58,7 +72,7 @@ func storage(t *testing.T, cfg *Config, name string) StorageConfig {
 
 func TestLoadConfig_EmbeddedDefault(t *testing.T) {
 	t.Parallel()
-	cfg := mustLoad(t, LoadOptions{})
+	cfg := mustLoad(t, Options{})
 	if cfg.RPC.Listen != "tcp://127.0.0.1:6001" {
 		t.Errorf("rpc.listen = %q, want tcp://127.0.0.1:6001", cfg.RPC.Listen)
 	}
@@ -75,8 +89,8 @@ func TestLoadConfig_EmbeddedDefault(t *testing.T) {
 	if _, ok := s.Settings.(*memory.Config); !ok {
 		t.Errorf("settings = %T, want *memory.Config", s.Settings)
 	}
-	if cfg.OTel.enabled() || len(cfg.Warnings) != 0 {
-		t.Errorf("otel enabled %v, warnings %q", cfg.OTel.enabled(), cfg.Warnings)
+	if cfg.OTel.Enabled() || len(cfg.Warnings) != 0 {
+		t.Errorf("otel enabled %v, warnings %q", cfg.OTel.Enabled(), cfg.Warnings)
 	}
 }
 
@@ -102,7 +116,7 @@ kv:
       addrs: [ "${REDIS}" ]
       db: ${UNSET_NO_DEFAULT}
 `)
-	cfg := mustLoad(t, LoadOptions{File: path, LookupEnv: envMap(map[string]string{
+	cfg := mustLoad(t, Options{File: path, LookupEnv: envMap(map[string]string{
 		"PORT":   "7001",
 		"DIR":    "/data",
 		"EMPTY":  "", // set but empty: ":-" takes the default, as in the shell
@@ -172,7 +186,7 @@ kv:
     config:
       addrs: [ "127.0.0.1:6379", "127.0.0.1:6380" ]
 `)
-	cfg := mustLoad(t, LoadOptions{
+	cfg := mustLoad(t, Options{
 		File:      path,
 		LookupEnv: envMap(map[string]string{"PORT": "6001"}),
 		Overrides: []string{
@@ -209,7 +223,7 @@ kv:
 
 func TestLoadConfig_BadOverrides(t *testing.T) {
 	t.Parallel()
-	_, err := LoadConfig(LoadOptions{LookupEnv: envMap(nil), Overrides: []string{
+	_, err := load(Options{LookupEnv: envMap(nil), Overrides: []string{
 		"novalue",
 		"=x",
 		"a..b=1",
@@ -244,7 +258,7 @@ sessions:
 cache:
   addr: 127.0.0.1:2
 `)
-	cfg := mustLoad(t, LoadOptions{File: path})
+	cfg := mustLoad(t, Options{File: path})
 	s := storage(t, cfg, "sessions")
 	b := s.Settings.(*boltdb.Config)
 	if s.ConfigPath != "sessions" || b.File != filepath.Join(dir, "sessions.db") || b.Permissions != 0o600 {
@@ -258,78 +272,19 @@ cache:
 
 	// Problems in a top-level section are reported under its own path.
 	path = writeConfig(t, "version: 3\nkv: {sessions: {driver: boltdb}}\nsessions: {interval: soon}\n")
-	_, err := LoadConfig(LoadOptions{File: path, LookupEnv: envMap(nil)})
+	_, err := load(Options{File: path, LookupEnv: envMap(nil)})
 	assertProblems(t, err, []string{`sessions.interval: cannot decode "soon" as int`})
 }
 
-// rrYAML is a real-world .rr.yaml: other plugins' sections, RR-only keys in
+// rrFile is a real-world .rr.yaml: other plugins' sections, RR-only keys in
 // logs, and one storage per driver.
-const rrYAML = `
-version: "3"
-
-server:
-  command: "php worker.php"
-  relay: pipes
-
-http:
-  address: 0.0.0.0:8080
-  middleware: [ "gzip", "headers" ]
-  pool:
-    num_workers: 4
-    supervisor:
-      max_worker_memory: 128
-
-jobs:
-  consume: [ "local" ]
-  pipelines:
-    local:
-      driver: memory
-      config:
-        priority: 10
-
-rpc:
-  listen: ${RPC_LISTEN:-tcp://127.0.0.1:6001}
-
-logs:
-  mode: development
-  level: ${LOG_LEVEL:-info}
-  line_ending: "\n"
-  channels:
-    http:
-      level: info
-
-endure:
-  grace_period: 5s
-  print_graph: false
-
-kv:
-  local:
-    driver: memory
-    config: {}
-  files:
-    driver: boltdb
-    config:
-      file: ${DATA_DIR}/files.db
-      permissions: 0644
-      interval: 40
-  cache:
-    driver: redis
-    config:
-      addrs:
-        - ${REDIS_ADDR:-127.0.0.1:6379}
-      dial_timeout: 2s
-  sessions:
-    driver: memcached
-
-sessions:
-  addr: [ "${MEMCACHED_ADDR:-127.0.0.1:11211}" ]
-`
+const rrFile = "testdata/rr.yaml"
 
 func TestLoadConfig_RealisticRRFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	cfg := mustLoad(t, LoadOptions{
-		File:      writeConfig(t, rrYAML),
+	cfg := mustLoad(t, Options{
+		File:      rrFile,
 		LookupEnv: envMap(map[string]string{"DATA_DIR": dir, "REDIS_ADDR": "127.0.0.1:7379"}),
 	})
 	var got []string
@@ -348,7 +303,7 @@ func TestLoadConfig_RealisticRRFile(t *testing.T) {
 	if m := storage(t, cfg, "sessions").Settings.(*memcached.Config); m.Addr[0] != "127.0.0.1:11211" {
 		t.Errorf("sessions = %+v", m)
 	}
-	if cfg.RPC.Listen != defaultListen || cfg.GracePeriod != 5*time.Second || cfg.Logs.Mode != "development" {
+	if cfg.RPC.Listen != DefaultListen || cfg.GracePeriod != 5*time.Second || cfg.Logs.Mode != "development" {
 		t.Errorf("rpc %q grace %s logs %+v", cfg.RPC.Listen, cfg.GracePeriod, cfg.Logs)
 	}
 	// Other plugins' sections and RoadRunner-only logs keys are not ours to
@@ -373,7 +328,7 @@ cluster:
 metrics: {address: "127.0.0.1:2112"}
 `)
 	env := map[string]string{"KVNODE_CLUSTER_NODE_ID": "n2", "KVNODE_CLUSTER_RAFT_BIND": "127.0.0.1:7001"}
-	cfg := mustLoad(t, LoadOptions{File: file, LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+	cfg := mustLoad(t, Options{File: file, LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
 		Overrides: []string{"cluster.raft.bind=127.0.0.1:7009", "cluster.peers.1.address=127.0.0.1:7009"}})
 	cc := cfg.ClusterConfig
 	if cc == nil {
@@ -404,12 +359,12 @@ func TestLoadConfig_ClusterFromEnvironmentOnly(t *testing.T) {
 		"KVNODE_CLUSTER_PEERS":          "n1=node1:7000, n2=node2:7000,n3=node3:7000",
 	}
 	// Bound to every interface without TLS: refused, naming the opt-out.
-	_, err := LoadConfig(LoadOptions{LookupEnv: envMap(env)})
+	_, err := load(Options{LookupEnv: envMap(env)})
 	if err == nil || !strings.Contains(err.Error(), "cluster.raft.bind") || !strings.Contains(err.Error(), "KVNODE_CLUSTER_INSECURE=true") {
 		t.Fatalf("no TLS on 0.0.0.0: %v", err)
 	}
 	env["KVNODE_CLUSTER_INSECURE"] = "true"
-	cfg := mustLoad(t, LoadOptions{LookupEnv: envMap(env)})
+	cfg := mustLoad(t, Options{LookupEnv: envMap(env)})
 	cc := cfg.ClusterConfig
 	if cc == nil || cc.NodeID != "n1" || cc.Raft.Advertise != "node1:7000" || len(cc.Peers) != 3 || cc.Peers[2].Address != "node3:7000" || !cc.Insecure {
 		t.Fatalf("cluster from env = %+v", cc)
@@ -418,7 +373,7 @@ func TestLoadConfig_ClusterFromEnvironmentOnly(t *testing.T) {
 
 func TestLoadConfig_ClusterProblemsAreListed(t *testing.T) {
 	t.Parallel()
-	_, err := LoadConfig(LoadOptions{File: writeConfig(t, `
+	_, err := load(Options{File: writeConfig(t, `
 version: "3"
 kv: {default: {driver: memory, consistency: strict}}
 cluster:
@@ -432,7 +387,7 @@ cluster:
 			t.Errorf("error does not name %s:\n%v", want, err)
 		}
 	}
-	_, err = LoadConfig(LoadOptions{File: writeConfig(t, `
+	_, err = load(Options{File: writeConfig(t, `
 version: "3"
 kv: {default: {driver: memory}}
 cluster:
@@ -447,7 +402,7 @@ cluster:
 
 func TestLoadConfig_WarnsAboutUnknownDriverFields(t *testing.T) {
 	t.Parallel()
-	cfg := mustLoad(t, LoadOptions{File: writeConfig(t, `
+	cfg := mustLoad(t, Options{File: writeConfig(t, `
 version: "3"
 kv:
   files:
@@ -476,7 +431,7 @@ func TestLoadConfig_Version(t *testing.T) {
 		{`version: [3]`, `version: want "3", got a list`},
 	} {
 		path := writeConfig(t, tc.yaml+"\nkv: {default: {driver: memory}}\n")
-		_, err := LoadConfig(LoadOptions{File: path, LookupEnv: envMap(nil)})
+		_, err := load(Options{File: path, LookupEnv: envMap(nil)})
 		if tc.problem == "" {
 			if err != nil {
 				t.Errorf("%q: %v", tc.yaml, err)

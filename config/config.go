@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	_ "embed"
@@ -14,17 +14,18 @@ import (
 
 	"github.com/kvnode/kvnode/cluster"
 	"github.com/kvnode/kvnode/drivers"
+	"github.com/kvnode/kvnode/internal/sysmem"
 )
 
-// defaultConfigYAML is served by a bare "kvnode": one memory storage named
-// "default" on tcp://127.0.0.1:6001, RoadRunner's RPC address.
+// defaultConfigYAML is what a bare "kvnode" serves: one memory storage
+// named "default" on tcp://127.0.0.1:6001, RoadRunner's RPC address.
 //
 //go:embed default.yaml
 var defaultConfigYAML []byte
 
 const (
-	// defaultListen is RoadRunner's rpc.listen default.
-	defaultListen = "tcp://127.0.0.1:6001"
+	// DefaultListen is RoadRunner's rpc.listen default.
+	DefaultListen = "tcp://127.0.0.1:6001"
 	// defaultGracePeriod bounds how long shutdown waits for in-flight
 	// requests (endure.grace_period; RoadRunner's default is 30s, which is
 	// long for a store whose calls take microseconds).
@@ -113,13 +114,14 @@ type StorageConfig struct {
 	ConfigPath string
 	// Node holds the raw driver settings; nil when there are none.
 	Node *yaml.Node
-	// Settings is the driver's decoded, defaulted and validated Config
-	// (a pointer), nil for a driver without settings.
+	// Settings is the driver's decoded, defaulted and validated settings
+	// (a pointer from its NewConfig); nil when the driver is unknown or the
+	// settings have problems, so the storage is not opened.
 	Settings any
 	// Consistency is kv.<name>.consistency: the read level of a
 	// replicated storage in a cluster (local unless set).
 	Consistency cluster.Consistency
-	// Limits are a memory storage's max_memory, max_keys and eviction,
+	// Limits are a boundable storage's max_memory, max_keys and eviction,
 	// resolved (limits.go); LimitSource says what a percentage was taken
 	// of. EvictionSamples is lru's samples per victim (0: the default).
 	Limits          drivers.Limits
@@ -127,40 +129,43 @@ type StorageConfig struct {
 	EvictionSamples int
 }
 
-// LoadOptions says where a configuration comes from.
-type LoadOptions struct {
+// Options says where a configuration comes from and what it may name.
+type Options struct {
 	// File is the .rr.yaml path; empty means the embedded default.
 	File string
 	// Overrides are "key.path=value" strings applied in order after the file.
 	Overrides []string
 	// LookupEnv resolves ${VAR}; nil means os.LookupEnv.
 	LookupEnv func(string) (string, bool)
-	// Drivers are the drivers kv.<name>.driver may name; nil means
-	// storageDrivers().
+	// Drivers are the drivers kv.<name>.driver may name (required).
 	Drivers *drivers.Registry
+	// MemoryLimit is what a percentage in max_memory is taken of: the
+	// memory the process may use and where that figure comes from; nil
+	// means sysmem.Limit("/"). Tests pretend to be a smaller machine.
+	MemoryLimit func() (int64, sysmem.Source, error)
 }
 
-// LoadConfig reads, expands, overrides, decodes and validates a
-// configuration. Any number of problems come back as one *ConfigError; a
-// file that cannot be read or parsed as YAML is reported alone.
+// Load reads, expands, overrides, decodes and validates a configuration.
+// Any number of problems come back as one *Error; a file that cannot be
+// read or parsed as YAML is reported alone.
 //
 // Precedence, lowest first: defaults, the file (with ${VAR} expanded),
 // KVNODE_CLUSTER_* environment variables, -o overrides.
-func LoadConfig(opts LoadOptions) (*Config, error) {
-	cfg, p, err := loadConfig(opts)
+func Load(opts Options) (*Config, error) {
+	cfg, p, err := Read(opts)
 	if err != nil {
 		return nil, err
 	}
-	if err := p.err(); err != nil {
+	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	return cfg, nil
 }
 
-// loadConfig is LoadConfig that also returns the configuration when it has
-// problems, so that serve can add the problems found while opening the
-// storages that are valid and report everything at once.
-func loadConfig(opts LoadOptions) (*Config, *problems, error) {
+// Read is Load that also returns the configuration when it has problems,
+// and the problems, so that a program can add those found while opening
+// the storages that are valid and report everything at once.
+func Read(opts Options) (*Config, *Problems, error) {
 	data, source := defaultConfigYAML, "embedded default"
 	if opts.File != "" {
 		b, err := os.ReadFile(opts.File)
@@ -179,19 +184,19 @@ func loadConfig(opts LoadOptions) (*Config, *problems, error) {
 	}
 	expandEnv(root, lookup)
 
-	p := &problems{}
+	p := &Problems{}
 	// Environment overrides sit between the file and the command line.
 	overrides := append(clusterEnvOverrides(lookup), opts.Overrides...)
 	for _, o := range overrides {
 		if err := applyOverride(root, o); err != nil {
-			p.add("", err)
+			p.Add("", err)
 		}
 	}
-	reg := opts.Drivers
-	if reg == nil {
-		reg = storageDrivers()
+	memory := opts.MemoryLimit
+	if memory == nil {
+		memory = func() (int64, sysmem.Source, error) { return sysmem.Limit("/") }
 	}
-	cfg := decodeConfig(root, reg, p)
+	cfg := decodeConfig(root, opts.Drivers, memory, p)
 	cfg.Source = source
 	cfg.Warnings = p.warnings
 	return cfg, p, nil
@@ -201,9 +206,9 @@ func loadConfig(opts LoadOptions) (*Config, *problems, error) {
 // (http, server, jobs, ...) belong to other RoadRunner plugins and are
 // skipped silently; unknown keys inside rpc, logs and endure are skipped too
 // because RoadRunner defines more of them than kvnode uses.
-func decodeConfig(root *yaml.Node, reg *drivers.Registry, p *problems) *Config {
+func decodeConfig(root *yaml.Node, reg *drivers.Registry, memory memoryLimit, p *Problems) *Config {
 	cfg := &Config{
-		RPC:         RPCConfig{Listen: defaultListen},
+		RPC:         RPCConfig{Listen: DefaultListen},
 		GracePeriod: defaultGracePeriod,
 	}
 	var kv *yaml.Node
@@ -234,15 +239,15 @@ func decodeConfig(root *yaml.Node, reg *drivers.Registry, p *problems) *Config {
 		}
 	}
 	if cfg.Version == "" {
-		p.addf("version", "missing (want %q)", configVersion)
+		p.Addf("version", "missing (want %q)", configVersion)
 	}
 	validateRPC(&cfg.RPC, p)
 	validateLogs(&cfg.Logs, p)
 	cfg.OTel.validate(p)
 	if cfg.GracePeriod < 0 {
-		p.addf("endure.grace_period", "must not be negative, got %s", cfg.GracePeriod)
+		p.Addf("endure.grace_period", "must not be negative, got %s", cfg.GracePeriod)
 	}
-	cfg.Storages = decodeStorages(root, kv, reg, p)
+	cfg.Storages = decodeStorages(root, kv, reg, memory, p)
 	for _, sc := range cfg.Storages {
 		if sc.Consistency == cluster.Linearizable && (cfg.ClusterConfig == nil || !sc.Driver.Replicable()) {
 			p.warnf("kv."+sc.Name+".consistency", "linearizable applies to %s storages of a cluster; %s here is already as consistent as it gets",
@@ -268,31 +273,31 @@ func replicableNames(reg *drivers.Registry) string {
 }
 
 // decodeLenient decodes a section without warning about unknown keys.
-func decodeLenient(n *yaml.Node, path string, out any, p *problems) {
+func decodeLenient(n *yaml.Node, path string, out any, p *Problems) {
 	before := len(p.warnings)
 	decodeValue(n, path, reflect.ValueOf(out).Elem(), p)
 	p.warnings = p.warnings[:before]
 }
 
 // decodeVersion accepts version: "3" or version: 3.
-func decodeVersion(n *yaml.Node, p *problems) string {
+func decodeVersion(n *yaml.Node, p *Problems) string {
 	n = resolve(n)
 	if isNull(n) {
 		return ""
 	}
 	if n.Kind != yaml.ScalarNode {
-		p.addf("version", "want %q, got %s", configVersion, kindName(n))
+		p.Addf("version", "want %q, got %s", configVersion, kindName(n))
 		return "?"
 	}
 	if n.Value != configVersion {
-		p.addf("version", "unsupported version %q (want %q)", n.Value, configVersion)
+		p.Addf("version", "unsupported version %q (want %q)", n.Value, configVersion)
 	}
 	return n.Value
 }
 
-// parseListen splits an rpc.listen DSN into a network and an address, as
+// ParseListen splits an rpc.listen DSN into a network and an address, as
 // RoadRunner's rpc plugin accepts it: tcp://host:port or unix:///path.
-func parseListen(dsn string) (network, address string, err error) {
+func ParseListen(dsn string) (network, address string, err error) {
 	scheme, addr, ok := strings.Cut(dsn, "://")
 	if !ok {
 		return "", "", fmt.Errorf("invalid DSN %q: want tcp://host:port or unix:///path", dsn)
@@ -320,11 +325,11 @@ func parseListen(dsn string) (network, address string, err error) {
 	}
 }
 
-func validateRPC(c *RPCConfig, p *problems) {
+func validateRPC(c *RPCConfig, p *Problems) {
 	if strings.TrimSpace(c.Listen) == "" {
-		p.addf("rpc.listen", "missing (want e.g. %s)", defaultListen)
-	} else if _, _, err := parseListen(c.Listen); err != nil {
-		p.add("rpc.listen", err)
+		p.Addf("rpc.listen", "missing (want e.g. %s)", DefaultListen)
+	} else if _, _, err := ParseListen(c.Listen); err != nil {
+		p.Add("rpc.listen", err)
 	}
 	for _, f := range []struct {
 		name string
@@ -342,7 +347,7 @@ func validateRPC(c *RPCConfig, p *problems) {
 		{"max_reply_backlog", c.MaxReplyBacklog < 0, c.MaxReplyBacklog},
 	} {
 		if f.bad {
-			p.addf("rpc."+f.name, "must not be negative, got %v", f.v)
+			p.Addf("rpc."+f.name, "must not be negative, got %v", f.v)
 		}
 	}
 	loadAdminToken(c, p)
@@ -350,51 +355,51 @@ func validateRPC(c *RPCConfig, p *problems) {
 
 // loadAdminToken reads rpc.admin_token_file into AdminToken and checks the
 // token. Messages never repeat the token.
-func loadAdminToken(c *RPCConfig, p *problems) {
+func loadAdminToken(c *RPCConfig, p *Problems) {
 	key := "rpc.admin_token"
 	if c.AdminTokenFile != "" {
 		key = "rpc.admin_token_file"
 		if c.AdminToken != "" {
-			p.addf(key, "set rpc.admin_token or rpc.admin_token_file, not both")
+			p.Addf(key, "set rpc.admin_token or rpc.admin_token_file, not both")
 			return
 		}
 		b, err := os.ReadFile(c.AdminTokenFile)
 		if err != nil {
-			p.add(key, err)
+			p.Add(key, err)
 			return
 		}
 		if c.AdminToken = strings.TrimSpace(string(b)); c.AdminToken == "" {
-			p.addf(key, "%s is empty", c.AdminTokenFile)
+			p.Addf(key, "%s is empty", c.AdminTokenFile)
 			return
 		}
 	}
 	if n := len(c.AdminToken); n > 0 && n < minTokenLen {
-		p.addf(key, "the token is %d characters long, want at least %d (e.g. openssl rand -hex 32)", n, minTokenLen)
+		p.Addf(key, "the token is %d characters long, want at least %d (e.g. openssl rand -hex 32)", n, minTokenLen)
 	}
 }
 
-func validateLogs(l *LogsConfig, p *problems) {
+func validateLogs(l *LogsConfig, p *Problems) {
 	l.Level = strings.ToLower(strings.TrimSpace(l.Level))
 	l.Mode = strings.ToLower(strings.TrimSpace(l.Mode))
 	l.Encoding = strings.ToLower(strings.TrimSpace(l.Encoding))
 	switch l.Level {
 	case "", "debug", "info", "warn", "warning", "error", "panic", "fatal":
 	default:
-		p.addf("logs.level", "unknown level %q (want debug, info, warn, error)", l.Level)
+		p.Addf("logs.level", "unknown level %q (want debug, info, warn, error)", l.Level)
 	}
 	switch l.Mode {
 	case "", "development", "production", "raw", "off", "none":
 	default:
-		p.addf("logs.mode", "unknown mode %q (want development, production, raw, off)", l.Mode)
+		p.Addf("logs.mode", "unknown mode %q (want development, production, raw, off)", l.Mode)
 	}
 	switch l.Encoding {
 	case "", "console", "json":
 	default:
-		p.addf("logs.encoding", "unknown encoding %q (want console, json)", l.Encoding)
+		p.Addf("logs.encoding", "unknown encoding %q (want console, json)", l.Encoding)
 	}
 	for i, o := range l.Output {
 		if strings.TrimSpace(o) == "" {
-			p.addf(fmt.Sprintf("logs.output[%d]", i), "empty path (want stderr, stdout or a file)")
+			p.Addf(fmt.Sprintf("logs.output[%d]", i), "empty path (want stderr, stdout or a file)")
 		}
 	}
 }

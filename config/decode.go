@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"encoding"
@@ -72,13 +72,13 @@ type pair struct {
 // mappingPairs returns the entries of a mapping node in order, with merge
 // keys (<<: *anchor) expanded beneath the explicit ones and duplicate keys
 // reported. The caller must pass a resolved mapping node.
-func mappingPairs(n *yaml.Node, path string, p *problems) []pair {
+func mappingPairs(n *yaml.Node, path string, p *Problems) []pair {
 	var merged, own []pair
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := resolve(n.Content[i]), n.Content[i+1]
 		if k == nil || k.Kind != yaml.ScalarNode {
-			p.addf(path, "mapping keys must be scalars")
+			p.Addf(path, "mapping keys must be scalars")
 			continue
 		}
 		if k.ShortTag() == "!!merge" {
@@ -86,7 +86,7 @@ func mappingPairs(n *yaml.Node, path string, p *problems) []pair {
 			continue
 		}
 		if seen[k.Value] {
-			p.addf(joinPath(path, k.Value), "duplicate key")
+			p.Addf(joinPath(path, k.Value), "duplicate key")
 			continue
 		}
 		seen[k.Value] = true
@@ -104,7 +104,7 @@ func mappingPairs(n *yaml.Node, path string, p *problems) []pair {
 
 // mergeSources expands the value of a merge key: one mapping or a list of
 // them, earlier ones winning.
-func mergeSources(v *yaml.Node, path string, p *problems) []pair {
+func mergeSources(v *yaml.Node, path string, p *Problems) []pair {
 	defer p.leave()
 	if !p.enter(path) {
 		return nil
@@ -121,12 +121,12 @@ func mergeSources(v *yaml.Node, path string, p *problems) []pair {
 			if m = resolve(m); m != nil && m.Kind == yaml.MappingNode {
 				out = append(out, mappingPairs(m, path, p)...)
 			} else {
-				p.addf(path, "merge key (<<) needs mappings")
+				p.Addf(path, "merge key (<<) needs mappings")
 			}
 		}
 		return out
 	default:
-		p.addf(path, "merge key (<<) needs a mapping, got %s", kindName(v))
+		p.Addf(path, "merge key (<<) needs a mapping, got %s", kindName(v))
 		return nil
 	}
 }
@@ -142,7 +142,7 @@ var (
 // bad field in p under its path. Unknown mapping keys are warnings: a typo
 // should not pass silently, but RoadRunner configs carry keys that kvnode
 // has no use for.
-func decodeValue(node *yaml.Node, path string, out reflect.Value, p *problems) {
+func decodeValue(node *yaml.Node, path string, out reflect.Value, p *Problems) {
 	defer p.leave()
 	if !p.enter(path) {
 		return
@@ -157,12 +157,12 @@ func decodeValue(node *yaml.Node, path string, out reflect.Value, p *problems) {
 		switch {
 		case ptr.Type().Implements(yamlUnmarshalerType):
 			if err := n.Decode(ptr.Interface()); err != nil {
-				p.add(path, trimField(path, cleanYAMLError(err)))
+				p.Add(path, trimField(path, cleanYAMLError(err)))
 			}
 			return
 		case ptr.Type().Implements(textUnmarshalerType) && n.Kind == yaml.ScalarNode:
 			if err := ptr.Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(n.Value)); err != nil {
-				p.addf(path, "cannot decode %q: %v", n.Value, err)
+				p.Addf(path, "cannot decode %q: %v", n.Value, err)
 			}
 			return
 		}
@@ -189,7 +189,7 @@ func decodeValue(node *yaml.Node, path string, out reflect.Value, p *problems) {
 	case reflect.Interface:
 		var v any
 		if err := n.Decode(&v); err != nil {
-			p.add(path, cleanYAMLError(err))
+			p.Add(path, cleanYAMLError(err))
 			return
 		}
 		if v != nil {
@@ -200,9 +200,9 @@ func decodeValue(node *yaml.Node, path string, out reflect.Value, p *problems) {
 	}
 }
 
-func decodeStruct(n *yaml.Node, path string, out reflect.Value, p *problems) {
+func decodeStruct(n *yaml.Node, path string, out reflect.Value, p *Problems) {
 	if n.Kind != yaml.MappingNode {
-		p.addf(path, "cannot decode %s as a mapping", kindName(n))
+		p.Addf(path, "cannot decode %s as a mapping", kindName(n))
 		return
 	}
 	fields := map[string]reflect.Value{}
@@ -248,16 +248,16 @@ func collectFields(v reflect.Value, into map[string]reflect.Value) {
 	}
 }
 
-func decodeMap(n *yaml.Node, path string, out reflect.Value, p *problems) {
+func decodeMap(n *yaml.Node, path string, out reflect.Value, p *Problems) {
 	t := out.Type()
 	if t.Key().Kind() != reflect.String {
 		if err := n.Decode(out.Addr().Interface()); err != nil {
-			p.add(path, cleanYAMLError(err))
+			p.Add(path, cleanYAMLError(err))
 		}
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		p.addf(path, "cannot decode %s as a mapping", kindName(n))
+		p.Addf(path, "cannot decode %s as a mapping", kindName(n))
 		return
 	}
 	m := reflect.MakeMap(t)
@@ -271,7 +271,7 @@ func decodeMap(n *yaml.Node, path string, out reflect.Value, p *problems) {
 
 // decodeSlice accepts a list, or a single scalar as a one-element list
 // (addr: 127.0.0.1:11211 where a list of addresses is expected).
-func decodeSlice(n *yaml.Node, path string, out reflect.Value, p *problems) {
+func decodeSlice(n *yaml.Node, path string, out reflect.Value, p *Problems) {
 	t := out.Type()
 	items := n.Content
 	switch {
@@ -282,7 +282,7 @@ func decodeSlice(n *yaml.Node, path string, out reflect.Value, p *problems) {
 		out.SetBytes([]byte(n.Value))
 		return
 	default:
-		p.addf(path, "cannot decode %s as a list", kindName(n))
+		p.Addf(path, "cannot decode %s as a list", kindName(n))
 		return
 	}
 	s := reflect.MakeSlice(t, len(items), len(items))
@@ -292,22 +292,22 @@ func decodeSlice(n *yaml.Node, path string, out reflect.Value, p *problems) {
 	out.Set(s)
 }
 
-func decodeDuration(n *yaml.Node, path string, out reflect.Value, p *problems) {
+func decodeDuration(n *yaml.Node, path string, out reflect.Value, p *Problems) {
 	if n.Kind != yaml.ScalarNode {
-		p.addf(path, "cannot decode %s as duration", kindName(n))
+		p.Addf(path, "cannot decode %s as duration", kindName(n))
 		return
 	}
 	d, err := time.ParseDuration(strings.TrimSpace(n.Value))
 	if err != nil {
-		p.addf(path, "cannot decode %q as duration (want e.g. \"500ms\", \"10s\", \"1m\")", n.Value)
+		p.Addf(path, "cannot decode %q as duration (want e.g. \"500ms\", \"10s\", \"1m\")", n.Value)
 		return
 	}
 	out.SetInt(int64(d))
 }
 
-func decodeScalar(n *yaml.Node, path string, out reflect.Value, p *problems) {
+func decodeScalar(n *yaml.Node, path string, out reflect.Value, p *Problems) {
 	if n.Kind != yaml.ScalarNode {
-		p.addf(path, "cannot decode %s as %s", kindName(n), typeWord(out.Kind()))
+		p.Addf(path, "cannot decode %s as %s", kindName(n), typeWord(out.Kind()))
 		return
 	}
 	switch out.Kind() {
@@ -320,7 +320,7 @@ func decodeScalar(n *yaml.Node, path string, out reflect.Value, p *problems) {
 			break
 		}
 		if out.OverflowInt(v) {
-			p.addf(path, "%s is out of range for %s", n.Value, out.Type())
+			p.Addf(path, "%s is out of range for %s", n.Value, out.Type())
 			return
 		}
 		out.SetInt(v)
@@ -331,7 +331,7 @@ func decodeScalar(n *yaml.Node, path string, out reflect.Value, p *problems) {
 			break
 		}
 		if out.OverflowUint(v) {
-			p.addf(path, "%s is out of range for %s", n.Value, out.Type())
+			p.Addf(path, "%s is out of range for %s", n.Value, out.Type())
 			return
 		}
 		out.SetUint(v)
@@ -351,10 +351,10 @@ func decodeScalar(n *yaml.Node, path string, out reflect.Value, p *problems) {
 		out.SetBool(v)
 		return
 	default:
-		p.addf(path, "unsupported field type %s", out.Type())
+		p.Addf(path, "unsupported field type %s", out.Type())
 		return
 	}
-	p.addf(path, "cannot decode %q as %s", n.Value, typeWord(out.Kind()))
+	p.Addf(path, "cannot decode %q as %s", n.Value, typeWord(out.Kind()))
 }
 
 // typeWord names a Go kind the way a YAML author thinks of it.

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"errors"
@@ -8,14 +8,11 @@ import (
 
 	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/drivers/memory"
-	"github.com/kvnode/kvnode/drivers/redis"
 	"github.com/kvnode/kvnode/internal/sysmem"
 )
 
 func TestLoadConfig_BoundSettings(t *testing.T) {
-	old := memoryLimit
-	memoryLimit = func() (int64, sysmem.Source, error) { return 8 << 30, sysmem.CgroupV2, nil }
-	t.Cleanup(func() { memoryLimit = old })
+	t.Parallel()
 	path := writeConfig(t, `
 version: "3"
 rpc: {listen: "tcp://127.0.0.1:0"}
@@ -29,7 +26,7 @@ kv:
   plain:
     driver: memory
 `)
-	cfg, err := LoadConfig(LoadOptions{File: path, LookupEnv: envMap(nil)})
+	cfg, err := load(Options{File: path, LookupEnv: envMap(nil), MemoryLimit: eightGiB})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +47,9 @@ kv:
 		t.Errorf("plain: %+v", got["plain"].Limits)
 	}
 }
+
+// eightGiB pretends the process may use 8 GiB, as a cgroup says.
+func eightGiB() (int64, sysmem.Source, error) { return 8 << 30, sysmem.CgroupV2, nil }
 
 // TestLoadConfig_BoundSettingsRefused checks that bound settings the
 // storage cannot honour stop start-up with the field's path: redis and
@@ -77,7 +77,7 @@ kv:
     driver: memory
     config: {eviction: lru}
 `)
-	_, err := LoadConfig(LoadOptions{File: path, LookupEnv: envMap(nil)})
+	_, err := load(Options{File: path, LookupEnv: envMap(nil)})
 	assertProblems(t, err, []string{
 		`kv.r.config.max_memory: not supported by the redis driver: redis bounds itself: set maxmemory and maxmemory-policy on the redis server`,
 		`kv.r.config.eviction: not supported by the redis driver: redis bounds itself: set maxmemory and maxmemory-policy on the redis server`,
@@ -90,25 +90,5 @@ kv:
 	})
 	if !errors.Is(err, memory.ErrConfig) || !errors.Is(err, drivers.ErrBadLimit) {
 		t.Errorf("err does not wrap memory.ErrConfig and drivers.ErrBadLimit: %v", err)
-	}
-}
-
-func TestSoftMemoryLimit(t *testing.T) {
-	bounded := func(name string, n int64) StorageConfig {
-		return StorageConfig{Name: name, Driver: memory.Driver(), Limits: drivers.Limits{MaxBytes: n}}
-	}
-	two := []StorageConfig{bounded("a", 1<<30), bounded("b", 1<<30), {Name: "r", Driver: redis.Driver()}}
-	if got, want := softMemoryLimit(two, envMap(nil)), int64(2<<30+512<<20+gcFixedRoom); got != want {
-		t.Errorf("two bounded storages: %d, want %d", got, want)
-	}
-	if got := softMemoryLimit(two, envMap(map[string]string{"GOMEMLIMIT": "1GiB"})); got != 0 {
-		t.Errorf("with GOMEMLIMIT set: %d, want 0", got)
-	}
-	keysOnly := append(two, StorageConfig{Name: "k", Driver: memory.Driver(), Limits: drivers.Limits{MaxKeys: 10}})
-	if got := softMemoryLimit(keysOnly, envMap(nil)); got != 0 {
-		t.Errorf("with a storage bounded by keys only: %d, want 0", got)
-	}
-	if got := softMemoryLimit([]StorageConfig{{Name: "r", Driver: redis.Driver()}}, envMap(nil)); got != 0 {
-		t.Errorf("no memory storage: %d, want 0", got)
 	}
 }

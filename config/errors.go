@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"errors"
@@ -7,24 +7,21 @@ import (
 )
 
 var (
-	// ErrUsage marks a command-line mistake (unknown command, bad flag, wrong
-	// number of arguments); run exits with status 2 for it instead of 1.
-	ErrUsage = errors.New("usage")
-	// ErrInvalidConfig is matched by every *ConfigError.
+	// ErrInvalidConfig is matched by every *Error.
 	ErrInvalidConfig = errors.New("invalid configuration")
 	// ErrUnknownDriver is reported for a kv.<name>.driver kvnode has no driver for.
 	ErrUnknownDriver = errors.New("unknown driver")
 )
 
-// ConfigError lists every problem found in a configuration, each one
+// Error lists every problem found in a configuration, each one
 // prefixed with the dotted path of the field it concerns, so that a user
 // fixes them all in one go instead of one per restart.
-type ConfigError struct {
+type Error struct {
 	Problems []error
 }
 
 // Error renders the problems one per line under a count.
-func (e *ConfigError) Error() string {
+func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(ErrInvalidConfig.Error())
 	b.WriteString(" (")
@@ -42,10 +39,10 @@ func (e *ConfigError) Error() string {
 }
 
 // Unwrap exposes the individual problems to errors.Is and errors.As.
-func (e *ConfigError) Unwrap() []error { return e.Problems }
+func (e *Error) Unwrap() []error { return e.Problems }
 
-// Is makes errors.Is(err, ErrInvalidConfig) hold for every ConfigError.
-func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
+// Is makes errors.Is(err, ErrInvalidConfig) hold for every Error.
+func (e *Error) Is(target error) bool { return target == ErrInvalidConfig }
 
 // FieldError is one configuration problem: the dotted path of the field
 // (kv.sessions.config.permissions) and what is wrong with it.

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"errors"
@@ -11,15 +11,15 @@ import (
 	"github.com/kvnode/kvnode/drivers/redis"
 )
 
-// assertProblems checks that err is one ConfigError listing exactly want.
+// assertProblems checks that err is one Error listing exactly want.
 func assertProblems(t *testing.T, err error, want []string) {
 	t.Helper()
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("err = %v, want a configuration error", err)
 	}
-	var ce *ConfigError
+	var ce *Error
 	if !errors.As(err, &ce) {
-		t.Fatalf("err = %T, want *ConfigError", err)
+		t.Fatalf("err = %T, want *Error", err)
 	}
 	var got []string
 	for _, p := range ce.Problems {
@@ -83,7 +83,7 @@ kv:
   plain: yes
   "": {driver: memory}
 `)
-	_, err := LoadConfig(LoadOptions{File: path, LookupEnv: envMap(nil)})
+	_, err := load(Options{File: path, LookupEnv: envMap(nil)})
 	assertProblems(t, err, []string{
 		`rpc.request_timeout: cannot decode "forever" as duration (want e.g. "500ms", "10s", "1m")`,
 		`endure.grace_period: cannot decode "10" as duration (want e.g. "500ms", "10s", "1m")`,
@@ -112,17 +112,17 @@ kv:
 
 func TestLoadConfig_FileErrors(t *testing.T) {
 	t.Parallel()
-	if _, err := LoadConfig(LoadOptions{File: filepath.Join(t.TempDir(), "missing.yaml")}); !errors.Is(err, os.ErrNotExist) {
+	if _, err := load(Options{File: filepath.Join(t.TempDir(), "missing.yaml")}); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
 	}
 	for _, bad := range []string{"version: [", "- a\n- b\n", "just a string", "\t\tx: y"} {
-		_, err := LoadConfig(LoadOptions{File: writeConfig(t, bad), LookupEnv: envMap(nil)})
+		_, err := load(Options{File: writeConfig(t, bad), LookupEnv: envMap(nil)})
 		if err == nil || !strings.Contains(err.Error(), "yaml") {
 			t.Errorf("%q: err = %v, want a yaml error", bad, err)
 		}
 	}
 	// An empty file is a file without version and storages, not a crash.
-	_, err := LoadConfig(LoadOptions{File: writeConfig(t, ""), LookupEnv: envMap(nil)})
+	_, err := load(Options{File: writeConfig(t, ""), LookupEnv: envMap(nil)})
 	assertProblems(t, err, []string{`version: missing (want "3")`, `kv: no storages configured (want kv.<name>.driver)`})
 }
 
@@ -158,7 +158,7 @@ func TestLoadConfig_GarbageNeverPanics(t *testing.T) {
 	t.Parallel()
 	for _, g := range garbageYAML {
 		for _, overrides := range [][]string{nil, {"kv.a.config=x", "kv.0=1", "version.x=1"}} {
-			cfg, err := LoadConfig(LoadOptions{File: writeConfig(t, g), Overrides: overrides, LookupEnv: envMap(nil)})
+			cfg, err := load(Options{File: writeConfig(t, g), Overrides: overrides, LookupEnv: envMap(nil)})
 			if cfg == nil && err == nil {
 				t.Errorf("%q: neither config nor error", g)
 			}
@@ -167,7 +167,11 @@ func TestLoadConfig_GarbageNeverPanics(t *testing.T) {
 }
 
 func FuzzLoadConfig(f *testing.F) {
-	for _, g := range append(garbageYAML, rrYAML) {
+	rr, err := os.ReadFile(rrFile)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, g := range append(garbageYAML, string(rr)) {
 		f.Add(g, "kv.a.driver=memory")
 	}
 	f.Fuzz(func(t *testing.T, yaml, override string) {
@@ -176,15 +180,15 @@ func FuzzLoadConfig(f *testing.F) {
 			return
 		}
 		expandEnv(root, envMap(map[string]string{"A": "1"}))
-		p := &problems{}
+		p := &Problems{}
 		if err := applyOverride(root, override); err != nil {
-			p.add("", err)
+			p.Add("", err)
 		}
-		cfg := decodeConfig(root, storageDrivers(), p)
+		cfg := decodeConfig(root, testDrivers(), eightGiB, p)
 		if cfg == nil {
 			t.Fatal("decodeConfig returned nil")
 		}
-		if err := p.err(); err != nil && !errors.Is(err, ErrInvalidConfig) {
+		if err := p.Err(); err != nil && !errors.Is(err, ErrInvalidConfig) {
 			t.Fatalf("error %v is not a configuration error", err)
 		}
 	})

@@ -1,32 +1,15 @@
-package main
+package config
 
 import (
-	"errors"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"reflect"
 	"strings"
 
-	"go.opentelemetry.io/otel/trace"
 	"gopkg.in/yaml.v3"
 
 	"github.com/kvnode/kvnode/drivers"
-	"github.com/kvnode/kvnode/internal/failpoint"
 )
-
-// storageEnv is what opening a storage needs besides its settings.
-type storageEnv struct {
-	logger *slog.Logger
-	// tp is the tracer provider for the drivers; nil disables spans.
-	tp trace.TracerProvider
-}
-
-// driverEnv is the drivers.Env of storage sc.
-func (env storageEnv) driverEnv(sc *StorageConfig, logger *slog.Logger) drivers.Env {
-	return drivers.Env{Storage: sc.Name, Logger: logger, TracerProvider: env.tp, Clock: failpoint.Now,
-		Limits: sc.Limits, EvictionSamples: sc.EvictionSamples, Given: sc.Given}
-}
 
 // Given reports whether the storage's settings give key a value.
 func (sc *StorageConfig) Given(key string) bool { return hasKey(sc.Node, key) }
@@ -41,21 +24,21 @@ func hasKey(n *yaml.Node, key string) bool {
 // takes its settings from the top-level section named <name>, as
 // RoadRunner does. Each storage's settings are decoded into its driver's
 // Config, defaulted and validated; every problem is recorded.
-func decodeStorages(root, kv *yaml.Node, reg *drivers.Registry, p *problems) []StorageConfig {
+func decodeStorages(root, kv *yaml.Node, reg *drivers.Registry, memory memoryLimit, p *Problems) []StorageConfig {
 	kv = resolve(kv)
 	if isNull(kv) {
-		p.addf("kv", "no storages configured (want kv.<name>.driver)")
+		p.Addf("kv", "no storages configured (want kv.<name>.driver)")
 		return nil
 	}
 	if kv.Kind != yaml.MappingNode {
-		p.addf("kv", "want a mapping of storage names, got %s", kindName(kv))
+		p.Addf("kv", "want a mapping of storage names, got %s", kindName(kv))
 		return nil
 	}
 	var out []StorageConfig
 	for _, s := range mappingPairs(kv, "kv", p) {
 		path := joinPath("kv", s.key)
 		if strings.TrimSpace(s.key) == "" {
-			p.addf(path, "storage name must not be empty")
+			p.Addf(path, "storage name must not be empty")
 			continue
 		}
 		entry := resolve(s.value)
@@ -64,7 +47,7 @@ func decodeStorages(root, kv *yaml.Node, reg *drivers.Registry, p *problems) []S
 			if !isNull(entry) {
 				what = kindName(entry)
 			}
-			p.addf(path, "want a mapping with driver and config, got %s", what)
+			p.Addf(path, "want a mapping with driver and config, got %s", what)
 			continue
 		}
 		sc := StorageConfig{Name: s.key}
@@ -84,7 +67,7 @@ func decodeStorages(root, kv *yaml.Node, reg *drivers.Registry, p *problems) []S
 			}
 		}
 		if !driverSeen {
-			p.addf(path+".driver", "missing (want %s)", strings.Join(reg.Names(), ", "))
+			p.Addf(path+".driver", "missing (want %s)", strings.Join(reg.Names(), ", "))
 		}
 		switch {
 		case !isNull(cfgNode):
@@ -97,7 +80,7 @@ func decodeStorages(root, kv *yaml.Node, reg *drivers.Registry, p *problems) []S
 		refuseBoundKeys(&sc, p)
 		if sc.Driver.Name != "" {
 			sc.Settings = decodeSettings(&sc, p)
-			resolveLimits(&sc, p)
+			resolveLimits(&sc, memory, p)
 		}
 		out = append(out, sc)
 	}
@@ -107,27 +90,27 @@ func decodeStorages(root, kv *yaml.Node, reg *drivers.Registry, p *problems) []S
 
 // decodeDriver looks kv.<name>.driver up in reg; the zero Driver when it
 // is missing or unknown.
-func decodeDriver(n *yaml.Node, path string, reg *drivers.Registry, p *problems) drivers.Driver {
+func decodeDriver(n *yaml.Node, path string, reg *drivers.Registry, p *Problems) drivers.Driver {
 	n = resolve(n)
 	want := strings.Join(reg.Names(), ", ")
 	switch {
 	case isNull(n):
-		p.addf(path, "missing (want %s)", want)
+		p.Addf(path, "missing (want %s)", want)
 		return drivers.Driver{}
 	case n.Kind != yaml.ScalarNode:
-		p.addf(path, "want a driver name (%s), got %s", want, kindName(n))
+		p.Addf(path, "want a driver name (%s), got %s", want, kindName(n))
 		return drivers.Driver{}
 	}
 	d, ok := reg.Lookup(n.Value)
 	if !ok {
-		p.add(path, fmt.Errorf("%w %q (want %s)", ErrUnknownDriver, n.Value, want))
+		p.Add(path, fmt.Errorf("%w %q (want %s)", ErrUnknownDriver, n.Value, want))
 	}
 	return d
 }
 
 // decodeSettings decodes, defaults and validates one storage's settings.
 // It returns nil when they have problems, so the storage is not opened.
-func decodeSettings(sc *StorageConfig, p *problems) any {
+func decodeSettings(sc *StorageConfig, p *Problems) any {
 	cfg := sc.Driver.NewConfig()
 	before := len(p.errs)
 	if sc.Node != nil {
@@ -152,7 +135,7 @@ func decodeSettings(sc *StorageConfig, p *problems) any {
 
 // checkSharedFiles refuses two storages on one file: bbolt locks the file,
 // so the second boltdb storage would wait for the first forever.
-func checkSharedFiles(storages []StorageConfig, p *problems) {
+func checkSharedFiles(storages []StorageConfig, p *Problems) {
 	owner := map[string]string{}
 	for _, sc := range storages {
 		if sc.Driver.File == nil || sc.Settings == nil {
@@ -164,7 +147,7 @@ func checkSharedFiles(storages []StorageConfig, p *problems) {
 			file = filepath.Clean(name)
 		}
 		if prev, dup := owner[file]; dup {
-			p.addf(sc.ConfigPath+".file", "%q is already the file of storage %q (one %s file serves one storage)", name, prev, sc.Driver.Name)
+			p.Addf(sc.ConfigPath+".file", "%q is already the file of storage %q (one %s file serves one storage)", name, prev, sc.Driver.Name)
 			continue
 		}
 		owner[file] = sc.Name
@@ -235,45 +218,3 @@ type detail struct {
 
 func (d *detail) Error() string { return d.msg }
 func (d *detail) Unwrap() error { return d.err }
-
-// openStorages opens every storage whose settings are valid, except in a
-// cluster the replicated ones. Failures are recorded under the storage's
-// path, or the field the driver's error names.
-func openStorages(storages []StorageConfig, env storageEnv, clustered bool, p *problems) []namedStore {
-	var out []namedStore
-	for i := range storages {
-		sc := &storages[i]
-		if sc.Driver.Name == "" || sc.Settings == nil || clustered && sc.Driver.Replicable() {
-			continue
-		}
-		logger := env.logger.With("storage", sc.Name, "driver", sc.Driver.Name)
-		st, err := sc.Driver.Open(sc.Settings, env.driverEnv(sc, logger))
-		if err != nil {
-			p.errs = append(p.errs, attributeField(sc.ConfigPath, sc.Settings, err))
-			continue
-		}
-		if sc.Limits.Bounded() {
-			logger.Info("storage bounded", "limits", sc.Limits.String(), "max_memory_of", sc.LimitSource)
-		}
-		out = append(out, namedStore{name: sc.Name, driver: sc.Driver, store: st})
-	}
-	return out
-}
-
-// namedStore is an open storage and the name it is served under.
-type namedStore struct {
-	name   string
-	driver drivers.Driver
-	store  drivers.Store
-}
-
-// closeStores closes every store, returning all failures.
-func closeStores(stores []namedStore) error {
-	var errs []error
-	for _, s := range stores {
-		if err := s.store.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close storage %q: %w", s.name, err))
-		}
-	}
-	return errors.Join(errs...)
-}
