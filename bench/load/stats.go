@@ -1,4 +1,4 @@
-package main
+package load
 
 import (
 	"context"
@@ -94,8 +94,8 @@ func (h *latencyHist) quantile(q float64) time.Duration {
 	return time.Duration(h.max)
 }
 
-// latencySummary is what a histogram is reported as, in microseconds.
-type latencySummary struct {
+// LatencySummary is what a histogram is reported as, in microseconds.
+type LatencySummary struct {
 	Min  float64 `json:"min"`
 	Mean float64 `json:"mean"`
 	P50  float64 `json:"p50"`
@@ -107,11 +107,11 @@ type latencySummary struct {
 
 func micros(d time.Duration) float64 { return math.Round(float64(d)/1e1) / 1e2 }
 
-func (h *latencyHist) summary() latencySummary {
+func (h *latencyHist) summary() LatencySummary {
 	if h.total == 0 {
-		return latencySummary{}
+		return LatencySummary{}
 	}
-	return latencySummary{
+	return LatencySummary{
 		Min:  micros(time.Duration(h.min)),
 		Mean: micros(time.Duration(h.sum / h.total)),
 		P50:  micros(h.quantile(0.50)),
@@ -139,19 +139,19 @@ func (s *opStats) merge(o *opStats) {
 	s.hits += o.hits
 }
 
-// benchOpResult is the report for one kind of request.
-type benchOpResult struct {
+// OpResult is the report for one kind of request; Hits is set for reads.
+type OpResult struct {
 	Requests      int64          `json:"requests"`
 	Errors        int64          `json:"errors"`
 	Keys          int64          `json:"keys"`
 	Hits          *int64         `json:"hits,omitempty"`
 	RequestsPerS  float64        `json:"requests_per_s"`
 	KeysPerS      float64        `json:"keys_per_s"`
-	LatencyMicros latencySummary `json:"latency_us"`
+	LatencyMicros LatencySummary `json:"latency_us"`
 }
 
-func newBenchOpResult(s *opStats, read bool, elapsed time.Duration) benchOpResult {
-	r := benchOpResult{
+func newBenchOpResult(s *opStats, read bool, elapsed time.Duration) OpResult {
+	r := OpResult{
 		Requests:      s.requests,
 		Errors:        s.errors,
 		Keys:          s.keys,
@@ -168,22 +168,22 @@ func newBenchOpResult(s *opStats, read bool, elapsed time.Duration) benchOpResul
 	return r
 }
 
-// benchResult is the whole report; --json prints it as is.
-type benchResult struct {
-	Op          string                   `json:"op"`
-	RPC         string                   `json:"rpc"`
-	Storage     string                   `json:"storage"`
-	Connections int                      `json:"connections"`
-	KeysPerReq  int                      `json:"keys_per_request"`
-	ValueSize   int                      `json:"value_size"`
-	Keyspace    int                      `json:"keyspace"`
-	TTLSeconds  float64                  `json:"ttl_s,omitempty"`
-	Preloaded   int                      `json:"preloaded_keys"`
-	ElapsedS    float64                  `json:"elapsed_s"`
-	Interrupted bool                     `json:"interrupted"`
-	FirstError  string                   `json:"first_error,omitempty"`
-	Total       benchOpResult            `json:"total"`
-	Ops         map[string]benchOpResult `json:"ops"`
+// Result is the whole report; kvnode bench --json prints it as is.
+type Result struct {
+	Op          string              `json:"op"`
+	RPC         string              `json:"rpc"`
+	Storage     string              `json:"storage"`
+	Connections int                 `json:"connections"`
+	KeysPerReq  int                 `json:"keys_per_request"`
+	ValueSize   int                 `json:"value_size"`
+	Keyspace    int                 `json:"keyspace"`
+	TTLSeconds  float64             `json:"ttl_s,omitempty"`
+	Preloaded   int                 `json:"preloaded_keys"`
+	ElapsedS    float64             `json:"elapsed_s"`
+	Interrupted bool                `json:"interrupted"`
+	FirstError  string              `json:"first_error,omitempty"`
+	Total       OpResult            `json:"total"`
+	Ops         map[string]OpResult `json:"ops"`
 }
 
 func fmtMicros(us float64) string {
@@ -197,7 +197,7 @@ func fmtMicros(us float64) string {
 	}
 }
 
-func writeOpLine(b *strings.Builder, name string, r benchOpResult) {
+func writeOpLine(b *strings.Builder, name string, r OpResult) {
 	fmt.Fprintf(b, "  %-6s %d requests (%.0f req/s, %.0f keys/s), %d errors", name, r.Requests, r.RequestsPerS, r.KeysPerS, r.Errors)
 	if r.Hits != nil && r.Keys > 0 {
 		fmt.Fprintf(b, ", %.1f%% hits", 100*float64(*r.Hits)/float64(r.Keys))
@@ -207,8 +207,8 @@ func writeOpLine(b *strings.Builder, name string, r benchOpResult) {
 		fmtMicros(l.Min), fmtMicros(l.P50), fmtMicros(l.P90), fmtMicros(l.P99), fmtMicros(l.P999), fmtMicros(l.Max), fmtMicros(l.Mean))
 }
 
-// writeText prints the report for people, in the spirit of redis-benchmark.
-func (r *benchResult) writeText(w io.Writer) error {
+// WriteText prints the report for people, in the spirit of redis-benchmark.
+func (r *Result) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "kvnode bench %s: %s storage %q, %d connections, %d key(s)/request, %d-byte values, keyspace %d",
 		r.Op, r.RPC, r.Storage, r.Connections, r.KeysPerReq, r.ValueSize, r.Keyspace)
@@ -239,13 +239,15 @@ func (r *benchResult) writeText(w io.Writer) error {
 	return err //nolint:wrapcheck // a failed write to stdout speaks for itself
 }
 
-// progress prints a line a second to stderr until the returned function is
-// called: overwritten in place on a terminal, one per second otherwise.
-func (b *benchRun) progress(ctx context.Context, workers []*benchWorker, stderr io.Writer) (stop func()) {
-	if b.cfg.quiet {
+// progress prints a line a second to Config.Progress until the returned
+// function is called: overwritten in place on a terminal, one per second
+// otherwise.
+func (b *benchRun) progress(ctx context.Context, workers []*benchWorker) (stop func()) {
+	stderr := b.cfg.Progress
+	if stderr == nil {
 		return func() {}
 	}
-	tty := writerIsTerminal(stderr)
+	tty := b.cfg.Overwrite
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -263,12 +265,12 @@ func (b *benchRun) progress(ctx context.Context, workers []*benchWorker, stderr 
 					n += w.completed.Load()
 					errs += w.failed.Load()
 				}
-				line := fmt.Sprintf("bench %s: warming up", b.cfg.op)
+				line := fmt.Sprintf("bench %s: warming up", b.cfg.Op)
 				// The rate is over the time since the last line, so the
 				// first line after the warm-up is not diluted by it.
 				if since := now.Sub(lastAt); since >= 100*time.Millisecond {
 					line = fmt.Sprintf("bench %s: %5.0fs %9.0f req/s  total %d  errors %d",
-						b.cfg.op, now.Sub(b.warmupEnd).Seconds(), float64(n-last)/since.Seconds(), n, errs)
+						b.cfg.Op, now.Sub(b.warmupEnd).Seconds(), float64(n-last)/since.Seconds(), n, errs)
 					last, lastAt = n, now
 				}
 				if tty {

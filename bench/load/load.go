@@ -1,8 +1,7 @@
-package main
+package load
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,12 +19,8 @@ import (
 	"github.com/kvnode/kvnode/client"
 )
 
-// Limits that keep a mistyped flag from exhausting memory.
 const (
-	benchMaxKeyspace = 10_000_000
-	benchMaxConns    = 10_000
-	benchPreloadN    = 100 // keys per kv.Set while preloading, by default
-	benchMixedSetPct = 20  // --op mixed: 20 % kv.Set, 80 % kv.MGet
+	benchMixedSetPct = 20 // OpMixed: 20 % kv.Set, 80 % kv.MGet
 	benchStopGrace   = time.Second
 )
 
@@ -39,102 +34,67 @@ const (
 	benchOpCount
 )
 
-var benchOpNames = [benchOpCount]string{"set", "mget", "has"}
+var benchOpNames = [benchOpCount]string{OpSet, OpMGet, OpHas}
 var benchMethods = [benchOpCount]string{client.MethodSet, client.MethodMGet, client.MethodHas}
 
-type benchConfig struct {
-	rpc, storage     string
-	conns            int
-	duration         time.Duration // 0: until -n requests are done
-	total            int64         // 0: until -d elapses
-	op               string
-	keys, size       int
-	keyspace         int
-	ttl, warmup      time.Duration
-	preload          bool
-	preloadBatch     int
-	jsonOut, quiet   bool
-	network, address string
+// Config is one run of the load generator.
+type Config struct {
+	// RPC is the server's address: tcp://host:port, host:port or
+	// unix:///path.
+	RPC string
+	// Storage is the storage loaded (keys are named bench:NNNNNNNN).
+	Storage string
+	// Conns is the number of connections; each sends one request at a
+	// time, like a PHP worker.
+	Conns int
+	// Duration is how long to measure after the warm-up (0: until Total
+	// requests are done); Total is the requests to measure (0: until
+	// Duration elapses). With both, whichever ends first.
+	Duration time.Duration
+	Total    int64
+	// Op is the request mix: OpSet, OpMGet, OpHas or OpMixed (80 % mget,
+	// 20 % set).
+	Op string
+	// Keys is the keys per request, Size the value size in bytes, Keyspace
+	// the number of distinct keys.
+	Keys, Size, Keyspace int
+	// TTL is the TTL of the keys written (0: none); Warmup how long to run
+	// before measuring.
+	TTL, Warmup time.Duration
+	// Preload sets every key before measuring, PreloadBatch keys per
+	// kv.Set, so that reads hit.
+	Preload      bool
+	PreloadBatch int
+	// Progress receives a line a second while the run goes (nil: none);
+	// Overwrite rewrites it in place, for a terminal.
+	Progress  io.Writer
+	Overwrite bool
 }
 
-func parseBenchFlags(args []string, stderr io.Writer) (*benchConfig, error) {
-	fs := newFlagSet("bench", "[flags]", stderr)
-	cfg := &benchConfig{}
-	fs.StringVar(&cfg.rpc, "rpc", defaultRPCAddr, "RPC address: tcp://host:port, host:port or unix:///path")
-	fs.StringVar(&cfg.storage, "storage", defaultStorage, "storage to load (keys are named bench:NNNNNNNN)")
-	fs.IntVar(&cfg.conns, "c", 16, "connections; each sends one request at a time, like a PHP worker")
-	fs.DurationVar(&cfg.duration, "d", 10*time.Second, "how long to measure, after the warm-up")
-	fs.Int64Var(&cfg.total, "n", 0, "total requests to measure (instead of -d, or whichever ends first when both are given)")
-	fs.StringVar(&cfg.op, "op", "mget", "request mix: set, mget, has, or mixed (80% mget, 20% set)")
-	fs.IntVar(&cfg.keys, "keys", 1, "keys per request")
-	fs.IntVar(&cfg.size, "size", 100, "value size in bytes")
-	fs.IntVar(&cfg.keyspace, "keyspace", 100_000, "number of distinct keys")
-	fs.DurationVar(&cfg.ttl, "ttl", 0, "TTL of the keys written (0: none)")
-	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "run this long before measuring")
-	fs.IntVar(&cfg.preloadBatch, "preload-batch", benchPreloadN, "keys per kv.Set while preloading")
-	fs.BoolVar(&cfg.preload, "preload", true, "set every key before measuring so reads hit (default for mget, has, mixed; set it explicitly for --op set)")
-	fs.BoolVar(&cfg.jsonOut, "json", false, "print the result as JSON")
-	fs.BoolVar(&cfg.quiet, "q", false, "no progress line on stderr")
-	pos, err := parseVerbArgs(fs, args)
-	if err != nil {
-		return nil, err
-	}
-	if len(pos) != 0 {
-		return nil, usageErr(fs, "takes no arguments, got %q", pos)
-	}
-	if flagWasSet(fs, "n") && !flagWasSet(fs, "d") {
-		cfg.duration = 0
-	}
-	if cfg.op == "set" && !flagWasSet(fs, "preload") {
-		cfg.preload = false
-	}
-	if cfg.network, cfg.address, err = client.ParseAddr(cfg.rpc); err != nil {
-		return nil, usageErr(fs, "--rpc: %v", err)
-	}
+// The request mixes Config.Op names.
+const (
+	OpSet   = "set"
+	OpMGet  = "mget"
+	OpHas   = "has"
+	OpMixed = "mixed"
+)
+
+// ErrConfig is returned by Run for a Config it cannot run.
+var ErrConfig = errors.New("load: bad config")
+
+// check refuses what would make Run fail in odd ways (no connections, an
+// empty keyspace, no end). The command's flags are checked before, with
+// its own words.
+func (c *Config) check() error {
 	switch {
-	case cfg.op != "set" && cfg.op != "mget" && cfg.op != "has" && cfg.op != "mixed":
-		return nil, usageErr(fs, "--op must be set, mget, has or mixed, not %q", cfg.op)
-	case cfg.conns < 1 || cfg.conns > benchMaxConns:
-		return nil, usageErr(fs, "-c must be between 1 and %d", benchMaxConns)
-	case cfg.keyspace < 1 || cfg.keyspace > benchMaxKeyspace:
-		return nil, usageErr(fs, "--keyspace must be between 1 and %d", benchMaxKeyspace)
-	case cfg.keys < 1 || cfg.keys > cfg.keyspace:
-		return nil, usageErr(fs, "--keys must be between 1 and --keyspace")
-	case cfg.size < 0 || cfg.total < 0 || cfg.duration < 0 || cfg.ttl < 0 || cfg.warmup < 0:
-		return nil, usageErr(fs, "--size, -n, -d, --ttl and --warmup cannot be negative")
-	case cfg.duration == 0 && cfg.total == 0:
-		return nil, usageErr(fs, "one of -d and -n must be positive")
-	}
-	return cfg, nil
-}
-
-// runBench is a load generator in the spirit of redis-benchmark: -c
-// connections, each with its own net/rpc client over the goridge codec
-// (the code path a PHP worker exercises on the server), each sending one
-// request at a time for -d or until -n requests are done. Keys, values and
-// request messages are made up front and reused, so the generator
-// allocates nothing per request beyond what net/rpc and protobuf decoding
-// do. Ctrl-C ends the run early and still prints what was measured.
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := parseBenchFlags(args, stderr)
-	if err != nil {
-		return err
-	}
-	res, err := cfg.run(ctx, stderr)
-	if err != nil {
-		return err
-	}
-	if cfg.jsonOut {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
-			return fmt.Errorf("write result: %w", err)
-		}
-	} else if err := res.writeText(stdout); err != nil {
-		return fmt.Errorf("write result: %w", err)
-	}
-	if res.Total.Errors > 0 {
-		return fmt.Errorf("%d of %d requests failed, first: %s", res.Total.Errors, res.Total.Requests, res.FirstError)
+	case c.Op != OpSet && c.Op != OpMGet && c.Op != OpHas && c.Op != OpMixed:
+		return fmt.Errorf("%w: op %q", ErrConfig, c.Op)
+	case c.Conns < 1 || c.Keyspace < 1 || c.Keys < 1 || c.Keys > c.Keyspace:
+		return fmt.Errorf("%w: want at least one connection, and 1 to Keyspace keys per request", ErrConfig)
+	case c.Size < 0 || c.Total < 0 || c.Duration < 0 || c.TTL < 0 || c.Warmup < 0:
+		return fmt.Errorf("%w: negative size, total or duration", ErrConfig)
+	case c.Duration == 0 && c.Total == 0:
+		return fmt.Errorf("%w: no Duration and no Total: the run would not end", ErrConfig)
 	}
 	return nil
 }
@@ -142,16 +102,26 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // benchRun is the state the workers share, all of it read-only during the
 // run except the request budget.
 type benchRun struct {
-	cfg       *benchConfig
+	cfg       *Config
 	keys      []string
 	value     []byte
 	warmupEnd time.Time
-	budget    atomic.Int64 // requests left when -n is given
+	budget    atomic.Int64 // requests left when Config.Total is set
 	limited   bool
 }
 
-func (cfg *benchConfig) run(ctx context.Context, stderr io.Writer) (*benchResult, error) {
-	b := &benchRun{cfg: cfg, keys: make([]string, cfg.keyspace), value: make([]byte, cfg.size)}
+// Run loads the server as cfg says and reports what it measured. When ctx
+// ends (Ctrl-C) the run stops early and the partial result is returned,
+// marked Interrupted.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	network, address, err := client.ParseAddr(cfg.RPC)
+	if err != nil {
+		return nil, err //nolint:wrapcheck // names the address
+	}
+	b := &benchRun{cfg: &cfg, keys: make([]string, cfg.Keyspace), value: make([]byte, cfg.Size)}
 	for i := range b.keys {
 		b.keys[i] = "bench:" + strconv.Itoa(100_000_000 + i)[1:]
 	}
@@ -159,7 +129,7 @@ func (cfg *benchConfig) run(ctx context.Context, stderr io.Writer) (*benchResult
 	for i := range b.value {
 		b.value[i] = byte('a' + rng.IntN(26))
 	}
-	workers := make([]*benchWorker, cfg.conns)
+	workers := make([]*benchWorker, cfg.Conns)
 	defer func() {
 		for _, w := range workers {
 			if w != nil {
@@ -169,33 +139,33 @@ func (cfg *benchConfig) run(ctx context.Context, stderr io.Writer) (*benchResult
 	}()
 	dialer := &net.Dialer{Timeout: 5 * time.Second}
 	for i := range workers {
-		nc, err := dialer.DialContext(ctx, cfg.network, cfg.address)
+		nc, err := dialer.DialContext(ctx, network, address)
 		if err != nil {
-			return nil, fmt.Errorf("connect %s: %w", cfg.rpc, err)
+			return nil, fmt.Errorf("connect %s: %w", cfg.RPC, err)
 		}
 		workers[i] = newBenchWorker(i, b, rpc.NewClientWithCodec(goridgerpc.NewClientCodec(nc)))
 	}
-	res := &benchResult{
-		Op: cfg.op, RPC: cfg.rpc, Storage: cfg.storage, Connections: cfg.conns,
-		KeysPerReq: cfg.keys, ValueSize: cfg.size, Keyspace: cfg.keyspace, TTLSeconds: cfg.ttl.Seconds(),
+	res := &Result{
+		Op: cfg.Op, RPC: cfg.RPC, Storage: cfg.Storage, Connections: cfg.Conns,
+		KeysPerReq: cfg.Keys, ValueSize: cfg.Size, Keyspace: cfg.Keyspace, TTLSeconds: cfg.TTL.Seconds(),
 	}
-	if cfg.preload {
+	if cfg.Preload {
 		if err := b.preload(ctx, workers); err != nil {
 			return nil, err
 		}
-		res.Preloaded = cfg.keyspace
+		res.Preloaded = cfg.Keyspace
 	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
-	b.warmupEnd = start.Add(cfg.warmup)
-	if cfg.total > 0 {
+	b.warmupEnd = start.Add(cfg.Warmup)
+	if cfg.Total > 0 {
 		b.limited = true
-		b.budget.Store(cfg.total)
+		b.budget.Store(cfg.Total)
 	}
-	if cfg.duration > 0 {
-		t := time.AfterFunc(cfg.warmup+cfg.duration, cancel)
+	if cfg.Duration > 0 {
+		t := time.AfterFunc(cfg.Warmup+cfg.Duration, cancel)
 		defer t.Stop()
 	}
 	// At the end each worker finishes the request it has in flight; one
@@ -205,7 +175,7 @@ func (cfg *benchConfig) run(ctx context.Context, stderr io.Writer) (*benchResult
 	for _, w := range workers {
 		wg.Go(func() { w.loop(runCtx) })
 	}
-	stopProgress := b.progress(runCtx, workers, stderr)
+	stopProgress := b.progress(runCtx, workers)
 	wg.Wait()
 	end := time.Now()
 	stopWatch()
@@ -214,7 +184,7 @@ func (cfg *benchConfig) run(ctx context.Context, stderr io.Writer) (*benchResult
 	measured := max(end.Sub(b.warmupEnd), 0)
 	res.ElapsedS = measured.Round(time.Millisecond).Seconds()
 	res.Interrupted = ctx.Err() != nil
-	res.Ops = make(map[string]benchOpResult)
+	res.Ops = make(map[string]OpResult)
 	var total opStats
 	for op := range benchOpCount {
 		var s opStats
@@ -224,12 +194,12 @@ func (cfg *benchConfig) run(ctx context.Context, stderr io.Writer) (*benchResult
 				res.FirstError = w.firstErr.Error()
 			}
 		}
-		if s.requests > 0 || benchOpNames[op] == cfg.op {
+		if s.requests > 0 || benchOpNames[op] == cfg.Op {
 			res.Ops[benchOpNames[op]] = newBenchOpResult(&s, op != benchSet, measured)
 		}
 		total.merge(&s)
 	}
-	res.Total = newBenchOpResult(&total, cfg.op == "mget" || cfg.op == "has", measured)
+	res.Total = newBenchOpResult(&total, cfg.Op == OpMGet || cfg.Op == OpHas, measured)
 	return res, nil
 }
 
@@ -271,12 +241,12 @@ func (b *benchRun) preload(ctx context.Context, workers []*benchWorker) error {
 		errs []error
 	)
 	timeout := ""
-	if b.cfg.ttl > 0 {
-		timeout = client.FormatTimeout(time.Now().Add(b.cfg.ttl))
+	if b.cfg.TTL > 0 {
+		timeout = client.FormatTimeout(time.Now().Add(b.cfg.TTL))
 	}
 	for _, w := range workers {
 		wg.Go(func() {
-			batch := max(b.cfg.preloadBatch, 1)
+			batch := max(b.cfg.PreloadBatch, 1)
 			items := make([]*kvv1.Item, 0, batch)
 			for ctx.Err() == nil {
 				from := int(next.Add(int64(batch))) - batch
@@ -287,7 +257,7 @@ func (b *benchRun) preload(ctx context.Context, workers []*benchWorker) error {
 				for _, k := range b.keys[from:min(from+batch, len(b.keys))] {
 					items = append(items, &kvv1.Item{Key: k, Value: b.value, Timeout: timeout})
 				}
-				req := &kvv1.Request{Storage: b.cfg.storage, Items: items}
+				req := &kvv1.Request{Storage: b.cfg.Storage, Items: items}
 				if err := w.rpc.Call(client.MethodSet, req, new(kvv1.Response)); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
@@ -333,12 +303,12 @@ func newBenchWorker(id int, b *benchRun, c *rpc.Client) *benchWorker {
 		b:       b,
 		rpc:     c,
 		rng:     rand.New(rand.NewPCG(uint64(id), 0x6b766e6f6465)),
-		setReq:  &kvv1.Request{Storage: b.cfg.storage},
-		readReq: &kvv1.Request{Storage: b.cfg.storage},
+		setReq:  &kvv1.Request{Storage: b.cfg.Storage},
+		readReq: &kvv1.Request{Storage: b.cfg.Storage},
 		resp:    new(kvv1.Response),
 		done:    make(chan *rpc.Call, 1),
 	}
-	for range b.cfg.keys {
+	for range b.cfg.Keys {
 		w.setReq.Items = append(w.setReq.Items, &kvv1.Item{Value: b.value})
 		w.readReq.Items = append(w.readReq.Items, &kvv1.Item{})
 	}
@@ -348,12 +318,12 @@ func newBenchWorker(id int, b *benchRun, c *rpc.Client) *benchWorker {
 func (w *benchWorker) close() { w.once.Do(func() { _ = w.rpc.Close() }) }
 
 func (w *benchWorker) pick() benchOp {
-	switch w.b.cfg.op {
-	case "set":
+	switch w.b.cfg.Op {
+	case OpSet:
 		return benchSet
-	case "has":
+	case OpHas:
 		return benchHas
-	case "mixed":
+	case OpMixed:
 		if w.rng.IntN(100) < benchMixedSetPct {
 			return benchSet
 		}
@@ -367,8 +337,8 @@ func (w *benchWorker) fill(op benchOp, now time.Time) *kvv1.Request {
 	req := w.readReq
 	if op == benchSet {
 		req = w.setReq
-		if w.b.cfg.ttl > 0 && now.Sub(w.timeoutAt) > 100*time.Millisecond {
-			w.timeout, w.timeoutAt = client.FormatTimeout(now.Add(w.b.cfg.ttl)), now
+		if w.b.cfg.TTL > 0 && now.Sub(w.timeoutAt) > 100*time.Millisecond {
+			w.timeout, w.timeoutAt = client.FormatTimeout(now.Add(w.b.cfg.TTL)), now
 		}
 	}
 	keys := w.b.keys
@@ -406,7 +376,7 @@ func (w *benchWorker) loop(ctx context.Context) {
 		}
 		st := &w.stats[op]
 		st.requests++
-		st.keys += int64(w.b.cfg.keys)
+		st.keys += int64(w.b.cfg.Keys)
 		if call.Error != nil {
 			st.errors++
 			w.failed.Add(1)

@@ -1,9 +1,8 @@
-package main
+package load
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"math"
@@ -12,51 +11,36 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kvnode/kvnode/rpc/rpctest"
 )
 
-func runBenchJSON(t *testing.T, ctx context.Context, args ...string) (benchResult, error, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	err := runBench(ctx, append(args, "--json"), &out, &errb)
-	var res benchResult
-	if out.Len() > 0 {
-		if jerr := json.Unmarshal(out.Bytes(), &res); jerr != nil {
-			t.Fatalf("bench output is not JSON: %v\n%s", jerr, out.String())
-		}
-	}
-	return res, err, errb.String()
+// defaults is the run kvnode bench's flag defaults describe, against addr.
+func defaults(addr string) Config {
+	return Config{RPC: addr, Storage: "default", Conns: 16, Duration: 10 * time.Second, Op: OpMGet, Keys: 1,
+		Size: 100, Keyspace: 100_000, Warmup: time.Second, Preload: true, PreloadBatch: 100}
 }
 
-func TestBench_MGetCounts(t *testing.T) {
-	addr := verbTestServer(t)
-	res, err, stderr := runBenchJSON(t, t.Context(), "--rpc", addr, "-n", "200", "-c", "4",
-		"--warmup", "0", "--keyspace", "1000", "--op", "mget")
-	if err != nil {
-		t.Fatalf("bench: %v\nstderr: %s", err, stderr)
+// run runs cfg and returns the result (zero on failure) and the progress
+// lines.
+func run(t *testing.T, ctx context.Context, cfg Config) (Result, error, string) {
+	t.Helper()
+	var progress bytes.Buffer
+	if cfg.Progress == nil {
+		cfg.Progress = &progress
 	}
-	if res.Total.Requests != 200 || res.Total.Errors != 0 || res.Total.Keys != 200 {
-		t.Errorf("total = %+v, want 200 requests, 200 keys, no errors", res.Total)
+	res, err := Run(ctx, cfg)
+	if res == nil {
+		return Result{}, err, progress.String()
 	}
-	if res.Preloaded != 1000 {
-		t.Errorf("preloaded = %d, want the whole keyspace", res.Preloaded)
-	}
-	mget := res.Ops["mget"]
-	if mget.Requests != 200 || mget.Hits == nil || *mget.Hits != 200 {
-		t.Errorf("mget = %+v, want 200 requests that all hit", mget)
-	}
-	l := mget.LatencyMicros
-	if !(l.Min > 0 && l.Min <= l.P50 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.P999 && l.P999 <= l.Max) {
-		t.Errorf("latency summary out of order: %+v", l)
-	}
-	if res.Interrupted || res.ElapsedS <= 0 || mget.RequestsPerS <= 0 {
-		t.Errorf("interrupted %v, elapsed %v, rate %v", res.Interrupted, res.ElapsedS, mget.RequestsPerS)
-	}
+	return *res, err, progress.String()
 }
 
 func TestBench_MixedAndMultiKeySet(t *testing.T) {
-	addr := verbTestServer(t)
-	res, err, stderr := runBenchJSON(t, t.Context(), "--rpc", addr, "-n", "300", "-c", "3",
-		"--warmup", "0", "--keyspace", "500", "--op", "mixed", "--keys", "2", "--ttl", "1m")
+	addr := rpctest.ServeMemory(t, "")
+	cfg := defaults(addr)
+	cfg.Duration, cfg.Total, cfg.Conns, cfg.Warmup, cfg.Keyspace, cfg.Op, cfg.Keys, cfg.TTL = 0, 300, 3, 0, 500, OpMixed, 2, time.Minute
+	res, err, stderr := run(t, t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("bench mixed: %v\nstderr: %s", err, stderr)
 	}
@@ -71,30 +55,34 @@ func TestBench_MixedAndMultiKeySet(t *testing.T) {
 		t.Errorf("mixed mget hits %v of %d keys, want all (preloaded)", mget.Hits, mget.Keys)
 	}
 
-	res, err, _ = runBenchJSON(t, t.Context(), "--rpc", addr, "-n", "50", "-c", "2",
-		"--warmup", "0", "--keyspace", "100", "--op", "set", "--keys", "3", "--size", "10")
+	cfg = defaults(addr)
+	cfg.Duration, cfg.Total, cfg.Conns, cfg.Warmup, cfg.Keyspace, cfg.Op, cfg.Keys, cfg.Size, cfg.Preload = 0, 50, 2, 0, 100, OpSet, 3, 10, false
+	res, err, _ = run(t, t.Context(), cfg)
 	if err != nil || res.Total.Requests != 50 || res.Total.Keys != 150 || res.Preloaded != 0 {
 		t.Errorf("set: %v, %+v, preloaded %d; want 50 requests, 150 keys, no preload", err, res.Total, res.Preloaded)
 	}
 }
 
 func TestBench_ErrorsAreCounted(t *testing.T) {
-	addr := verbTestServer(t)
-	res, err, _ := runBenchJSON(t, t.Context(), "--rpc", addr, "--storage", "ghost", "-n", "20", "-c", "2",
-		"--warmup", "0", "--op", "set", "-q")
-	if err == nil || res.Total.Errors != 20 || !strings.Contains(res.FirstError, "no such storage") {
+	addr := rpctest.ServeMemory(t, "")
+	cfg := defaults(addr)
+	cfg.Storage, cfg.Duration, cfg.Total, cfg.Conns, cfg.Warmup, cfg.Op, cfg.Preload = "ghost", 0, 20, 2, 0, OpSet, false
+	res, err, _ := run(t, t.Context(), cfg)
+	if err != nil || res.Total.Errors != 20 || !strings.Contains(res.FirstError, "no such storage") {
 		t.Errorf("bench on an unknown storage: err %v, %+v, first %q; want 20 errors", err, res.Total, res.FirstError)
 	}
-	if _, err, _ := runBenchJSON(t, t.Context(), "--rpc", addr, "--storage", "ghost", "-n", "5", "--op", "has"); err == nil ||
-		!strings.Contains(err.Error(), "preload") {
+	cfg = defaults(addr)
+	cfg.Storage, cfg.Duration, cfg.Total, cfg.Op = "ghost", 0, 5, OpHas
+	if _, err, _ := run(t, t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "preload") {
 		t.Errorf("preload into an unknown storage: %v, want a preload error", err)
 	}
 }
 
 func TestBench_DurationAndInterrupt(t *testing.T) {
-	addr := verbTestServer(t)
-	res, err, stderr := runBenchJSON(t, t.Context(), "--rpc", addr, "-d", "300ms", "--warmup", "100ms",
-		"-c", "2", "--keyspace", "100", "--op", "has")
+	addr := rpctest.ServeMemory(t, "")
+	cfg := defaults(addr)
+	cfg.Duration, cfg.Warmup, cfg.Conns, cfg.Keyspace, cfg.Op = 300*time.Millisecond, 100*time.Millisecond, 2, 100, OpHas
+	res, err, stderr := run(t, t.Context(), cfg)
 	if err != nil || res.Total.Requests == 0 || res.Interrupted {
 		t.Errorf("-d run: %v, %+v, interrupted %v", err, res.Total, res.Interrupted)
 	}
@@ -106,7 +94,9 @@ func TestBench_DurationAndInterrupt(t *testing.T) {
 	// partial result is still printed.
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
-	res, err, _ = runBenchJSON(t, ctx, "--rpc", addr, "-d", "1h", "--warmup", "0", "-c", "2", "--keyspace", "100")
+	cfg = defaults(addr)
+	cfg.Duration, cfg.Warmup, cfg.Conns, cfg.Keyspace = time.Hour, 0, 2, 100
+	res, err, _ = run(t, ctx, cfg)
 	if err != nil || !res.Interrupted || res.Total.Requests == 0 || res.Total.Errors != 0 {
 		t.Errorf("interrupted run: %v, interrupted %v, %+v", err, res.Interrupted, res.Total)
 	}
@@ -132,22 +122,32 @@ func TestBench_SilentServer(t *testing.T) {
 	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
 	addr := "tcp://" + ln.Addr().String()
 
-	res, err, _ := runBenchJSON(t, t.Context(), "--rpc", addr, "-d", "100ms", "--warmup", "0", "-c", "2", "--op", "set", "-q")
+	cfg := defaults(addr)
+	cfg.Duration, cfg.Warmup, cfg.Conns, cfg.Op, cfg.Preload, cfg.Progress = 100*time.Millisecond, 0, 2, OpSet, false, io.Discard
+	res, err, _ := run(t, t.Context(), cfg)
 	if err != nil || res.Total.Requests != 0 || res.Interrupted {
 		t.Errorf("run against a silent server: %v, %+v, interrupted %v; want an empty, uninterrupted result", err, res.Total, res.Interrupted)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
-	if _, err, _ := runBenchJSON(t, ctx, "--rpc", addr, "-d", "1h", "-c", "2", "--op", "mget", "-q"); !errors.Is(err, context.DeadlineExceeded) {
+	cfg = defaults(addr)
+	cfg.Duration, cfg.Conns, cfg.Progress = time.Hour, 2, io.Discard
+	if _, err, _ := run(t, ctx, cfg); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("preload against a silent server, interrupted: %v, want the context's error", err)
 	}
 }
 
 func TestBench_TextOutput(t *testing.T) {
-	addr := verbTestServer(t)
-	var out, errb bytes.Buffer
-	if err := runBench(t.Context(), []string{"--rpc", addr, "-n", "50", "--warmup", "0", "--keyspace", "50", "--op", "mixed"}, &out, &errb); err != nil {
+	addr := rpctest.ServeMemory(t, "")
+	cfg := defaults(addr)
+	cfg.Duration, cfg.Total, cfg.Warmup, cfg.Keyspace, cfg.Op = 0, 50, 0, 50, OpMixed
+	res, err, _ := run(t, t.Context(), cfg)
+	if err != nil {
 		t.Fatalf("bench: %v", err)
+	}
+	var out bytes.Buffer
+	if err := res.WriteText(&out); err != nil {
+		t.Fatal(err)
 	}
 	for _, want := range []string{"kvnode bench mixed", "mget ", "set ", "total ", "p99.9", "preloaded 50 keys"} {
 		if !strings.Contains(out.String(), want) {
@@ -156,18 +156,19 @@ func TestBench_TextOutput(t *testing.T) {
 	}
 }
 
-func TestBench_Flags(t *testing.T) {
-	for _, args := range [][]string{
-		{"--op", "scan"}, {"-c", "0"}, {"--keys", "5", "--keyspace", "4"}, {"-d", "0"}, {"--size", "-1"}, {"extra"},
-		{"--rpc", "ftp://x"},
+func TestRun_RefusesWhatCannotRun(t *testing.T) {
+	for name, tweak := range map[string]func(*Config){
+		"no connections":  func(c *Config) { c.Conns = 0 },
+		"empty keyspace":  func(c *Config) { c.Keyspace, c.Keys = 0, 0 },
+		"keys > keyspace": func(c *Config) { c.Keys = c.Keyspace + 1 },
+		"unknown op":      func(c *Config) { c.Op = "scan" },
+		"no end":          func(c *Config) { c.Duration, c.Total = 0, 0 },
 	} {
-		if _, err := parseBenchFlags(args, &bytes.Buffer{}); err == nil {
-			t.Errorf("bench %q: accepted", args)
+		cfg := defaults("tcp://127.0.0.1:1")
+		tweak(&cfg)
+		if _, err := Run(t.Context(), cfg); !errors.Is(err, ErrConfig) {
+			t.Errorf("%s: %v, want ErrConfig", name, err)
 		}
-	}
-	cfg, err := parseBenchFlags([]string{"-n", "10", "--op", "set"}, &bytes.Buffer{})
-	if err != nil || cfg.duration != 0 || cfg.total != 10 || cfg.preload {
-		t.Errorf("-n alone: %+v %v; want no duration limit and no preload for set", cfg, err)
 	}
 }
 
@@ -209,7 +210,7 @@ func TestLatencyHist_Quantiles(t *testing.T) {
 		t.Errorf("merged: total %d min %d max %d", a.total, a.min, a.max)
 	}
 	var empty latencyHist
-	if s := empty.summary(); s != (latencySummary{}) {
+	if s := empty.summary(); s != (LatencySummary{}) {
 		t.Errorf("empty summary = %+v", s)
 	}
 }
