@@ -12,6 +12,7 @@ import (
 	"github.com/kvnode/kvnode/client"
 	"github.com/kvnode/kvnode/cluster"
 	"github.com/kvnode/kvnode/fsm"
+	"github.com/kvnode/kvnode/fsm/backupfile"
 	"github.com/kvnode/kvnode/rpc"
 )
 
@@ -84,7 +85,7 @@ func runSnapshotSave(ctx context.Context, args []string, stdout, stderr io.Write
 			_ = af.call(context.WithoutCancel(ctx), c, rpc.MethodSnapshotClose, rpc.SnapshotCloseArgs{AdminAuth: af.auth, ID: open.ID}, nil, 0)
 		}
 	}()
-	bw, err := createBackup(file, backupMeta{NodeID: open.NodeID, RaftIndex: open.Index, RaftTerm: open.Term,
+	bw, err := backupfile.Create(file, backupfile.Meta{NodeID: open.NodeID, RaftIndex: open.Index, RaftTerm: open.Term,
 		Size: open.Size, Created: time.Now().UTC().Truncate(time.Second), Version: buildVersion()})
 	if err != nil {
 		return err
@@ -141,7 +142,7 @@ func download(ctx context.Context, af *adminFlags, c *client.Client, open rpc.Sn
 	v := <-verified
 	switch {
 	case off != open.Size:
-		return v.info, fmt.Errorf("%w: received %d bytes of %d", errBadBackup, off, open.Size)
+		return v.info, fmt.Errorf("%w: received %d bytes of %d", backupfile.ErrNotIntact, off, open.Size)
 	case v.err != nil:
 		return v.info, fmt.Errorf("the node sent a damaged snapshot: %w", v.err)
 	}
@@ -161,7 +162,7 @@ func runSnapshotRestore(ctx context.Context, args []string, stdout, stderr io.Wr
 		return err
 	}
 	prog := newProgress(stderr, "verifying", fileSize(file))
-	b, err := openBackup(file, prog.add)
+	b, err := backupfile.Open(file, prog.add)
 	prog.finish()
 	if err != nil {
 		return err
@@ -239,7 +240,7 @@ func nodeStatus(ctx context.Context, af *adminFlags, addr string) (cluster.Statu
 }
 
 // upload runs one restore session against af.rpc.
-func upload(ctx context.Context, af *adminFlags, b *backupFile, stderr io.Writer) (cluster.RestoreInfo, error) {
+func upload(ctx context.Context, af *adminFlags, b *backupfile.File, stderr io.Writer) (cluster.RestoreInfo, error) {
 	var res cluster.RestoreInfo
 	c, err := af.dial(ctx)
 	if err != nil {
@@ -247,14 +248,14 @@ func upload(ctx context.Context, af *adminFlags, b *backupFile, stderr io.Writer
 	}
 	defer func() { _ = c.Close() }()
 	var begin rpc.RestoreBeginReply
-	if err := af.call(ctx, c, rpc.MethodRestoreBegin, rpc.RestoreBeginArgs{AdminAuth: af.auth, Size: b.meta.Size}, &begin, 0); err != nil {
+	if err := af.call(ctx, c, rpc.MethodRestoreBegin, rpc.RestoreBeginArgs{AdminAuth: af.auth, Size: b.Meta.Size}, &begin, 0); err != nil {
 		return res, err
 	}
 	abort := func(err error) (cluster.RestoreInfo, error) {
 		_ = af.call(context.WithoutCancel(ctx), c, rpc.MethodRestoreAbort, rpc.RestoreAbortArgs{AdminAuth: af.auth, ID: begin.ID}, nil, 0)
 		return res, err
 	}
-	prog := newProgress(stderr, "restoring", b.meta.Size)
+	prog := newProgress(stderr, "restoring", b.Meta.Size)
 	buf := make([]byte, max(min(begin.MaxChunk, rpc.MaxChunk), 1))
 	src := b.Stream()
 	var off int64
@@ -279,7 +280,7 @@ func upload(ctx context.Context, af *adminFlags, b *backupFile, stderr io.Writer
 		}
 	}
 	prog.finish()
-	err = af.call(ctx, c, rpc.MethodRestoreCommit, rpc.RestoreCommitArgs{AdminAuth: af.auth, ID: begin.ID, SHA256: b.streamSum}, &res, snapshotWait)
+	err = af.call(ctx, c, rpc.MethodRestoreCommit, rpc.RestoreCommitArgs{AdminAuth: af.auth, ID: begin.ID, SHA256: b.StreamSum}, &res, snapshotWait)
 	return res, err
 }
 
@@ -290,16 +291,16 @@ func runSnapshotInspect(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b, err := openBackup(file, nil)
+	b, err := backupfile.Open(file, nil)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = b.Close() }()
-	m := b.meta
+	m := b.Meta
 	fmt.Fprintf(stdout, "file        %s (intact: SHA-256 and stream checksum verified)\n", file)
 	fmt.Fprintf(stdout, "taken from  node %s at raft index %d, term %d\n", m.NodeID, m.RaftIndex, m.RaftTerm)
 	fmt.Fprintf(stdout, "created     %s by kvnode %s\n", m.Created.Format(time.RFC3339), m.Version)
 	fmt.Fprintf(stdout, "size        %s\n", humanBytes(m.Size))
-	fmt.Fprintf(stdout, "storages    %s\n", strings.Join(b.info.Storages, ", "))
+	fmt.Fprintf(stdout, "storages    %s\n", strings.Join(b.Info.Storages, ", "))
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kvnode/kvnode/cluster/clustertest"
+	"github.com/kvnode/kvnode/fsm/backupfile"
 )
 
 // A snapshot saved from one cluster restores into a fresh one: every node
@@ -100,7 +101,7 @@ func TestSnapshot_RestoreRefusesDamagedFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		code, _, errs := runVerb(t, "snapshot", "restore", path, "--rpc", addrs[l])
-		if code != 1 || !strings.Contains(errs, errBadBackup.Error()) {
+		if code != 1 || !strings.Contains(errs, backupfile.ErrNotIntact.Error()) {
 			t.Fatalf("%s: exit %d, %q", name, code, errs)
 		}
 		if code, _, _ := runVerb(t, "snapshot", "inspect", path); code != 1 {

@@ -16,6 +16,7 @@ import (
 	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/drivers/memory"
 	"github.com/kvnode/kvnode/fsm"
+	"github.com/kvnode/kvnode/fsm/backupfile"
 	"github.com/kvnode/kvnode/rpc"
 )
 
@@ -88,7 +89,7 @@ func writeTestBackup(t *testing.T) string {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "b.kvsnap")
-	bw, err := createBackup(path, backupMeta{NodeID: "n1", Size: int64(sink.Len())})
+	bw, err := backupfile.Create(path, backupfile.Meta{NodeID: "n1", Size: int64(sink.Len())})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package backupfile
 
 import (
 	"bytes"
@@ -16,27 +16,16 @@ import (
 	"github.com/kvnode/kvnode/fsm"
 )
 
-// A backup file:
-//
-//	"KVNBKUP1"            magic with the format version
-//	length uint32 BE      of the JSON metadata that follows
-//	metadata              backupMeta as JSON
-//	stream                the cluster's snapshot stream (fsm format, with
-//	                      its own CRC-64), metadata.size bytes
-//	SHA-256               32 bytes over everything before it
-//
-// The SHA-256 catches any damage to the file; the stream's CRC-64 is
-// checked again by the node that restores it.
 const (
 	backupMagic   = "KVNBKUP1"
 	maxBackupMeta = 64 << 10
 )
 
-// errBadBackup marks a file that is not an intact backup.
-var errBadBackup = errors.New("not an intact kvnode backup")
+// ErrNotIntact marks a file that is not an intact backup.
+var ErrNotIntact = errors.New("not an intact kvnode backup")
 
-// backupMeta describes the snapshot a backup holds.
-type backupMeta struct {
+// Meta describes the snapshot a backup holds.
+type Meta struct {
 	NodeID    string    `json:"node_id"`
 	RaftIndex uint64    `json:"raft_index"`
 	RaftTerm  uint64    `json:"raft_term"`
@@ -45,17 +34,19 @@ type backupMeta struct {
 	Version   string    `json:"kvnode_version"`
 }
 
-// backupWriter writes a backup to a temporary file next to path and
-// renames it into place on Commit, so an interrupted save never leaves a
-// truncated file under the name given.
-type backupWriter struct {
+// Writer writes a backup to a temporary file next to path and renames it
+// into place on Commit, so an interrupted save never leaves a truncated
+// file under the name given.
+type Writer struct {
 	path string
 	f    *os.File
 	sum  hash.Hash
 	w    io.Writer
 }
 
-func createBackup(path string, meta backupMeta) (*backupWriter, error) {
+// Create starts the backup at path: the header and meta, then the snapshot
+// stream written to the Writer (meta.Size bytes).
+func Create(path string, meta Meta) (*Writer, error) {
 	js, err := json.Marshal(meta)
 	if err != nil {
 		return nil, fmt.Errorf("encode backup metadata: %w", err)
@@ -68,7 +59,7 @@ func createBackup(path string, meta backupMeta) (*backupWriter, error) {
 	if err != nil {
 		return nil, err //nolint:wrapcheck // names the path
 	}
-	bw := &backupWriter{path: path, f: f, sum: sha256.New()}
+	bw := &Writer{path: path, f: f, sum: sha256.New()}
 	bw.w = io.MultiWriter(f, bw.sum)
 	head := binary.BigEndian.AppendUint32([]byte(backupMagic), uint32(len(js)))
 	if _, err := bw.w.Write(append(head, js...)); err != nil {
@@ -78,10 +69,11 @@ func createBackup(path string, meta backupMeta) (*backupWriter, error) {
 	return bw, nil
 }
 
-func (bw *backupWriter) Write(p []byte) (int, error) { return bw.w.Write(p) } //nolint:wrapcheck
+// Write appends stream bytes.
+func (bw *Writer) Write(p []byte) (int, error) { return bw.w.Write(p) } //nolint:wrapcheck
 
 // Commit writes the digest, syncs and renames the file into place.
-func (bw *backupWriter) Commit() error {
+func (bw *Writer) Commit() error {
 	if _, err := bw.f.Write(bw.sum.Sum(nil)); err != nil {
 		bw.Abort()
 		return fmt.Errorf("write %s: %w", bw.f.Name(), err)
@@ -106,32 +98,34 @@ func (bw *backupWriter) Commit() error {
 }
 
 // Abort removes the partial file.
-func (bw *backupWriter) Abort() {
+func (bw *Writer) Abort() {
 	_ = bw.f.Close()
 	_ = os.Remove(bw.f.Name())
 }
 
-// backupFile is an opened, verified backup.
-type backupFile struct {
-	f    *os.File
-	meta backupMeta
+// File is an opened, verified backup.
+type File struct {
+	f *os.File
+	// Meta is the header's description of the snapshot.
+	Meta Meta
 	// off is where the stream starts in the file.
 	off int64
-	// info is what the stream holds; streamSum its SHA-256, which the
+	// Info is what the stream holds; StreamSum its SHA-256, which a
 	// restore sends so the node can check what it received.
-	info      fsm.SnapshotInfo
-	streamSum []byte
+	Info      fsm.SnapshotInfo
+	StreamSum []byte
 }
 
 // Stream reads the snapshot stream out of the file.
-func (b *backupFile) Stream() io.Reader { return io.NewSectionReader(b.f, b.off, b.meta.Size) }
+func (b *File) Stream() io.Reader { return io.NewSectionReader(b.f, b.off, b.Meta.Size) }
 
-func (b *backupFile) Close() error { return b.f.Close() } //nolint:wrapcheck
+// Close closes the file.
+func (b *File) Close() error { return b.f.Close() } //nolint:wrapcheck
 
-// openBackup opens path and verifies it whole before anything is sent:
-// framing, the file's SHA-256 and the stream's own checksum. onRead, when
-// set, is told how many bytes were read (progress).
-func openBackup(path string, onRead func(int)) (*backupFile, error) {
+// Open opens path and verifies it whole before anything is sent: framing,
+// the file's SHA-256 and the stream's own checksum. onRead, when set, is
+// told how many bytes were read (progress).
+func Open(path string, onRead func(int)) (*File, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err //nolint:wrapcheck // names the path
@@ -144,47 +138,47 @@ func openBackup(path string, onRead func(int)) (*backupFile, error) {
 	return b, nil
 }
 
-func verifyBackup(f *os.File, onRead func(int)) (*backupFile, error) {
+func verifyBackup(f *os.File, onRead func(int)) (*File, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err //nolint:wrapcheck
 	}
 	var head [len(backupMagic) + 4]byte
 	if _, err := io.ReadFull(f, head[:]); err != nil || string(head[:len(backupMagic)]) != backupMagic {
-		return nil, fmt.Errorf("%w: no backup header", errBadBackup)
+		return nil, fmt.Errorf("%w: no backup header", ErrNotIntact)
 	}
 	n := binary.BigEndian.Uint32(head[len(backupMagic):])
 	if n > maxBackupMeta {
-		return nil, fmt.Errorf("%w: metadata of %d bytes", errBadBackup, n)
+		return nil, fmt.Errorf("%w: metadata of %d bytes", ErrNotIntact, n)
 	}
 	js := make([]byte, n)
 	if _, err := io.ReadFull(f, js); err != nil {
-		return nil, fmt.Errorf("%w: metadata: %w", errBadBackup, err)
+		return nil, fmt.Errorf("%w: metadata: %w", ErrNotIntact, err)
 	}
-	b := &backupFile{f: f, off: int64(len(head)) + int64(n)}
-	if err := json.Unmarshal(js, &b.meta); err != nil {
-		return nil, fmt.Errorf("%w: metadata: %w", errBadBackup, err)
+	b := &File{f: f, off: int64(len(head)) + int64(n)}
+	if err := json.Unmarshal(js, &b.Meta); err != nil {
+		return nil, fmt.Errorf("%w: metadata: %w", ErrNotIntact, err)
 	}
-	if want := b.off + b.meta.Size + sha256.Size; b.meta.Size < 0 || st.Size() != want {
-		return nil, fmt.Errorf("%w: %d bytes, the metadata implies %d", errBadBackup, st.Size(), want)
+	if want := b.off + b.Meta.Size + sha256.Size; b.Meta.Size < 0 || st.Size() != want {
+		return nil, fmt.Errorf("%w: %d bytes, the metadata implies %d", ErrNotIntact, st.Size(), want)
 	}
 
 	fileSum, streamSum := sha256.New(), sha256.New()
 	fileSum.Write(head[:])
 	fileSum.Write(js)
-	stream := io.TeeReader(&countReader{r: io.NewSectionReader(f, b.off, b.meta.Size), onRead: onRead},
+	stream := io.TeeReader(&countReader{r: io.NewSectionReader(f, b.off, b.Meta.Size), onRead: onRead},
 		io.MultiWriter(fileSum, streamSum))
-	if b.info, err = fsm.VerifySnapshot(stream); err != nil {
-		return nil, fmt.Errorf("%w: %w", errBadBackup, err)
+	if b.Info, err = fsm.VerifySnapshot(stream); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotIntact, err)
 	}
 	trailer := make([]byte, sha256.Size)
-	if _, err := f.ReadAt(trailer, b.off+b.meta.Size); err != nil {
-		return nil, fmt.Errorf("%w: digest: %w", errBadBackup, err)
+	if _, err := f.ReadAt(trailer, b.off+b.Meta.Size); err != nil {
+		return nil, fmt.Errorf("%w: digest: %w", ErrNotIntact, err)
 	}
 	if !bytes.Equal(trailer, fileSum.Sum(nil)) {
-		return nil, fmt.Errorf("%w: SHA-256 mismatch", errBadBackup)
+		return nil, fmt.Errorf("%w: SHA-256 mismatch", ErrNotIntact)
 	}
-	b.streamSum = streamSum.Sum(nil)
+	b.StreamSum = streamSum.Sum(nil)
 	return b, nil
 }
 
