@@ -9,6 +9,7 @@ import (
 
 	"github.com/kvnode/kvnode/cluster/clustertest"
 	"github.com/kvnode/kvnode/config"
+	"github.com/kvnode/kvnode/internal/cli"
 )
 
 // RPC on an address other hosts can reach, without a token, does not start:
@@ -61,7 +62,7 @@ func TestSnapshot_AdminToken(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "kvnode.RestoreBegin: admin token required") {
 		t.Fatalf("restore without a token: exit %d, %q", code, errs)
 	}
-	t.Setenv(adminTokenEnv, token)
+	t.Setenv(cli.AdminTokenEnv, token)
 	c.Poll("restore with the token from the environment", func() string {
 		l = c.WaitLeader()
 		code, _, errs = runVerb(t, "snapshot", "restore", file, "--rpc", addrs[l])
@@ -71,7 +72,7 @@ func TestSnapshot_AdminToken(t *testing.T) {
 		return ""
 	})
 	// status and health need no token.
-	t.Setenv(adminTokenEnv, "")
+	t.Setenv(cli.AdminTokenEnv, "")
 	mustVerb(t, "status", "--rpc", addrs[l])
 	mustVerb(t, "health", "--rpc", addrs[l])
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kvnode/kvnode/config"
 	"github.com/kvnode/kvnode/drivers"
+	"github.com/kvnode/kvnode/internal/cli"
 	"github.com/kvnode/kvnode/internal/failpoint"
 	"github.com/kvnode/kvnode/ops"
 	"github.com/kvnode/kvnode/rpc"
@@ -30,15 +31,15 @@ type serveOptions struct {
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("serve", "[-c .rr.yaml] [-o key.path=value]...", stderr)
+	fs := cli.NewFlagSet("serve", "[-c .rr.yaml] [-o key.path=value]...", stderr)
 	file := fs.String("c", "", "configuration `file` (RoadRunner .rr.yaml); default: the embedded one (memory storage \"default\" on "+config.DefaultListen+")")
-	var overrides stringsFlag
+	var overrides cli.StringsFlag
 	fs.Var(&overrides, "o", "override a configuration value, e.g. -o rpc.listen=tcp://127.0.0.1:7001 (repeatable)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
+		return fmt.Errorf("%w: unexpected argument %q", cli.ErrUsage, fs.Arg(0))
 	}
 	return serve(ctx, serveOptions{
 		load:   config.Options{File: *file, Overrides: overrides, Drivers: storageDrivers()},

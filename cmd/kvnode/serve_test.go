@@ -23,6 +23,7 @@ import (
 	"github.com/kvnode/kvnode/drivers/memory"
 	"github.com/kvnode/kvnode/drivers/redis"
 	"github.com/kvnode/kvnode/internal/testsvc"
+	"github.com/kvnode/kvnode/rpc/rpctest"
 )
 
 // syncBuffer is a bytes.Buffer that the server writes to while the test
@@ -53,6 +54,32 @@ type running struct {
 }
 
 var servingLine = regexp.MustCompile(`msg="kvnode serving" rpc=(\S+) storages=(\S+)`)
+
+// verbTestServer serves a real memory storage named "default" on a free
+// loopback port until the test ends, and returns its address.
+func verbTestServer(t testing.TB) string {
+	t.Helper()
+	return rpctest.ServeMemory(t, "")
+}
+
+// runVerb runs the binary's dispatcher in-process and returns its exit
+// status and output.
+func runVerb(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(t.Context(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// mustVerb runs a verb that has to succeed and returns its stdout.
+func mustVerb(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, errs := runVerb(t, args...)
+	if code != 0 {
+		t.Fatalf("kvnode %q: exit %d, stderr %q", args, code, errs)
+	}
+	return out
+}
 
 // writeConfig writes a config file into a fresh temp dir and returns its path.
 func writeConfig(t *testing.T, yaml string) string {
@@ -323,7 +350,7 @@ func TestRun_Dispatch(t *testing.T) {
 	}
 	names := map[string]bool{}
 	for _, c := range commands() {
-		names[c.name] = true
+		names[c.Name] = true
 	}
 	for _, n := range []string{"serve", "get", "set", "del", "has", "ttl", "expire", "clear", "bench", "version"} {
 		if !names[n] {

@@ -163,12 +163,3 @@ func TestStatus_Standalone(t *testing.T) {
 		t.Fatalf("standalone snapshot: exit %d, %q", code, errs)
 	}
 }
-
-// Against a server without the admin service (RoadRunner), status says so.
-func TestStatus_NoAdminService(t *testing.T) {
-	addr := verbTestServer(t)
-	code, _, errs := runVerb(t, "status", "--rpc", addr)
-	if code != 1 || !strings.Contains(errs, "has no kvnode service") {
-		t.Fatalf("exit %d, %q", code, errs)
-	}
-}

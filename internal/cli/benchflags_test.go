@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 func runBenchJSON(t *testing.T, ctx context.Context, args ...string) (load.Result, error, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	err := runBench(ctx, append(args, "--json"), &out, &errb)
+	err := Bench(ctx, append(args, "--json"), &out, &errb)
 	var res load.Result
 	if out.Len() > 0 {
 		if jerr := json.Unmarshal(out.Bytes(), &res); jerr != nil {

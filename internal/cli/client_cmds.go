@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -33,7 +33,7 @@ type verbFlags struct {
 }
 
 func newVerbFlagSet(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *verbFlags) {
-	fs := newFlagSet(name, synopsis, stderr)
+	fs := NewFlagSet(name, synopsis, stderr)
 	vf := &verbFlags{}
 	fs.StringVar(&vf.rpc, "rpc", defaultRPCAddr, "RPC address: tcp://host:port, host:port or unix:///path")
 	fs.StringVar(&vf.storage, "storage", defaultStorage, "storage name (a key under kv: in the config)")
@@ -47,7 +47,7 @@ func newVerbFlagSet(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *ve
 func parseVerbArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := parseFlags(fs, args); err != nil {
+		if err := ParseFlags(fs, args); err != nil {
 			return nil, err
 		}
 		rest := fs.Args()
@@ -104,10 +104,10 @@ func parseKeysVerb(name string, args []string, stderr io.Writer) (*verbFlags, []
 	return vf, keys, nil
 }
 
-// runGet prints the values of keys: the raw value for one key (a missing key
+// Get prints the values of keys: the raw value for one key (a missing key
 // is an error), "key<TAB>value" lines in argument order for several (missing
 // keys are skipped).
-func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func Get(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	vf, keys, err := parseKeysVerb("get", args, stderr)
 	if err != nil {
 		return err
@@ -160,9 +160,9 @@ func writerIsTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// runSet stores one key: set KEY VALUE [--ttl 10s | --expires RFC3339];
+// Set stores one key: set KEY VALUE [--ttl 10s | --expires RFC3339];
 // VALUE "-" reads the value from standard input.
-func runSet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func Set(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return runSetFrom(ctx, args, os.Stdin, stdout, stderr)
 }
 
@@ -209,8 +209,8 @@ func timeoutFromFlags(fs *flag.FlagSet, ttl time.Duration, expires string) (stri
 	return "", nil
 }
 
-// runDel removes keys; missing keys are not an error.
-func runDel(ctx context.Context, args []string, _, stderr io.Writer) error {
+// Del removes keys; missing keys are not an error.
+func Del(ctx context.Context, args []string, _, stderr io.Writer) error {
 	vf, keys, err := parseKeysVerb("del", args, stderr)
 	if err != nil {
 		return err
@@ -220,10 +220,10 @@ func runDel(ctx context.Context, args []string, _, stderr io.Writer) error {
 	})
 }
 
-// runHas prints whether keys exist: "true"/"false" for one key,
+// Has prints whether keys exist: "true"/"false" for one key,
 // "key<TAB>true|false" lines for several. Like grep -q, it fails (exit
 // status 1) when any key is missing.
-func runHas(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func Has(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	vf, keys, err := parseKeysVerb("has", args, stderr)
 	if err != nil {
 		return err
@@ -254,10 +254,10 @@ func runHas(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	})
 }
 
-// runTTL prints the expiry of keys as stored (RFC 3339) or "no expiry": the
+// TTL prints the expiry of keys as stored (RFC 3339) or "no expiry": the
 // bare value for one key (a missing key is an error), "key<TAB>value" lines
 // for several (missing keys are skipped).
-func runTTL(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func TTL(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	vf, keys, err := parseKeysVerb("ttl", args, stderr)
 	if err != nil {
 		return err
@@ -292,9 +292,9 @@ func runTTL(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	})
 }
 
-// runExpire changes the expiry of existing keys: expire KEY... --ttl 10s
+// Expire changes the expiry of existing keys: expire KEY... --ttl 10s
 // (or --expires RFC3339). Missing keys are skipped by the server.
-func runExpire(ctx context.Context, args []string, _, stderr io.Writer) error {
+func Expire(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs, vf := newVerbFlagSet("expire", "[flags] KEY... --ttl DURATION|--expires RFC3339", stderr)
 	ttl := fs.Duration("ttl", 0, "expire the keys this long from now")
 	expires := fs.String("expires", "", "expire the keys at this RFC 3339 time (sent verbatim)")
@@ -321,8 +321,8 @@ func runExpire(ctx context.Context, args []string, _, stderr io.Writer) error {
 	})
 }
 
-// runClear removes every key of the storage.
-func runClear(ctx context.Context, args []string, _, stderr io.Writer) error {
+// Clear removes every key of the storage.
+func Clear(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs, vf := newVerbFlagSet("clear", "[flags]", stderr)
 	pos, err := parseVerbArgs(fs, args)
 	if err != nil {

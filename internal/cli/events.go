@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -18,19 +18,19 @@ import (
 // events before answering with none (the server caps it).
 const eventsWait = 5 * time.Second
 
-// runEvents prints the decoded events still in a node's raft log, from
+// Events prints the decoded events still in a node's raft log, from
 // --since on, and with --follow the new ones as they are applied, until
 // interrupted. It asks a page at a time and holds nothing between pages,
 // so a slow terminal costs the node nothing: entries compacted away before
 // they were read are reported as skipped, on stderr.
-func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func Events(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, af := newAdminFlagSet("events", "[--rpc ADDR] [--storage S] [--since INDEX] [--follow] [--json]", eventsWait+5*time.Second, stderr)
 	af.tokenFlags(fs)
 	storage := fs.String("storage", "", "only this storage's events")
 	since := fs.Uint64("since", 0, "first log `index` to show (default: the oldest the log still holds)")
 	follow := fs.Bool("follow", false, "keep printing events as they are applied, until interrupted")
 	asJSON := fs.Bool("json", false, "print one JSON object per event (JSON lines)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -31,8 +31,8 @@ const tlsUsage = "ca [--dir DIR] [--days N] | cert NODE [--dir DIR] [--host HOST
 // of the certificate's names) that is also a safe file name.
 var certName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$`)
 
-// runTLS dispatches kvnode tls ca|cert.
-func runTLS(_ context.Context, args []string, stdout, stderr io.Writer) error {
+// TLS dispatches kvnode tls ca|cert.
+func TLS(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	sub := ""
 	if len(args) > 0 {
 		sub, args = args[0], args[1:]
@@ -52,7 +52,7 @@ func runTLS(_ context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func runTLSCA(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("tls ca", "[--dir DIR] [--days N]: write a new cluster CA as DIR/ca.pem and DIR/ca-key.pem", stderr)
+	fs := NewFlagSet("tls ca", "[--dir DIR] [--days N]: write a new cluster CA as DIR/ca.pem and DIR/ca-key.pem", stderr)
 	dir := fs.String("dir", ".", "directory to write into (created if missing)")
 	days := fs.Int("days", defaultCADays, "validity in days")
 	pos, err := parseVerbArgs(fs, args)
@@ -76,12 +76,12 @@ func runTLSCA(args []string, stdout, stderr io.Writer) error {
 }
 
 func runTLSCert(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("tls cert", "NODE [--dir DIR] [--host HOST]...: write DIR/NODE.pem and DIR/NODE-key.pem, signed by the cluster CA", stderr)
+	fs := NewFlagSet("tls cert", "NODE [--dir DIR] [--host HOST]...: write DIR/NODE.pem and DIR/NODE-key.pem, signed by the cluster CA", stderr)
 	dir := fs.String("dir", ".", "directory holding the CA and to write into")
 	caFile := fs.String("ca", "", "CA certificate (default DIR/ca.pem)")
 	caKeyFile := fs.String("ca-key", "", "CA key (default DIR/ca-key.pem)")
 	days := fs.Int("days", defaultCertDays, "validity in days (never beyond the CA's)")
-	var hosts stringsFlag
+	var hosts StringsFlag
 	fs.Var(&hosts, "host", "another DNS name or IP address of the node (repeatable)")
 	pos, err := parseVerbArgs(fs, args)
 	if err != nil {
@@ -179,10 +179,10 @@ func writeNew(path string, data []byte, perm os.FileMode) error {
 	return nil
 }
 
-// runKeygen prints a new gossip key: 32 random bytes, base64.
-func runKeygen(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("keygen", ": print a new key for cluster.gossip.encrypt_key (or a file for encrypt_key_file)", stderr)
-	if err := parseFlags(fs, args); err != nil {
+// Keygen prints a new gossip key: 32 random bytes, base64.
+func Keygen(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := NewFlagSet("keygen", ": print a new key for cluster.gossip.encrypt_key (or a file for encrypt_key_file)", stderr)
+	if err := ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -29,15 +29,15 @@ type adminFlags struct {
 	tokenFile string
 }
 
-// adminTokenEnv names the environment variable the CLI takes the admin
+// AdminTokenEnv names the environment variable the CLI takes the admin
 // token from when no flag gives one: unlike --token, it does not show in
 // the process list.
-const adminTokenEnv = "KVNODE_ADMIN_TOKEN"
+const AdminTokenEnv = "KVNODE_ADMIN_TOKEN"
 
 // tokenFlags adds --token and --token-file, for the commands whose calls
 // need the node's rpc.admin_token.
 func (af *adminFlags) tokenFlags(fs *flag.FlagSet) {
-	fs.StringVar(&af.auth.Token, "token", "", "the node's rpc.admin_token (default $"+adminTokenEnv+"; prefer it or --token-file: flags show in the process list)")
+	fs.StringVar(&af.auth.Token, "token", "", "the node's rpc.admin_token (default $"+AdminTokenEnv+"; prefer it or --token-file: flags show in the process list)")
 	fs.StringVar(&af.tokenFile, "token-file", "", "read the admin token from this `file`")
 }
 
@@ -53,13 +53,13 @@ func (af *adminFlags) resolveToken() error {
 		}
 		af.auth.Token = strings.TrimSpace(string(b))
 	default:
-		af.auth.Token = os.Getenv(adminTokenEnv)
+		af.auth.Token = os.Getenv(AdminTokenEnv)
 	}
 	return nil
 }
 
 func newAdminFlagSet(name, synopsis string, timeout time.Duration, stderr io.Writer) (*flag.FlagSet, *adminFlags) {
-	fs := newFlagSet(name, synopsis, stderr)
+	fs := NewFlagSet(name, synopsis, stderr)
 	af := &adminFlags{}
 	fs.StringVar(&af.rpc, "rpc", defaultRPCAddr, "RPC address of the node: tcp://host:port, host:port or unix:///path")
 	fs.DurationVar(&af.timeout, "timeout", timeout, "deadline for connecting and each request")
@@ -97,11 +97,11 @@ func adminErr(err error) error {
 	return errors.New(se.Text) //nolint:err113 // the server's message, verbatim
 }
 
-// runStatus prints a node's view of itself and the cluster.
-func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// Status prints a node's view of itself and the cluster.
+func Status(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, af := newAdminFlagSet("status", "[--rpc ADDR] [--json]", 5*time.Second, stderr)
 	asJSON := fs.Bool("json", false, "print JSON instead of tables")
-	if err := parseFlags(fs, args); err != nil {
+	if err := ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

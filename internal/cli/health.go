@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -14,14 +14,14 @@ import (
 // take traffic yet.
 var errNotReady = errors.New("not ready")
 
-// runHealth exits 0 when the node answers (and, with --ready, is ready),
+// Health exits 0 when the node answers (and, with --ready, is ready),
 // 1 otherwise, printing nothing on success and one line on failure: fit for
 // a docker HEALTHCHECK in an image without a shell.
-func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func Health(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, af := newAdminFlagSet("health", "[--rpc ADDR] [--ready] [--timeout 2s]", 2*time.Second, stderr)
 	ready := fs.Bool("ready", false, "also require readiness: a leader is known and this node has caught up with it (a standalone node always is)")
 	verbose := fs.Bool("v", false, "print the node's answer on success too")
-	if err := parseFlags(fs, args); err != nil {
+	if err := ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

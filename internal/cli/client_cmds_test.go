@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -17,12 +17,22 @@ func verbTestServer(t testing.TB) string {
 	return rpctest.ServeMemory(t, "")
 }
 
-// runVerb runs the binary's dispatcher in-process and returns its exit
+// testCommands are this package's commands as kvnode lists them.
+func testCommands() []Command {
+	return []Command{
+		{Name: "get", Run: Get}, {Name: "set", Run: Set}, {Name: "del", Run: Del}, {Name: "has", Run: Has},
+		{Name: "ttl", Run: TTL}, {Name: "expire", Run: Expire}, {Name: "clear", Run: Clear},
+		{Name: "status", Run: Status}, {Name: "health", Run: Health}, {Name: "snapshot", Run: Snapshot("test")},
+		{Name: "events", Run: Events}, {Name: "bench", Run: Bench}, {Name: "tls", Run: TLS}, {Name: "keygen", Run: Keygen},
+	}
+}
+
+// runVerb runs the commands' dispatcher in-process and returns its exit
 // status and output.
 func runVerb(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = run(t.Context(), args, &out, &errb)
+	code = Run(t.Context(), testCommands(), args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -22,25 +22,28 @@ const snapshotWait = 30 * time.Minute
 
 const snapshotUsage = "save FILE [--rpc ADDR] [--token-file FILE] [--stale] | restore FILE [--rpc ADDR] [--token-file FILE] | inspect FILE"
 
-// runSnapshot dispatches kvnode snapshot save|restore|inspect.
-func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	sub := ""
-	if len(args) > 0 {
-		sub, args = args[0], args[1:]
-	}
-	switch sub {
-	case "save":
-		return runSnapshotSave(ctx, args, stdout, stderr)
-	case "restore":
-		return runSnapshotRestore(ctx, args, stdout, stderr)
-	case "inspect":
-		return runSnapshotInspect(args, stdout, stderr)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprintln(stderr, "Usage: kvnode snapshot "+snapshotUsage)
-		return flag.ErrHelp
-	default:
-		fmt.Fprintln(stderr, "Usage: kvnode snapshot "+snapshotUsage)
-		return fmt.Errorf("%w: want save, restore or inspect, got %q", ErrUsage, sub)
+// Snapshot is kvnode snapshot save|restore|inspect; version is the
+// kvnode version the files it saves name.
+func Snapshot(version string) func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		sub := ""
+		if len(args) > 0 {
+			sub, args = args[0], args[1:]
+		}
+		switch sub {
+		case "save":
+			return runSnapshotSave(ctx, version, args, stdout, stderr)
+		case "restore":
+			return runSnapshotRestore(ctx, args, stdout, stderr)
+		case "inspect":
+			return runSnapshotInspect(args, stdout, stderr)
+		case "-h", "-help", "--help", "help":
+			fmt.Fprintln(stderr, "Usage: kvnode snapshot "+snapshotUsage)
+			return flag.ErrHelp
+		default:
+			fmt.Fprintln(stderr, "Usage: kvnode snapshot "+snapshotUsage)
+			return fmt.Errorf("%w: want save, restore or inspect, got %q", ErrUsage, sub)
+		}
 	}
 }
 
@@ -60,7 +63,7 @@ func oneFile(fs *flag.FlagSet, args []string) (string, error) {
 
 // runSnapshotSave downloads a consistent snapshot of every replicated
 // storage into FILE (written to FILE.tmp, verified, then renamed).
-func runSnapshotSave(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+func runSnapshotSave(ctx context.Context, version string, args []string, stdout, stderr io.Writer) (err error) {
 	fs, af := newAdminFlagSet("snapshot save", "FILE [--rpc ADDR] [--token-file FILE] [--stale]", 30*time.Second, stderr)
 	af.tokenFlags(fs)
 	stale := fs.Bool("stale", false, "do not wait for the leader's commit index first (for a node cut off from its leader)")
@@ -86,7 +89,7 @@ func runSnapshotSave(ctx context.Context, args []string, stdout, stderr io.Write
 		}
 	}()
 	bw, err := backupfile.Create(file, backupfile.Meta{NodeID: open.NodeID, RaftIndex: open.Index, RaftTerm: open.Term,
-		Size: open.Size, Created: time.Now().UTC().Truncate(time.Second), Version: buildVersion()})
+		Size: open.Size, Created: time.Now().UTC().Truncate(time.Second), Version: version})
 	if err != nil {
 		return err
 	}
@@ -205,7 +208,7 @@ func restoreTarget(ctx context.Context, af *adminFlags, stderr io.Writer) (strin
 	leader := ""
 	for _, m := range st.Members {
 		if m.ID == st.LeaderID {
-			leader = dialableRPC(m.RPCAddress, m.Address)
+			leader = DialableRPC(m.RPCAddress, m.Address)
 		}
 	}
 	if leader == "" {
@@ -286,7 +289,7 @@ func upload(ctx context.Context, af *adminFlags, b *backupfile.File, stderr io.W
 
 // runSnapshotInspect verifies a backup file offline and describes it.
 func runSnapshotInspect(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("snapshot inspect", "FILE", stderr)
+	fs := NewFlagSet("snapshot inspect", "FILE", stderr)
 	file, err := oneFile(fs, args)
 	if err != nil {
 		return err

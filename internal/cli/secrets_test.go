@@ -1,6 +1,7 @@
-package main
+package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,4 +153,23 @@ func TestTLSCommands_FilesAndRefusals(t *testing.T) {
 	if b, err := base64.StdEncoding.DecodeString(k1); err != nil || len(b) != 32 || k1 == k2 {
 		t.Errorf("keygen: %q, %q (%v)", k1, k2, err)
 	}
+}
+
+// syncBuffer is a bytes.Buffer that the nodes write to while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

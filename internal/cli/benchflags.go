@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -25,7 +25,7 @@ type benchFlags struct {
 }
 
 func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, error) {
-	fs := newFlagSet("bench", "[flags]", stderr)
+	fs := NewFlagSet("bench", "[flags]", stderr)
 	bf := &benchFlags{}
 	cfg := &bf.cfg
 	fs.StringVar(&cfg.RPC, "rpc", defaultRPCAddr, "RPC address: tcp://host:port, host:port or unix:///path")
@@ -79,10 +79,10 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, error) {
 	return bf, nil
 }
 
-// runBench runs the load generator (package bench/load) and prints its
+// Bench runs the load generator (package bench/load) and prints its
 // report: text, or JSON with --json. Ctrl-C ends the run early and still
 // prints what was measured; any failed request fails the command.
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func Bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	bf, err := parseBenchFlags(args, stderr)
 	if err != nil {
 		return err
