@@ -15,6 +15,7 @@ import (
 	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/internal/cli"
 	"github.com/kvnode/kvnode/internal/failpoint"
+	"github.com/kvnode/kvnode/internal/telemetry"
 	"github.com/kvnode/kvnode/ops"
 	"github.com/kvnode/kvnode/rpc"
 )
@@ -62,7 +63,7 @@ func serve(ctx context.Context, o serveOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	logger, closeLogs, lerr := newLogger(cfg.Logs, o.stdout, o.stderr)
+	logger, closeLogs, lerr := telemetry.NewLogger(cfg.Logs, o.stdout, o.stderr)
 	if lerr != nil {
 		p.Add("logs.output", errors.Unwrap(lerr))
 		logger, closeLogs = slog.New(slog.NewTextHandler(o.stderr, nil)), func() error { return nil }
@@ -80,9 +81,9 @@ func serve(ctx context.Context, o serveOptions) (err error) {
 			"limit", drivers.FormatBytes(lim))
 	}
 
-	tr := &tracing{shutdown: func(context.Context) error { return nil }}
+	tr := &telemetry.Tracing{Shutdown: func(context.Context) error { return nil }}
 	if !p.Has("otel") {
-		t, terr := newTracing(ctx, cfg.OTel, buildVersion(), o.stdout, o.stderr)
+		t, terr := telemetry.NewTracing(ctx, cfg.OTel, buildVersion(), o.stdout, o.stderr)
 		if terr != nil {
 			p.Add("otel", terr)
 		} else {
@@ -92,8 +93,8 @@ func serve(ctx context.Context, o serveOptions) (err error) {
 	defer func() { err = errors.Join(err, flushTracing(tr)) }()
 
 	env := storageEnv{logger: logger}
-	if tr.enabled {
-		env.tp = tr.provider
+	if tr.Enabled {
+		env.tp = tr.Provider
 	}
 	stores := openStorages(cfg.Storages, env, cfg.ClusterConfig != nil, p)
 	var repl *replicatedSet
@@ -244,10 +245,10 @@ func shutdown(s servers, stores []namedStore, repl *replicatedSet, grace time.Du
 	return errors.Join(errs...)
 }
 
-func flushTracing(tr *tracing) error {
+func flushTracing(tr *telemetry.Tracing) error {
 	ctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
 	defer cancel()
-	if err := tr.shutdown(ctx); err != nil {
+	if err := tr.Shutdown(ctx); err != nil {
 		return fmt.Errorf("otel: flush spans: %w", err)
 	}
 	return nil

@@ -1,4 +1,4 @@
-package main
+package telemetry
 
 import (
 	"context"
@@ -23,25 +23,25 @@ import (
 
 const defaultServiceName = "kvnode"
 
-// tracing is the tracer provider kvnode passes to its parts explicitly; the
+// Tracing is the tracer provider kvnode passes to its parts explicitly; the
 // global otel provider is never set.
-type tracing struct {
-	// provider is a no-op provider when tracing is off.
-	provider trace.TracerProvider
-	// enabled is false for the no-op provider, so callers can skip
+type Tracing struct {
+	// Provider is a no-op provider when tracing is off.
+	Provider trace.TracerProvider
+	// Enabled is false for the no-op provider, so callers can skip
 	// creating tracers (and spans) altogether.
-	enabled bool
-	// shutdown flushes buffered spans; it must be bounded by its context.
-	shutdown func(context.Context) error
+	Enabled bool
+	// Shutdown flushes buffered spans; it must be bounded by its context.
+	Shutdown func(context.Context) error
 }
 
-// newTracing builds the tracer provider for cfg: a batch span processor in
+// NewTracing builds the tracer provider for cfg: a batch span processor in
 // front of the configured exporter, or a no-op provider when there is no
 // exporter, so that tracing then costs nothing. stdout is where the stdout
 // exporter writes (injected for tests).
-func newTracing(ctx context.Context, cfg config.OTelConfig, version string, stdout, stderr io.Writer) (*tracing, error) {
+func NewTracing(ctx context.Context, cfg config.OTelConfig, version string, stdout, stderr io.Writer) (*Tracing, error) {
 	if !cfg.Enabled() {
-		return &tracing{provider: noop.NewTracerProvider(), shutdown: func(context.Context) error { return nil }}, nil
+		return &Tracing{Provider: noop.NewTracerProvider(), Shutdown: func(context.Context) error { return nil }}, nil
 	}
 	exp, err := newExporter(ctx, cfg, stdout, stderr)
 	if err != nil {
@@ -53,15 +53,15 @@ func newTracing(ctx context.Context, cfg config.OTelConfig, version string, stdo
 		res = resource.NewSchemaless(resourceAttributes(cfg, version)...)
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-	return &tracing{provider: tp, enabled: true, shutdown: tp.Shutdown}, nil
+	return &Tracing{Provider: tp, Enabled: true, Shutdown: tp.Shutdown}, nil
 }
 
 func newExporter(ctx context.Context, cfg config.OTelConfig, stdout, stderr io.Writer) (sdktrace.SpanExporter, error) {
 	switch cfg.Exporter {
 	case "stdout":
-		return stdouttrace.New(stdouttrace.WithWriter(stdout)) //nolint:wrapcheck // wrapped by newTracing
+		return stdouttrace.New(stdouttrace.WithWriter(stdout)) //nolint:wrapcheck // wrapped by NewTracing
 	case "stderr":
-		return stdouttrace.New(stdouttrace.WithWriter(stderr)) //nolint:wrapcheck // wrapped by newTracing
+		return stdouttrace.New(stdouttrace.WithWriter(stderr)) //nolint:wrapcheck // wrapped by NewTracing
 	case "otlp":
 	default:
 		return nil, fmt.Errorf("unsupported exporter %q", cfg.Exporter)
@@ -82,7 +82,7 @@ func newExporter(ctx context.Context, cfg config.OTelConfig, stdout, stderr io.W
 		if len(cfg.Headers) > 0 {
 			opts = append(opts, otlptracegrpc.WithHeaders(cfg.Headers))
 		}
-		return otlptracegrpc.New(ctx, opts...) //nolint:wrapcheck // wrapped by newTracing
+		return otlptracegrpc.New(ctx, opts...) //nolint:wrapcheck // wrapped by NewTracing
 	}
 	var opts []otlptracehttp.Option
 	switch {
@@ -105,7 +105,7 @@ func newExporter(ctx context.Context, cfg config.OTelConfig, stdout, stderr io.W
 	if len(cfg.Headers) > 0 {
 		opts = append(opts, otlptracehttp.WithHeaders(cfg.Headers))
 	}
-	return otlptracehttp.New(ctx, opts...) //nolint:wrapcheck // wrapped by newTracing
+	return otlptracehttp.New(ctx, opts...) //nolint:wrapcheck // wrapped by NewTracing
 }
 
 // resourceAttributes describes this process to the collector.

@@ -1,4 +1,4 @@
-package main
+package telemetry
 
 import (
 	"context"
@@ -18,14 +18,14 @@ import (
 func TestNewTracing_NoExporterIsNoop(t *testing.T) {
 	t.Parallel()
 	for _, exporter := range []string{"", "none"} {
-		tr, err := newTracing(t.Context(), config.OTelConfig{Exporter: exporter}, "v", io.Discard, io.Discard)
+		tr, err := NewTracing(t.Context(), config.OTelConfig{Exporter: exporter}, "v", io.Discard, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := tr.provider.(noop.TracerProvider); !ok || tr.enabled {
-			t.Errorf("exporter %q: provider %T enabled %v, want the no-op provider", exporter, tr.provider, tr.enabled)
+		if _, ok := tr.Provider.(noop.TracerProvider); !ok || tr.Enabled {
+			t.Errorf("exporter %q: provider %T enabled %v, want the no-op provider", exporter, tr.Provider, tr.Enabled)
 		}
-		if err := tr.shutdown(t.Context()); err != nil {
+		if err := tr.Shutdown(t.Context()); err != nil {
 			t.Error(err)
 		}
 	}
@@ -63,15 +63,15 @@ func TestNewTracing_OTLPHTTPExportsToTheCollector(t *testing.T) {
 		Headers:   map[string]string{"x-token": "abc"},
 		Resource:  map[string]string{"service_name": "kv-test"},
 	}
-	tr, err := newTracing(t.Context(), cfg, "v1.2.3", io.Discard, io.Discard)
+	tr, err := NewTracing(t.Context(), cfg, "v1.2.3", io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, span := tr.provider.Tracer("test").Start(context.Background(), "kv:set")
+	_, span := tr.Provider.Tracer("test").Start(context.Background(), "kv:set")
 	span.End()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	if err := tr.shutdown(ctx); err != nil {
+	if err := tr.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
 	col.mu.Lock()
@@ -92,16 +92,16 @@ func TestNewTracing_GRPCShutdownIsBoundedWithoutCollector(t *testing.T) {
 	t.Parallel()
 	// Nothing listens on port 1: creating the exporter must not block, and
 	// flushing a span must give up when its context ends.
-	tr, err := newTracing(t.Context(), config.OTelConfig{Exporter: "otlp", Client: "grpc", Endpoint: "127.0.0.1:1", Insecure: true, Compress: true}, "v", io.Discard, io.Discard)
+	tr, err := NewTracing(t.Context(), config.OTelConfig{Exporter: "otlp", Client: "grpc", Endpoint: "127.0.0.1:1", Insecure: true, Compress: true}, "v", io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, span := tr.provider.Tracer("test").Start(context.Background(), "kv:get")
+	_, span := tr.Provider.Tracer("test").Start(context.Background(), "kv:get")
 	span.End()
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- tr.shutdown(ctx) }()
+	go func() { done <- tr.Shutdown(ctx) }()
 	select {
 	case <-done: // an error (deadline, connection refused) is expected and fine
 	case <-time.After(15 * time.Second):

@@ -1,4 +1,4 @@
-package main
+package telemetry
 
 import (
 	"errors"
@@ -10,12 +10,12 @@ import (
 	"github.com/kvnode/kvnode/config"
 )
 
-// newLogger builds the slog logger for RoadRunner's logs section: JSON
+// NewLogger builds the slog logger for RoadRunner's logs section: JSON
 // lines for production mode or json encoding, text otherwise, on stderr
 // unless outputs are given. The returned close function closes log files.
 // Level defaults to info (RoadRunner's default is debug, which is too
 // chatty for a storage server).
-func newLogger(cfg config.LogsConfig, stdout, stderr io.Writer) (*slog.Logger, func() error, error) {
+func NewLogger(cfg config.LogsConfig, stdout, stderr io.Writer) (*slog.Logger, func() error, error) {
 	noClose := func() error { return nil }
 	if cfg.Mode == "off" || cfg.Mode == "none" {
 		return slog.New(slog.DiscardHandler), noClose, nil
