@@ -11,7 +11,6 @@ import (
 	"github.com/kvnode/kvnode/drivers/boltdb"
 	"github.com/kvnode/kvnode/drivers/memcached"
 	"github.com/kvnode/kvnode/drivers/memory"
-	"github.com/kvnode/kvnode/drivers/redis"
 )
 
 // TestServer_ErrorTexts checks every RoadRunner error text of part A4 over
@@ -23,7 +22,7 @@ func testErrorTexts(t *testing.T, listen string) {
 	srv := startServer(t, Config{Listen: listen}, nil,
 		Storage{Name: "default", Driver: memory.Driver(), Store: st, Inline: true},
 		Storage{Name: "bolt", Driver: boltdb.Driver(), Store: st},
-		Storage{Name: "red", Driver: redis.Driver(), Store: st},
+		Storage{Name: "red", Driver: redisDriver(), Store: st},
 		Storage{Name: "mc", Driver: memcached.Driver(), Store: st},
 	)
 	c := dialClient(t, srv.Server)

@@ -16,7 +16,6 @@ import (
 
 	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/drivers/memory"
-	"github.com/kvnode/kvnode/drivers/redis"
 )
 
 func newGate(t *testing.T) *gateStore {
@@ -25,7 +24,7 @@ func newGate(t *testing.T) *gateStore {
 
 func TestServer_GracefulShutdown(t *testing.T) {
 	g := newGate(t)
-	srv := startServer(t, Config{}, nil, Storage{Name: "slow", Driver: redis.Driver(), Store: g})
+	srv := startServer(t, Config{}, nil, Storage{Name: "slow", Driver: redisDriver(), Store: g})
 	busy := dialClient(t, srv.Server)
 	idle := dialRaw(t, srv.Server)
 
@@ -67,7 +66,7 @@ func TestServer_GracefulShutdown(t *testing.T) {
 
 func TestServer_HardShutdown(t *testing.T) {
 	g := newGate(t)
-	srv := startServer(t, Config{}, nil, Storage{Name: "slow", Driver: redis.Driver(), Store: g})
+	srv := startServer(t, Config{}, nil, Storage{Name: "slow", Driver: redisDriver(), Store: g})
 	c := dialClient(t, srv.Server)
 	reply := make(chan error, 1)
 	go func() { reply <- c.Call("kv.Has", req("slow", "block"), &kvv1.Response{}) }()
@@ -87,7 +86,7 @@ func TestServer_HardShutdown(t *testing.T) {
 
 func TestServer_RequestTimeout(t *testing.T) {
 	g := newGate(t)
-	srv := startServer(t, Config{RequestTimeout: 50 * time.Millisecond}, nil, Storage{Name: "slow", Driver: redis.Driver(), Store: g})
+	srv := startServer(t, Config{RequestTimeout: 50 * time.Millisecond}, nil, Storage{Name: "slow", Driver: redisDriver(), Store: g})
 	c := dialClient(t, srv.Server)
 	if _, e := call(t, c, "kv.Has", req("slow", "block")); e != "rpc_has: context deadline exceeded" {
 		t.Fatalf("blocked call: %q", e)

@@ -19,7 +19,6 @@ import (
 
 	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/drivers/memory"
-	"github.com/kvnode/kvnode/drivers/redis"
 )
 
 func marshal(t testing.TB, m proto.Message) []byte {
@@ -203,7 +202,7 @@ func (g *gateStore) Has(ctx context.Context, keys []string) ([]string, error) {
 
 func TestServer_OutOfOrder(t *testing.T) {
 	g := &gateStore{Store: newMemory(t), blocked: make(chan struct{}), open: make(chan struct{})}
-	srv := startServer(t, Config{}, nil, Storage{Name: "slow", Driver: redis.Driver(), Store: g})
+	srv := startServer(t, Config{}, nil, Storage{Name: "slow", Driver: redisDriver(), Store: g})
 	c := dialClient(t, srv.Server)
 
 	first := make(chan string, 1)

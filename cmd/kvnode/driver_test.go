@@ -166,3 +166,32 @@ kv:
 		t.Errorf("the default registry: %v", err)
 	}
 }
+
+// kvnode registers its four drivers with the capabilities callers used to
+// test by driver name.
+func TestStorageDrivers_Capabilities(t *testing.T) {
+	reg := storageDrivers()
+	if got := reg.Names(); !slices.Equal(got, []string{"memory", "boltdb", "redis", "memcached"}) {
+		t.Errorf("drivers %q", got)
+	}
+	for _, tt := range []struct {
+		name                               string
+		replicable, boundable, inline, ttl bool
+		errorOp                            string
+	}{
+		{"memory", true, true, true, true, "in_memory_plugin_"},
+		{"boltdb", true, false, false, true, "boltdb_driver_"},
+		{"redis", false, false, false, true, "redis_driver_"},
+		{"memcached", false, false, false, false, "memcached_plugin_"},
+	} {
+		d, _ := reg.Lookup(tt.name)
+		if d.Replicable() != tt.replicable || d.Boundable() != tt.boundable || d.Inline != tt.inline ||
+			(d.TTLRefusal == "") != tt.ttl || d.ErrorOp != tt.errorOp {
+			t.Errorf("%s: replicable %t, boundable %t, inline %t, TTL refused %t, error op %q", d.Name,
+				d.Replicable(), d.Boundable(), d.Inline, d.TTLRefusal != "", d.ErrorOp)
+		}
+		if !d.Boundable() && d.Unbounded == "" {
+			t.Errorf("%s takes no bounds and does not say why", d.Name)
+		}
+	}
+}

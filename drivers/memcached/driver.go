@@ -2,10 +2,6 @@ package memcached
 
 import "github.com/kvnode/kvnode/drivers"
 
-// ttlRefusal is what RoadRunner's memcached driver answers to every TTL:
-// memcached has no command that reads an expiry.
-const ttlRefusal = "not valid request for memcached, see https://github.com/memcached/memcached/issues/239"
-
 // Driver describes the memcached driver to kvnode: a pass-through storage
 // a cluster does not replicate, which refuses TTL as RoadRunner's does.
 func Driver() drivers.Driver {
@@ -14,7 +10,7 @@ func Driver() drivers.Driver {
 		NewConfig:  func() any { return &Config{} },
 		Open:       open,
 		ErrorOp:    "memcached_plugin_",
-		TTLRefusal: ttlRefusal,
+		TTLRefusal: ErrTTLNotSupported.Error(), // RoadRunner's words
 		Unbounded:  "memcached bounds itself: start it with -m (megabytes) and it evicts by lru",
 	}
 }
