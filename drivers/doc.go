@@ -17,4 +17,12 @@
 // (local.go), or the raft log (package cluster). Writes get their time from
 // a Stamper (clock.go) and expired keys are removed by Sweep (sweep.go),
 // the same code in both.
+//
+// Driver describes one driver to the program serving it: its name, its
+// settings, how a storage is opened (and, for a replicable driver, its
+// Engine), and the capabilities callers would otherwise test by name
+// (RoadRunner's error prefix, a refused TTL, inline serving, bounds, a
+// file of its own). Each driver package returns its own from a Driver
+// function; the command lists them in one Registry, built explicitly, so a
+// new driver is its package plus one entry there.
 package drivers

@@ -78,6 +78,7 @@
 // checks one without restoring it; Reindex rewrites the header's index (and
 // the checksum) so that a backup restored into another cluster through
 // raft.Restore carries the index raft assigns it there.
+// Package fsm/backupfile is the file the CLI keeps one in.
 //
 // # Metrics
 //

@@ -29,6 +29,9 @@ type RaftState struct {
 type StorageState struct {
 	Name, Driver string
 	Keys, Bytes  int64
+	// Boundable marks a storage whose driver takes max_memory and
+	// max_keys (memory): only such storages export usage and limits.
+	Boundable bool
 	// Usage is what max_memory is compared with (0: not accounted).
 	Usage int64
 	// MaxBytes and MaxKeys are the limits (0: none), Policy their
@@ -101,7 +104,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range st.Storages {
 		gauge(descKeys, float64(s.Keys), s.Name, s.Driver)
 		gauge(descBytes, float64(s.Bytes), s.Name, s.Driver)
-		if s.Driver != "memory" {
+		if !s.Boundable {
 			continue
 		}
 		gauge(descUsage, float64(s.Usage), s.Name, s.Driver)

@@ -18,6 +18,8 @@ import (
 
 	kvv1 "github.com/roadrunner-server/api/v4/build/kv/v1"
 	"github.com/roadrunner-server/goridge/v3/pkg/frame"
+
+	"github.com/kvnode/kvnode/drivers/memory"
 )
 
 // streamAdmin is an Admin over a byte slice: Snapshot serves it, Restore
@@ -92,7 +94,7 @@ func (o *callRecorder) ObserveCall(method, storage string, _ time.Duration, err 
 func adminServer(t *testing.T, a Admin, cfg Config) *netrpc.Client {
 	t.Helper()
 	cfg.Admin = a
-	s := startServer(t, cfg, nil, Storage{Name: "default", Driver: "memory", Store: newMemory(t), Inline: true})
+	s := startServer(t, cfg, nil, Storage{Name: "default", Driver: memory.Driver(), Store: newMemory(t), Inline: true})
 	return dialClient(t, s.Server)
 }
 
@@ -302,7 +304,7 @@ func TestAdmin_TokenGatesDataCalls(t *testing.T) {
 	const token = "0123456789abcdef-secret"
 	a := &streamAdmin{snapshot: []byte("state")}
 	s := startServer(t, Config{Admin: a, AdminToken: token}, nil,
-		Storage{Name: "default", Driver: "memory", Store: newMemory(t), Inline: true})
+		Storage{Name: "default", Driver: memory.Driver(), Store: newMemory(t), Inline: true})
 	c := dialClient(t, s.Server)
 	auth := AdminAuth{Token: token}
 

@@ -21,6 +21,8 @@ import (
 	kvv1 "github.com/roadrunner-server/api/v4/build/kv/v1"
 	"github.com/roadrunner-server/goridge/v3/pkg/frame"
 	goridgerpc "github.com/roadrunner-server/goridge/v3/pkg/rpc"
+
+	"github.com/kvnode/kvnode/drivers/memory"
 )
 
 // benchConns is the number of client connections of the parallel benchmarks
@@ -101,7 +103,7 @@ func benchTargets() []benchTarget {
 	direct := func(inline bool) func(b *testing.B) string {
 		return func(b *testing.B) string {
 			srv := startServerLogger(b, Config{}, nil, slog.New(slog.DiscardHandler),
-				Storage{Name: "default", Driver: "memory", Store: newMemory(b), Inline: inline})
+				Storage{Name: "default", Driver: memory.Driver(), Store: newMemory(b), Inline: inline})
 			return srv.Addr().String()
 		}
 	}
@@ -109,7 +111,7 @@ func benchTargets() []benchTarget {
 		{"kvnode-inline", direct(true)},
 		{"kvnode-goroutine", direct(false)},
 		{"netrpc-goridge", func(b *testing.B) string {
-			s, err := New(Config{Listen: "tcp://127.0.0.1:0"}, []Storage{{Name: "default", Driver: "memory", Store: newMemory(b)}}, nil, nil)
+			s, err := New(Config{Listen: "tcp://127.0.0.1:0"}, []Storage{{Name: "default", Driver: memory.Driver(), Store: newMemory(b)}}, nil, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -242,7 +244,7 @@ func mustDial(b *testing.B, addr string) net.Conn {
 // BenchmarkCall measures the server side alone (decode, validate, Store,
 // encode) without the network, to see where the time goes.
 func BenchmarkCall(b *testing.B) {
-	s, err := New(Config{Listen: "tcp://127.0.0.1:0"}, []Storage{{Name: "default", Driver: "memory", Store: newMemory(b), Inline: true}}, nil, nil)
+	s, err := New(Config{Listen: "tcp://127.0.0.1:0"}, []Storage{{Name: "default", Driver: memory.Driver(), Store: newMemory(b), Inline: true}}, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -10,9 +10,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvnode/kvnode/drivers"
+	"github.com/kvnode/kvnode/drivers/memory"
 )
 
-var testStorages = map[string]*storage{"default": {name: "default", driver: "memory"}}
+var testStorages = map[string]*storage{"default": {name: "default", driver: memory.Driver()}}
 
 // scramble overwrites b, as the server does when it reuses a read buffer.
 func scramble(b []byte) {

@@ -106,9 +106,9 @@ type Storage struct {
 	// Name is the storage name requests use (the key under kv: in the
 	// config).
 	Name string
-	// Driver is "memory", "boltdb", "redis" or "memcached". It selects the
-	// driver part of RoadRunner's error texts.
-	Driver string
+	// Driver describes the storage's driver: its ErrorOp and TTLRefusal
+	// give RoadRunner's error texts.
+	Driver drivers.Driver
 	// Store serves the calls.
 	Store drivers.Store
 	// Inline marks a Store whose calls finish in microseconds without I/O

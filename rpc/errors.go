@@ -120,19 +120,11 @@ var opName = [...]string{
 
 // driverOp is the operation prefix RoadRunner's driver of each kind puts in
 // front of its own errors, completed with the method ("in_memory_plugin_mget").
-func driverOp(driver string) string {
-	switch driver {
-	case "memory":
-		return "in_memory_plugin_"
-	case "boltdb":
-		return "boltdb_driver_"
-	case "redis":
-		return "redis_driver_"
-	case "memcached":
-		return "memcached_plugin_"
-	default:
-		return driver + "_driver_"
+func driverOp(d drivers.Driver) string {
+	if d.ErrorOp != "" {
+		return d.ErrorOp
 	}
+	return d.Name + "_driver_"
 }
 
 // RoadRunner nests errors with ":\n\t" (github.com/roadrunner-server/errors
@@ -146,32 +138,30 @@ func errUnknownStorage(m method, name string) error {
 	return reply(ErrUnknownStorage, opName[m]+": no such storage: "+name)
 }
 
-func errEmptyKey(m method, driver string) error {
+func errEmptyKey(m method, driver drivers.Driver) error {
 	return reply(drivers.ErrEmptyKey,
 		opName[m]+": key can't be empty string:\n\t"+driverOp(driver)+methodSuffix[m])
 }
 
-func errMExpireItem(driver string) error {
+func errMExpireItem(driver drivers.Driver) error {
 	return reply(ErrMExpireItem,
 		opName[mMExpire]+":\n\t"+driverOp(driver)+"mexpire: "+ErrMExpireItem.Error())
 }
 
 // errBadTimeout renders time.Parse's error. RoadRunner's Set returns it
 // unwrapped by the driver; MExpire wraps it in the driver's op.
-func errBadTimeout(m method, driver string, err error) error {
+func errBadTimeout(m method, driver drivers.Driver, err error) error {
 	if m == mMExpire {
 		return reply(ErrTimeout, opName[m]+":\n\t"+driverOp(driver)+"mexpire: "+err.Error())
 	}
 	return reply(ErrTimeout, opName[m]+": "+err.Error())
 }
 
-// memcachedTTL is what RoadRunner's memcached driver answers to every TTL.
-const memcachedTTL = "not valid request for memcached, see https://github.com/memcached/memcached/issues/239"
-
-// errStore renders an error returned by a Store.
-func errStore(m method, driver string, err error) error {
-	if errors.Is(err, drivers.ErrNotSupported) && m == mTTL && driver == "memcached" {
-		return reply(err, opName[m]+":\n\t"+driverOp(driver)+"ttl: "+memcachedTTL)
+// errStore renders an error returned by a Store. A driver that refuses
+// every TTL (memcached) answers with RoadRunner's text for it.
+func errStore(m method, driver drivers.Driver, err error) error {
+	if errors.Is(err, drivers.ErrNotSupported) && m == mTTL && driver.TTLRefusal != "" {
+		return reply(err, opName[m]+":\n\t"+driverOp(driver)+"ttl: "+driver.TTLRefusal)
 	}
 	return reply(err, opName[m]+": "+err.Error())
 }

@@ -8,6 +8,9 @@ import (
 	kvv1 "github.com/roadrunner-server/api/v4/build/kv/v1"
 
 	"github.com/kvnode/kvnode/drivers"
+	"github.com/kvnode/kvnode/drivers/boltdb"
+	"github.com/kvnode/kvnode/drivers/memcached"
+	"github.com/kvnode/kvnode/drivers/memory"
 )
 
 // TestServer_ErrorTexts checks every RoadRunner error text of part A4 over
@@ -17,10 +20,10 @@ func TestServer_ErrorTexts(t *testing.T) { forEachNetwork(t, testErrorTexts) }
 func testErrorTexts(t *testing.T, listen string) {
 	st := newMemory(t)
 	srv := startServer(t, Config{Listen: listen}, nil,
-		Storage{Name: "default", Driver: "memory", Store: st, Inline: true},
-		Storage{Name: "bolt", Driver: "boltdb", Store: st},
-		Storage{Name: "red", Driver: "redis", Store: st},
-		Storage{Name: "mc", Driver: "memcached", Store: st},
+		Storage{Name: "default", Driver: memory.Driver(), Store: st, Inline: true},
+		Storage{Name: "bolt", Driver: boltdb.Driver(), Store: st},
+		Storage{Name: "red", Driver: redisDriver(), Store: st},
+		Storage{Name: "mc", Driver: memcached.Driver(), Store: st},
 	)
 	c := dialClient(t, srv.Server)
 	mustCall(t, c, "kv.Set", &kvv1.Request{Storage: "default", Items: []*kvv1.Item{item("keep", "v", "")}})
@@ -90,20 +93,20 @@ func TestErrStore(t *testing.T) {
 	notSupported := fmt.Errorf("memcached: ttl: %w", drivers.ErrNotSupported)
 	tests := []struct {
 		m      method
-		driver string
+		driver drivers.Driver
 		err    error
 		want   string
 	}{
-		{mTTL, "memcached", notSupported, "rpc_ttl:\n\tmemcached_plugin_ttl: not valid request for memcached, " +
+		{mTTL, memcached.Driver(), notSupported, "rpc_ttl:\n\tmemcached_plugin_ttl: not valid request for memcached, " +
 			"see https://github.com/memcached/memcached/issues/239"},
-		{mMGet, "memcached", notSupported, "rpc_mget: memcached: ttl: not supported by this driver"},
-		{mSet, "memory", drivers.ErrClosed, "rpc_set: storage closed"},
-		{mDelete, "boltdb", drivers.ErrClosed, "rpc_delete: storage closed"},
+		{mMGet, memcached.Driver(), notSupported, "rpc_mget: memcached: ttl: not supported by this driver"},
+		{mSet, memory.Driver(), drivers.ErrClosed, "rpc_set: storage closed"},
+		{mDelete, boltdb.Driver(), drivers.ErrClosed, "rpc_delete: storage closed"},
 	}
 	for _, tt := range tests {
 		err := errStore(tt.m, tt.driver, tt.err)
 		if err.Error() != tt.want {
-			t.Errorf("errStore(%s, %s) = %q, want %q", methodName[tt.m], tt.driver, err.Error(), tt.want)
+			t.Errorf("errStore(%s, %s) = %q, want %q", methodName[tt.m], tt.driver.Name, err.Error(), tt.want)
 		}
 		if !errors.Is(err, tt.err) {
 			t.Errorf("errStore does not wrap %v", tt.err)
@@ -137,9 +140,9 @@ func TestParseListen(t *testing.T) {
 func TestNew_BadStorages(t *testing.T) {
 	st := newMemory(t)
 	for _, storages := range [][]Storage{
-		{{Name: "", Driver: "memory", Store: st}},
-		{{Name: "a", Driver: "memory"}},
-		{{Name: "a", Driver: "memory", Store: st}, {Name: "a", Driver: "memory", Store: st}},
+		{{Name: "", Driver: memory.Driver(), Store: st}},
+		{{Name: "a", Driver: memory.Driver()}},
+		{{Name: "a", Driver: memory.Driver(), Store: st}, {Name: "a", Driver: memory.Driver(), Store: st}},
 	} {
 		if _, err := New(Config{Listen: "tcp://127.0.0.1:0"}, storages, nil, nil); !errors.Is(err, ErrStorage) {
 			t.Errorf("New(%v) error = %v, want ErrStorage", storages, err)

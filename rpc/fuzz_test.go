@@ -16,6 +16,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvnode/kvnode/drivers"
+	"github.com/kvnode/kvnode/drivers/boltdb"
+	"github.com/kvnode/kvnode/drivers/memory"
 )
 
 // seedFrames are valid and broken frames the fuzzers start from (also
@@ -72,8 +74,8 @@ func FuzzServeFrame(f *testing.F) {
 	// Logs are discarded: a fuzzing run opens millions of connections.
 	srv := startServerLogger(f, Config{MaxFrameSize: 64 << 10, FrameTimeout: 2 * time.Second}, nil,
 		slog.New(slog.DiscardHandler),
-		Storage{Name: "default", Driver: "memory", Store: newMemory(f), Inline: true},
-		Storage{Name: "async", Driver: "boltdb", Store: newMemory(f)})
+		Storage{Name: "default", Driver: memory.Driver(), Store: newMemory(f), Inline: true},
+		Storage{Name: "async", Driver: boltdb.Driver(), Store: newMemory(f)})
 	probe := rawFrame(0x80, 9, "kv.Has", marshal(f, req("default", "k")))
 
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -124,7 +126,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	}
 	f.Add(false, false, marshal(f, req("default", "a", "b", "a")))
 	f.Add(true, false, []byte(`{"items":[null,{"key":"x","value":"AA=="}]}`))
-	storages := map[string]*storage{"default": {name: "default", driver: "memory"}}
+	storages := map[string]*storage{"default": {name: "default", driver: memory.Driver()}}
 
 	f.Fuzz(func(t *testing.T, jsonCodec, isSet bool, body []byte) {
 		r := &request{m: mMGet, codec: frame.CodecProto}

@@ -111,7 +111,7 @@ func startServerLogger(t testing.TB, cfg Config, tp trace.TracerProvider, logger
 // memoryServer serves one memory storage named "default".
 func memoryServer(t testing.TB) (*testServer, *drivers.Local) {
 	st := newMemory(t)
-	return startServer(t, Config{}, nil, Storage{Name: "default", Driver: "memory", Store: st, Inline: true}), st
+	return startServer(t, Config{}, nil, Storage{Name: "default", Driver: memory.Driver(), Store: st, Inline: true}), st
 }
 
 func dialRaw(t testing.TB, s *Server) net.Conn {
@@ -267,3 +267,8 @@ func forEachNetwork(t *testing.T, f func(t *testing.T, listen string)) {
 	t.Run("tcp", func(t *testing.T) { f(t, "tcp://127.0.0.1:0") })
 	t.Run("unix", func(t *testing.T) { f(t, unixListen(t)) })
 }
+
+// redisDriver describes a pass-through driver as the redis one does, for
+// the error texts: the rpc tests need its description, not a redis client
+// (nor go-redis in the test build of every module that imports rpc).
+func redisDriver() drivers.Driver { return drivers.Driver{Name: "redis", ErrorOp: "redis_driver_"} }

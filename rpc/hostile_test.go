@@ -16,7 +16,9 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/kvnode/kvnode/drivers"
+	"github.com/kvnode/kvnode/drivers/boltdb"
 	"github.com/kvnode/kvnode/drivers/memcached"
+	"github.com/kvnode/kvnode/drivers/memory"
 	"github.com/kvnode/kvnode/internal/testsvc"
 )
 
@@ -124,7 +126,7 @@ func TestHostile_DecodeAmplification(t *testing.T) {
 // stops decoding without changing which error RoadRunner's order gives.
 func TestHostile_MaxItemsAndBlankKeys(t *testing.T) {
 	st := newMemory(t)
-	srv := startServer(t, Config{MaxItems: 3}, nil, Storage{Name: "default", Driver: "memory", Store: st, Inline: true})
+	srv := startServer(t, Config{MaxItems: 3}, nil, Storage{Name: "default", Driver: memory.Driver(), Store: st, Inline: true})
 	c := dialClient(t, srv.Server)
 
 	if _, e := call(t, c, "kv.MGet", req("default", "a", "b", "c")); e != "" {
@@ -207,7 +209,7 @@ func TestHostile_ClientThatDoesNotRead(t *testing.T) {
 	st := newMemory(t)
 	// Not inline, as in a cluster: every request gets its own goroutine.
 	srv := startServer(t, Config{MaxReplyBacklog: backlog, WriteTimeout: time.Second}, nil,
-		Storage{Name: "default", Driver: "boltdb", Store: st})
+		Storage{Name: "default", Driver: boltdb.Driver(), Store: st})
 	c := dialClient(t, srv.Server)
 	mustCall(t, c, "kv.Set", &kvv1.Request{Storage: "default", Items: []*kvv1.Item{{Key: "big", Value: bytes.Repeat([]byte("v"), 1<<20)}}})
 
@@ -251,7 +253,7 @@ func TestHostile_ClientThatDoesNotRead(t *testing.T) {
 func TestHostile_SlowFrames(t *testing.T) {
 	const frameTimeout = 500 * time.Millisecond
 	srv := startServer(t, Config{FrameTimeout: frameTimeout}, nil,
-		Storage{Name: "default", Driver: "memory", Store: newMemory(t), Inline: true})
+		Storage{Name: "default", Driver: memory.Driver(), Store: newMemory(t), Inline: true})
 	big := rawFrame(0x80, 1, "kv.Set", marshal(t, &kvv1.Request{Storage: "default",
 		Items: []*kvv1.Item{{Key: "k", Value: bytes.Repeat([]byte("x"), 1<<20)}}}))
 	for _, tt := range []struct {
@@ -299,7 +301,7 @@ func TestHostile_SlowFrames(t *testing.T) {
 // Connections beyond max_connections are closed at once and logged.
 func TestHostile_MaxConnections(t *testing.T) {
 	srv := startServer(t, Config{MaxConnections: 3}, nil,
-		Storage{Name: "default", Driver: "memory", Store: newMemory(t), Inline: true})
+		Storage{Name: "default", Driver: memory.Driver(), Store: newMemory(t), Inline: true})
 	held := make([]net.Conn, 3)
 	for i := range held {
 		held[i] = dialRaw(t, srv.Server)
@@ -343,7 +345,7 @@ func TestHostile_LongMethodName(t *testing.T) {
 // real one is 4 GiB.)
 func TestHostile_ReplyTooLarge(t *testing.T) {
 	st := newMemory(t)
-	s, err := New(Config{Listen: "tcp://127.0.0.1:0"}, []Storage{{Name: "default", Driver: "memory", Store: st, Inline: true}}, nil, nil)
+	s, err := New(Config{Listen: "tcp://127.0.0.1:0"}, []Storage{{Name: "default", Driver: memory.Driver(), Store: st, Inline: true}}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +389,7 @@ func TestHostile_MemcachedTTLWithoutKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = mc.Close() })
-	srv := startServer(t, Config{}, nil, Storage{Name: "mc", Driver: "memcached", Store: mc})
+	srv := startServer(t, Config{}, nil, Storage{Name: "mc", Driver: memcached.Driver(), Store: mc})
 	c := dialClient(t, srv.Server)
 	const want = "rpc_ttl:\n\tmemcached_plugin_ttl: not valid request for memcached, see https://github.com/memcached/memcached/issues/239"
 	for _, in := range []*kvv1.Request{req("mc"), req("mc", "a"), req("mc", "")} {
@@ -406,7 +408,7 @@ func TestHostile_UnixSocketMode(t *testing.T) {
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
 	listen := unixListen(t)
-	srv := startServer(t, Config{Listen: listen}, nil, Storage{Name: "default", Driver: "memory", Store: newMemory(t), Inline: true})
+	srv := startServer(t, Config{Listen: listen}, nil, Storage{Name: "default", Driver: memory.Driver(), Store: newMemory(t), Inline: true})
 	fi, err := os.Stat(strings.TrimPrefix(listen, "unix://"))
 	if err != nil {
 		t.Fatal(err)

@@ -14,7 +14,7 @@ import (
 // storage is a configured Storage as the hot path uses it.
 type storage struct {
 	name   string
-	driver string
+	driver drivers.Driver
 	store  drivers.Store
 	inline bool
 }
@@ -61,7 +61,7 @@ func (s *Server) dispatch(ctx context.Context, r *request) (result, error) {
 
 	switch m {
 	case mTTL:
-		if st.driver == "memcached" {
+		if st.driver.TTLRefusal != "" {
 			// RoadRunner's memcached driver refuses every TTL before it
 			// looks at the keys, even none or blank ones; the Store says so.
 			return s.read(ctx, m, st, nil)
@@ -158,7 +158,7 @@ next:
 // setItems validates Set's items (timeouts, then the blank key decoding
 // stopped at, so errors come in item order) and returns them with deadlines
 // parsed and duplicates collapsed, the last one winning.
-func setItems(driver string, items []drivers.Item, blank bool) ([]drivers.Item, error) {
+func setItems(driver drivers.Driver, items []drivers.Item, blank bool) ([]drivers.Item, error) {
 	for i := range items {
 		it := &items[i]
 		d, err := drivers.ParseTimeout(it.Timeout)
@@ -175,7 +175,7 @@ func setItems(driver string, items []drivers.Item, blank bool) ([]drivers.Item, 
 
 // mexpireItems validates MExpire's items: each needs a key and a timeout.
 // Values are not passed on: MExpire keeps the stored ones.
-func mexpireItems(driver string, items []drivers.Item, blank bool) ([]drivers.Item, error) {
+func mexpireItems(driver drivers.Driver, items []drivers.Item, blank bool) ([]drivers.Item, error) {
 	for i := range items {
 		it := &items[i]
 		if it.Timeout == "" {

@@ -25,7 +25,7 @@ func clockServer(t *testing.T) (*netrpc.Client, *atomic.Int64) {
 		Clock: func() time.Time { return time.Unix(0, now.Load()) },
 	})
 	t.Cleanup(func() { _ = st.Close() })
-	srv := startServer(t, Config{}, nil, Storage{Name: "default", Driver: "memory", Store: st, Inline: true})
+	srv := startServer(t, Config{}, nil, Storage{Name: "default", Driver: memory.Driver(), Store: st, Inline: true})
 	return dialClient(t, srv.Server), &now
 }
 

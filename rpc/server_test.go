@@ -24,7 +24,7 @@ func newGate(t *testing.T) *gateStore {
 
 func TestServer_GracefulShutdown(t *testing.T) {
 	g := newGate(t)
-	srv := startServer(t, Config{}, nil, Storage{Name: "slow", Driver: "redis", Store: g})
+	srv := startServer(t, Config{}, nil, Storage{Name: "slow", Driver: redisDriver(), Store: g})
 	busy := dialClient(t, srv.Server)
 	idle := dialRaw(t, srv.Server)
 
@@ -66,7 +66,7 @@ func TestServer_GracefulShutdown(t *testing.T) {
 
 func TestServer_HardShutdown(t *testing.T) {
 	g := newGate(t)
-	srv := startServer(t, Config{}, nil, Storage{Name: "slow", Driver: "redis", Store: g})
+	srv := startServer(t, Config{}, nil, Storage{Name: "slow", Driver: redisDriver(), Store: g})
 	c := dialClient(t, srv.Server)
 	reply := make(chan error, 1)
 	go func() { reply <- c.Call("kv.Has", req("slow", "block"), &kvv1.Response{}) }()
@@ -86,7 +86,7 @@ func TestServer_HardShutdown(t *testing.T) {
 
 func TestServer_RequestTimeout(t *testing.T) {
 	g := newGate(t)
-	srv := startServer(t, Config{RequestTimeout: 50 * time.Millisecond}, nil, Storage{Name: "slow", Driver: "redis", Store: g})
+	srv := startServer(t, Config{RequestTimeout: 50 * time.Millisecond}, nil, Storage{Name: "slow", Driver: redisDriver(), Store: g})
 	c := dialClient(t, srv.Server)
 	if _, e := call(t, c, "kv.Has", req("slow", "block")); e != "rpc_has: context deadline exceeded" {
 		t.Fatalf("blocked call: %q", e)
@@ -95,7 +95,7 @@ func TestServer_RequestTimeout(t *testing.T) {
 
 func TestServer_IdleTimeout(t *testing.T) {
 	srv := startServer(t, Config{IdleTimeout: 50 * time.Millisecond}, nil,
-		Storage{Name: "default", Driver: "memory", Store: newMemory(t), Inline: true})
+		Storage{Name: "default", Driver: memory.Driver(), Store: newMemory(t), Inline: true})
 	nc := dialRaw(t, srv.Server)
 	if _, err := nc.Write(rawFrame(0x80, 1, "kv.Has", marshal(t, req("default", "k")))); err != nil {
 		t.Fatal(err)
@@ -106,7 +106,7 @@ func TestServer_IdleTimeout(t *testing.T) {
 
 func TestServer_FrameTimeout(t *testing.T) {
 	srv := startServer(t, Config{FrameTimeout: 50 * time.Millisecond}, nil,
-		Storage{Name: "default", Driver: "memory", Store: newMemory(t), Inline: true})
+		Storage{Name: "default", Driver: memory.Driver(), Store: newMemory(t), Inline: true})
 	nc := dialRaw(t, srv.Server)
 	// Half a frame, then nothing.
 	if _, err := nc.Write(rawFrame(0x80, 1, "kv.Has", marshal(t, req("default", "k")))[:25]); err != nil {
@@ -121,7 +121,7 @@ func TestServer_Tracing(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	st := drivers.NewLocal(memory.New(), drivers.LocalOptions{Driver: "memory", SweepInterval: -1, Tracer: tp.Tracer("memory")})
 	t.Cleanup(func() { _ = st.Close() })
-	srv := startServer(t, Config{}, tp, Storage{Name: "default", Driver: "memory", Store: st, Inline: true})
+	srv := startServer(t, Config{}, tp, Storage{Name: "default", Driver: memory.Driver(), Store: st, Inline: true})
 	c := dialClient(t, srv.Server)
 
 	mustCall(t, c, "kv.Set", &kvv1.Request{Storage: "default", Items: []*kvv1.Item{item("a", "1", ""), item("b", "2", "")}})
@@ -167,7 +167,7 @@ func (o countingObserver) ObserveCall(method, storage string, _ time.Duration, e
 
 func TestServer_Observer(t *testing.T) {
 	obs := countingObserver{calls: make(chan string, 4)}
-	srv := startServer(t, Config{Observer: obs}, nil, Storage{Name: "default", Driver: "memory", Store: newMemory(t), Inline: true})
+	srv := startServer(t, Config{Observer: obs}, nil, Storage{Name: "default", Driver: memory.Driver(), Store: newMemory(t), Inline: true})
 	c := dialClient(t, srv.Server)
 	mustCall(t, c, "kv.Has", req("default", "a"))
 	call(t, c, "kv.TTL", req("ghost", "a"))

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvnode/kvnode/drivers"
+	"github.com/kvnode/kvnode/drivers/memory"
 )
 
 func marshal(t testing.TB, m proto.Message) []byte {
@@ -124,7 +125,7 @@ func TestServer_BadFrames(t *testing.T) { forEachNetwork(t, testBadFrames) }
 
 func testBadFrames(t *testing.T, listen string) {
 	srv := startServer(t, Config{Listen: listen, MaxFrameSize: 1 << 20}, nil,
-		Storage{Name: "default", Driver: "memory", Store: newMemory(t), Inline: true})
+		Storage{Name: "default", Driver: memory.Driver(), Store: newMemory(t), Inline: true})
 	good := rawFrame(0x80, 1, "kv.Has", marshal(t, req("default", "k")))
 	edit := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
 
@@ -201,7 +202,7 @@ func (g *gateStore) Has(ctx context.Context, keys []string) ([]string, error) {
 
 func TestServer_OutOfOrder(t *testing.T) {
 	g := &gateStore{Store: newMemory(t), blocked: make(chan struct{}), open: make(chan struct{})}
-	srv := startServer(t, Config{}, nil, Storage{Name: "slow", Driver: "redis", Store: g})
+	srv := startServer(t, Config{}, nil, Storage{Name: "slow", Driver: redisDriver(), Store: g})
 	c := dialClient(t, srv.Server)
 
 	first := make(chan string, 1)
@@ -229,7 +230,7 @@ func TestServer_OutOfOrder(t *testing.T) {
 func TestServer_Pipelined(t *testing.T) {
 	for _, inline := range []bool{true, false} {
 		t.Run(fmt.Sprintf("inline=%v", inline), func(t *testing.T) {
-			srv := startServer(t, Config{}, nil, Storage{Name: "default", Driver: "memory", Store: newMemory(t), Inline: inline})
+			srv := startServer(t, Config{}, nil, Storage{Name: "default", Driver: memory.Driver(), Store: newMemory(t), Inline: inline})
 			nc := dialRaw(t, srv.Server)
 			const n = 300
 			var batch []byte
@@ -254,7 +255,7 @@ func TestServer_Pipelined(t *testing.T) {
 
 func TestServer_UnixSocket(t *testing.T) {
 	srv := startServer(t, Config{Listen: unixListen(t)}, nil,
-		Storage{Name: "default", Driver: "memory", Store: newMemory(t), Inline: true})
+		Storage{Name: "default", Driver: memory.Driver(), Store: newMemory(t), Inline: true})
 	if srv.Addr().Network() != "unix" {
 		t.Fatalf("network %q", srv.Addr().Network())
 	}
@@ -278,7 +279,7 @@ func TestServer_StaleUnixSocket(t *testing.T) {
 	old.(*net.UnixListener).SetUnlinkOnClose(false)
 	_ = old.Close() // leaves the socket file behind, as a crash would
 	srv := startServer(t, Config{Listen: "unix://" + path}, nil,
-		Storage{Name: "default", Driver: "memory", Store: newMemory(t), Inline: true})
+		Storage{Name: "default", Driver: memory.Driver(), Store: newMemory(t), Inline: true})
 	mustCall(t, dialClient(t, srv.Server), "kv.Has", req("default", "k"))
 
 	// Anything but a socket in the way is not removed.

@@ -31,8 +31,8 @@ import (
 type Options struct {
 	// Size is the number of voters (3 when zero).
 	Size int
-	// Storages maps storage names to "memory" or "boltdb"
-	// (default: {"mem": memory, "bolt": boltdb}).
+	// Storages maps storage names to the names of replicable drivers,
+	// "memory" or "boltdb" (default: {"mem": memory, "bolt": boltdb}).
 	Storages map[string]string
 	// Tune adjusts each node's config after the harness defaults.
 	Tune func(*cluster.Config)
@@ -181,19 +181,17 @@ func (c *Cluster) open(n *Node, ln net.Listener) error {
 		n.stalls = map[string]*stallSwitch{}
 	}
 	for name, driver := range c.opts.Storages {
-		var e drivers.Engine
-		switch driver {
-		case "memory":
-			e = memory.New()
-		case "boltdb":
-			cfg := boltdb.Config{File: filepath.Join(n.Dir, name+".db")}
-			cfg.InitDefaults()
-			var err error
-			if e, err = boltdb.Open(cfg, c.opts.Logger); err != nil {
-				return err
-			}
-		default:
+		d, ok := replicable().Lookup(driver)
+		if !ok || !d.Replicable() {
 			return fmt.Errorf("clustertest: unknown driver %q", driver)
+		}
+		dir := engineDir(n, name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		e, err := d.OpenEngine(d.DefaultSettings(), drivers.Env{Storage: name, Logger: c.opts.Logger, DataDir: dir})
+		if err != nil {
+			return err
 		}
 		if n.stalls[name] == nil {
 			n.stalls[name] = &stallSwitch{}
@@ -310,18 +308,30 @@ func (c *Cluster) TryRestart(i int) error {
 	return c.open(c.Nodes[i], nil)
 }
 
-// DataDir is node i's cluster.data_dir; its boltdb files are in Dir.
+// DataDir is node i's cluster.data_dir; its engine files are in Dir.
 func (c *Cluster) DataDir(i int) string { return filepath.Join(c.Nodes[i].Dir, "raft") }
 
-// EngineFiles lists node i's boltdb files.
+// EngineFiles lists node i's engine files (its boltdb files).
 func (c *Cluster) EngineFiles(i int) []string {
 	var out []string
 	for name, driver := range c.opts.Storages {
-		if driver == "boltdb" {
-			out = append(out, filepath.Join(c.Nodes[i].Dir, name+".db"))
+		if d, ok := replicable().Lookup(driver); ok && d.File != nil {
+			out = append(out, d.File(d.DefaultSettings(), engineDir(c.Nodes[i], name)))
 		}
 	}
 	return out
+}
+
+// replicable lists the drivers a test cluster can replicate.
+func replicable() *drivers.Registry {
+	return drivers.NewRegistry(memory.Driver(), boltdb.Driver())
+}
+
+// engineDir is where a storage's engine keeps its files (a boltdb storage
+// its default file, rr.db): one directory per storage, so storages never
+// share a file.
+func engineDir(n *Node, storage string) string {
+	return filepath.Join(n.Dir, "engines", storage)
 }
 
 // Wipe kills node i and deletes everything in its directory, as a disk

@@ -32,9 +32,10 @@ var _ rpc.Admin = (*nodeAdmin)(nil)
 // storageRef is a served storage; engine is nil for pass-through drivers
 // (redis, memcached), whose size kvnode does not know.
 type storageRef struct {
-	name, driver string
-	engine       drivers.Engine
-	replicated   bool
+	name       string
+	driver     drivers.Driver
+	engine     drivers.Engine
+	replicated bool
 }
 
 // newNodeAdmin describes what serve opened and, in a cluster, starts the
@@ -83,16 +84,16 @@ func (a *nodeAdmin) Status(ctx context.Context) (any, error) {
 	// are this process's own.
 	var out []cluster.StorageStatus
 	for _, ref := range a.storages {
-		s := cluster.StorageStatus{Name: ref.name, Driver: ref.driver, Replicated: ref.replicated, Keys: -1, Bytes: -1}
+		s := cluster.StorageStatus{Name: ref.name, Driver: ref.driver.Name, Replicated: ref.replicated, Keys: -1, Bytes: -1}
 		for _, cs := range st.Storages {
 			if cs.Name == ref.name {
 				s = cs
-				s.Driver = ref.driver
+				s.Driver = ref.driver.Name
 			}
 		}
 		if !s.Replicated && ref.engine != nil {
 			s = cluster.StorageStatusOf(ref.name, ref.engine.Stats())
-			s.Driver = ref.driver
+			s.Driver = ref.driver.Name
 		}
 		out = append(out, s)
 	}

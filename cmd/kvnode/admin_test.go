@@ -8,24 +8,26 @@ import (
 
 	"github.com/kvnode/kvnode/cluster"
 	"github.com/kvnode/kvnode/cluster/clustertest"
+	"github.com/kvnode/kvnode/config"
 	"github.com/kvnode/kvnode/drivers"
+	"github.com/kvnode/kvnode/drivers/boltdb"
 	"github.com/kvnode/kvnode/drivers/memory"
 	"github.com/kvnode/kvnode/rpc"
 )
 
 // testDrivers are clustertest's default storages.
-var testDrivers = map[string]string{"mem": "memory", "bolt": "boltdb"}
+var testDrivers = map[string]drivers.Driver{"mem": memory.Driver(), "bolt": boltdb.Driver()}
 
 // clusterRPC serves the kv and kvnode services of every node of c on
 // loopback ports, wired as serve wires them, and returns their addresses.
 // Everything stops before the cluster does.
 func clusterRPC(t *testing.T, c *clustertest.Cluster) []string {
 	t.Helper()
-	return clusterRPCWith(t, c, RPCConfig{})
+	return clusterRPCWith(t, c, config.RPCConfig{})
 }
 
 // clusterRPCWith is clusterRPC with the rpc section rc (Listen is set).
-func clusterRPCWith(t *testing.T, c *clustertest.Cluster, rc RPCConfig) []string {
+func clusterRPCWith(t *testing.T, c *clustertest.Cluster, rc config.RPCConfig) []string {
 	t.Helper()
 	rc.Listen = "tcp://127.0.0.1:0"
 	addrs := make([]string, len(c.Nodes))
@@ -39,10 +41,10 @@ func clusterRPCWith(t *testing.T, c *clustertest.Cluster, rc RPCConfig) []string
 			stores = append(stores, namedStore{name: name, driver: testDrivers[name], store: st})
 		}
 		admin := newNodeAdmin(stores, &replicatedSet{node: n.Node, engines: n.Engines}, slog.New(slog.DiscardHandler))
-		cfg := &Config{RPC: rc}
-		p := &problems{}
+		cfg := &config.Config{RPC: rc}
+		p := &config.Problems{}
 		srv := newRPCServer(cfg, stores, storageEnv{}, rpcHooks{admin: admin}, slog.New(slog.DiscardHandler), p)
-		if err := p.err(); err != nil {
+		if err := p.Err(); err != nil {
 			t.Fatal(err)
 		}
 		served := make(chan error, 1)
@@ -82,12 +84,12 @@ func verbTestServerAdmin(t *testing.T) string {
 	t.Helper()
 	st := drivers.NewLocal(memory.New(), drivers.LocalOptions{Driver: "memory"})
 	t.Cleanup(func() { _ = st.Close() })
-	stores := []namedStore{{name: "default", driver: "memory", store: st}}
+	stores := []namedStore{{name: "default", driver: memory.Driver(), store: st}}
 	admin := newNodeAdmin(stores, nil, slog.New(slog.DiscardHandler))
-	p := &problems{}
-	srv := newRPCServer(&Config{RPC: RPCConfig{Listen: "tcp://127.0.0.1:0"}}, stores, storageEnv{}, rpcHooks{admin: admin},
+	p := &config.Problems{}
+	srv := newRPCServer(&config.Config{RPC: config.RPCConfig{Listen: "tcp://127.0.0.1:0"}}, stores, storageEnv{}, rpcHooks{admin: admin},
 		slog.New(slog.DiscardHandler), p)
-	if err := p.err(); err != nil {
+	if err := p.Err(); err != nil {
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kvnode/kvnode/client"
 	"github.com/kvnode/kvnode/cluster"
+	"github.com/kvnode/kvnode/internal/cli"
 )
 
 // proc is a kvnode child process (TestMain runs main in it).
@@ -58,7 +59,7 @@ func (p *proc) status() (cluster.Status, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	var out bytes.Buffer
-	if err := runStatus(ctx, []string{"--rpc", p.rpc, "--json", "--timeout", "500ms"}, &out, io.Discard); err != nil {
+	if err := cli.Status(ctx, []string{"--rpc", p.rpc, "--json", "--timeout", "500ms"}, &out, io.Discard); err != nil {
 		return cluster.Status{}, false
 	}
 	var st cluster.Status

@@ -6,157 +6,26 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"reflect"
-	"sort"
-	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/kvnode/kvnode/cluster"
+	"github.com/kvnode/kvnode/config"
 	"github.com/kvnode/kvnode/drivers"
-	"github.com/kvnode/kvnode/drivers/boltdb"
-	"github.com/kvnode/kvnode/drivers/memory"
 	"github.com/kvnode/kvnode/fsm"
 	"github.com/kvnode/kvnode/internal/failpoint"
 )
 
-// envPrefix starts every environment override of a cluster setting:
-// KVNODE_CLUSTER_NODE_ID sets cluster.node_id, KVNODE_CLUSTER_RAFT_BIND
-// cluster.raft.bind. Containers configure nodes this way without a file
-// per node.
-const envPrefix = "KVNODE_"
-
-// replicable reports whether a driver's storages are replicated by raft.
-func replicable(driver string) bool { return driver == "memory" || driver == "boltdb" }
-
-// clusterEnvOverrides turns the KVNODE_CLUSTER_* variables that are set
-// into "-o" overrides. The names derive from cluster.Config's yaml tags;
-// peers take "id=host:port,id=host:port", gossip.join "host:port,host:port".
-func clusterEnvOverrides(lookup func(string) (string, bool)) []string {
-	var out []string
-	for _, path := range settingPaths("cluster", reflect.TypeFor[cluster.Config]()) {
-		name := envPrefix + strings.ToUpper(strings.ReplaceAll(path, ".", "_"))
-		v, ok := lookup(name)
-		if !ok {
-			continue
-		}
-		switch path {
-		case "cluster.peers":
-			v = peersYAML(v)
-		case "cluster.gossip.join":
-			v = listYAML(v)
-		}
-		out = append(out, path+"="+v)
-	}
-	return out
-}
-
-// settingPaths lists the dot paths of a config struct's leaf settings.
-func settingPaths(prefix string, t reflect.Type) []string {
-	var out []string
-	for i := range t.NumField() {
-		f := t.Field(i)
-		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if tag == "" || tag == "-" {
-			continue
-		}
-		path := prefix + "." + tag
-		if f.Type.Kind() == reflect.Struct && f.Type.String() != "time.Duration" {
-			out = append(out, settingPaths(path, f.Type)...)
-			continue
-		}
-		out = append(out, path)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// peersYAML renders "n1=a:7000,n2=b:7000" as a YAML flow list of peers.
-func peersYAML(s string) string {
-	var parts []string
-	for _, p := range strings.Split(s, ",") {
-		p = strings.TrimSpace(p)
-		if p == "" {
-			continue
-		}
-		id, addr, _ := strings.Cut(p, "=")
-		parts = append(parts, fmt.Sprintf("{id: %q, address: %q}", id, addr))
-	}
-	return "[" + strings.Join(parts, ", ") + "]"
-}
-
-// listYAML renders "a:1, b:2" as a YAML flow list of strings.
-func listYAML(s string) string {
-	var parts []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			parts = append(parts, fmt.Sprintf("%q", p))
-		}
-	}
-	return "[" + strings.Join(parts, ", ") + "]"
-}
-
-// decodeCluster decodes the cluster section; nil when there is none.
-func decodeCluster(n *yaml.Node, p *problems) *cluster.Config {
-	if isNull(n) {
-		return nil
-	}
-	cfg := &cluster.Config{}
-	before := len(p.errs)
-	decodeValue(n, "cluster", reflect.ValueOf(cfg).Elem(), p)
-	if len(p.errs) > before {
-		return cfg
-	}
-	cfg.InitDefaults()
-	if err := cfg.Validate(); err != nil {
-		for _, e := range flatten(err) {
-			p.add("", e)
-		}
-	}
-	return cfg
-}
-
-// decodeConsistency reads kv.<name>.consistency.
-func decodeConsistency(n *yaml.Node, path string, p *problems) cluster.Consistency {
-	n = resolve(n)
-	if isNull(n) || n.Kind != yaml.ScalarNode {
-		p.addf(path, "want local or linearizable")
-		return cluster.Local
-	}
-	c, err := cluster.ParseConsistency(n.Value)
-	if err != nil {
-		p.addf(path, "%q: want local or linearizable", n.Value)
-	}
-	return c
-}
-
-// openEngine opens the engine of a replicated storage. A relative boltdb
-// file lives in the node's data dir, so nodes sharing a working directory
-// (three local processes) never share a file.
-func openEngine(sc *StorageConfig, dataDir string, logger *slog.Logger) (drivers.Engine, error) {
-	if sc.Driver == "memory" {
-		return memory.New(), nil
-	}
-	cfg := *sc.Settings.(*boltdb.Config)
-	if !filepath.IsAbs(cfg.File) {
-		cfg.File = filepath.Join(dataDir, cfg.File)
-	}
-	return boltdb.Open(cfg, logger) //nolint:wrapcheck // reported under the storage's path
-}
-
 // openRaft opens the replicated storages' engines and starts raft over
 // them. Engine problems are recorded in p (r is then nil); raft's error is
 // returned, with the engines closed.
-func openRaft(cfg *Config, logger *slog.Logger, p *problems) (*replicatedSet, error) {
+func openRaft(cfg *config.Config, logger *slog.Logger, p *config.Problems) (*replicatedSet, error) {
 	cc := cfg.ClusterConfig
 	r := &replicatedSet{engines: map[string]drivers.Engine{}}
 	opts := cluster.Options{Logger: logger, RPCAddr: cfg.RPC.Listen,
 		Limits: map[string]drivers.Limits{}, EvictionSamples: map[string]int{}}
 	for i := range cfg.Storages {
 		sc := &cfg.Storages[i]
-		if !replicable(sc.Driver) || sc.Settings == nil {
+		if !sc.Driver.Replicable() || sc.Settings == nil {
 			continue
 		}
 		if sc.Limits.Bounded() {
@@ -164,14 +33,17 @@ func openRaft(cfg *Config, logger *slog.Logger, p *problems) (*replicatedSet, er
 			logger.Info("storage bounded (the leader's limits are the cluster's)", "storage", sc.Name,
 				"limits", sc.Limits.String(), "max_memory_of", sc.LimitSource)
 		}
-		e, err := openEngine(sc, cc.DataDir, logger.With("storage", sc.Name))
+		// Relative files live in the node's data dir, so nodes sharing a
+		// working directory (three local processes) never share a file.
+		env := drivers.Env{Storage: sc.Name, Logger: logger.With("storage", sc.Name), DataDir: cc.DataDir, Given: sc.Given}
+		e, err := sc.Driver.OpenEngine(sc.Settings, env)
 		if err != nil {
-			p.add(sc.ConfigPath+".file", err)
+			p.AddStorage(sc, err)
 			continue
 		}
 		r.engines[sc.Name] = e
 	}
-	if p.err() != nil {
+	if p.Err() != nil {
 		_ = r.close()
 		return nil, nil
 	}
@@ -190,17 +62,13 @@ func openRaft(cfg *Config, logger *slog.Logger, p *problems) (*replicatedSet, er
 }
 
 // engineFiles lists the files of the replicated persistent storages.
-func engineFiles(cfg *Config) []string {
+func engineFiles(cfg *config.Config) []string {
 	var out []string
 	for _, sc := range cfg.Storages {
-		if sc.Driver != "boltdb" || sc.Settings == nil {
+		if !sc.Driver.Replicable() || sc.Driver.File == nil || sc.Settings == nil {
 			continue
 		}
-		file := sc.Settings.(*boltdb.Config).File
-		if !filepath.IsAbs(file) {
-			file = filepath.Join(cfg.ClusterConfig.DataDir, file)
-		}
-		out = append(out, file)
+		out = append(out, sc.Driver.File(sc.Settings, cfg.ClusterConfig.DataDir))
 	}
 	return out
 }
@@ -251,10 +119,10 @@ func (r *replicatedSet) close() error {
 // openReplicated opens the replicated storages of a cluster node and
 // starts raft over them. Problems are recorded under the storage or
 // cluster path; on any problem nothing is left open.
-func openReplicated(cfg *Config, logger *slog.Logger, p *problems) (*replicatedSet, []namedStore) {
+func openReplicated(cfg *config.Config, logger *slog.Logger, p *config.Problems) (*replicatedSet, []namedStore) {
 	cc := cfg.ClusterConfig
 	if err := os.MkdirAll(cc.DataDir, 0o750); err != nil {
-		p.add("cluster.data_dir", err)
+		p.Add("cluster.data_dir", err)
 		return nil, nil
 	}
 	r, err := openRaft(cfg, logger, p)
@@ -263,7 +131,7 @@ func openReplicated(cfg *Config, logger *slog.Logger, p *problems) (*replicatedS
 		// aside and the node starts again from the rest (cluster/recovery.go).
 		dir, qerr := cluster.Quarantine(cc.DataDir, engineFiles(cfg), err)
 		if qerr != nil {
-			p.add("cluster", fmt.Errorf("%w; moving it aside failed: %w", err, qerr))
+			p.Add("cluster", fmt.Errorf("%w; moving it aside failed: %w", err, qerr))
 			return nil, nil
 		}
 		then := "the storages are rebuilt from the raft log"
@@ -275,7 +143,7 @@ func openReplicated(cfg *Config, logger *slog.Logger, p *problems) (*replicatedS
 		r, err = openRaft(cfg, logger, p)
 	}
 	if err != nil {
-		p.add("cluster", err)
+		p.Add("cluster", err)
 		return nil, nil
 	}
 	if r == nil {
@@ -289,7 +157,7 @@ func openReplicated(cfg *Config, logger *slog.Logger, p *problems) (*replicatedS
 		}
 		st, err := node.Store(sc.Name, sc.Consistency)
 		if err != nil {
-			p.add(sc.ConfigPath, err)
+			p.Add(sc.ConfigPath, err)
 			continue
 		}
 		stores = append(stores, namedStore{name: sc.Name, driver: sc.Driver, store: st})

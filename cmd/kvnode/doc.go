@@ -74,4 +74,15 @@
 //
 // SIGINT or SIGTERM stops accepting connections, lets requests in flight
 // finish within endure.grace_period, closes the storages and flushes spans.
+//
+// # Code
+//
+// This package is the wiring: main.go lists the commands and the storage
+// drivers (storageDrivers, the one place a driver is registered), and
+// serve.go assembles a node from a loaded configuration (package config):
+// storages (open.go), raft (cluster.go), the RPC server with the admin
+// service (admin.go), the ops endpoint (ops.go), logs and tracing
+// (package internal/telemetry). The client-side commands live in package
+// internal/cli, the load generator in bench/load, the backup file format
+// in fsm/backupfile.
 package main

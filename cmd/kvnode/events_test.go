@@ -13,6 +13,7 @@ import (
 
 	"github.com/kvnode/kvnode/cluster"
 	"github.com/kvnode/kvnode/cluster/clustertest"
+	"github.com/kvnode/kvnode/config"
 	"github.com/kvnode/kvnode/drivers"
 )
 
@@ -32,7 +33,7 @@ kv:
     driver: memory
     config: {max_memory: 1KiB, eviction: lru}
 `)
-	r := startServe(t, LoadOptions{File: path})
+	r := startServe(t, config.Options{File: path})
 	c := dialKV(t, r.addr)
 	set := func(storage string, keys ...string) error {
 		req := &kvv1.Request{Storage: storage}
@@ -87,7 +88,7 @@ func TestEvents_ShowsWhoDeletedAKey(t *testing.T) {
 		Storages: map[string]string{"mem": "memory"},
 		Limits:   map[string]drivers.Limits{"mem": {MaxBytes: 20 * per, Policy: drivers.PolicyLRU}},
 	})
-	addrs := clusterRPCWith(t, c, RPCConfig{AdminToken: "events-token"})
+	addrs := clusterRPCWith(t, c, config.RPCConfig{AdminToken: "events-token"})
 	leader := c.WaitLeader()
 	s := c.Store(leader, "mem", cluster.Local)
 	for i := range 40 {

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"net"
-	"strings"
-
 	"github.com/kvnode/kvnode/cluster"
+	"github.com/kvnode/kvnode/internal/cli"
 )
 
 // gossipCounts counts gossip members by state for kvnode_gossip_members;
@@ -31,27 +29,8 @@ func leaderRPCAddr(n *cluster.Node) string {
 	}
 	for _, g := range n.GossipMembers() {
 		if g.ID == id {
-			return dialableRPC(g.RPCAddr, cluster.DialAddr(g.RaftAddr))
+			return cli.DialableRPC(g.RPCAddr, cluster.DialAddr(g.RaftAddr))
 		}
 	}
 	return ""
-}
-
-func dialableRPC(rpcAddr, raftAddr string) string {
-	scheme, hostPort, ok := strings.Cut(rpcAddr, "://")
-	if !ok || scheme != "tcp" {
-		return rpcAddr // unix sockets are only useful on the same host anyway
-	}
-	host, port, err := net.SplitHostPort(hostPort)
-	if err != nil || port == "0" {
-		return ""
-	}
-	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-		rh, _, err := net.SplitHostPort(raftAddr)
-		if err != nil {
-			return ""
-		}
-		host = rh
-	}
-	return "tcp://" + net.JoinHostPort(host, port)
 }

@@ -2,16 +2,20 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
-	"strings"
 	"syscall"
+
+	"github.com/kvnode/kvnode/drivers"
+	"github.com/kvnode/kvnode/drivers/boltdb"
+	"github.com/kvnode/kvnode/drivers/memcached"
+	"github.com/kvnode/kvnode/drivers/memory"
+	"github.com/kvnode/kvnode/drivers/redis"
+	"github.com/kvnode/kvnode/internal/cli"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3";
@@ -25,121 +29,47 @@ func main() {
 	os.Exit(code)
 }
 
-// command is one kvnode sub-command. run gets the arguments after the
-// command name; it returns an error wrapping ErrUsage for a command-line
-// mistake and flag.ErrHelp after printing help.
-type command struct {
-	name, usage string
-	run         func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+// storageDrivers lists the drivers kv.<name>.driver may name, in the order
+// messages list them. A new driver is its package plus one entry here.
+func storageDrivers() *drivers.Registry {
+	return drivers.NewRegistry(memory.Driver(), boltdb.Driver(), redis.Driver(), memcached.Driver())
 }
 
-// commands lists kvnode's sub-commands in the order help shows them. The
-// client verbs and bench live in client_cmds.go and bench*.go.
-func commands() []command {
-	return []command{
-		{"serve", "serve the kv RPC API (the default command)", runServe},
-		{"get", "print the values of keys", runGet},
-		{"set", "store a key", runSet},
-		{"del", "delete keys", runDel},
-		{"has", "print which keys exist", runHas},
-		{"ttl", "print the expiry of keys", runTTL},
-		{"expire", "change the expiry of keys", runExpire},
-		{"clear", "delete every key of a storage", runClear},
-		{"status", "print a node's view of itself and the cluster", runStatus},
-		{"health", "exit 0 if a node answers (--ready: and is ready)", runHealth},
-		{"snapshot", "save a cluster's state to a file, restore or inspect one", runSnapshot},
-		{"events", "print the event log (writes, expiries, evictions) and follow it", runEvents},
-		{"bench", "measure a kvnode (or RoadRunner) server", runBench},
-		{"tls", "create a cluster CA (tls ca) and node certificates (tls cert NODE)", runTLS},
-		{"keygen", "print a new gossip encryption key", runKeygen},
-		{"version", "print the version", runVersion},
+// commands lists kvnode's sub-commands in the order help shows them: serve
+// (the default) is this package's, the others are package internal/cli's.
+func commands() []cli.Command {
+	return []cli.Command{
+		{Name: "serve", Usage: "serve the kv RPC API (the default command)", Run: runServe},
+		{Name: "get", Usage: "print the values of keys", Run: cli.Get},
+		{Name: "set", Usage: "store a key", Run: cli.Set},
+		{Name: "del", Usage: "delete keys", Run: cli.Del},
+		{Name: "has", Usage: "print which keys exist", Run: cli.Has},
+		{Name: "ttl", Usage: "print the expiry of keys", Run: cli.TTL},
+		{Name: "expire", Usage: "change the expiry of keys", Run: cli.Expire},
+		{Name: "clear", Usage: "delete every key of a storage", Run: cli.Clear},
+		{Name: "status", Usage: "print a node's view of itself and the cluster", Run: cli.Status},
+		{Name: "health", Usage: "exit 0 if a node answers (--ready: and is ready)", Run: cli.Health},
+		{Name: "snapshot", Usage: "save a cluster's state to a file, restore or inspect one", Run: cli.Snapshot(buildVersion())},
+		{Name: "events", Usage: "print the event log (writes, expiries, evictions) and follow it", Run: cli.Events},
+		{Name: "bench", Usage: "measure a kvnode (or RoadRunner) server", Run: cli.Bench},
+		{Name: "tls", Usage: "create a cluster CA (tls ca) and node certificates (tls cert NODE)", Run: cli.TLS},
+		{Name: "keygen", Usage: "print a new gossip encryption key", Run: cli.Keygen},
+		{Name: "version", Usage: "print the version", Run: runVersion},
 	}
 }
 
-// run dispatches args and returns the process exit status: 0 on success,
-// 2 for a usage error, 1 for anything else. With no arguments, or when the
-// first one is a flag (kvnode -c .rr.yaml), it serves.
+// run dispatches args (cli.Run) and returns the process exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	name, rest := "serve", args
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		name, rest = args[0], args[1:]
-	}
-	if len(args) > 0 {
-		switch args[0] {
-		case "help", "-h", "-help", "--help":
-			printUsage(stdout)
-			return 0
-		}
-	}
-	for _, c := range commands() {
-		if c.name != name {
-			continue
-		}
-		err := c.run(ctx, rest, stdout, stderr)
-		switch {
-		case err == nil, errors.Is(err, flag.ErrHelp):
-			return 0
-		case errors.Is(err, ErrUsage):
-			fmt.Fprintf(stderr, "kvnode %s: %v\n", name, err)
-			return 2
-		default:
-			fmt.Fprintf(stderr, "kvnode %s: %v\n", name, err)
-			return 1
-		}
-	}
-	fmt.Fprintf(stderr, "kvnode: unknown command %q\n\n", name)
-	printUsage(stderr)
-	return 2
+	return cli.Run(ctx, commands(), args, stdout, stderr)
 }
-
-func printUsage(w io.Writer) {
-	fmt.Fprintln(w, "Usage: kvnode [command] [flags]")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Commands:")
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.usage)
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, `Run "kvnode <command> -h" for a command's flags. Without a command kvnode serves.`)
-}
-
-// newFlagSet returns a FlagSet for a command that reports parse errors to
-// its caller instead of exiting, and prints help to stderr.
-func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("kvnode "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: kvnode %s %s\n", name, synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parseFlags parses args, wrapping a parse error in ErrUsage (the FlagSet
-// has already printed it with the usage) and passing flag.ErrHelp through.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err //nolint:wrapcheck // run recognises it
-		}
-		return fmt.Errorf("%w: %w", ErrUsage, err)
-	}
-	return nil
-}
-
-// stringsFlag is a repeatable string flag (-o a=1 -o b=2).
-type stringsFlag []string
-
-func (s *stringsFlag) String() string     { return strings.Join(*s, ", ") }
-func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 
 func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("version", "", stderr)
-	if err := parseFlags(fs, args); err != nil {
+	fs := cli.NewFlagSet("version", "", stderr)
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: version takes no arguments", ErrUsage)
+		return fmt.Errorf("%w: version takes no arguments", cli.ErrUsage)
 	}
 	_, err := fmt.Fprintf(stdout, "kvnode %s %s %s/%s\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return err //nolint:wrapcheck // a failed write to stdout needs no context

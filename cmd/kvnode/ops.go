@@ -3,49 +3,15 @@ package main
 import (
 	"context"
 	"errors"
-	"net"
 	"slices"
 	"strings"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/kvnode/kvnode/cluster"
+	"github.com/kvnode/kvnode/config"
 	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/ops"
 	"github.com/kvnode/kvnode/rpc"
 )
-
-// OpsConfig is where the HTTP ops endpoint (/health, /ready, /metrics)
-// listens: RoadRunner's metrics.address and status.address, both accepted
-// and both served when they differ. Empty: no endpoint (the default).
-type OpsConfig struct {
-	Addresses []string
-	// Pprof serves Go's profiler under /debug/pprof/ (metrics.pprof, a
-	// kvnode key; off by default: it lets whoever reaches the port read
-	// the process's heap and stacks).
-	Pprof bool
-}
-
-// decodeOps reads metrics.address or status.address (the section's other
-// RoadRunner keys are ignored).
-func decodeOps(n *yaml.Node, section string, cfg *OpsConfig, p *problems) {
-	var s struct {
-		Address string `yaml:"address"`
-		Pprof   bool   `yaml:"pprof"`
-	}
-	decodeLenient(n, section, &s, p)
-	cfg.Pprof = cfg.Pprof || s.Pprof
-	a := strings.TrimSpace(s.Address)
-	if a == "" {
-		return
-	}
-	host, port, err := net.SplitHostPort(strings.TrimPrefix(a, "http://"))
-	if err != nil || port == "" || strings.ContainsAny(host, " /") {
-		p.addf(section+".address", "%q: want host:port, e.g. 127.0.0.1:2112", a)
-		return
-	}
-	cfg.Addresses = append(cfg.Addresses, a)
-}
 
 // classifyError names the kind of a failed call for
 // kvnode_rpc_errors_total, from the sentinels the error wraps.
@@ -78,7 +44,7 @@ func classifyError(err error) string {
 
 // newMetrics builds the registry for the served storages and hooks the
 // state machine's observer; nil when no ops address is configured.
-func newMetrics(cfg *Config, stores []namedStore, n *nodeAdmin) *ops.Metrics {
+func newMetrics(cfg *config.Config, stores []namedStore, n *nodeAdmin) *ops.Metrics {
 	if len(cfg.Ops.Addresses) == 0 {
 		return nil
 	}
@@ -103,8 +69,8 @@ func (n *nodeAdmin) opsState() ops.State {
 			continue
 		}
 		es := s.engine.Stats()
-		ss := ops.StorageState{Name: s.name, Driver: s.driver, Keys: es.Keys, Bytes: es.Bytes, Usage: es.Usage,
-			Evicted: es.Evicted, Rejected: es.Rejected}
+		ss := ops.StorageState{Name: s.name, Driver: s.driver.Name, Boundable: s.driver.Boundable(), Keys: es.Keys,
+			Bytes: es.Bytes, Usage: es.Usage, Evicted: es.Evicted, Rejected: es.Rejected}
 		if es.Limits.Bounded() {
 			ss.MaxBytes, ss.MaxKeys, ss.Policy = es.Limits.MaxBytes, es.Limits.MaxKeys, es.Limits.Policy.String()
 		}
@@ -131,13 +97,13 @@ func (n *nodeAdmin) opsState() ops.State {
 }
 
 // startOps binds the ops endpoint, recording a failure as a problem.
-func startOps(cfg *Config, m *ops.Metrics, n *nodeAdmin, p *problems) *ops.Server {
+func startOps(cfg *config.Config, m *ops.Metrics, n *nodeAdmin, p *config.Problems) *ops.Server {
 	if len(cfg.Ops.Addresses) == 0 {
 		return nil
 	}
 	s, err := ops.NewServer(cfg.Ops.Addresses, m, n.ready, cfg.Ops.Pprof, n.logger)
 	if err != nil {
-		p.add("metrics.address", err)
+		p.Add("metrics.address", err)
 		return nil
 	}
 	return s

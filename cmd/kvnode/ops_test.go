@@ -18,6 +18,7 @@ import (
 	kvv1 "github.com/roadrunner-server/api/v4/build/kv/v1"
 
 	"github.com/kvnode/kvnode/cluster"
+	"github.com/kvnode/kvnode/config"
 	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/rpc"
 )
@@ -101,7 +102,7 @@ next:
 
 func TestServe_OpsEndpointStandalone(t *testing.T) {
 	t.Parallel()
-	r := startServe(t, LoadOptions{File: writeConfig(t, `
+	r := startServe(t, config.Options{File: writeConfig(t, `
 version: "3"
 rpc: {listen: "tcp://127.0.0.1:0"}
 metrics: {address: "127.0.0.1:0"}
@@ -159,7 +160,7 @@ kv:
 func TestServe_OpsEndpointCluster(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	r := startServe(t, LoadOptions{File: writeConfig(t, fmt.Sprintf(`
+	r := startServe(t, config.Options{File: writeConfig(t, fmt.Sprintf(`
 version: "3"
 rpc: {listen: "tcp://127.0.0.1:0"}
 status: {address: "127.0.0.1:0"}
@@ -220,30 +221,6 @@ kv:
 	}
 	if err := r.stop(t); err != nil {
 		t.Fatalf("serve: %v\n%s", err, r.stderr)
-	}
-}
-
-func TestLoadConfig_OpsAddresses(t *testing.T) {
-	t.Parallel()
-	cfg := mustLoad(t, LoadOptions{File: writeConfig(t, `
-version: "3"
-metrics: {address: "127.0.0.1:2112", collect: {}}
-status: {address: "127.0.0.1:2114", unavailable_status_code: 503}
-kv: {default: {driver: memory, config: {}}}
-`)})
-	if got := strings.Join(cfg.Ops.Addresses, ","); got != "127.0.0.1:2112,127.0.0.1:2114" {
-		t.Fatalf("addresses %q", got)
-	}
-	if cfg := mustLoad(t, LoadOptions{}); len(cfg.Ops.Addresses) != 0 {
-		t.Fatalf("the default config serves ops on %v", cfg.Ops.Addresses)
-	}
-	_, err := LoadConfig(LoadOptions{LookupEnv: envMap(nil), File: writeConfig(t, `
-version: "3"
-metrics: {address: "2112"}
-kv: {default: {driver: memory, config: {}}}
-`)})
-	if err == nil || !strings.Contains(err.Error(), "metrics.address") {
-		t.Fatalf("bad address: %v", err)
 	}
 }
 

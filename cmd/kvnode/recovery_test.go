@@ -10,6 +10,8 @@ import (
 
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	kvv1 "github.com/roadrunner-server/api/v4/build/kv/v1"
+
+	"github.com/kvnode/kvnode/config"
 )
 
 // freePorts reserves n loopback ports and frees them for the caller.
@@ -60,7 +62,7 @@ cluster:
 	}
 	nodes := make([]*running, 3)
 	for i := range nodes {
-		nodes[i] = startServe(t, LoadOptions{File: configs[i]})
+		nodes[i] = startServe(t, config.Options{File: configs[i]})
 	}
 	set := func(r *running, key string) error {
 		c := dialKV(t, r.addr)
@@ -97,7 +99,7 @@ cluster:
 	}
 	_ = store.Close()
 
-	nodes[2] = startServe(t, LoadOptions{File: configs[2]})
+	nodes[2] = startServe(t, config.Options{File: configs[2]})
 	log := nodes[2].stderr.String()
 	if !strings.Contains(log, "recovering from an OS crash or power loss") || !strings.Contains(log, "rejoins as a new member") {
 		t.Fatalf("no recovery logged:\n%s", log)

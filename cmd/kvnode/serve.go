@@ -11,8 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kvnode/kvnode/config"
 	"github.com/kvnode/kvnode/drivers"
+	"github.com/kvnode/kvnode/internal/cli"
 	"github.com/kvnode/kvnode/internal/failpoint"
+	"github.com/kvnode/kvnode/internal/telemetry"
 	"github.com/kvnode/kvnode/ops"
 	"github.com/kvnode/kvnode/rpc"
 )
@@ -23,24 +26,24 @@ const tracingFlushTimeout = 5 * time.Second
 
 // serveOptions is what serve needs from the command line and the process.
 type serveOptions struct {
-	load   LoadOptions
+	load   config.Options
 	stdout io.Writer
 	stderr io.Writer
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("serve", "[-c .rr.yaml] [-o key.path=value]...", stderr)
-	file := fs.String("c", "", "configuration `file` (RoadRunner .rr.yaml); default: the embedded one (memory storage \"default\" on "+defaultListen+")")
-	var overrides stringsFlag
+	fs := cli.NewFlagSet("serve", "[-c .rr.yaml] [-o key.path=value]...", stderr)
+	file := fs.String("c", "", "configuration `file` (RoadRunner .rr.yaml); default: the embedded one (memory storage \"default\" on "+config.DefaultListen+")")
+	var overrides cli.StringsFlag
 	fs.Var(&overrides, "o", "override a configuration value, e.g. -o rpc.listen=tcp://127.0.0.1:7001 (repeatable)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
+		return fmt.Errorf("%w: unexpected argument %q", cli.ErrUsage, fs.Arg(0))
 	}
 	return serve(ctx, serveOptions{
-		load:   LoadOptions{File: *file, Overrides: overrides},
+		load:   config.Options{File: *file, Overrides: overrides, Drivers: storageDrivers()},
 		stdout: stdout,
 		stderr: stderr,
 	})
@@ -56,20 +59,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // storages whose settings are valid are opened even when others are not,
 // and closed again.
 func serve(ctx context.Context, o serveOptions) (err error) {
-	cfg, p, err := loadConfig(o.load)
+	cfg, p, err := config.Read(o.load)
 	if err != nil {
 		return err
 	}
-	logger, closeLogs, lerr := newLogger(cfg.Logs, o.stdout, o.stderr)
+	logger, closeLogs, lerr := telemetry.NewLogger(cfg.Logs, o.stdout, o.stderr)
 	if lerr != nil {
-		p.add("logs.output", errors.Unwrap(lerr))
+		p.Add("logs.output", errors.Unwrap(lerr))
 		logger, closeLogs = slog.New(slog.NewTextHandler(o.stderr, nil)), func() error { return nil }
 	}
 	defer func() { err = errors.Join(err, closeLogs()) }()
 	// Only a build with the failpoint tag serves the fault-injection
 	// endpoint (KVNODE_FAILPOINT_ADDR); in any other build this does nothing.
 	if ferr := failpoint.Serve(ctx, logger); ferr != nil {
-		p.add("", ferr)
+		p.Add("", ferr)
 	}
 	if lim := softMemoryLimit(cfg.Storages, os.LookupEnv); lim > 0 {
 		// Restored on return: tests run serve in their own process.
@@ -78,11 +81,11 @@ func serve(ctx context.Context, o serveOptions) (err error) {
 			"limit", drivers.FormatBytes(lim))
 	}
 
-	tr := &tracing{shutdown: func(context.Context) error { return nil }}
-	if !p.has("otel") {
-		t, terr := newTracing(ctx, cfg.OTel, buildVersion(), o.stdout, o.stderr)
+	tr := &telemetry.Tracing{Shutdown: func(context.Context) error { return nil }}
+	if !p.Has("otel") {
+		t, terr := telemetry.NewTracing(ctx, cfg.OTel, buildVersion(), o.stdout, o.stderr)
 		if terr != nil {
-			p.add("otel", terr)
+			p.Add("otel", terr)
 		} else {
 			tr = t
 		}
@@ -90,12 +93,12 @@ func serve(ctx context.Context, o serveOptions) (err error) {
 	defer func() { err = errors.Join(err, flushTracing(tr)) }()
 
 	env := storageEnv{logger: logger}
-	if tr.enabled {
-		env.tp = tr.provider
+	if tr.Enabled {
+		env.tp = tr.Provider
 	}
 	stores := openStorages(cfg.Storages, env, cfg.ClusterConfig != nil, p)
 	var repl *replicatedSet
-	if cfg.ClusterConfig != nil && p.err() == nil {
+	if cfg.ClusterConfig != nil && p.Err() == nil {
 		var rstores []namedStore
 		repl, rstores = openReplicated(cfg, logger, p)
 		stores = append(rstores, stores...)
@@ -108,7 +111,7 @@ func serve(ctx context.Context, o serveOptions) (err error) {
 	}
 	srv := newRPCServer(cfg, stores, env, hooks, logger, p)
 	opsSrv := startOps(cfg, metrics, admin, p)
-	if err := p.err(); err != nil {
+	if err := p.Err(); err != nil {
 		admin.close()
 		if opsSrv != nil {
 			_ = opsSrv.Shutdown(context.Background())
@@ -160,15 +163,15 @@ type servers struct {
 }
 
 // newRPCServer builds the server and binds its address, recording failures.
-func newRPCServer(cfg *Config, stores []namedStore, env storageEnv, hooks rpcHooks, logger *slog.Logger, p *problems) *rpc.Server {
-	if p.has("rpc") {
+func newRPCServer(cfg *config.Config, stores []namedStore, env storageEnv, hooks rpcHooks, logger *slog.Logger, p *config.Problems) *rpc.Server {
+	if p.Has("rpc") {
 		return nil
 	}
 	storages := make([]rpc.Storage, len(stores))
 	for i, s := range stores {
 		// A single-node memory storage answers in microseconds, so the
 		// server may run its calls on the connection's reader.
-		storages[i] = rpc.Storage{Name: s.name, Driver: s.driver, Store: s.store, Inline: s.driver == "memory" && cfg.ClusterConfig == nil}
+		storages[i] = rpc.Storage{Name: s.name, Driver: s.driver, Store: s.store, Inline: s.driver.Inline && cfg.ClusterConfig == nil}
 	}
 	srv, err := rpc.New(rpc.Config{
 		Listen:          cfg.RPC.Listen,
@@ -186,7 +189,7 @@ func newRPCServer(cfg *Config, stores []namedStore, env storageEnv, hooks rpcHoo
 		Admin:           hooks.admin,
 	}, storages, env.tp, logger)
 	if err != nil {
-		p.add("rpc", err)
+		p.Add("rpc", err)
 		return nil
 	}
 	if err := srv.Listen(); err != nil {
@@ -194,7 +197,7 @@ func newRPCServer(cfg *Config, stores []namedStore, env storageEnv, hooks rpcHoo
 		if errors.Is(err, rpc.ErrInsecureAdmin) {
 			key = "rpc.admin_token"
 		}
-		p.add(key, err)
+		p.Add(key, err)
 		return nil
 	}
 	return srv
@@ -242,10 +245,10 @@ func shutdown(s servers, stores []namedStore, repl *replicatedSet, grace time.Du
 	return errors.Join(errs...)
 }
 
-func flushTracing(tr *tracing) error {
+func flushTracing(tr *telemetry.Tracing) error {
 	ctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
 	defer cancel()
-	if err := tr.shutdown(ctx); err != nil {
+	if err := tr.Shutdown(ctx); err != nil {
 		return fmt.Errorf("otel: flush spans: %w", err)
 	}
 	return nil
@@ -265,7 +268,39 @@ func listenURL(configured string, srv *rpc.Server) string {
 func describe(stores []namedStore) string {
 	parts := make([]string, len(stores))
 	for i, s := range stores {
-		parts[i] = s.name + "(" + s.driver + ")"
+		parts[i] = s.name + "(" + s.driver.Name + ")"
 	}
 	return strings.Join(parts, ",")
+}
+
+// gcFixedRoom is the soft memory limit's allowance for what a node holds
+// besides its storages: the runtime, buffers, the raft log cache, a
+// snapshot being written, requests in flight.
+const gcFixedRoom = 128 << 20
+
+// softMemoryLimit is the Go runtime's soft memory limit for a node whose
+// memory storages (those of boundable drivers, which hold their values in
+// the heap) are all bounded by max_memory: their limits, a quarter more
+// for garbage, and gcFixedRoom. Under it the collector runs before the
+// heap doubles (GOGC's default), so the process's RSS follows max_memory
+// instead of twice the live heap. 0 (no limit) when a memory storage is
+// unbounded, when there is none, or when the operator set GOMEMLIMIT.
+func softMemoryLimit(storages []config.StorageConfig, lookupEnv func(string) (string, bool)) int64 {
+	if _, set := lookupEnv("GOMEMLIMIT"); set {
+		return 0
+	}
+	var total int64
+	for _, sc := range storages {
+		if !sc.Driver.Boundable() {
+			continue
+		}
+		if sc.Limits.MaxBytes <= 0 {
+			return 0
+		}
+		total += sc.Limits.MaxBytes
+	}
+	if total == 0 {
+		return 0
+	}
+	return total + total/4 + gcFixedRoom
 }

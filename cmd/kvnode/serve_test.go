@@ -17,8 +17,13 @@ import (
 	kvv1 "github.com/roadrunner-server/api/v4/build/kv/v1"
 	goridgerpc "github.com/roadrunner-server/goridge/v3/pkg/rpc"
 
+	"github.com/kvnode/kvnode/config"
+	"github.com/kvnode/kvnode/drivers"
 	"github.com/kvnode/kvnode/drivers/boltdb"
+	"github.com/kvnode/kvnode/drivers/memory"
+	"github.com/kvnode/kvnode/drivers/redis"
 	"github.com/kvnode/kvnode/internal/testsvc"
+	"github.com/kvnode/kvnode/rpc/rpctest"
 )
 
 // syncBuffer is a bytes.Buffer that the server writes to while the test
@@ -50,11 +55,59 @@ type running struct {
 
 var servingLine = regexp.MustCompile(`msg="kvnode serving" rpc=(\S+) storages=(\S+)`)
 
+// verbTestServer serves a real memory storage named "default" on a free
+// loopback port until the test ends, and returns its address.
+func verbTestServer(t testing.TB) string {
+	t.Helper()
+	return rpctest.ServeMemory(t, "")
+}
+
+// runVerb runs the binary's dispatcher in-process and returns its exit
+// status and output.
+func runVerb(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(t.Context(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// mustVerb runs a verb that has to succeed and returns its stdout.
+func mustVerb(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, errs := runVerb(t, args...)
+	if code != 0 {
+		t.Fatalf("kvnode %q: exit %d, stderr %q", args, code, errs)
+	}
+	return out
+}
+
+// writeConfig writes a config file into a fresh temp dir and returns its path.
+func writeConfig(t *testing.T, yaml string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), ".rr.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// envMap is a LookupEnv over a fixed map, so tests need no t.Setenv and
+// can run in parallel.
+func envMap(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
 // startServe runs serve in-process and waits for its start-up line.
-func startServe(t *testing.T, load LoadOptions) *running {
+func startServe(t *testing.T, load config.Options) *running {
 	t.Helper()
 	if load.LookupEnv == nil {
 		load.LookupEnv = envMap(nil)
+	}
+	if load.Drivers == nil {
+		load.Drivers = storageDrivers()
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	r := &running{stdout: &syncBuffer{}, stderr: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
@@ -114,7 +167,7 @@ func (r *running) stop(t *testing.T) error {
 // dialKV connects a goridge net/rpc client, as RoadRunner's Go client does.
 func dialKV(t *testing.T, dsn string) *rpc.Client {
 	t.Helper()
-	network, address, err := parseListen(dsn)
+	network, address, err := config.ParseListen(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +205,9 @@ func TestServe_RealisticConfigServesEveryDriver(t *testing.T) {
 		"MEMCACHED_ADDR": testsvc.Memcached(t),
 		"RPC_LISTEN":     "tcp://127.0.0.1:0",
 	}
-	r := startServe(t, LoadOptions{File: writeConfig(t, rrYAML), LookupEnv: envMap(env)})
+	// The real-world .rr.yaml the config package's tests load.
+	rrFile := filepath.Join("..", "..", "config", "testdata", "rr.yaml")
+	r := startServe(t, config.Options{File: rrFile, LookupEnv: envMap(env)})
 
 	m := servingLine.FindStringSubmatch(r.stderr.String())
 	if m[2] != "local(memory),files(boltdb),cache(redis),sessions(memcached)" {
@@ -187,7 +242,7 @@ func TestServe_RealisticConfigServesEveryDriver(t *testing.T) {
 func TestServe_UnixSocketWithStdoutTracing(t *testing.T) {
 	t.Parallel()
 	sock := filepath.Join(t.TempDir(), "kv.sock")
-	r := startServe(t, LoadOptions{Overrides: []string{
+	r := startServe(t, config.Options{Overrides: []string{
 		"rpc.listen=unix://" + sock,
 		"otel.exporter=stdout",
 		"otel.resource.service_instance_id=node-1",
@@ -241,8 +296,8 @@ kv:
   shared: {driver: redis, config: {addrs: ["127.0.0.1"]}}
 `)
 	var stdout, stderr syncBuffer
-	err = serve(t.Context(), serveOptions{load: LoadOptions{File: path, LookupEnv: envMap(nil)}, stdout: &stdout, stderr: &stderr})
-	if !errors.Is(err, ErrInvalidConfig) {
+	err = serve(t.Context(), serveOptions{load: config.Options{File: path, LookupEnv: envMap(nil), Drivers: storageDrivers()}, stdout: &stdout, stderr: &stderr})
+	if !errors.Is(err, config.ErrInvalidConfig) {
 		t.Fatalf("serve = %v, want a configuration error", err)
 	}
 	for _, want := range []string{
@@ -295,7 +350,7 @@ func TestRun_Dispatch(t *testing.T) {
 	}
 	names := map[string]bool{}
 	for _, c := range commands() {
-		names[c.name] = true
+		names[c.Name] = true
 	}
 	for _, n := range []string{"serve", "get", "set", "del", "has", "ttl", "expire", "clear", "bench", "version"} {
 		if !names[n] {
@@ -327,5 +382,25 @@ func TestRun_FlagsAloneServeTheEmbeddedDefault(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("run did not return after cancel")
+	}
+}
+
+func TestSoftMemoryLimit(t *testing.T) {
+	bounded := func(name string, n int64) config.StorageConfig {
+		return config.StorageConfig{Name: name, Driver: memory.Driver(), Limits: drivers.Limits{MaxBytes: n}}
+	}
+	two := []config.StorageConfig{bounded("a", 1<<30), bounded("b", 1<<30), {Name: "r", Driver: redis.Driver()}}
+	if got, want := softMemoryLimit(two, envMap(nil)), int64(2<<30+512<<20+gcFixedRoom); got != want {
+		t.Errorf("two bounded storages: %d, want %d", got, want)
+	}
+	if got := softMemoryLimit(two, envMap(map[string]string{"GOMEMLIMIT": "1GiB"})); got != 0 {
+		t.Errorf("with GOMEMLIMIT set: %d, want 0", got)
+	}
+	keysOnly := append(two, config.StorageConfig{Name: "k", Driver: memory.Driver(), Limits: drivers.Limits{MaxKeys: 10}})
+	if got := softMemoryLimit(keysOnly, envMap(nil)); got != 0 {
+		t.Errorf("with a storage bounded by keys only: %d, want 0", got)
+	}
+	if got := softMemoryLimit([]config.StorageConfig{{Name: "r", Driver: redis.Driver()}}, envMap(nil)); got != 0 {
+		t.Errorf("no memory storage: %d, want 0", got)
 	}
 }

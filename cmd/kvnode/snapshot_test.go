@@ -6,9 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kvnode/kvnode/cluster/clustertest"
+	"github.com/kvnode/kvnode/fsm/backupfile"
 )
 
 // A snapshot saved from one cluster restores into a fresh one: every node
@@ -100,7 +100,7 @@ func TestSnapshot_RestoreRefusesDamagedFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		code, _, errs := runVerb(t, "snapshot", "restore", path, "--rpc", addrs[l])
-		if code != 1 || !strings.Contains(errs, errBadBackup.Error()) {
+		if code != 1 || !strings.Contains(errs, backupfile.ErrNotIntact.Error()) {
 			t.Fatalf("%s: exit %d, %q", name, code, errs)
 		}
 		if code, _, _ := runVerb(t, "snapshot", "inspect", path); code != 1 {
@@ -116,30 +116,6 @@ func TestSnapshot_RestoreRefusesDamagedFiles(t *testing.T) {
 	}
 	if code, _, _ := runVerb(t, "snapshot", "frobnicate"); code != 2 {
 		t.Fatalf("unknown subcommand: exit %d", code)
-	}
-}
-
-func TestProgress_Lines(t *testing.T) {
-	var buf bytes.Buffer
-	p := newProgress(&buf, "saving", 3*progressMin)
-	now := time.Unix(0, 0)
-	p.now = func() time.Time { return now }
-	p.add(progressMin) // first update prints
-	p.add(1)           // throttled
-	now = now.Add(progressEveryLog)
-	p.add(progressMin)
-	p.add(progressMin - 1) // the end always prints
-	p.finish()
-	want := "saving: 8.0 MiB / 24.0 MiB (33%)\nsaving: 16.0 MiB / 24.0 MiB (66%)\nsaving: 24.0 MiB / 24.0 MiB (100%)\n"
-	if buf.String() != want {
-		t.Fatalf("progress:\n%s\nwant:\n%s", buf.String(), want)
-	}
-	buf.Reset()
-	small := newProgress(&buf, "saving", progressMin-1)
-	small.add(progressMin - 1)
-	small.finish()
-	if buf.Len() != 0 {
-		t.Fatalf("a small transfer showed progress: %q", buf.String())
 	}
 }
 
@@ -181,20 +157,5 @@ func TestSnapshot_RestoreFindsTheLeaderThroughGossip(t *testing.T) {
 	}
 	if !bytes.Equal(h, want) {
 		t.Fatal("restored state differs from the source")
-	}
-}
-
-func TestDialableRPC(t *testing.T) {
-	for _, c := range []struct{ rpc, raft, want string }{
-		{"tcp://10.0.0.5:6001", "10.0.0.5:7000", "tcp://10.0.0.5:6001"},
-		{"tcp://0.0.0.0:6001", "kv1:7000", "tcp://kv1:6001"},
-		{"tcp://:6001", "10.0.0.7:7000", "tcp://10.0.0.7:6001"},
-		{"tcp://[::]:6001", "10.0.0.7:7000", "tcp://10.0.0.7:6001"},
-		{"tcp://127.0.0.1:0", "10.0.0.7:7000", ""},
-		{"unix:///run/kv.sock", "10.0.0.7:7000", "unix:///run/kv.sock"},
-	} {
-		if got := dialableRPC(c.rpc, c.raft); got != c.want {
-			t.Errorf("dialableRPC(%q, %q) = %q, want %q", c.rpc, c.raft, got, c.want)
-		}
 	}
 }

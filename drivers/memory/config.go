@@ -3,6 +3,7 @@ package memory
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/kvnode/kvnode/drivers"
 )
@@ -78,3 +79,16 @@ func (c *Config) Limits(total int64) (drivers.Limits, error) {
 	}
 	return l, nil
 }
+
+var _ drivers.BoundSettings = (*Config)(nil)
+
+// MemoryShare is MaxMemory when it is a percentage, else "".
+func (c *Config) MemoryShare() string {
+	if strings.HasSuffix(strings.TrimSpace(c.MaxMemory), "%") {
+		return c.MaxMemory
+	}
+	return ""
+}
+
+// Samples is EvictionSamples.
+func (c *Config) Samples() int { return c.EvictionSamples }

@@ -50,6 +50,6 @@ func ServeMemory(t testing.TB, listen string) string {
 	t.Helper()
 	st := drivers.NewLocal(memory.New(), drivers.LocalOptions{Driver: "memory"})
 	t.Cleanup(func() { _ = st.Close() })
-	s := Serve(t, rpc.Config{Listen: listen}, []rpc.Storage{{Name: "default", Driver: "memory", Store: st}})
+	s := Serve(t, rpc.Config{Listen: listen}, []rpc.Storage{{Name: "default", Driver: memory.Driver(), Store: st}})
 	return s.Addr().Network() + "://" + s.Addr().String()
 }
