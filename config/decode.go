@@ -29,10 +29,10 @@ func joinPath(path, key string) string {
 // that carries the value. A nil result means "no value".
 func resolve(n *yaml.Node) *yaml.Node {
 	for depth := 0; n != nil && depth < 64; depth++ {
-		switch {
-		case n.Kind == yaml.AliasNode:
+		switch n.Kind {
+		case yaml.AliasNode:
 			n = n.Alias
-		case n.Kind == yaml.DocumentNode:
+		case yaml.DocumentNode:
 			if len(n.Content) == 0 {
 				return nil
 			}

@@ -159,7 +159,7 @@ func checkSharedFiles(storages []StorageConfig, p *Problems) {
 // but it is one message. A Join's text is its parts' texts on separate
 // lines, which tells the two apart.
 func flatten(err error) []error {
-	j, ok := err.(interface{ Unwrap() []error }) //nolint:errorlint // only the error's own parts are split
+	j, ok := err.(interface{ Unwrap() []error })
 	if !ok {
 		return []error{err}
 	}
@@ -196,9 +196,7 @@ func attributeField(base string, cfg any, err error) error {
 			break
 		}
 		ident := head
-		if i := strings.IndexFunc(head, func(r rune) bool {
-			return !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
-		}); i >= 0 {
+		if i := strings.IndexFunc(head, func(r rune) bool { return !isIdentRune(r) }); i >= 0 {
 			ident = head[:i]
 		}
 		if _, known := fields[ident]; known {
@@ -218,3 +216,8 @@ type detail struct {
 
 func (d *detail) Error() string { return d.msg }
 func (d *detail) Unwrap() error { return d.err }
+
+// isIdentRune reports whether r may appear in a YAML key kvnode names.
+func isIdentRune(r rune) bool {
+	return r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+}

@@ -125,7 +125,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for i := range b.keys {
 		b.keys[i] = "bench:" + strconv.Itoa(100_000_000 + i)[1:]
 	}
-	rng := rand.New(rand.NewPCG(1, 2))
+	rng := rand.New(rand.NewPCG(1, 2)) //nolint:gosec // benchmark values, not secrets
 	for i := range b.value {
 		b.value[i] = byte('a' + rng.IntN(26))
 	}
@@ -302,7 +302,7 @@ func newBenchWorker(id int, b *benchRun, c *rpc.Client) *benchWorker {
 	w := &benchWorker{
 		b:       b,
 		rpc:     c,
-		rng:     rand.New(rand.NewPCG(uint64(id), 0x6b766e6f6465)),
+		rng:     rand.New(rand.NewPCG(uint64(id), 0x6b766e6f6465)), //nolint:gosec // key choice of a load generator, not a secret
 		setReq:  &kvv1.Request{Storage: b.cfg.Storage},
 		readReq: &kvv1.Request{Storage: b.cfg.Storage},
 		resp:    new(kvv1.Response),

@@ -21,9 +21,9 @@ func defaults(addr string) Config {
 		Size: 100, Keyspace: 100_000, Warmup: time.Second, Preload: true, PreloadBatch: 100}
 }
 
-// run runs cfg and returns the result (zero on failure) and the progress
-// lines.
-func run(t *testing.T, ctx context.Context, cfg Config) (Result, error, string) {
+// run runs cfg and returns the result (zero on failure), the progress
+// lines and the error.
+func run(t *testing.T, ctx context.Context, cfg Config) (Result, string, error) {
 	t.Helper()
 	var progress bytes.Buffer
 	if cfg.Progress == nil {
@@ -31,16 +31,16 @@ func run(t *testing.T, ctx context.Context, cfg Config) (Result, error, string) 
 	}
 	res, err := Run(ctx, cfg)
 	if res == nil {
-		return Result{}, err, progress.String()
+		return Result{}, progress.String(), err
 	}
-	return *res, err, progress.String()
+	return *res, progress.String(), err
 }
 
 func TestBench_MixedAndMultiKeySet(t *testing.T) {
 	addr := rpctest.ServeMemory(t, "")
 	cfg := defaults(addr)
 	cfg.Duration, cfg.Total, cfg.Conns, cfg.Warmup, cfg.Keyspace, cfg.Op, cfg.Keys, cfg.TTL = 0, 300, 3, 0, 500, OpMixed, 2, time.Minute
-	res, err, stderr := run(t, t.Context(), cfg)
+	res, stderr, err := run(t, t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("bench mixed: %v\nstderr: %s", err, stderr)
 	}
@@ -57,7 +57,7 @@ func TestBench_MixedAndMultiKeySet(t *testing.T) {
 
 	cfg = defaults(addr)
 	cfg.Duration, cfg.Total, cfg.Conns, cfg.Warmup, cfg.Keyspace, cfg.Op, cfg.Keys, cfg.Size, cfg.Preload = 0, 50, 2, 0, 100, OpSet, 3, 10, false
-	res, err, _ = run(t, t.Context(), cfg)
+	res, _, err = run(t, t.Context(), cfg)
 	if err != nil || res.Total.Requests != 50 || res.Total.Keys != 150 || res.Preloaded != 0 {
 		t.Errorf("set: %v, %+v, preloaded %d; want 50 requests, 150 keys, no preload", err, res.Total, res.Preloaded)
 	}
@@ -67,13 +67,13 @@ func TestBench_ErrorsAreCounted(t *testing.T) {
 	addr := rpctest.ServeMemory(t, "")
 	cfg := defaults(addr)
 	cfg.Storage, cfg.Duration, cfg.Total, cfg.Conns, cfg.Warmup, cfg.Op, cfg.Preload = "ghost", 0, 20, 2, 0, OpSet, false
-	res, err, _ := run(t, t.Context(), cfg)
+	res, _, err := run(t, t.Context(), cfg)
 	if err != nil || res.Total.Errors != 20 || !strings.Contains(res.FirstError, "no such storage") {
 		t.Errorf("bench on an unknown storage: err %v, %+v, first %q; want 20 errors", err, res.Total, res.FirstError)
 	}
 	cfg = defaults(addr)
 	cfg.Storage, cfg.Duration, cfg.Total, cfg.Op = "ghost", 0, 5, OpHas
-	if _, err, _ := run(t, t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "preload") {
+	if _, _, err := run(t, t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "preload") {
 		t.Errorf("preload into an unknown storage: %v, want a preload error", err)
 	}
 }
@@ -82,7 +82,7 @@ func TestBench_DurationAndInterrupt(t *testing.T) {
 	addr := rpctest.ServeMemory(t, "")
 	cfg := defaults(addr)
 	cfg.Duration, cfg.Warmup, cfg.Conns, cfg.Keyspace, cfg.Op = 300*time.Millisecond, 100*time.Millisecond, 2, 100, OpHas
-	res, err, stderr := run(t, t.Context(), cfg)
+	res, stderr, err := run(t, t.Context(), cfg)
 	if err != nil || res.Total.Requests == 0 || res.Interrupted {
 		t.Errorf("-d run: %v, %+v, interrupted %v", err, res.Total, res.Interrupted)
 	}
@@ -96,7 +96,7 @@ func TestBench_DurationAndInterrupt(t *testing.T) {
 	defer cancel()
 	cfg = defaults(addr)
 	cfg.Duration, cfg.Warmup, cfg.Conns, cfg.Keyspace = time.Hour, 0, 2, 100
-	res, err, _ = run(t, ctx, cfg)
+	res, _, err = run(t, ctx, cfg)
 	if err != nil || !res.Interrupted || res.Total.Requests == 0 || res.Total.Errors != 0 {
 		t.Errorf("interrupted run: %v, interrupted %v, %+v", err, res.Interrupted, res.Total)
 	}
@@ -124,7 +124,7 @@ func TestBench_SilentServer(t *testing.T) {
 
 	cfg := defaults(addr)
 	cfg.Duration, cfg.Warmup, cfg.Conns, cfg.Op, cfg.Preload, cfg.Progress = 100*time.Millisecond, 0, 2, OpSet, false, io.Discard
-	res, err, _ := run(t, t.Context(), cfg)
+	res, _, err := run(t, t.Context(), cfg)
 	if err != nil || res.Total.Requests != 0 || res.Interrupted {
 		t.Errorf("run against a silent server: %v, %+v, interrupted %v; want an empty, uninterrupted result", err, res.Total, res.Interrupted)
 	}
@@ -132,7 +132,7 @@ func TestBench_SilentServer(t *testing.T) {
 	defer cancel()
 	cfg = defaults(addr)
 	cfg.Duration, cfg.Conns, cfg.Progress = time.Hour, 2, io.Discard
-	if _, err, _ := run(t, ctx, cfg); !errors.Is(err, context.DeadlineExceeded) {
+	if _, _, err := run(t, ctx, cfg); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("preload against a silent server, interrupted: %v, want the context's error", err)
 	}
 }
@@ -141,7 +141,7 @@ func TestBench_TextOutput(t *testing.T) {
 	addr := rpctest.ServeMemory(t, "")
 	cfg := defaults(addr)
 	cfg.Duration, cfg.Total, cfg.Warmup, cfg.Keyspace, cfg.Op = 0, 50, 0, 50, OpMixed
-	res, err, _ := run(t, t.Context(), cfg)
+	res, _, err := run(t, t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("bench: %v", err)
 	}

@@ -23,7 +23,6 @@ import (
 	"github.com/kvnode/kvnode/drivers/memory"
 	"github.com/kvnode/kvnode/drivers/redis"
 	"github.com/kvnode/kvnode/internal/testsvc"
-	"github.com/kvnode/kvnode/rpc/rpctest"
 )
 
 // syncBuffer is a bytes.Buffer that the server writes to while the test
@@ -54,13 +53,6 @@ type running struct {
 }
 
 var servingLine = regexp.MustCompile(`msg="kvnode serving" rpc=(\S+) storages=(\S+)`)
-
-// verbTestServer serves a real memory storage named "default" on a free
-// loopback port until the test ends, and returns its address.
-func verbTestServer(t testing.TB) string {
-	t.Helper()
-	return rpctest.ServeMemory(t, "")
-}
 
 // runVerb runs the binary's dispatcher in-process and returns its exit
 // status and output.

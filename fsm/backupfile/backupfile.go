@@ -70,7 +70,7 @@ func Create(path string, meta Meta) (*Writer, error) {
 }
 
 // Write appends stream bytes.
-func (bw *Writer) Write(p []byte) (int, error) { return bw.w.Write(p) } //nolint:wrapcheck
+func (bw *Writer) Write(p []byte) (int, error) { return bw.w.Write(p) }
 
 // Commit writes the digest, syncs and renames the file into place.
 func (bw *Writer) Commit() error {
@@ -120,7 +120,7 @@ type File struct {
 func (b *File) Stream() io.Reader { return io.NewSectionReader(b.f, b.off, b.Meta.Size) }
 
 // Close closes the file.
-func (b *File) Close() error { return b.f.Close() } //nolint:wrapcheck
+func (b *File) Close() error { return b.f.Close() }
 
 // Open opens path and verifies it whole before anything is sent: framing,
 // the file's SHA-256 and the stream's own checksum. onRead, when set, is
@@ -141,7 +141,7 @@ func Open(path string, onRead func(int)) (*File, error) {
 func verifyBackup(f *os.File, onRead func(int)) (*File, error) {
 	st, err := f.Stat()
 	if err != nil {
-		return nil, err //nolint:wrapcheck
+		return nil, err
 	}
 	var head [len(backupMagic) + 4]byte
 	if _, err := io.ReadFull(f, head[:]); err != nil || string(head[:len(backupMagic)]) != backupMagic {

@@ -13,7 +13,7 @@ import (
 // Most of kvnode bench is tested in bench/load; these tests cover the
 // flags and what the command prints.
 
-func runBenchJSON(t *testing.T, ctx context.Context, args ...string) (load.Result, error, string) {
+func runBenchJSON(t *testing.T, ctx context.Context, args ...string) (load.Result, string, error) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	err := Bench(ctx, append(args, "--json"), &out, &errb)
@@ -23,12 +23,12 @@ func runBenchJSON(t *testing.T, ctx context.Context, args ...string) (load.Resul
 			t.Fatalf("bench output is not JSON: %v\n%s", jerr, out.String())
 		}
 	}
-	return res, err, errb.String()
+	return res, errb.String(), err
 }
 
 func TestBench_MGetCounts(t *testing.T) {
 	addr := verbTestServer(t)
-	res, err, stderr := runBenchJSON(t, t.Context(), "--rpc", addr, "-n", "200", "-c", "4",
+	res, stderr, err := runBenchJSON(t, t.Context(), "--rpc", addr, "-n", "200", "-c", "4",
 		"--warmup", "0", "--keyspace", "1000", "--op", "mget")
 	if err != nil {
 		t.Fatalf("bench: %v\nstderr: %s", err, stderr)
@@ -68,7 +68,7 @@ func TestBench_Flags(t *testing.T) {
 
 	// Failed requests are reported and fail the command.
 	addr := verbTestServer(t)
-	res, err, _ := runBenchJSON(t, t.Context(), "--rpc", addr, "--storage", "ghost", "-n", "20", "-c", "2",
+	res, _, err := runBenchJSON(t, t.Context(), "--rpc", addr, "--storage", "ghost", "-n", "20", "-c", "2",
 		"--warmup", "0", "--op", "set", "-q")
 	if err == nil || !strings.Contains(err.Error(), "20 of 20 requests failed") || res.Total.Errors != 20 {
 		t.Errorf("bench on an unknown storage: err %v, %+v; want 20 failed requests and an error", err, res.Total)

@@ -32,7 +32,7 @@ type adminFlags struct {
 // AdminTokenEnv names the environment variable the CLI takes the admin
 // token from when no flag gives one: unlike --token, it does not show in
 // the process list.
-const AdminTokenEnv = "KVNODE_ADMIN_TOKEN"
+const AdminTokenEnv = "KVNODE_ADMIN_TOKEN" //nolint:gosec // the variable's name, not a credential
 
 // tokenFlags adds --token and --token-file, for the commands whose calls
 // need the node's rpc.admin_token.
