@@ -220,3 +220,19 @@ func deletedFilesOpen(dir string) (n int, ok bool) {
 
 // currentDB is the bbolt database the engine serves from.
 func currentDB(e *Engine) *bolt.DB { return e.cur.db }
+
+// TestFinishRestoreReportsStatErrors: only a missing <file>.restore-prev
+// means no restore was interrupted. Taking any other failure to look for it
+// as "none" would let Open create an empty file and cleanRestore delete the
+// live file set aside there. A file in place of the directory makes Stat
+// fail with ENOTDIR, even for root (which a permission-denied directory
+// would not stop).
+func TestFinishRestoreReportsStatErrors(t *testing.T) {
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := finishRestore(filepath.Join(notDir, "kv.db")); err == nil || errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("finishRestore under a file = %v, want the Stat error", err)
+	}
+}
