@@ -68,9 +68,9 @@ func TestRestoreDoesNotWaitForSnapshots(t *testing.T) {
 		}
 	case <-time.After(faultBound):
 		release() // let the stuck Restore, and the reads behind it, end
-		<-restored
+		t.Logf("Restore once the snapshot was released: %v", <-restored)
 		close(stopReads)
-		<-readDone
+		t.Logf("reads: %v", <-readDone)
 		t.Fatalf("Restore did not finish within %s while a snapshot was held", faultBound)
 	}
 	if err := <-readDone; err != nil {
@@ -162,7 +162,7 @@ func TestCloseDoesNotWaitForSnapshots(t *testing.T) {
 		}
 	case <-time.After(faultBound):
 		held.Release()
-		<-closed
+		t.Logf("Close once the snapshot was released: %v", <-closed)
 		t.Fatalf("Close did not return within %s while a snapshot was held", faultBound)
 	}
 	if _, err := e.Has(sec, []string{"k"}); !errors.Is(err, drivers.ErrClosed) {
