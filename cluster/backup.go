@@ -92,12 +92,12 @@ func (n *Node) Backup(ctx context.Context, stale bool) (BackupInfo, io.ReadClose
 func (n *Node) latestSnapshot() (*raft.SnapshotMeta, io.ReadCloser, error) {
 	snaps, err := n.stores.Snapshots.List()
 	if err != nil {
-		return nil, nil, err //nolint:wrapcheck // wrapped by Backup
+		return nil, nil, err // wrapped by Backup
 	}
 	if len(snaps) == 0 {
-		return nil, nil, errors.New("this node has applied nothing yet") //nolint:err113 // wrapped in ErrBackup
+		return nil, nil, errors.New("this node has applied nothing yet") // wrapped in ErrBackup
 	}
-	return n.stores.Snapshots.Open(snaps[0].ID) //nolint:wrapcheck
+	return n.stores.Snapshots.Open(snaps[0].ID)
 }
 
 // RestoreInfo describes a completed RestoreBackup.

@@ -19,7 +19,11 @@ func backup(t *testing.T, n *cluster.Node, stale bool) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rc.Close()
+	defer func() {
+		if err := rc.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	b, err := io.ReadAll(rc)
 	if err != nil {
 		t.Fatal(err)

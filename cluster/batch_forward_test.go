@@ -68,7 +68,7 @@ func goApply(ctx context.Context, b *batcher, key string, size int) <-chan appli
 	out := make(chan applied, 1)
 	go func() {
 		o := b.apply(ctx, sizedEvent(key, size), 5*time.Second)
-		out <- applied{o.idx, o.err, o.retry}
+		out <- applied(o)
 	}()
 	return out
 }

@@ -337,7 +337,7 @@ func (g GossipConfig) key() ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w (create it with kvnode keygen)", err)
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }() // read only: closing loses nothing
 		b, err := io.ReadAll(io.LimitReader(f, maxKeyFile))
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", g.EncryptKeyFile, err)

@@ -86,7 +86,7 @@ func (n *Node) Events(ctx context.Context, q EventsQuery) (EventsPage, error) {
 	since := q.Since
 	first, err := n.stores.Log.FirstIndex()
 	if err != nil {
-		return EventsPage{}, err //nolint:wrapcheck // the log store's own error
+		return EventsPage{}, err // the log store's own error
 	}
 	if since == 0 {
 		since = max(first, 1)
@@ -98,7 +98,7 @@ func (n *Node) Events(ctx context.Context, q EventsQuery) (EventsPage, error) {
 	}
 	page := EventsPage{Applied: n.fsm.AppliedIndex(), Next: since}
 	if first, err = n.stores.Log.FirstIndex(); err != nil {
-		return page, err //nolint:wrapcheck
+		return page, err
 	}
 	if since < first {
 		page.Skipped, since = first-since, first
@@ -118,7 +118,7 @@ func (n *Node) Events(ctx context.Context, q EventsQuery) (EventsPage, error) {
 				page.Next = i + 1
 				continue
 			}
-			return page, err //nolint:wrapcheck
+			return page, err
 		}
 		page.Next = i + 1
 		if l.Type != raft.LogCommand {

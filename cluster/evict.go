@@ -113,7 +113,7 @@ type roomFuture struct {
 func (f *roomFuture) Error() error {
 	err := f.ApplyFuture.Error()
 	f.once.Do(func() { f.p.Done(f.ticket) })
-	return err //nolint:wrapcheck // raft's own errors, classified by the caller
+	return err // raft's own errors, classified by the caller
 }
 
 // syncLimits makes the replicated limits of every evictable storage those

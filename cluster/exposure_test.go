@@ -19,7 +19,7 @@ func TestExposure_InsecureIsRefusedUnlessAccepted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }() // Open may have closed it already
 	l, _ := NewLogBook()
 	cfg := Config{NodeID: "n", DataDir: t.TempDir(), Raft: RaftConfig{Bind: "0.0.0.0:0"}}
 	_, err = Open(cfg, fsm.New(map[string]drivers.Engine{"mem": memory.New()}, l), Options{Listener: ln, Logger: l})

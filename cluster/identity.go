@@ -110,13 +110,13 @@ func writeIdentity(path string, id identity) error {
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return err //nolint:wrapcheck // wrapped by the caller
+		return err // wrapped by the caller
 	}
 	err = d.Sync()
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
-	return err //nolint:wrapcheck
+	return err
 }
 
 // tagAddr returns the raft address of incarnation inc at hostport.

@@ -91,7 +91,7 @@ func TestMux_ConnectionsReachOnlyTheIncarnationTheyMean(t *testing.T) {
 				if err != nil {
 					t.Fatalf("dial: %v", err)
 				}
-				defer c.Close()
+				defer func() { _ = c.Close() }() // the test is over once the listener has it
 				if _, err := c.Write([]byte("x")); err != nil {
 					t.Fatal(err)
 				}
@@ -105,7 +105,7 @@ func TestMux_ConnectionsReachOnlyTheIncarnationTheyMean(t *testing.T) {
 			}
 			if err == nil {
 				// Untagged raft gets no answer: the listener just closes.
-				defer c.Close()
+				defer func() { _ = c.Close() }() // already closed by the listener
 				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 				var b [1]byte
 				if _, rerr := c.Read(b[:]); rerr == nil {

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log"
@@ -108,11 +109,11 @@ func startGossip(n *Node, hasState bool) (*gossip, error) {
 	}
 	mc.Name = n.cfg.NodeID
 	var err error
-	if mc.BindAddr, mc.BindPort, err = hostPortIP(gc.Bind); err != nil {
+	if mc.BindAddr, mc.BindPort, err = hostPortIP(n.ctx, gc.Bind); err != nil {
 		return nil, fmt.Errorf("%w: cluster.gossip.bind: %w", ErrConfig, err)
 	}
 	if gc.Advertise != gc.Bind {
-		if mc.AdvertiseAddr, mc.AdvertisePort, err = hostPortIP(gc.Advertise); err != nil {
+		if mc.AdvertiseAddr, mc.AdvertisePort, err = hostPortIP(n.ctx, gc.Advertise); err != nil {
 			return nil, fmt.Errorf("%w: cluster.gossip.advertise: %w", ErrConfig, err)
 		}
 	}
@@ -155,10 +156,10 @@ func startGossip(n *Node, hasState bool) (*gossip, error) {
 
 // hostPortIP splits host:port for memberlist, which wants an IP: a host
 // name is resolved once, an empty host means every interface.
-func hostPortIP(hp string) (string, int, error) {
+func hostPortIP(ctx context.Context, hp string) (string, int, error) {
 	host, port, err := net.SplitHostPort(hp)
 	if err != nil {
-		return "", 0, err //nolint:wrapcheck // wrapped by the caller with the field
+		return "", 0, err // wrapped by the caller with the field
 	}
 	p, err := strconv.Atoi(port)
 	if err != nil || p < 0 || p > 65535 {
@@ -170,16 +171,18 @@ func hostPortIP(hp string) (string, int, error) {
 	if net.ParseIP(host) != nil {
 		return host, p, nil
 	}
-	ips, err := net.LookupIP(host)
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
 	if err != nil || len(ips) == 0 {
 		return "", 0, fmt.Errorf("resolve %q: %w", host, cmpErr(err, errNoAddress))
 	}
 	for _, ip := range ips {
-		if ip.To4() != nil {
-			return ip.String(), p, nil
+		if ip.IP.To4() != nil {
+			return ip.IP.String(), p, nil
 		}
 	}
-	return ips[0].String(), p, nil
+	return ips[0].IP.String(), p, nil
 }
 
 // addr is the gossip address actually in use (after port 0 was resolved).
@@ -223,7 +226,7 @@ func (g *gossip) leave(timeout time.Duration) error {
 	_ = g.ml.UpdateNode(timeout / 2)
 	g.advertise.Unlock()
 	g.left.Store(true)
-	return g.ml.Leave(timeout) //nolint:wrapcheck // wrapped by Leave
+	return g.ml.Leave(timeout) // wrapped by Leave
 }
 
 // markLeaving records that member id announced its departure to us.

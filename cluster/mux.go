@@ -122,7 +122,7 @@ func (m *mux) route(c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(m.limits.header))
 	if m.tls != nil {
 		tc := tls.Server(c, m.tls.server)
-		if err := tc.Handshake(); err != nil {
+		if err := tc.Handshake(); err != nil { //nolint:noctx // bounded by the header deadline set on c above
 			m.refused(c.RemoteAddr(), err)
 			_ = c.Close()
 			return
@@ -235,7 +235,7 @@ func (m *mux) close() error {
 		close(m.done)
 		err = m.ln.Close()
 	})
-	return err //nolint:wrapcheck
+	return err
 }
 
 // dial opens a connection to a peer's cluster port for proto. A tagged
@@ -276,18 +276,18 @@ func (m *mux) dial(address string, proto byte, timeout time.Duration) (net.Conn,
 func (m *mux) hello(c net.Conn, proto byte, inc string) error {
 	if inc == "" {
 		_, err := c.Write([]byte{proto})
-		return err //nolint:wrapcheck // wrapped by dial
+		return err // wrapped by dial
 	}
 	id := protoForwardID
 	if proto == protoRaft {
 		id = protoRaftID
 	}
 	if _, err := c.Write(append([]byte{id, byte(len(inc))}, inc...)); err != nil {
-		return err //nolint:wrapcheck
+		return err
 	}
 	var ack [1]byte
 	if _, err := io.ReadFull(c, ack[:]); err != nil {
-		return err //nolint:wrapcheck
+		return err
 	}
 	if ack[0] != identityOK {
 		return fmt.Errorf("%w: %s is not there any more", ErrWrongIncarnation, inc)
@@ -353,7 +353,7 @@ type servedConn struct {
 
 func (c *servedConn) Close() error {
 	c.once.Do(func() { c.set.done(c) })
-	return c.Conn.Close() //nolint:wrapcheck // net.Conn contract
+	return c.Conn.Close() // net.Conn contract
 }
 
 // track wraps an accepted connection, or closes it and returns nil once

@@ -136,7 +136,7 @@ type slotConn struct {
 
 func (c *slotConn) Close() error {
 	c.once.Do(c.release)
-	return c.Conn.Close() //nolint:wrapcheck // net.Conn contract
+	return c.Conn.Close() // net.Conn contract
 }
 
 // peekedConn returns the bytes route read ahead of the protocol's handler.
@@ -151,7 +151,7 @@ func (c *peekedConn) Read(p []byte) (int, error) {
 		c.first = c.first[n:]
 		return n, nil
 	}
-	return c.Conn.Read(p) //nolint:wrapcheck // net.Conn contract
+	return c.Conn.Read(p) // unwrapped: readers compare io.EOF with ==
 }
 
 // idleConn is the listener's end of a forwarding connection: a read that
@@ -164,7 +164,7 @@ type idleConn struct {
 
 func (c *idleConn) Read(p []byte) (int, error) {
 	_ = c.SetReadDeadline(time.Now().Add(c.idle))
-	return c.Conn.Read(p) //nolint:wrapcheck // net.Conn contract
+	return c.Conn.Read(p) // unwrapped: readers compare io.EOF with ==
 }
 
 // retiringConn is the dialer's end of a forwarding connection. It refuses
@@ -191,5 +191,5 @@ func (c *retiringConn) Write(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Write(p)
 	c.last.Store(int64(c.now().Sub(c.born)))
-	return n, err //nolint:wrapcheck // net.Conn contract
+	return n, err // net.Conn contract
 }

@@ -148,7 +148,7 @@ func Open(cfg Config, f *fsm.FSM, opts Options) (*Node, error) {
 	}
 	if opts.Dial == nil {
 		opts.Dial = func(address string, timeout time.Duration) (net.Conn, error) {
-			return net.DialTimeout("tcp", address, timeout)
+			return net.DialTimeout("tcp", address, timeout) //nolint:noctx // Dial has raft's StreamLayer shape: a timeout, no context
 		}
 	}
 	n := &Node{cfg: cfg, opts: opts, fsm: f, stop: make(chan struct{}),
@@ -229,7 +229,7 @@ func (n *Node) open() error {
 
 	ln := n.opts.Listener
 	if ln == nil {
-		if ln, err = net.Listen("tcp", n.cfg.Raft.Bind); err != nil {
+		if ln, err = new(net.ListenConfig).Listen(n.ctx, "tcp", n.cfg.Raft.Bind); err != nil {
 			return fmt.Errorf("cluster.raft.bind: %w", err)
 		}
 		if n.cfg.Raft.Advertise == n.cfg.Raft.Bind {

@@ -49,5 +49,5 @@ func (n *Node) waitApplied(ctx context.Context, index uint64, leaderAddr string)
 			_ = n.peers.nudge(ctx, leaderAddr, index)
 		}
 	}
-	return n.fsm.WaitApplied(ctx, index) //nolint:wrapcheck // callers wrap
+	return n.fsm.WaitApplied(ctx, index) // callers wrap
 }

@@ -62,7 +62,9 @@ func (n *Node) readIndexOnce(ctx context.Context) (idx uint64, leaderAddr string
 func (n *Node) runReadRounds(r *readRound) {
 	timeout := max(time.Second, 2*n.cfg.Raft.ElectionTimeout)
 	for r != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		// The node's context, not a reader's: the round serves every reader
+		// that joined it, so none of them may end it; closing the node does.
+		ctx, cancel := context.WithTimeout(n.ctx, timeout)
 		r.idx, r.addr, r.ok = n.readIndexAttempt(ctx)
 		cancel()
 		rr := &n.reads

@@ -33,7 +33,7 @@ func TestNode_ForwardedCallDuringStartupWaitsForRaft(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := rpc.NewClient(conn)
-	defer c.Close()
+	defer func() { _ = c.Close() }() // the caller's side, not under test
 	raw, err := eventlog.Encode(eventlog.Event{Storage: "mem", Op: drivers.Op{Kind: drivers.OpSet, Items: []drivers.Item{{Key: "k", Value: []byte("v")}}}})
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +50,11 @@ func TestNode_ForwardedCallDuringStartupWaitsForRaft(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer n.Close()
+	defer func() {
+		if err := n.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 
 	select {
 	case done := <-call.Done:

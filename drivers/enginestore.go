@@ -133,7 +133,7 @@ func (s *EngineStore) Close() error {
 	s.life.Lock()
 	defer s.life.Unlock()
 	if s.opts.Owned {
-		return s.e.Close() //nolint:wrapcheck // the engine's errors are already ours
+		return s.e.Close() // the engine's errors are already ours
 	}
 	return nil
 }
@@ -150,7 +150,7 @@ func (s *EngineStore) read(ctx context.Context, method string, n int, get func(n
 		err = get(now)
 	}
 	endSpan(sp, err)
-	return err //nolint:wrapcheck // the committer's and engine's errors are already ours
+	return err // the committer's and engine's errors are already ours
 }
 
 func (s *EngineStore) write(ctx context.Context, method string, n int, op Op) error {
@@ -162,7 +162,7 @@ func (s *EngineStore) write(ctx context.Context, method string, n int, op Op) er
 	ctx, sp := s.span(ctx, method, n)
 	err := s.c.Commit(ctx, op)
 	endSpan(sp, err)
-	return err //nolint:wrapcheck // the committer's errors are already ours
+	return err // the committer's errors are already ours
 }
 
 // guard runs fn as a call: Close waits for it, and after Close it does

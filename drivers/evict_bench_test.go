@@ -23,7 +23,11 @@ func BenchmarkLocalSet(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			l := drivers.NewLocal(memory.New(), drivers.LocalOptions{Driver: "memory", SweepInterval: -1})
-			defer l.Close()
+			defer func() {
+				if err := l.Close(); err != nil {
+					b.Error(err)
+				}
+			}()
 			ctx := context.Background()
 			if c.lim.Bounded() {
 				if err := l.SetLimits(ctx, c.lim); err != nil {

@@ -38,7 +38,7 @@ func ParseTimeout(s string) (int64, error) {
 	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return 0, err //nolint:wrapcheck // the RPC layer renders time's own text, as RoadRunner does
+		return 0, err // the RPC layer renders time's own text, as RoadRunner does
 	}
 	switch {
 	case t.After(time.Unix(0, MaxDeadline)):

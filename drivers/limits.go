@@ -70,7 +70,7 @@ func ParsePolicy(s string) (Policy, error) {
 	}
 	for p, name := range policyNames {
 		if s == name {
-			return Policy(p), nil //nolint:gosec // a handful of policies
+			return Policy(p), nil
 		}
 	}
 	return PolicyReject, fmt.Errorf("%w: eviction %q (want reject, lru, ttl or random)", ErrBadLimit, s)

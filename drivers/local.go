@@ -166,7 +166,7 @@ func (g *groupCommit) ReadTime(context.Context) (int64, error) { return g.clock.
 // is not abandoned on ctx cancellation: its outcome would be unknown.
 func (g *groupCommit) Commit(ctx context.Context, op Op) error {
 	if err := ctx.Err(); err != nil {
-		return err //nolint:wrapcheck // context errors are returned as is
+		return err // context errors are returned as is
 	}
 	g.mu.Lock()
 	if g.busy {

@@ -140,7 +140,7 @@ func New(t testing.TB, opts Options) *Cluster {
 // its bound cluster listener.
 func (c *Cluster) newNode(initial bool) net.Listener {
 	c.t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := new(net.ListenConfig).Listen(c.t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -169,7 +169,8 @@ func (c *Cluster) open(n *Node, ln net.Listener) error {
 		var err error
 		// Rebind the node's own port so its peers find it again.
 		deadline := time.Now().Add(WaitTimeout)
-		for ln, err = net.Listen("tcp", n.Addr); err != nil; ln, err = net.Listen("tcp", n.Addr) {
+		var lc net.ListenConfig
+		for ln, err = lc.Listen(c.t.Context(), "tcp", n.Addr); err != nil; ln, err = lc.Listen(c.t.Context(), "tcp", n.Addr) {
 			if time.Now().After(deadline) {
 				return fmt.Errorf("rebind %s: %w", n.Addr, err)
 			}

@@ -55,7 +55,7 @@ func (f *faultNet) dial(address string, timeout time.Duration) (net.Conn, error)
 	if iso {
 		return nil, errIsolated
 	}
-	c, err := net.DialTimeout("tcp", address, timeout)
+	c, err := net.DialTimeout("tcp", address, timeout) //nolint:noctx // cluster.Options.Dial's shape: a timeout, no context
 	if err != nil {
 		return nil, err
 	}

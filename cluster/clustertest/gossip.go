@@ -27,12 +27,12 @@ const ReconcileInterval = 100 * time.Millisecond
 func holdGossipPort(t testing.TB) (int, func()) {
 	t.Helper()
 	for range 50 {
-		tl, err := net.Listen("tcp", "127.0.0.1:0")
+		tl, err := new(net.ListenConfig).Listen(t.Context(), "tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		port := tl.Addr().(*net.TCPAddr).Port
-		ul, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		ul, err := new(net.ListenConfig).ListenPacket(t.Context(), "udp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err == nil {
 			return port, func() { _ = tl.Close(); _ = ul.Close() }
 		}

@@ -65,7 +65,7 @@ func (e *stallEngine) Apply(index uint64, ops []drivers.Op) ([]error, error) {
 	if e.after != nil {
 		e.after(e.Engine)
 	}
-	return errs, err //nolint:wrapcheck // the engine's own errors
+	return errs, err // the engine's own errors
 }
 
 // stallEvictable is a stallEngine over an engine that can be bounded, so
@@ -94,7 +94,7 @@ func (e *stallEvictable) Resolve(c drivers.Candidate) (drivers.Candidate, bool) 
 	return e.ev.Resolve(c)
 }
 func (e *stallEvictable) Measure(r io.Reader) (drivers.Stats, error) {
-	return e.ev.Measure(r) //nolint:wrapcheck // the engine's own errors
+	return e.ev.Measure(r) // the engine's own errors
 }
 func (e *stallEvictable) Candidates(p drivers.Policy, n, skip int, before uint32, dst []drivers.Candidate) []drivers.Candidate {
 	return e.ev.Candidates(p, n, skip, before, dst)

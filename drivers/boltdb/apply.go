@@ -299,9 +299,9 @@ func (w *writer) clear() error {
 			return fmt.Errorf("clear bucket %q: %w", name, err)
 		}
 	}
-	w.buckets.vals = w.tx.Bucket(w.bucket)
-	w.buckets.ttl = w.tx.Bucket([]byte(ttlBucket))
-	w.buckets.exp = w.tx.Bucket([]byte(expiryBucket))
+	w.vals = w.tx.Bucket(w.bucket)
+	w.ttl = w.tx.Bucket([]byte(ttlBucket))
+	w.exp = w.tx.Bucket([]byte(expiryBucket))
 	*w.d = delta{reset: true}
 	return nil
 }
@@ -329,7 +329,7 @@ func (b buckets) dropOrphans() (int, error) {
 			return nil
 		}
 		t := b.ttl.Get(k[8:])
-		if t == nil || len(t) < 8 || !bytes.Equal(t[:8], k[:8]) || b.vals.Get(k[8:]) == nil {
+		if len(t) < 8 || !bytes.Equal(t[:8], k[:8]) || b.vals.Get(k[8:]) == nil {
 			idx = append(idx, bytes.Clone(k))
 		}
 		return nil

@@ -83,10 +83,10 @@ func (c *Config) Validate() error {
 	if c.Interval < 0 {
 		bad("interval", "must be a positive number of seconds, got %d", c.Interval)
 	}
-	switch {
-	case c.Bucket == "":
+	switch c.Bucket {
+	case "":
 		bad("bucket", "must not be empty")
-	case c.Bucket == ttlBucket || c.Bucket == expiryBucket || c.Bucket == metaBucket:
+	case ttlBucket, expiryBucket, metaBucket:
 		bad("bucket", "%q is reserved for kvnode's own data", c.Bucket)
 	}
 	if c.LockTimeout < 0 {

@@ -86,7 +86,11 @@ func TestRoadRunnerReadsOurFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	defer func() {
+		if err := db.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	err = db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte("default"))
 		if b == nil {

@@ -275,9 +275,18 @@ func (e *Engine) swap(tmp string, db *bolt.DB, c contents) (*handle, error) {
 func finishRestore(path string) error {
 	prev := path + restorePrevSuffix
 	if _, err := os.Stat(prev); err != nil {
-		return nil
+		// Only a missing file means there is nothing to put back: on any
+		// other error Open would create an empty file at path, and
+		// cleanRestore would then delete the live file set aside at prev.
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("boltdb: %s: look for an interrupted restore: %w", path, err)
 	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		if err != nil {
+			return fmt.Errorf("boltdb: %s: look for an interrupted restore: %w", path, err)
+		}
 		return nil
 	}
 	if err := os.Rename(prev, path); err != nil {

@@ -68,9 +68,9 @@ func TestRestoreDoesNotWaitForSnapshots(t *testing.T) {
 		}
 	case <-time.After(faultBound):
 		release() // let the stuck Restore, and the reads behind it, end
-		<-restored
+		t.Logf("Restore once the snapshot was released: %v", <-restored)
 		close(stopReads)
-		<-readDone
+		t.Logf("reads: %v", <-readDone)
 		t.Fatalf("Restore did not finish within %s while a snapshot was held", faultBound)
 	}
 	if err := <-readDone; err != nil {
@@ -162,7 +162,7 @@ func TestCloseDoesNotWaitForSnapshots(t *testing.T) {
 		}
 	case <-time.After(faultBound):
 		held.Release()
-		<-closed
+		t.Logf("Close once the snapshot was released: %v", <-closed)
 		t.Fatalf("Close did not return within %s while a snapshot was held", faultBound)
 	}
 	if _, err := e.Has(sec, []string{"k"}); !errors.Is(err, drivers.ErrClosed) {
@@ -220,3 +220,19 @@ func deletedFilesOpen(dir string) (n int, ok bool) {
 
 // currentDB is the bbolt database the engine serves from.
 func currentDB(e *Engine) *bolt.DB { return e.cur.db }
+
+// TestFinishRestoreReportsStatErrors: only a missing <file>.restore-prev
+// means no restore was interrupted. Taking any other failure to look for it
+// as "none" would let Open create an empty file and cleanRestore delete the
+// live file set aside there. A file in place of the directory makes Stat
+// fail with ENOTDIR, even for root (which a permission-denied directory
+// would not stop).
+func TestFinishRestoreReportsStatErrors(t *testing.T) {
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := finishRestore(filepath.Join(notDir, "kv.db")); err == nil || errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("finishRestore under a file = %v, want the Stat error", err)
+	}
+}

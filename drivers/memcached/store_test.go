@@ -34,6 +34,14 @@ func newStore(t *testing.T) *Store {
 	return s
 }
 
+// closeStore closes a store the test made and fails the test if that fails.
+func closeStore(tb testing.TB, s *Store) {
+	tb.Helper()
+	if err := s.Close(); err != nil {
+		tb.Errorf("Close: %v", err)
+	}
+}
+
 func in(d time.Duration) int64 { return time.Now().Add(d).UnixNano() }
 
 func mustSet(t *testing.T, s *Store, items ...drivers.Item) {
@@ -279,12 +287,14 @@ func TestStore_IsLazy(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	l.Close()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
 	s, err := New(Config{Addr: Addrs{addr, "memcached.invalid:11211"}}, nil, nil)
 	if err != nil {
 		t.Fatalf("New with unreachable servers = %v, want success (connections are lazy)", err)
 	}
-	defer s.Close()
+	defer closeStore(t, s)
 	if _, err := s.Has(t.Context(), []string{"k"}); err == nil {
 		t.Fatal("Has against unreachable servers succeeded")
 	}
@@ -313,7 +323,7 @@ func TestStore_Spans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer closeStore(t, s)
 	ctx, parent := tp.Tracer("test").Start(t.Context(), "kv:mget")
 	_, err = s.MGet(ctx, []string{"k"})
 	parent.End()
@@ -336,7 +346,7 @@ func BenchmarkStore_MGet50(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer s.Close()
+	defer closeStore(b, s)
 	keys := make([]string, 50)
 	items := make([]drivers.Item, 50)
 	for i := range keys {
@@ -358,7 +368,7 @@ func BenchmarkStore_Set1(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer s.Close()
+	defer closeStore(b, s)
 	item := []drivers.Item{{Key: "k", Value: []byte("0123456789abcdef"), Deadline: time.Now().Add(time.Hour).UnixNano()}}
 	for b.Loop() {
 		if err := s.Set(b.Context(), item); err != nil {

@@ -29,10 +29,10 @@ type expiry struct {
 }
 
 func newExpiry(key string, timeout *string, deadline int64) *expiry {
-	return &expiry{keyp: unsafe.StringData(key), keyn: uint32(len(key)), timeout: timeout, deadline: deadline} //nolint:gosec // validate bounds key length
+	return &expiry{keyp: unsafe.StringData(key), keyn: uint32(len(key)), timeout: timeout, deadline: deadline} //nolint:gosec // G103: keyp keeps the immutable key alive; keyn fits, as validate caps keys at maxKeyLen
 }
 
-func (x *expiry) key() string { return unsafe.String(x.keyp, x.keyn) }
+func (x *expiry) key() string { return unsafe.String(x.keyp, x.keyn) } //nolint:gosec // G103: pointer and length of a string, from newExpiry
 
 // maxKeyLen is the longest key an expiry record can describe.
 const maxKeyLen = math.MaxUint32
@@ -49,7 +49,7 @@ func valueBytes(s string) []byte {
 	if len(s) == 0 {
 		return emptyValue
 	}
-	return unsafe.Slice(unsafe.StringData(s), len(s))
+	return unsafe.Slice(unsafe.StringData(s), len(s)) //nolint:gosec // G103: read-only, as the package doc says; append copies
 }
 
 // ttl returns the entry's timeout text and deadline ("", 0 without expiry).
@@ -76,7 +76,7 @@ type internCache [64]*string
 var noTimeout = new(string)
 
 func (c *internCache) slot(deadline int64) **string {
-	return &c[uint64(deadline/1e9)%uint64(len(c))] //nolint:gosec // any bits will do for a cache index
+	return &c[uint64(deadline/1e9)%uint64(len(c))] // any bits will do for a cache index
 }
 
 func (c *internCache) intern(s string, deadline int64) *string {

@@ -14,7 +14,7 @@ func less(a, b *expiry) bool {
 
 func (h *expiryHeap) push(x *expiry) {
 	i := len(*h)
-	x.idx = int32(i) //nolint:gosec // a heap of 2^31 records would need 64 GiB
+	x.idx = int32(i) // a heap of 2^31 records would need 64 GiB
 	*h = append(*h, x)
 	h.up(i)
 }
@@ -22,7 +22,7 @@ func (h *expiryHeap) push(x *expiry) {
 // replace puts x at position i (where the key's previous record was) and
 // restores the heap order.
 func (h expiryHeap) replace(i int, x *expiry) {
-	x.idx = int32(i) //nolint:gosec // see push
+	x.idx = int32(i)
 	h[i] = x
 	if !h.down(i) {
 		h.up(i)
@@ -34,7 +34,7 @@ func (h *expiryHeap) remove(i int) {
 	last := len(s) - 1
 	if i != last {
 		s[i] = s[last]
-		s[i].idx = int32(i) //nolint:gosec // see push
+		s[i].idx = int32(i)
 	}
 	s[last] = nil // let the record be collected
 	*h = s[:last]
@@ -79,15 +79,15 @@ func (h expiryHeap) down(i int) bool {
 
 func (h expiryHeap) swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].idx = int32(i) //nolint:gosec // see push
-	h[j].idx = int32(j) //nolint:gosec // see push
+	h[i].idx = int32(i)
+	h[j].idx = int32(j)
 }
 
 // heapify establishes the heap order over records in arbitrary order, in
 // O(n).
 func (h expiryHeap) heapify() {
 	for i, x := range h {
-		x.idx = int32(i) //nolint:gosec // see push
+		x.idx = int32(i)
 	}
 	for i := len(h)/2 - 1; i >= 0; i-- {
 		h.down(i)

@@ -197,7 +197,7 @@ func TestCandidates_LRUAges(t *testing.T) {
 		return c.Stamp
 	}
 	// old was touched last, then read was read; new was only written.
-	if !(stamp("new") < stamp("read") && stamp("read") < stamp("old")) {
+	if stamp("new") >= stamp("read") || stamp("read") >= stamp("old") {
 		t.Fatalf("stamps new %d read %d old %d: want new < read < old", stamp("new"), stamp("read"), stamp("old"))
 	}
 	// Sampling finds every key eventually.

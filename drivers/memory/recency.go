@@ -23,7 +23,7 @@ import (
 const stampShift = 20
 
 func stampOf(now int64) uint32 {
-	s := uint32(uint64(now) >> stampShift) //nolint:gosec // wraps by design
+	s := uint32(uint64(now) >> stampShift) // wraps by design
 	if s == 0 {
 		s = 1
 	}
@@ -119,8 +119,8 @@ func (e *Engine) Candidates(policy drivers.Policy, n, skip int, before uint32, d
 // ref locates a sampled key for Resolve: the slot's content (its record's
 // location, which a write changes) and the slot's shard and index.
 func (e *Engine) ref(p *pos) [2]uint64 {
-	si := (uintptr(unsafe.Pointer(p.s)) - uintptr(unsafe.Pointer(&e.tab.shards[0]))) / unsafe.Sizeof(shard{})
-	return [2]uint64{p.s.slots[p.i], uint64(si)<<48 | uint64(p.i)} //nolint:gosec // a shard index and a slot index
+	si := (uintptr(unsafe.Pointer(p.s)) - uintptr(unsafe.Pointer(&e.tab.shards[0]))) / unsafe.Sizeof(shard{}) //nolint:gosec // G103: sample takes p.s from e.tab.shards
+	return [2]uint64{p.s.slots[p.i], uint64(si)<<48 | uint64(p.i)}
 }
 
 // Resolve implements drivers.Evictable: the key at c.Ref, if the slot
@@ -129,7 +129,7 @@ func (e *Engine) ref(p *pos) [2]uint64 {
 func (e *Engine) Resolve(c drivers.Candidate) (drivers.Candidate, bool) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	si, i := c.Ref[1]>>48, int(c.Ref[1]&(1<<48-1)) //nolint:gosec // as ref packed them
+	si, i := c.Ref[1]>>48, int(c.Ref[1]&(1<<48-1)) // as ref packed them
 	if e.closed || si >= numShards {
 		return drivers.Candidate{}, false
 	}

@@ -178,7 +178,7 @@ func (d *decoder) decode() (*restored, error) {
 		return nil, fmt.Errorf("%w: checksum %08x, computed %08x", ErrBadSnapshot, got, want)
 	}
 	st.heap.heapify()
-	st.keys = int64(count) //nolint:gosec // as many entries were read
+	st.keys = int64(count) // as many entries were read
 	return st, nil
 }
 
@@ -223,7 +223,7 @@ func (d *decoder) entry(st *restored) error {
 	}
 	// The key is only read until it is in a slab; a string is allocated
 	// for keys that need one (with a TTL) further down.
-	k := unsafe.String(unsafe.SliceData(d.key), len(d.key))
+	k := unsafe.String(unsafe.SliceData(d.key), len(d.key)) //nolint:gosec // G103: see above; put copies k before d.key is reused
 	l := st.st.put(k, val)
 	tb, err := d.field()
 	if err != nil {

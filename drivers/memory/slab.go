@@ -49,7 +49,7 @@ const (
 	idMask          = 1<<idBits - 1
 )
 
-func makeLoc(id, off int) loc { return loc(uint64(id+1)<<offBits | uint64(off)) } //nolint:gosec // id < maxSlabs, off < maxSlabSize
+func makeLoc(id, off int) loc { return loc(uint64(id+1)<<offBits | uint64(off)) } // id < maxSlabs, off < maxSlabSize
 
 func (l loc) id() int  { return int(uint64(l)>>offBits&idMask) - 1 }
 func (l loc) off() int { return int(uint64(l) & offMask) }
@@ -102,9 +102,9 @@ func record(b []byte, off int) (key, val string, size int) {
 	kn, n1 := binary.Uvarint(b[off:])
 	vn, n2 := binary.Uvarint(b[off+n1:])
 	p := off + n1 + n2
-	key = unsafe.String(unsafe.SliceData(b[p:]), kn)
-	val = unsafe.String(unsafe.SliceData(b[p+int(kn):]), vn) //nolint:gosec // lengths were written by put
-	return key, val, n1 + n2 + int(kn) + int(vn)             //nolint:gosec // see above
+	key = unsafe.String(unsafe.SliceData(b[p:]), kn)         //nolint:gosec // G103: a record never changes (see above); put wrote the lengths
+	val = unsafe.String(unsafe.SliceData(b[p+int(kn):]), vn) //nolint:gosec // G103: as key
+	return key, val, n1 + n2 + int(kn) + int(vn)
 }
 
 func recordSize(k, v int) int {

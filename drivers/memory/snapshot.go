@@ -106,7 +106,7 @@ func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
 	write := func(p []byte) error {
 		crc = crc32.Update(crc, castagnoli, p)
 		_, err := bw.Write(p)
-		return err //nolint:wrapcheck // wrapped once below
+		return err // wrapped once below
 	}
 	buf := []byte(snapMagic)
 	if s.limits.Bounded() {
@@ -176,12 +176,12 @@ type countWriter struct {
 func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
-	return n, err //nolint:wrapcheck // passed through to WriteTo, which wraps
+	return n, err // passed through to WriteTo, which wraps
 }
 
 func appendLimits(buf []byte, l drivers.Limits) []byte {
-	buf = binary.AppendUvarint(buf, uint64(l.MaxBytes)) //nolint:gosec // validated non-negative
-	buf = binary.AppendUvarint(buf, uint64(l.MaxKeys))  //nolint:gosec // validated non-negative
+	buf = binary.AppendUvarint(buf, uint64(l.MaxBytes)) // validated non-negative
+	buf = binary.AppendUvarint(buf, uint64(l.MaxKeys))  // validated non-negative
 	return append(buf, byte(l.Policy))
 }
 
@@ -195,7 +195,7 @@ func (e *Engine) Hash() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := snap.(*snapshot) //nolint:forcetypeassert // Snapshot returns only *snapshot
+	s := snap.(*snapshot) // Snapshot returns only *snapshot
 	defer s.Release()
 	h := sha256.New()
 	var buf []byte

@@ -73,7 +73,7 @@ func slotLoc(x uint64) loc { return loc(x) & locPlace }
 
 // home is where a key with hash bits hb starts probing in n slots: the
 // table is ordered by hb, so growing needs only the slots.
-func home(hb uint64, n int) int { return int(hb * uint64(n) >> hashBits) } //nolint:gosec // n < 2^43
+func home(hb uint64, n int) int { return int(hb * uint64(n) >> hashBits) } // n < 2^43
 
 // pos is the result of a lookup: the slot holding key's record (if found),
 // or the one a record for it would go to.

@@ -120,11 +120,12 @@ func blackhole(t *testing.T) string {
 		}
 	}()
 	t.Cleanup(func() {
-		l.Close()
+		// The stand-in server's teardown: none of it is under test.
+		_ = l.Close()
 		mu.Lock()
 		defer mu.Unlock()
 		for _, c := range conns {
-			c.Close()
+			_ = c.Close()
 		}
 	})
 	return l.Addr().String()
@@ -175,12 +176,14 @@ func TestStore_IsLazy(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	l.Close() // nothing listens there any more
+	if err := l.Close(); err != nil { // nothing listens there any more
+		t.Fatal(err)
+	}
 	s, err := New(Config{Addrs: []string{addr}, MaxRetries: -1, DialTimeout: time.Second}, nil, nil)
 	if err != nil {
 		t.Fatalf("New with an unreachable server = %v, want success (connections are lazy)", err)
 	}
-	defer s.Close()
+	defer closeStore(t, s)
 	if _, err := s.Has(t.Context(), []string{"k"}); err == nil {
 		t.Fatal("Has against an unreachable server succeeded")
 	}
@@ -209,7 +212,7 @@ func TestStore_Spans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer closeStore(t, s)
 	ctx, parent := tp.Tracer("test").Start(t.Context(), "kv:set")
 	mustSetCtx := s.Set(ctx, []drivers.Item{{Key: "k", Value: []byte("v")}})
 	parent.End()
@@ -235,7 +238,7 @@ func BenchmarkStore_MGet50(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer s.Close()
+	defer closeStore(b, s)
 	keys := make([]string, 50)
 	items := make([]drivers.Item, 50)
 	for i := range keys {
@@ -257,7 +260,7 @@ func BenchmarkStore_Set1(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer s.Close()
+	defer closeStore(b, s)
 	item := []drivers.Item{{Key: "k", Value: []byte("0123456789abcdef"), Deadline: time.Now().Add(time.Hour).UnixNano()}}
 	for b.Loop() {
 		if err := s.Set(b.Context(), item); err != nil {

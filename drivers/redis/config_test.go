@@ -186,7 +186,7 @@ func TestConfig_SelectsClientType(t *testing.T) {
 			if err != nil {
 				t.Fatalf("New: %v", err)
 			}
-			defer s.Close()
+			defer closeStore(t, s)
 			if s.Mode() != tc.mode || s.cluster != tc.cluster {
 				t.Fatalf("mode %s (cluster %v), want %s (cluster %v)", s.Mode(), s.cluster, tc.mode, tc.cluster)
 			}

@@ -132,9 +132,9 @@ func (s *Store) TTL(ctx context.Context, keys []string) ([]drivers.Item, error) 
 		now := time.Now()
 		out := make([]drivers.Item, 0, len(keys))
 		for i, c := range cmds {
-			switch d := c.Val(); {
-			case d == -2: // no such key
-			case d == -1: // no expiry
+			switch d := c.Val(); d {
+			case -2: // no such key
+			case -1: // no expiry
 				out = append(out, drivers.Item{Key: keys[i]})
 			default:
 				t := now.Add(d).Round(time.Second).UTC()

@@ -31,6 +31,14 @@ func newStore(t *testing.T) *Store {
 	return s
 }
 
+// closeStore closes a store the test made and fails the test if that fails.
+func closeStore(tb testing.TB, s *Store) {
+	tb.Helper()
+	if err := s.Close(); err != nil {
+		tb.Errorf("Close: %v", err)
+	}
+}
+
 func in(sec float64) int64 {
 	return time.Now().Add(time.Duration(sec * float64(time.Second))).UnixNano()
 }
