@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -55,7 +56,9 @@ func clusterRPCWith(t *testing.T, c *clustertest.Cluster, rc config.RPCConfig) [
 			if err := srv.Shutdown(ctx); err != nil {
 				t.Errorf("shutdown: %v", err)
 			}
-			<-served
+			if err := <-served; err != nil && !errors.Is(err, rpc.ErrServerClosed) {
+				t.Errorf("serve: %v", err)
+			}
 			admin.close()
 		})
 		addrs[i] = "tcp://" + srv.Addr().String()
@@ -98,7 +101,9 @@ func verbTestServerAdmin(t *testing.T) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-		<-served
+		if err := <-served; err != nil && !errors.Is(err, rpc.ErrServerClosed) {
+			t.Errorf("serve: %v", err)
+		}
 	})
 	return "tcp://" + srv.Addr().String()
 }

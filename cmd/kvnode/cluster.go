@@ -18,10 +18,11 @@ import (
 // openRaft opens the replicated storages' engines and starts raft over
 // them. Engine problems are recorded in p (r is then nil); raft's error is
 // returned, with the engines closed.
-func openRaft(cfg *config.Config, logger *slog.Logger, p *config.Problems) (*replicatedSet, error) {
+func openRaft(cfg *config.Config, env storageEnv, p *config.Problems) (*replicatedSet, error) {
+	logger := env.logger
 	cc := cfg.ClusterConfig
 	r := &replicatedSet{engines: map[string]drivers.Engine{}}
-	opts := cluster.Options{Logger: logger, RPCAddr: cfg.RPC.Listen,
+	opts := cluster.Options{Logger: logger, RPCAddr: cfg.RPC.Listen, Tracing: env.tp,
 		Limits: map[string]drivers.Limits{}, EvictionSamples: map[string]int{}}
 	for i := range cfg.Storages {
 		sc := &cfg.Storages[i]
@@ -45,7 +46,7 @@ func openRaft(cfg *config.Config, logger *slog.Logger, p *config.Problems) (*rep
 	}
 	if p.Err() != nil {
 		_ = r.close()
-		return nil, nil
+		return nil, nil //nolint:nilerr // the engines' problems are reported in p, with the config's
 	}
 	f := fsm.New(r.engines, logger, fsm.WithSpoolDir(cc.DataDir))
 	// The configured RPC address goes into gossip metadata, for tools that
@@ -119,13 +120,14 @@ func (r *replicatedSet) close() error {
 // openReplicated opens the replicated storages of a cluster node and
 // starts raft over them. Problems are recorded under the storage or
 // cluster path; on any problem nothing is left open.
-func openReplicated(cfg *config.Config, logger *slog.Logger, p *config.Problems) (*replicatedSet, []namedStore) {
+func openReplicated(cfg *config.Config, env storageEnv, p *config.Problems) (*replicatedSet, []namedStore) {
+	logger := env.logger
 	cc := cfg.ClusterConfig
 	if err := os.MkdirAll(cc.DataDir, 0o750); err != nil {
 		p.Add("cluster.data_dir", err)
 		return nil, nil
 	}
-	r, err := openRaft(cfg, logger, p)
+	r, err := openRaft(cfg, env, p)
 	if errors.Is(err, cluster.ErrRaftStateLost) || errors.Is(err, cluster.ErrEnginesAhead) {
 		// No_sync and an OS crash: what raft may have forgotten is moved
 		// aside and the node starts again from the rest (cluster/recovery.go).
@@ -140,7 +142,7 @@ func openReplicated(cfg *config.Config, logger *slog.Logger, p *config.Problems)
 		}
 		logger.Error("raft.no_sync: recovering from an OS crash or power loss: state moved aside, starting again",
 			"cause", err, "moved_to", dir, "then", then)
-		r, err = openRaft(cfg, logger, p)
+		r, err = openRaft(cfg, env, p)
 	}
 	if err != nil {
 		p.Add("cluster", err)

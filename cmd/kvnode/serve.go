@@ -100,7 +100,7 @@ func serve(ctx context.Context, o serveOptions) (err error) {
 	var repl *replicatedSet
 	if cfg.ClusterConfig != nil && p.Err() == nil {
 		var rstores []namedStore
-		repl, rstores = openReplicated(cfg, logger, p)
+		repl, rstores = openReplicated(cfg, env, p)
 		stores = append(rstores, stores...)
 	}
 	admin := newNodeAdmin(stores, repl, logger)

@@ -107,7 +107,8 @@ func startServe(t *testing.T, load config.Options) *running {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-r.done:
+		case err := <-r.done:
+			_ = err // tests that care read r.done themselves
 		case <-time.After(30 * time.Second):
 			t.Error("serve did not return after cancel")
 		}
@@ -224,7 +225,7 @@ func TestServe_RealisticConfigServesEveryDriver(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reopen boltdb file: %v", err)
 	}
-	defer e.Close()
+	defer func() { _ = e.Close() }()
 	items, err := e.MGet(time.Now().UnixNano(), []string{"k-files"})
 	if err != nil || len(items) != 1 || string(items[0].Value) != "v-files" {
 		t.Errorf("boltdb after restart: %v %v", items, err)
@@ -270,7 +271,7 @@ func TestServe_StartUpFailureListsEveryProblem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer busy.Close()
+	defer func() { _ = busy.Close() }()
 	notBolt := filepath.Join(dir, "not-bolt.db")
 	if err := os.WriteFile(notBolt, bytes.Repeat([]byte("not a bolt file "), 512), 0o600); err != nil {
 		t.Fatal(err)
