@@ -39,7 +39,7 @@ func TestAmnesia_WipedVoterDoesNotElectALeaderWithoutAnAcknowledgedWrite(t *test
 
 			c.Isolate(b)
 			c.Retry("write K", func(ctx context.Context) error {
-				return c.Store(l, "mem", cluster.Local).Set(ctx, []drivers.Item{item("K", "acknowledged")})
+				return c.Store(l, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item("K", "acknowledged")})
 			})
 			c.Poll("C applies K", func() string {
 				if readLocal(c, cc, "mem", "K") != "acknowledged" {
@@ -69,7 +69,7 @@ func TestAmnesia_WipedVoterDoesNotElectALeaderWithoutAnAcknowledgedWrite(t *test
 			c.Poll("K readable everywhere once L is back", func() string {
 				for _, n := range c.Live() {
 					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-					items, err := c.Store(n.Index, "mem", cluster.Linearizable).MGet(ctx, []string{"K"})
+					items, err := c.Store(n.Index, "mem", cluster.ReadLinearizable).MGet(ctx, []string{"K"})
 					cancel()
 					if err != nil {
 						return fmt.Sprintf("%s: %v", n.ID, err)

@@ -78,19 +78,19 @@ func TestBackup_RestoreIntoAnotherCluster(t *testing.T) {
 			t.Fatalf("%s holds %x after the restore, the source %x", n.ID, h, want)
 		}
 	}
-	if got := mget(t, dst.Store(df, "bolt", cluster.Linearizable), "k1", "old1"); got["k1"] != string(bytes.Repeat([]byte{1}, 101)) || got["old1"] != "" {
+	if got := mget(t, dst.Store(df, "bolt", cluster.ReadLinearizable), "k1", "old1"); got["k1"] != string(bytes.Repeat([]byte{1}, 101)) || got["old1"] != "" {
 		t.Fatalf("follower reads %v after the restore", got)
 	}
 
 	// The restored cluster goes on: new writes apply everywhere, also after
 	// a node restarts from the restored snapshot.
 	dst.Retry("write after restore", func(ctx context.Context) error {
-		return dst.Store(df, "mem", cluster.Local).Set(ctx, []drivers.Item{item("after", "yes")})
+		return dst.Store(df, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item("after", "yes")})
 	})
 	dst.Kill(df)
 	dst.Restart(df)
 	dst.EnsureSame()
-	if got := mget(t, dst.Store(df, "mem", cluster.Linearizable), "after", "k2"); got["after"] != "yes" || got["k2"] != string(bytes.Repeat([]byte{2}, 102)) {
+	if got := mget(t, dst.Store(df, "mem", cluster.ReadLinearizable), "after", "k2"); got["after"] != "yes" || got["k2"] != string(bytes.Repeat([]byte{2}, 102)) {
 		t.Fatalf("after restart: %v", got)
 	}
 }
@@ -106,7 +106,7 @@ func TestBackup_RestoreRefusals(t *testing.T) {
 	other := clustertest.New(t, clustertest.Options{Storages: map[string]string{"mem": "memory", "extra": "memory"}})
 	ol := other.WaitLeader()
 	other.Retry("set extra", func(ctx context.Context) error {
-		return other.Store(ol, "extra", cluster.Local).Set(ctx, []drivers.Item{item("x", "1")})
+		return other.Store(ol, "extra", cluster.ReadLocal).Set(ctx, []drivers.Item{item("x", "1")})
 	})
 	foreign := backup(t, other.Nodes[ol].Node, false)
 

@@ -19,7 +19,7 @@ func TestCluster_ConcurrentForwardedWritesAllLand(t *testing.T) {
 	leader := c.WaitLeader()
 	f := c.Followers(leader)[0]
 	term := c.Nodes[leader].Node.Raft().CurrentTerm()
-	s := c.Store(f, "mem", cluster.Local)
+	s := c.Store(f, "mem", cluster.ReadLocal)
 
 	const writers, each = 200, 20
 	var wg sync.WaitGroup
@@ -69,7 +69,7 @@ func TestCluster_ConcurrentForwardedWritesAllLand(t *testing.T) {
 		}
 	}
 	for i := range c.Nodes {
-		got := mget(t, c.Store(i, "mem", cluster.Local), keys...)
+		got := mget(t, c.Store(i, "mem", cluster.ReadLocal), keys...)
 		for _, k := range keys {
 			if got[k] != k {
 				t.Fatalf("node %d: %s = %q", i, k, got[k])
@@ -84,7 +84,7 @@ func TestCluster_LeaderKilledWithBatchInFlightLosesNoAcknowledgedWrite(t *testin
 	c := clustertest.New(t, clustertest.Options{})
 	leader := c.WaitLeader()
 	f := c.Followers(leader)[0]
-	s := c.Store(f, "bolt", cluster.Local)
+	s := c.Store(f, "bolt", cluster.ReadLocal)
 
 	var (
 		mu           sync.Mutex
@@ -147,7 +147,7 @@ func TestCluster_LeaderKilledWithBatchInFlightLosesNoAcknowledgedWrite(t *testin
 	c.Restart(leader)
 	c.EnsureSame()
 	for i := range c.Nodes {
-		got := mget(t, c.Store(i, "bolt", cluster.Local), acked...)
+		got := mget(t, c.Store(i, "bolt", cluster.ReadLocal), acked...)
 		for _, k := range acked {
 			if got[k] != k {
 				t.Fatalf("node %d lost acknowledged write %s", i, k)

@@ -35,7 +35,7 @@ func BenchmarkCluster_Set(b *testing.B) {
 				if via == "follower" {
 					node = c.Followers(node)[0]
 				}
-				s := c.Store(node, "mem", cluster.Local)
+				s := c.Store(node, "mem", cluster.ReadLocal)
 				var n atomic.Int64
 				val := make([]byte, 100)
 				b.ResetTimer()
@@ -66,10 +66,10 @@ func BenchmarkCluster_Set(b *testing.B) {
 func BenchmarkCluster_LinearizableMGet(b *testing.B) {
 	c := clustertest.New(b, clustertest.Options{Storages: map[string]string{"mem": "memory"}})
 	leader := c.WaitLeader()
-	if err := c.Store(leader, "mem", cluster.Local).Set(context.Background(), []drivers.Item{{Key: "k", Value: []byte("v")}}); err != nil {
+	if err := c.Store(leader, "mem", cluster.ReadLocal).Set(context.Background(), []drivers.Item{{Key: "k", Value: []byte("v")}}); err != nil {
 		b.Fatal(err)
 	}
-	s := c.Store(c.Followers(leader)[0], "mem", cluster.Linearizable)
+	s := c.Store(c.Followers(leader)[0], "mem", cluster.ReadLinearizable)
 	b.SetParallelism(32)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -108,7 +108,7 @@ func BenchmarkCluster_WriteBreakdown(b *testing.B) {
 			if via == "follower" {
 				node = c.Followers(node)[0]
 			}
-			s := c.Store(node, "mem", cluster.Local)
+			s := c.Store(node, "mem", cluster.ReadLocal)
 			val := make([]byte, 100)
 			callers, _ := strconv.Atoi(os.Getenv("BENCH_CALLERS"))
 			before := samples(sink)

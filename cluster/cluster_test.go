@@ -37,14 +37,14 @@ func TestCluster_WriteOnFollowerReadsEverywhere(t *testing.T) {
 	for _, storage := range []string{"mem", "bolt"} {
 		// Read-your-writes on the follower that took the write, with no wait.
 		c.Retry("set on follower", func(ctx context.Context) error {
-			return c.Store(f, storage, cluster.Local).Set(ctx, []drivers.Item{item("a", "1"), item("b", "2")})
+			return c.Store(f, storage, cluster.ReadLocal).Set(ctx, []drivers.Item{item("a", "1"), item("b", "2")})
 		})
-		if got := mget(t, c.Store(f, storage, cluster.Local), "a", "b"); got["a"] != "1" || got["b"] != "2" {
+		if got := mget(t, c.Store(f, storage, cluster.ReadLocal), "a", "b"); got["a"] != "1" || got["b"] != "2" {
 			t.Fatalf("%s: follower reads %v after its own write", storage, got)
 		}
 		// Linearizable reads see it on every node immediately.
 		for i := range c.Nodes {
-			if got := mget(t, c.Store(i, storage, cluster.Linearizable), "a"); got["a"] != "1" {
+			if got := mget(t, c.Store(i, storage, cluster.ReadLinearizable), "a"); got["a"] != "1" {
 				t.Fatalf("%s: node %d linearizable read %v", storage, i, got)
 			}
 		}
@@ -69,7 +69,7 @@ func TestCluster_LeaderKilledMidLoadKeepsAcknowledgedWrites(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s := c.Store(node, "bolt", cluster.Local)
+			s := c.Store(node, "bolt", cluster.ReadLocal)
 			for i := 0; i < 2000 && !stop.Load(); i++ {
 				k := fmt.Sprintf("w%d-%d", w, i)
 				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -108,7 +108,7 @@ func TestCluster_LeaderKilledMidLoadKeepsAcknowledgedWrites(t *testing.T) {
 	c.Restart(leader)
 	c.EnsureSame()
 	for i := range c.Nodes {
-		s := c.Store(i, "bolt", cluster.Local)
+		s := c.Store(i, "bolt", cluster.ReadLocal)
 		keys := make([]string, 0, len(acked))
 		for k := range acked {
 			keys = append(keys, k)
@@ -126,7 +126,7 @@ func TestCluster_LeaderKilledMidLoadKeepsAcknowledgedWrites(t *testing.T) {
 func TestCluster_RestartReplaysWithoutDoubleApply(t *testing.T) {
 	c := clustertest.New(t, clustertest.Options{})
 	leader := c.WaitLeader()
-	s := c.Store(leader, "bolt", cluster.Local)
+	s := c.Store(leader, "bolt", cluster.ReadLocal)
 	ctx := t.Context()
 	future := time.Now().Add(time.Hour)
 	steps := []func() error{
@@ -149,7 +149,7 @@ func TestCluster_RestartReplaysWithoutDoubleApply(t *testing.T) {
 	if after := c.Nodes[victim].Engines["bolt"].AppliedIndex(); after < before {
 		t.Fatalf("boltdb applied index went back from %d to %d", before, after)
 	}
-	ttl, err := c.Store(victim, "bolt", cluster.Local).TTL(ctx, []string{"a", "b"})
+	ttl, err := c.Store(victim, "bolt", cluster.ReadLocal).TTL(ctx, []string{"a", "b"})
 	if err != nil || len(ttl) != 2 {
 		t.Fatalf("TTL after restart = %v, %v", ttl, err)
 	}
@@ -172,7 +172,7 @@ func TestCluster_LaggingNodeReceivesSnapshot(t *testing.T) {
 	for i := range 300 {
 		for _, st := range []string{"mem", "bolt"} {
 			c.Retry("set", func(ctx context.Context) error {
-				return c.Store(leader, st, cluster.Local).Set(ctx, []drivers.Item{item(fmt.Sprint("k", i), fmt.Sprint(i))})
+				return c.Store(leader, st, cluster.ReadLocal).Set(ctx, []drivers.Item{item(fmt.Sprint("k", i), fmt.Sprint(i))})
 			})
 		}
 	}
@@ -181,7 +181,7 @@ func TestCluster_LaggingNodeReceivesSnapshot(t *testing.T) {
 	}
 	c.Restart(lagging)
 	c.EnsureSame()
-	if got := mget(t, c.Store(lagging, "mem", cluster.Local), "k0", "k299"); got["k0"] != "0" || got["k299"] != "299" {
+	if got := mget(t, c.Store(lagging, "mem", cluster.ReadLocal), "k0", "k299"); got["k0"] != "0" || got["k299"] != "299" {
 		t.Fatalf("lagging node after snapshot: %v", got)
 	}
 }
@@ -200,7 +200,7 @@ func TestCluster_ExpiryIsIdenticalOnAllNodes(t *testing.T) {
 			}
 			items = append(items, drivers.Item{Key: fmt.Sprint("k", i), Value: []byte("v"), Timeout: d.Format(time.RFC3339Nano), Deadline: d.UnixNano()})
 		}
-		c.Retry("set", func(ctx context.Context) error { return c.Store(leader, st, cluster.Local).Set(ctx, items) })
+		c.Retry("set", func(ctx context.Context) error { return c.Store(leader, st, cluster.ReadLocal).Set(ctx, items) })
 	}
 	// The leader's sweeper removes the short-lived half through the log.
 	c.Poll("expired keys swept everywhere", func() string {
@@ -220,18 +220,18 @@ func TestCluster_IsolatedLeaderRefusesLinearizableReads(t *testing.T) {
 	c := clustertest.New(t, clustertest.Options{})
 	old := c.WaitLeader()
 	c.Retry("set", func(ctx context.Context) error {
-		return c.Store(old, "mem", cluster.Local).Set(ctx, []drivers.Item{item("x", "old")})
+		return c.Store(old, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item("x", "old")})
 	})
 	c.EnsureSame()
 	c.Isolate(old)
 	t.Cleanup(func() { c.Heal(old) })
 	newLeader := c.WaitLeader(old)
 	c.Retry("set", func(ctx context.Context) error {
-		return c.Store(newLeader, "mem", cluster.Local).Set(ctx, []drivers.Item{item("x", "new")})
+		return c.Store(newLeader, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item("x", "new")})
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
-	items, err := c.Store(old, "mem", cluster.Linearizable).MGet(ctx, []string{"x"})
+	items, err := c.Store(old, "mem", cluster.ReadLinearizable).MGet(ctx, []string{"x"})
 	if err == nil {
 		t.Fatalf("isolated old leader answered a linearizable read: %+v", items)
 	}
@@ -242,13 +242,13 @@ func TestCluster_IsolatedLeaderRefusesLinearizableReads(t *testing.T) {
 	// never as success.
 	ctx2, cancel2 := context.WithTimeout(t.Context(), time.Second)
 	defer cancel2()
-	err = c.Store(old, "mem", cluster.Local).Set(ctx2, []drivers.Item{item("y", "1")})
+	err = c.Store(old, "mem", cluster.ReadLocal).Set(ctx2, []drivers.Item{item("y", "1")})
 	if !errors.Is(err, cluster.ErrNoLeader) && !errors.Is(err, cluster.ErrOutcomeUnknown) {
 		t.Fatalf("write on isolated node: %v", err)
 	}
 	c.Heal(old)
 	c.EnsureSame()
-	if got := mget(t, c.Store(old, "mem", cluster.Linearizable), "x"); got["x"] != "new" {
+	if got := mget(t, c.Store(old, "mem", cluster.ReadLinearizable), "x"); got["x"] != "new" {
 		t.Fatalf("healed node reads %v", got)
 	}
 }
@@ -259,16 +259,16 @@ func TestCluster_UnsafeLocalReadsServeStaleValues(t *testing.T) {
 	c := clustertest.New(t, clustertest.Options{Tune: func(cfg *cluster.Config) { cfg.Unsafe.LocalLinearizableReads = true }})
 	old := c.WaitLeader()
 	c.Retry("set", func(ctx context.Context) error {
-		return c.Store(old, "mem", cluster.Local).Set(ctx, []drivers.Item{item("x", "old")})
+		return c.Store(old, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item("x", "old")})
 	})
 	c.EnsureSame()
 	c.Isolate(old)
 	t.Cleanup(func() { c.Heal(old) })
 	newLeader := c.WaitLeader(old)
 	c.Retry("set", func(ctx context.Context) error {
-		return c.Store(newLeader, "mem", cluster.Local).Set(ctx, []drivers.Item{item("x", "new")})
+		return c.Store(newLeader, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item("x", "new")})
 	})
-	if got := mget(t, c.Store(old, "mem", cluster.Linearizable), "x"); got["x"] != "old" {
+	if got := mget(t, c.Store(old, "mem", cluster.ReadLinearizable), "x"); got["x"] != "old" {
 		t.Fatalf("unsafe read on isolated node = %v, want the stale value", got)
 	}
 }
@@ -289,11 +289,11 @@ func TestCluster_CutOffNodeFailsFastWithNoLeader(t *testing.T) {
 	// and not because the deadline passed.
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	err := c.Store(cut, "mem", cluster.Local).Set(ctx, []drivers.Item{item("k", "v")})
+	err := c.Store(cut, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item("k", "v")})
 	if !errors.Is(err, cluster.ErrNoLeader) || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("write on a cut-off node: %v, want ErrNoLeader before the deadline", err)
 	}
-	_, err = c.Store(cut, "mem", cluster.Linearizable).MGet(ctx, []string{"k"})
+	_, err = c.Store(cut, "mem", cluster.ReadLinearizable).MGet(ctx, []string{"k"})
 	if !errors.Is(err, cluster.ErrNotLinearizable) || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("linearizable read on a cut-off node: %v, want ErrNotLinearizable before the deadline", err)
 	}

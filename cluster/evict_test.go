@@ -80,7 +80,7 @@ func TestEviction_FloodKeepsEveryNodeWithinTheLimit(t *testing.T) {
 	var wg sync.WaitGroup
 	for node := range c.Nodes {
 		wg.Go(func() {
-			s := c.Store(node, "mem", cluster.Local)
+			s := c.Store(node, "mem", cluster.ReadLocal)
 			for b := node; b < batches; b += len(c.Nodes) {
 				items := make([]drivers.Item, batch)
 				for j := range items {
@@ -126,7 +126,7 @@ func TestEviction_LRUKeepsKeysReadOnlyOnFollowers(t *testing.T) {
 		hotItems = append(hotItems, drivers.Item{Key: hot[i], Value: value(100)})
 	}
 	c.Retry("write hot keys", func(ctx context.Context) error {
-		return c.Store(leader, "mem", cluster.Local).Set(ctx, hotItems)
+		return c.Store(leader, "mem", cluster.ReadLocal).Set(ctx, hotItems)
 	})
 	c.EnsureSame()
 
@@ -135,7 +135,7 @@ func TestEviction_LRUKeepsKeysReadOnlyOnFollowers(t *testing.T) {
 	var lost atomic.Value
 	for _, f := range c.Followers(leader) {
 		readers.Go(func() {
-			s := c.Store(f, "mem", cluster.Local)
+			s := c.Store(f, "mem", cluster.ReadLocal)
 			for i := 0; ; i++ {
 				select {
 				case <-stop:
@@ -164,7 +164,7 @@ func TestEviction_LRUKeepsKeysReadOnlyOnFollowers(t *testing.T) {
 		}
 		return ""
 	})
-	s := c.Store(leader, "mem", cluster.Local)
+	s := c.Store(leader, "mem", cluster.ReadLocal)
 	const batch = 10
 	for b := range 10 * capacity / batch {
 		items := make([]drivers.Item, batch)
@@ -184,7 +184,7 @@ func TestEviction_LRUKeepsKeysReadOnlyOnFollowers(t *testing.T) {
 	}
 	c.EnsureSame()
 	w.verify(t)
-	if got := mget(t, c.Store(leader, "mem", cluster.Local), "cold:00000000000"); len(got) != 0 {
+	if got := mget(t, c.Store(leader, "mem", cluster.ReadLocal), "cold:00000000000"); len(got) != 0 {
 		t.Fatal("the first cold key survived a flood ten times the storage")
 	}
 }
@@ -196,7 +196,7 @@ func TestEviction_TTLEvictsNearestDeadlinesFirst(t *testing.T) {
 	per := drivers.EntryUsage(16, 100, true)
 	c := boundedCluster(t, drivers.Limits{MaxBytes: 20 * per, Policy: drivers.PolicyTTL}, w)
 	leader := c.WaitLeader()
-	s := c.Store(leader, "mem", cluster.Local)
+	s := c.Store(leader, "mem", cluster.ReadLocal)
 	base := time.Now().Add(time.Hour).Truncate(time.Second)
 	at := func(i int) drivers.Item {
 		d := base.Add(time.Duration(i) * time.Minute)
@@ -214,7 +214,7 @@ func TestEviction_TTLEvictsNearestDeadlinesFirst(t *testing.T) {
 	c.EnsureSame()
 	w.verify(t)
 	for i := range 20 {
-		got := mget(t, c.Store(c.Followers(leader)[0], "mem", cluster.Local), at(i).Key)
+		got := mget(t, c.Store(c.Followers(leader)[0], "mem", cluster.ReadLocal), at(i).Key)
 		if (i < 5) != (len(got) == 0) {
 			t.Fatalf("key with the %d-th nearest deadline: present %v", i, len(got) == 1)
 		}
@@ -230,7 +230,7 @@ func TestEviction_RejectFailsAMultiItemSetWhole(t *testing.T) {
 	c := boundedCluster(t, drivers.Limits{MaxBytes: 3 * per}, w)
 	leader := c.WaitLeader()
 	c.Retry("fill", func(ctx context.Context) error {
-		return c.Store(leader, "mem", cluster.Local).Set(ctx, []drivers.Item{item("a", "0123456789"), item("b", "0123456789")})
+		return c.Store(leader, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item("a", "0123456789"), item("b", "0123456789")})
 	})
 	c.EnsureSame()
 	before, err := c.Nodes[leader].Node.FSM().StateHash()
@@ -238,7 +238,7 @@ func TestEviction_RejectFailsAMultiItemSetWhole(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, node := range []int{leader, c.Followers(leader)[0]} {
-		err := c.Store(node, "mem", cluster.Local).Set(t.Context(), []drivers.Item{item("c", "0123456789"), item("d", "0123456789")})
+		err := c.Store(node, "mem", cluster.ReadLocal).Set(t.Context(), []drivers.Item{item("c", "0123456789"), item("d", "0123456789")})
 		if err == nil || !strings.Contains(err.Error(), `storage "mem"`) || !strings.Contains(err.Error(), "max_memory") {
 			t.Fatalf("node %d: Set past the limit: %v, want a refusal naming the storage and max_memory", node, err)
 		}
@@ -312,7 +312,7 @@ func TestEviction_RestoreOverTheLimitIsRefused(t *testing.T) {
 	if got := big.Nodes[f].Engines["mem"].Stats(); got.Limits != large || got.Keys != 300 {
 		t.Fatalf("restarted follower: %+v", got)
 	}
-	if got := mget(t, big.Store(f, "mem", cluster.Local), "k7", "old1"); got["k7"] != string(bytes.Repeat([]byte{7}, 107)) || len(got) != 1 {
+	if got := mget(t, big.Store(f, "mem", cluster.ReadLocal), "k7", "old1"); got["k7"] != string(bytes.Repeat([]byte{7}, 107)) || len(got) != 1 {
 		t.Fatalf("restarted follower reads %v", got)
 	}
 }
@@ -338,7 +338,7 @@ func TestEviction_ANewLeaderBoundsItsFirstWrites(t *testing.T) {
 			}
 		},
 	})
-	s := c.Store(c.WaitLeader(), "mem", cluster.Local)
+	s := c.Store(c.WaitLeader(), "mem", cluster.ReadLocal)
 	per := drivers.EntryUsage(16, 100, false)
 	for b := range int(2*maxBytes/per) / 10 {
 		items := make([]drivers.Item, 10)

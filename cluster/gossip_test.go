@@ -14,7 +14,7 @@ import (
 
 // readLocal returns key's value on node i without failing the test.
 func readLocal(c *clustertest.Cluster, i int, storage, key string) string {
-	items, err := c.Store(i, storage, cluster.Local).MGet(context.Background(), []string{key})
+	items, err := c.Store(i, storage, cluster.ReadLocal).MGet(context.Background(), []string{key})
 	if err != nil || len(items) == 0 {
 		return ""
 	}
@@ -49,7 +49,7 @@ func TestGossip_SeedsFormOneClusterReplicaJoinsAndIsPromoted(t *testing.T) {
 	r := c.AddNode(nil)
 	c.WaitConfiguration(append(want, "node3:nonvoter")...)
 	c.Retry("set on leader", func(ctx context.Context) error {
-		return c.Store(leader, "mem", cluster.Local).Set(ctx, []drivers.Item{item("k", "v1")})
+		return c.Store(leader, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item("k", "v1")})
 	})
 	c.Poll("replica reads the leader's write locally", func() string {
 		if got := readLocal(c, r, "mem", "k"); got != "v1" {
@@ -58,7 +58,7 @@ func TestGossip_SeedsFormOneClusterReplicaJoinsAndIsPromoted(t *testing.T) {
 		return ""
 	})
 	c.Retry("set on replica", func(ctx context.Context) error {
-		return c.Store(r, "bolt", cluster.Local).Set(ctx, []drivers.Item{item("r", "from-replica")})
+		return c.Store(r, "bolt", cluster.ReadLocal).Set(ctx, []drivers.Item{item("r", "from-replica")})
 	})
 	if got := readLocal(c, leader, "bolt", "r"); got != "from-replica" {
 		// Acknowledged means committed; the leader applied it before
@@ -103,7 +103,7 @@ func TestGossip_SeedsFormOneClusterReplicaJoinsAndIsPromoted(t *testing.T) {
 		t.Fatalf("leader's gossip does not list %s as dead: %+v", c.Nodes[victim].ID, c.Nodes[leader].Node.GossipMembers())
 	}
 	c.Retry("write after the failover", func(ctx context.Context) error {
-		return c.Store(r, "mem", cluster.Linearizable).Set(ctx, []drivers.Item{item("after", "yes")})
+		return c.Store(r, "mem", cluster.ReadLinearizable).Set(ctx, []drivers.Item{item("after", "yes")})
 	})
 	c.EnsureSame()
 }

@@ -23,7 +23,7 @@ func TestLog_BoundedInBytes(t *testing.T) {
 	w := &boundWatch{}
 	c := boundedCluster(t, drivers.Limits{MaxBytes: 2 << 20, Policy: drivers.PolicyLRU}, w)
 	leader := c.WaitLeader()
-	s := c.Store(leader, "mem", cluster.Local)
+	s := c.Store(leader, "mem", cluster.ReadLocal)
 	const entry = 100 << 10
 	val := bytes.Repeat([]byte("x"), entry)
 	for i := range 200 { // 20 MiB of log, the bound is 8 MiB

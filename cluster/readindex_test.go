@@ -23,11 +23,11 @@ func TestReadIndex_LeaderNeverServesBelowWhatAFollowerServed(t *testing.T) {
 	leader := c.WaitLeader()
 	f := c.Followers(leader)[0]
 	c.Retry("set v1", func(ctx context.Context) error {
-		return c.Store(leader, "mem", cluster.Local).Set(ctx, []drivers.Item{item("k", "v1")})
+		return c.Store(leader, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item("k", "v1")})
 	})
 	c.EnsureSame()
 	// The leader has proved its term to linearizable reads before the stall.
-	if got := mget(t, c.Store(f, "mem", cluster.Linearizable), "k")["k"]; got != "v1" {
+	if got := mget(t, c.Store(f, "mem", cluster.ReadLinearizable), "k")["k"]; got != "v1" {
 		t.Fatalf("linearizable read before the stall: %q", got)
 	}
 
@@ -37,7 +37,7 @@ func TestReadIndex_LeaderNeverServesBelowWhatAFollowerServed(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		write <- c.Store(f, "mem", cluster.Local).Set(ctx, []drivers.Item{item("k", "v2")})
+		write <- c.Store(f, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item("k", "v2")})
 	}()
 	// The follower applies v2 from the commit index the leader sends it.
 	c.Poll("follower applies v2", func() string {
@@ -93,7 +93,7 @@ func TestReadIndex_ExpiryNeverGoesBackUnderClockSkew(t *testing.T) {
 	it := item("k", "v")
 	it.Timeout, it.Deadline = deadline.Format(time.RFC3339Nano), deadline.UnixNano()
 	c.Retry("set with ttl", func(ctx context.Context) error {
-		return c.Store(leader, "mem", cluster.Local).Set(ctx, []drivers.Item{it})
+		return c.Store(leader, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{it})
 	})
 	c.Poll("deadline passes", func() string {
 		if time.Now().Before(deadline.Add(100 * time.Millisecond)) {
@@ -103,7 +103,7 @@ func TestReadIndex_ExpiryNeverGoesBackUnderClockSkew(t *testing.T) {
 	})
 	absent := func(node int, when string) {
 		t.Helper()
-		if got, ok := mget(t, c.Store(node, "mem", cluster.Linearizable), "k")["k"]; ok {
+		if got, ok := mget(t, c.Store(node, "mem", cluster.ReadLinearizable), "k")["k"]; ok {
 			t.Fatalf("%s: linearizable read on node%d returned %q after a read saw it expire", when, node, got)
 		}
 	}
@@ -130,7 +130,7 @@ func linRead(c *clustertest.Cluster, i int) <-chan string {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		items, err := c.Store(i, "mem", cluster.Linearizable).MGet(ctx, []string{"k"})
+		items, err := c.Store(i, "mem", cluster.ReadLinearizable).MGet(ctx, []string{"k"})
 		switch {
 		case err != nil:
 			out <- "error: " + err.Error()

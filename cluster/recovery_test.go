@@ -22,7 +22,7 @@ func TestRecovery_NoSyncNodeRebootedUncleanlyRejoinsAsANewMember(t *testing.T) {
 	leader := c.WaitLeader()
 	victim := c.Followers(leader)[0]
 	c.Retry("write", func(ctx context.Context) error {
-		return c.Store(leader, "bolt", cluster.Local).Set(ctx, []drivers.Item{item("k", "v")})
+		return c.Store(leader, "bolt", cluster.ReadLocal).Set(ctx, []drivers.Item{item("k", "v")})
 	})
 	c.EnsureSame()
 	before := c.Nodes[victim].Node.Incarnation()

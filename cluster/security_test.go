@@ -64,7 +64,7 @@ func TestSecurity_WrongGossipKeyOrCertificateCannotJoin(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 		defer cancel()
-		err := c.Store(bad, "mem", cluster.Local).Set(ctx, []drivers.Item{item("intruder", "x")})
+		err := c.Store(bad, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item("intruder", "x")})
 		if !errors.Is(err, cluster.ErrNoLeader) {
 			t.Fatalf("intruder's write: %v (want ErrNoLeader)", err)
 		}

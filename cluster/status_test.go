@@ -26,7 +26,7 @@ func TestMonitor_Status(t *testing.T) {
 	mons := monitors(t, c)
 	leader := c.WaitLeader()
 	c.Retry("set", func(ctx context.Context) error {
-		return c.Store(leader, "mem", cluster.Local).Set(ctx, []drivers.Item{item("a", "1"), item("b", "22")})
+		return c.Store(leader, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item("a", "1"), item("b", "22")})
 	})
 	c.EnsureSame()
 	c.Poll("every node ready", func() string {

@@ -12,22 +12,22 @@ import (
 type Consistency int
 
 const (
-	// Local reads serve this node's state: read-your-writes on this node,
+	// ReadLocal serves reads from this node's state: read-your-writes on this node,
 	// possibly stale elsewhere.
-	Local Consistency = iota
-	// Linearizable reads first wait for the leader's confirmed commit index.
-	Linearizable
+	ReadLocal Consistency = iota
+	// ReadLinearizable reads first wait for the leader's confirmed commit index.
+	ReadLinearizable
 )
 
 // ParseConsistency maps the config word to a level ("" = local).
 func ParseConsistency(s string) (Consistency, error) {
 	switch s {
 	case "", "local":
-		return Local, nil
+		return ReadLocal, nil
 	case "linearizable":
-		return Linearizable, nil
+		return ReadLinearizable, nil
 	default:
-		return Local, fmt.Errorf("%w: consistency %q (want local or linearizable)", ErrConfig, s)
+		return ReadLocal, fmt.Errorf("%w: consistency %q (want local or linearizable)", ErrConfig, s)
 	}
 }
 
@@ -62,7 +62,7 @@ var _ drivers.Committer = (*replicated)(nil)
 // ReadTime implements drivers.Committer: it prepares a read at the
 // storage's level and returns the time it judges expiry by.
 func (s *replicated) ReadTime(ctx context.Context) (int64, error) {
-	if s.level != Linearizable || s.n.cfg.Unsafe.LocalLinearizableReads {
+	if s.level != ReadLinearizable || s.n.cfg.Unsafe.LocalLinearizableReads {
 		if !s.n.ackedApplied() {
 			ctx, cancel := s.n.callContext(ctx)
 			defer cancel()
@@ -70,7 +70,7 @@ func (s *replicated) ReadTime(ctx context.Context) (int64, error) {
 				return 0, err
 			}
 		}
-		if s.level == Linearizable {
+		if s.level == ReadLinearizable {
 			return s.n.opts.Clock().UnixNano(), nil
 		}
 		return s.n.localReadTime(), nil

@@ -25,7 +25,7 @@ func BenchmarkCluster_SetForwardedTLS(b *testing.B) {
 						cfg.TLS = certs.Good
 					}
 				}})
-				s := c.Store(c.Followers(c.WaitLeader())[0], "mem", cluster.Local)
+				s := c.Store(c.Followers(c.WaitLeader())[0], "mem", cluster.ReadLocal)
 				val := make([]byte, 100)
 				var n atomic.Int64
 				b.SetParallelism(par)

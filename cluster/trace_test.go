@@ -30,7 +30,7 @@ func TestTracing_AWriteIsOneTraceAcrossNodes(t *testing.T) {
 	})
 	leader := c.WaitLeader()
 	follower := (leader + 1) % 3
-	s := c.Store(follower, "mem", cluster.Linearizable)
+	s := c.Store(follower, "mem", cluster.ReadLinearizable)
 	_, root := sdktrace.NewTracerProvider().Tracer("test").Start(context.Background(), "client")
 	c.Retry("write through a follower", func(ctx context.Context) error {
 		return s.Set(trace.ContextWithSpan(ctx, root), []drivers.Item{{Key: "k", Value: []byte("v")}})

@@ -38,7 +38,7 @@ func TestLeadershipTransferIsNotOutcomeUnknown(t *testing.T) {
 			for i := 0; i < 5000 && ctx.Err() == nil && time.Now().Before(deadline); i++ {
 				key := fmt.Sprintf("w%d-%d", w, i)
 				wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				err := c.Store(node, "mem", cluster.Local).Set(wctx, []drivers.Item{item(key, "v")})
+				err := c.Store(node, "mem", cluster.ReadLocal).Set(wctx, []drivers.Item{item(key, "v")})
 				cancel()
 				mu.Lock()
 				switch {
@@ -71,7 +71,7 @@ func TestLeadershipTransferIsNotOutcomeUnknown(t *testing.T) {
 	c.EnsureSame()
 	missing := 0
 	for key := range acked {
-		if got := mget(t, c.Store(0, "mem", cluster.Local), key); got[key] != "v" {
+		if got := mget(t, c.Store(0, "mem", cluster.ReadLocal), key); got[key] != "v" {
 			missing++
 		}
 	}

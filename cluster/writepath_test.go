@@ -20,7 +20,7 @@ func TestWritePath_FollowerReadsItsAcknowledgedWritesFromAnyConnection(t *testin
 	leader := c.WaitLeader()
 	f := c.Followers(leader)[0]
 	c.Retry("set v1", func(ctx context.Context) error {
-		return c.Store(f, "mem", cluster.Local).Set(ctx, []drivers.Item{item("k", "v1")})
+		return c.Store(f, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item("k", "v1")})
 	})
 	c.EnsureSame()
 
@@ -29,7 +29,7 @@ func TestWritePath_FollowerReadsItsAcknowledgedWritesFromAnyConnection(t *testin
 	release := c.Stall(f, "mem")
 	defer release()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	err := c.Store(f, "mem", cluster.Local).Set(ctx, []drivers.Item{item("k", "v2")})
+	err := c.Store(f, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item("k", "v2")})
 	cancel()
 	if err != nil {
 		t.Fatalf("write through the follower: %v", err)
@@ -39,7 +39,7 @@ func TestWritePath_FollowerReadsItsAcknowledgedWritesFromAnyConnection(t *testin
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		items, err := c.Store(f, "mem", cluster.Local).MGet(ctx, []string{"k"})
+		items, err := c.Store(f, "mem", cluster.ReadLocal).MGet(ctx, []string{"k"})
 		switch {
 		case err != nil:
 			read <- "error: " + err.Error()
@@ -87,7 +87,7 @@ func TestWritePath_LeaderCoalescesConcurrentWritesOnlyWhenEveryMemberCan(t *test
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
-				if err := c.Store(leader, "mem", cluster.Local).Set(ctx, items); (w == 7) != (err != nil) {
+				if err := c.Store(leader, "mem", cluster.ReadLocal).Set(ctx, items); (w == 7) != (err != nil) {
 					t.Errorf("write %d: %v", w, err)
 				}
 			})
@@ -135,14 +135,14 @@ func TestWritePath_ReadYourWritesAcrossARestart(t *testing.T) {
 	f := c.Followers(leader)[0]
 	for i := range 50 {
 		c.Retry("write", func(ctx context.Context) error {
-			return c.Store(f, "mem", cluster.Local).Set(ctx, []drivers.Item{item(fmt.Sprintf("k%d", i), "v")})
+			return c.Store(f, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item(fmt.Sprintf("k%d", i), "v")})
 		})
 	}
 	c.Kill(f)
 	c.Restart(f)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	items, err := c.Store(f, "mem", cluster.Local).MGet(ctx, []string{"k49"})
+	items, err := c.Store(f, "mem", cluster.ReadLocal).MGet(ctx, []string{"k49"})
 	if err != nil || len(items) != 1 {
 		t.Fatalf("first read after the restart: %v, %v (the write acknowledged before it is missing)", items, err)
 	}
@@ -177,7 +177,7 @@ func TestWritePath_FollowersNoticeADeadLeaderByItsClosedConnections(t *testing.T
 		}})
 	leader := c.WaitLeader()
 	c.Retry("write", func(ctx context.Context) error {
-		return c.Store(leader, "mem", cluster.Local).Set(ctx, []drivers.Item{item("k", "v")})
+		return c.Store(leader, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item("k", "v")})
 	})
 	c.Poll("both followers watch the leader", func() string {
 		if w := cluster.Watchers(c.Nodes[leader].Node); w != 2 {
@@ -194,6 +194,6 @@ func TestWritePath_FollowersNoticeADeadLeaderByItsClosedConnections(t *testing.T
 	})
 	next := c.WaitLeader(leader)
 	c.Retry("write after failover", func(ctx context.Context) error {
-		return c.Store(next, "mem", cluster.Local).Set(ctx, []drivers.Item{item("k", "v2")})
+		return c.Store(next, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item("k", "v2")})
 	})
 }

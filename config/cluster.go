@@ -109,7 +109,7 @@ func decodeConsistency(n *yaml.Node, path string, p *Problems) cluster.Consisten
 	n = resolve(n)
 	if isNull(n) || n.Kind != yaml.ScalarNode {
 		p.Addf(path, "want local or linearizable")
-		return cluster.Local
+		return cluster.ReadLocal
 	}
 	c, err := cluster.ParseConsistency(n.Value)
 	if err != nil {

@@ -249,7 +249,7 @@ func decodeConfig(root *yaml.Node, reg *drivers.Registry, memory memoryLimit, p 
 	}
 	cfg.Storages = decodeStorages(root, kv, reg, memory, p)
 	for _, sc := range cfg.Storages {
-		if sc.Consistency == cluster.Linearizable && (cfg.ClusterConfig == nil || !sc.Driver.Replicable()) {
+		if sc.Consistency == cluster.ReadLinearizable && (cfg.ClusterConfig == nil || !sc.Driver.Replicable()) {
 			p.warnf("kv."+sc.Name+".consistency", "linearizable applies to %s storages of a cluster; %s here is already as consistent as it gets",
 				replicableNames(reg), sc.Driver.Name)
 		}

@@ -344,7 +344,7 @@ metrics: {address: "127.0.0.1:2112"}
 	if len(cc.Peers) != 2 || cc.Peers[1].ID != "n2" {
 		t.Errorf("peers = %+v", cc.Peers)
 	}
-	if cfg.Storages[0].Consistency != cluster.Linearizable || cfg.Storages[1].Consistency != cluster.Local {
+	if cfg.Storages[0].Consistency != cluster.ReadLinearizable || cfg.Storages[1].Consistency != cluster.ReadLocal {
 		t.Errorf("consistency = %v, %v", cfg.Storages[0].Consistency, cfg.Storages[1].Consistency)
 	}
 }

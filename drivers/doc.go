@@ -13,8 +13,8 @@
 //     which is what lets a raft FSM replay them.
 //
 // EngineStore turns an Engine into a Store through a Committer, the one
-// part that differs between one node and a cluster: Local's group commit
-// (local.go), or the raft log (package cluster). Writes get their time from
+// part that differs between one node and a cluster: Standalone's group commit
+// (standalone.go), or the raft log (package cluster). Writes get their time from
 // a Stamper (clock.go) and expired keys are removed by Sweep (sweep.go),
 // the same code in both.
 //

@@ -117,11 +117,11 @@ type Env struct {
 	Given func(key string) bool
 }
 
-// LocalOptions are the options of a Local serving this storage's engine
+// StandaloneOptions are the options of a Standalone serving this storage's engine
 // for driver: its name, clock, logger, bounds and a tracer named after
 // the driver's package.
-func (e Env) LocalOptions(driver string) LocalOptions {
-	o := LocalOptions{Driver: driver, Storage: e.Storage, Logger: e.Logger, Clock: e.Clock,
+func (e Env) StandaloneOptions(driver string) StandaloneOptions {
+	o := StandaloneOptions{Driver: driver, Storage: e.Storage, Logger: e.Logger, Clock: e.Clock,
 		EvictionSamples: e.EvictionSamples}
 	if e.TracerProvider != nil {
 		o.Tracer = e.TracerProvider.Tracer("github.com/kvnode/kvnode/drivers/" + driver)

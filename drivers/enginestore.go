@@ -11,7 +11,7 @@ import (
 )
 
 // Committer is where an EngineStore's writes are committed and what its
-// reads wait for: this node alone (Local's group commit), or a cluster's
+// reads wait for: this node alone (Standalone's group commit), or a cluster's
 // log (package cluster). The committer stamps writes with its clock, and
 // says what time a read judges expiry by: everything else about serving an
 // Engine as a Store is the same on one node and in a cluster, and lives in
@@ -21,7 +21,7 @@ type Committer interface {
 	// returns the time its expiry is judged by.
 	ReadTime(ctx context.Context) (int64, error)
 	// Commit stamps op with the committer's clock and returns once it is
-	// committed (Local: applied; a cluster: in the log, and reads on this
+	// committed (Standalone: applied; a cluster: in the log, and reads on this
 	// node wait for it): nil, the engine's refusal, or why it could not be
 	// committed.
 	Commit(ctx context.Context, op Op) error
@@ -38,7 +38,7 @@ type EngineStoreOptions struct {
 	// OnRead, when set, is told the keys each read found (a cluster's
 	// follower samples them for the leader's lru).
 	OnRead func(keys []string)
-	// Owned closes the engine on Close (Local). A cluster's stores leave
+	// Owned closes the engine on Close (Standalone). A cluster's stores leave
 	// it to the node.
 	Owned bool
 }

@@ -7,7 +7,7 @@ import (
 )
 
 // Planner decides evictions for one bounded storage, where writes are
-// proposed: in drivers.Local's committer, or on a cluster's leader. Given
+// proposed: in drivers.Standalone's committer, or on a cluster's leader. Given
 // the writes about to be proposed, Plan returns the OpEvict to put before
 // them (in the same Engine.Apply batch, or the same log entry) so that they
 // fit. The engine enforces the limits at apply on its own; the planner only

@@ -10,9 +10,9 @@ import (
 	"github.com/kvnode/kvnode/drivers/memory"
 )
 
-// BenchmarkLocalSet measures single-key Sets of new keys through Local,
+// BenchmarkStandaloneSet measures single-key Sets of new keys through Standalone,
 // unbounded and full under each evicting policy, where every write evicts.
-func BenchmarkLocalSet(b *testing.B) {
+func BenchmarkStandaloneSet(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		lim  drivers.Limits
@@ -22,7 +22,7 @@ func BenchmarkLocalSet(b *testing.B) {
 		{"random", drivers.Limits{MaxBytes: 16 << 20, Policy: drivers.PolicyRandom}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			l := drivers.NewLocal(memory.New(), drivers.LocalOptions{Driver: "memory", SweepInterval: -1})
+			l := drivers.NewStandalone(memory.New(), drivers.StandaloneOptions{Driver: "memory", SweepInterval: -1})
 			defer func() {
 				if err := l.Close(); err != nil {
 					b.Error(err)

@@ -36,10 +36,10 @@ func (b *boundChecker) Apply(index uint64, ops []drivers.Op) ([]error, error) {
 	return errs, err
 }
 
-func boundedLocal(t *testing.T, lim drivers.Limits, clock *fakeClock) (*drivers.Local, *boundChecker) {
+func boundedLocal(t *testing.T, lim drivers.Limits, clock *fakeClock) (*drivers.Standalone, *boundChecker) {
 	t.Helper()
 	e := &boundChecker{Engine: memory.New(), t: t}
-	l := drivers.NewLocal(e, drivers.LocalOptions{Driver: "memory", Storage: "cache", Clock: clock.now, SweepInterval: -1})
+	l := drivers.NewStandalone(e, drivers.StandaloneOptions{Driver: "memory", Storage: "cache", Clock: clock.now, SweepInterval: -1})
 	t.Cleanup(func() { _ = l.Close() })
 	if err := l.SetLimits(context.Background(), lim); err != nil {
 		t.Fatal(err)

@@ -60,9 +60,9 @@ func newTestLog(t testing.TB) (*testLog, *slog.Logger) {
 }
 
 // newMemory returns a real single-node memory storage.
-func newMemory(t testing.TB) *drivers.Local {
+func newMemory(t testing.TB) *drivers.Standalone {
 	t.Helper()
-	st := drivers.NewLocal(memory.New(), drivers.LocalOptions{Driver: "memory", SweepInterval: -1})
+	st := drivers.NewStandalone(memory.New(), drivers.StandaloneOptions{Driver: "memory", SweepInterval: -1})
 	t.Cleanup(func() { _ = st.Close() })
 	return st
 }
@@ -109,7 +109,7 @@ func startServerLogger(t testing.TB, cfg Config, tp trace.TracerProvider, logger
 }
 
 // memoryServer serves one memory storage named "default".
-func memoryServer(t testing.TB) (*testServer, *drivers.Local) {
+func memoryServer(t testing.TB) (*testServer, *drivers.Standalone) {
 	st := newMemory(t)
 	return startServer(t, Config{}, nil, Storage{Name: "default", Driver: memory.Driver(), Store: st, Inline: true}), st
 }

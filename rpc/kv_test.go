@@ -20,7 +20,7 @@ func clockServer(t *testing.T) (*netrpc.Client, *atomic.Int64) {
 	t.Helper()
 	var now atomic.Int64
 	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	st := drivers.NewLocal(memory.New(), drivers.LocalOptions{
+	st := drivers.NewStandalone(memory.New(), drivers.StandaloneOptions{
 		Driver: "memory", SweepInterval: -1,
 		Clock: func() time.Time { return time.Unix(0, now.Load()) },
 	})

@@ -119,7 +119,7 @@ func TestServer_FrameTimeout(t *testing.T) {
 func TestServer_Tracing(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	st := drivers.NewLocal(memory.New(), drivers.LocalOptions{Driver: "memory", SweepInterval: -1, Tracer: tp.Tracer("memory")})
+	st := drivers.NewStandalone(memory.New(), drivers.StandaloneOptions{Driver: "memory", SweepInterval: -1, Tracer: tp.Tracer("memory")})
 	t.Cleanup(func() { _ = st.Close() })
 	srv := startServer(t, Config{}, tp, Storage{Name: "default", Driver: memory.Driver(), Store: st, Inline: true})
 	c := dialClient(t, srv.Server)

@@ -533,7 +533,7 @@ func (c *Cluster) Fill(i, n int, prefix string) []byte {
 				items = append(items, it)
 			}
 			c.Retry("fill", func(ctx context.Context) error {
-				return c.Store(i, storage, cluster.Local).Set(ctx, items)
+				return c.Store(i, storage, cluster.ReadLocal).Set(ctx, items)
 			})
 		}
 	}

@@ -35,7 +35,7 @@ func clusterRPCWith(t *testing.T, c *clustertest.Cluster, rc config.RPCConfig) [
 	for i, n := range c.Nodes {
 		var stores []namedStore
 		for name := range n.Engines {
-			st, err := n.Node.Store(name, cluster.Local)
+			st, err := n.Node.Store(name, cluster.ReadLocal)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -85,7 +85,7 @@ var _ rpc.Admin = (*nodeAdmin)(nil)
 // serve wires it for a standalone node.
 func verbTestServerAdmin(t *testing.T) string {
 	t.Helper()
-	st := drivers.NewLocal(memory.New(), drivers.LocalOptions{Driver: "memory"})
+	st := drivers.NewStandalone(memory.New(), drivers.StandaloneOptions{Driver: "memory"})
 	t.Cleanup(func() { _ = st.Close() })
 	stores := []namedStore{{name: "default", driver: memory.Driver(), store: st}}
 	admin := newNodeAdmin(stores, nil, slog.New(slog.DiscardHandler))

@@ -90,7 +90,7 @@ func TestEvents_ShowsWhoDeletedAKey(t *testing.T) {
 	})
 	addrs := clusterRPCWith(t, c, config.RPCConfig{AdminToken: "events-token"})
 	leader := c.WaitLeader()
-	s := c.Store(leader, "mem", cluster.Local)
+	s := c.Store(leader, "mem", cluster.ReadLocal)
 	for i := range 40 {
 		c.Retry("write", func(ctx context.Context) error {
 			return s.Set(ctx, []drivers.Item{{Key: fmt.Sprintf("key:%012d", i), Value: bytes.Repeat([]byte("v"), 100)}})

@@ -29,7 +29,7 @@ func TestStatus_ClusterLeaderAndFollower(t *testing.T) {
 	addrs := clusterRPC(t, c)
 	leader := c.WaitLeader()
 	c.Retry("set", func(ctx context.Context) error {
-		return c.Store(leader, "mem", cluster.Local).Set(ctx, []drivers.Item{{Key: "a", Value: []byte("12345")}})
+		return c.Store(leader, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{{Key: "a", Value: []byte("12345")}})
 	})
 	c.EnsureSame()
 	follower := c.Followers(leader)[0]

@@ -21,7 +21,7 @@ func Driver() drivers.Driver {
 	}
 }
 
-// open serves a standalone boltdb storage through drivers.Local. Expired
+// open serves a standalone boltdb storage through drivers.Standalone. Expired
 // keys are removed from the file every second, or every interval when the
 // section gives one (RoadRunner's GC period): reads hide them regardless.
 func open(settings any, env drivers.Env) (drivers.Store, error) {
@@ -30,11 +30,11 @@ func open(settings any, env drivers.Env) (drivers.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("file: %w", err)
 	}
-	o := env.LocalOptions("boltdb")
+	o := env.StandaloneOptions("boltdb")
 	if env.Given != nil && env.Given("interval") {
 		o.SweepInterval = cfg.SweepInterval()
 	}
-	return drivers.NewLocal(e, o), nil
+	return drivers.NewStandalone(e, o), nil
 }
 
 // openInDataDir opens a replicated storage's engine, its file taken in the

@@ -11,7 +11,7 @@ import (
 // Config is the memory driver's configuration section. RoadRunner's memory
 // driver takes no meaningful options; Interval is accepted so that existing
 // .rr.yaml files decode unchanged, and is ignored because expired keys are
-// hidden at once and swept by the caller (drivers.Local or the cluster).
+// hidden at once and swept by the caller (drivers.Standalone or the cluster).
 //
 // MaxMemory and MaxKeys bound the storage (kvnode's own keys; RoadRunner's
 // memory driver has no bound): a write that would pass them fails with

@@ -1,7 +1,7 @@
 // Package memory is kvnode's in-memory storage engine: the replacement for
 // RoadRunner's "memory" KV driver, implemented as a passive, deterministic
 // drivers.Engine so that the same code serves one node (through
-// drivers.Local) and a raft cluster (through the fsm package).
+// drivers.Standalone) and a raft cluster (through the fsm package).
 //
 // # Consistency
 //

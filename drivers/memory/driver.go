@@ -21,10 +21,10 @@ func Driver() drivers.Driver {
 	}
 }
 
-// open serves a standalone memory storage through drivers.Local, bounded
+// open serves a standalone memory storage through drivers.Standalone, bounded
 // when env carries limits.
 func open(_ any, env drivers.Env) (drivers.Store, error) {
-	l := drivers.NewLocal(New(), env.LocalOptions("memory"))
+	l := drivers.NewStandalone(New(), env.StandaloneOptions("memory"))
 	if env.Limits.Bounded() {
 		if err := l.SetLimits(context.Background(), env.Limits); err != nil {
 			_ = l.Close()

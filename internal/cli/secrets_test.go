@@ -53,7 +53,7 @@ func TestTLSCommands_GeneratedSecretsFormACluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	follower := (leader + 1) % 3
-	if err := c.Store(follower, "mem", cluster.Linearizable).Set(ctx, []drivers.Item{{Key: "k", Value: []byte("v")}}); err != nil {
+	if err := c.Store(follower, "mem", cluster.ReadLinearizable).Set(ctx, []drivers.Item{{Key: "k", Value: []byte("v")}}); err != nil {
 		t.Fatalf("write through a follower (forwarded over TLS): %v", err)
 	}
 	if strings.Contains(logs.String(), "refused cluster connection") {
@@ -93,7 +93,7 @@ func TestTLSCommands_GeneratedSecretsFormACluster(t *testing.T) {
 	}
 	wctx, wcancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer wcancel()
-	if err := c.Store(bad, "mem", cluster.Local).Set(wctx, []drivers.Item{{Key: "rogue", Value: []byte("x")}}); !errors.Is(err, cluster.ErrNoLeader) {
+	if err := c.Store(bad, "mem", cluster.ReadLocal).Set(wctx, []drivers.Item{{Key: "rogue", Value: []byte("x")}}); !errors.Is(err, cluster.ErrNoLeader) {
 		t.Fatalf("the rogue node's write: %v (want ErrNoLeader)", err)
 	}
 }

@@ -48,7 +48,7 @@ func Serve(t testing.TB, cfg rpc.Config, storages []rpc.Storage) *rpc.Server {
 // network://address.
 func ServeMemory(t testing.TB, listen string) string {
 	t.Helper()
-	st := drivers.NewLocal(memory.New(), drivers.LocalOptions{Driver: "memory"})
+	st := drivers.NewStandalone(memory.New(), drivers.StandaloneOptions{Driver: "memory"})
 	t.Cleanup(func() { _ = st.Close() })
 	s := Serve(t, rpc.Config{Listen: listen}, []rpc.Storage{{Name: "default", Driver: memory.Driver(), Store: st}})
 	return s.Addr().Network() + "://" + s.Addr().String()

@@ -46,7 +46,7 @@ func openBolt(t *testing.T) drivers.Engine {
 
 func TestLocal_GroupCommitCoalescesConcurrentWrites(t *testing.T) {
 	ce := &countingEngine{Engine: openBolt(t)}
-	l := drivers.NewLocal(ce, drivers.LocalOptions{Driver: "boltdb", SweepInterval: -1})
+	l := drivers.NewStandalone(ce, drivers.StandaloneOptions{Driver: "boltdb", SweepInterval: -1})
 	t.Cleanup(func() { _ = l.Close() })
 
 	const writers, each = 32, 20
@@ -90,7 +90,7 @@ func TestLocal_GroupCommitCoalescesConcurrentWrites(t *testing.T) {
 func TestLocal_StampsWritesWithItsClock(t *testing.T) {
 	clk := &fakeClock{}
 	clk.ns.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	l := drivers.NewLocal(memory.New(), drivers.LocalOptions{Clock: clk.now, SweepInterval: -1})
+	l := drivers.NewStandalone(memory.New(), drivers.StandaloneOptions{Clock: clk.now, SweepInterval: -1})
 	t.Cleanup(func() { _ = l.Close() })
 	ctx := t.Context()
 
@@ -116,7 +116,7 @@ func TestLocal_SweepRemovesExpiredKeys(t *testing.T) {
 	clk := &fakeClock{}
 	clk.ns.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	e := memory.New()
-	l := drivers.NewLocal(e, drivers.LocalOptions{Clock: clk.now, SweepInterval: -1, SweepBatch: 3})
+	l := drivers.NewStandalone(e, drivers.StandaloneOptions{Clock: clk.now, SweepInterval: -1, SweepBatch: 3})
 	t.Cleanup(func() { _ = l.Close() })
 
 	d := clk.now().Add(time.Minute)
@@ -140,7 +140,7 @@ func TestLocal_SweepRemovesExpiredKeys(t *testing.T) {
 }
 
 func TestLocal_CloseWaitsAndRefusesLaterCalls(t *testing.T) {
-	l := drivers.NewLocal(openBolt(t), drivers.LocalOptions{SweepInterval: time.Millisecond})
+	l := drivers.NewStandalone(openBolt(t), drivers.StandaloneOptions{SweepInterval: time.Millisecond})
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Add(1)

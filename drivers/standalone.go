@@ -12,8 +12,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// LocalOptions configures a Local.
-type LocalOptions struct {
+// StandaloneOptions configures a Standalone.
+type StandaloneOptions struct {
 	// Driver names the engine in span names ("memory:set").
 	Driver string
 	// Clock is the wall clock reads and writes are stamped with (time.Now
@@ -37,24 +37,24 @@ type LocalOptions struct {
 	Tracer trace.Tracer
 }
 
-// Local serves an Engine on a single node: an EngineStore whose committer
+// Standalone serves an Engine on a single node: an EngineStore whose committer
 // stamps writes with the wall clock and coalesces concurrent ones into one
 // Engine.Apply (one transaction and one fsync for boltdb), and a sweeper
 // that removes expired keys in the background.
-type Local struct {
+type Standalone struct {
 	*EngineStore
 	gc   *groupCommit
-	opts LocalOptions
+	opts StandaloneOptions
 
 	stopOnce sync.Once
 	stop     chan struct{}
 	swept    sync.WaitGroup
 }
 
-var _ Store = (*Local)(nil)
+var _ Store = (*Standalone)(nil)
 
-// NewLocal wraps e. The Local owns e: Close closes it.
-func NewLocal(e Engine, opts LocalOptions) *Local {
+// NewStandalone wraps e. The Standalone owns e: Close closes it.
+func NewStandalone(e Engine, opts StandaloneOptions) *Standalone {
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
@@ -65,7 +65,7 @@ func NewLocal(e Engine, opts LocalOptions) *Local {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	gc := &groupCommit{e: e, clock: NewStamper(opts.Clock, nil), storage: opts.Storage}
-	l := &Local{
+	l := &Standalone{
 		EngineStore: NewEngineStore(e, gc, EngineStoreOptions{SpanPrefix: opts.Driver, Tracer: opts.Tracer, Owned: true}),
 		gc:          gc,
 		opts:        opts,
@@ -81,7 +81,7 @@ func NewLocal(e Engine, opts LocalOptions) *Local {
 // SetLimits bounds the engine (which must be Evictable) with lim and
 // starts planning evictions for it. Call it before serving: it applies an
 // OpLimit, which fails while the engine holds more than lim allows.
-func (l *Local) SetLimits(ctx context.Context, lim Limits) error {
+func (l *Standalone) SetLimits(ctx context.Context, lim Limits) error {
 	ev, ok := l.gc.e.(Evictable)
 	if !ok {
 		return fmt.Errorf("%w: the %s driver cannot be bounded", ErrBadLimit, l.opts.Driver)
@@ -97,7 +97,7 @@ func (l *Local) SetLimits(ctx context.Context, lim Limits) error {
 	return nil
 }
 
-func (l *Local) sweepLoop() {
+func (l *Standalone) sweepLoop() {
 	defer l.swept.Done()
 	t := time.NewTicker(l.opts.SweepInterval)
 	defer t.Stop()
@@ -112,7 +112,7 @@ func (l *Local) sweepLoop() {
 }
 
 // Sweep removes expired keys now (drivers.Sweep).
-func (l *Local) Sweep(ctx context.Context) {
+func (l *Standalone) Sweep(ctx context.Context) {
 	err := l.guard(func() error {
 		_, err := Sweep(ctx, l.gc.e, l.gc.clock.Now, l.opts.SweepBatch, l.gc.Commit)
 		return err
@@ -124,7 +124,7 @@ func (l *Local) Sweep(ctx context.Context) {
 
 // Close stops the sweeper, waits for calls in flight (queued writes are
 // applied, not dropped) and closes the engine.
-func (l *Local) Close() error {
+func (l *Standalone) Close() error {
 	l.stopOnce.Do(func() {
 		close(l.stop)
 		l.swept.Wait()
@@ -132,7 +132,7 @@ func (l *Local) Close() error {
 	return l.EngineStore.Close()
 }
 
-// groupCommit is Local's committer.
+// groupCommit is Standalone's committer.
 type groupCommit struct {
 	e       Engine
 	clock   Stamper
