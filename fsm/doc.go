@@ -14,9 +14,9 @@
 // # Applying
 //
 // raft hands committed entries to ApplyBatch. Each command entry returns a
-// *Result (always that concrete type) whose Err is the business outcome
-// (ErrUnknownStorage, or the engine's per-op error such as an empty key), the
-// same on every replica. Configuration entries return nil but advance
+// *Result (always that concrete type) with one business outcome per event it
+// holds (Errs; Err for an entry of one event): ErrUnknownStorage, or the
+// engine's per-op error such as an empty key, the same on every replica. Configuration entries return nil but advance
 // AppliedIndex. Ops are grouped by storage, in log order, and each engine
 // gets one Apply per batch with the index of its last op: for boltdb that is
 // one transaction and one fsync per batch, with the index stored in it.
@@ -57,14 +57,15 @@
 // Snapshot captures every engine's point-in-time view and the applied index
 // on the FSM goroutine; Persist then streams them, concurrently with Apply:
 //
-//	"KVNSNAP" version=1 index:uvarint count:uvarint
+//	"KVNSNAP" version=2 index:uvarint clock:varint count:uvarint
 //	per storage, in name order: name, then the engine's stream in chunks
 //	    (uvarint length, bytes) ended by a zero length
 //	CRC-64/ECMA of all of the above, 8 bytes big-endian
 //
 // Restore spools the stream to a file (WithSpoolDir), checking its framing
 // and checksum, before any engine is touched: a damaged stream returns
-// ErrBadSnapshot and keeps the old state. Each storage in the snapshot is
+// ErrBadSnapshot and keeps the old state (version 1 streams, without the
+// replicated clock, are still read: format.go). Each storage in the snapshot is
 // then restored by its engine (built, then swapped in); a configured storage
 // the snapshot lacks is cleared at the snapshot's index; a section for a
 // storage not configured here is skipped with a warning. AppliedIndex
@@ -77,8 +78,8 @@
 // A backup is a snapshot stream taken out of the cluster. VerifySnapshot
 // checks one without restoring it; Reindex rewrites the header's index (and
 // the checksum) so that a backup restored into another cluster through
-// raft.Restore carries the index raft assigns it there.
-// Package fsm/backupfile is the file the CLI keeps one in.
+// raft.Restore carries the index raft assigns it there. Package
+// fsm/backupfile is the file the CLI keeps one in.
 //
 // # Metrics
 //
