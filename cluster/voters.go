@@ -191,6 +191,23 @@ func (n *Node) reconcileOnce(now time.Time) bool {
 			}
 			continue
 		}
+		// Gossip's view lags: a member it still calls alive may have just
+		// died, and one it calls dead may be back. The new configuration
+		// takes effect on this leader as soon as it is appended, so if the
+		// voters left could not make a quorum, nothing would ever commit
+		// again until the very incarnations it names return. Ask them.
+		if s.Suffrage == raft.Voter {
+			if n.answers(s.Address) {
+				continue // it answers on the cluster port: not dead
+			}
+			if live, left := n.liveVotersWithout(servers, s.ID); live < quorum(left) {
+				if _, ok := n.gossip.warn.allow("reap-quorum " + string(s.ID)); ok {
+					n.logger.Warn("not removing dead voter: the voters that would remain do not answer as a quorum",
+						"member", s.ID, "dead_for", now.Sub(s.since).Round(time.Second), "answering", live, "remaining", left)
+				}
+				continue
+			}
+		}
 		return n.change(fmt.Sprintf("removing member gone for %s", now.Sub(s.since).Round(time.Millisecond)), s.ID, s.Address,
 			n.raft.RemoveServer(s.ID, prev, n.cfg.ApplyTimeout))
 	}
@@ -247,6 +264,30 @@ func (n *Node) probe(id, addr string, now time.Time) bool {
 	n.logger.Warn("not adding gossip member to raft: its cluster port failed the check (wrong TLS certificate, or unreachable raft address?)",
 		"member", id, "raft", addr, "retry_in", pr.delay, "err", err)
 	return false
+}
+
+// answers reports whether the member at addr (its raft address, naming
+// its incarnation) answers a ping on the cluster port now.
+func (n *Node) answers(addr raft.ServerAddress) bool {
+	ctx, cancel := context.WithTimeout(n.ctx, probeTimeout)
+	defer cancel()
+	_, err := n.ping(ctx, string(addr))
+	return err == nil
+}
+
+// liveVotersWithout counts the voters of servers other than gone, and how
+// many of them answer now (this leader always does).
+func (n *Node) liveVotersWithout(servers []serverHealth, gone raft.ServerID) (live, voters int) {
+	for _, s := range servers {
+		if s.Suffrage != raft.Voter || s.ID == gone {
+			continue
+		}
+		voters++
+		if string(s.ID) == n.cfg.NodeID || n.answers(s.Address) {
+			live++
+		}
+	}
+	return live, voters
 }
 
 func sortedKeys[V any](m map[string]V) []string {
