@@ -1,6 +1,11 @@
 package cluster
 
-import "github.com/hashicorp/raft"
+import (
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+)
 
 // ForwardStats reports the write batches this node has forwarded to any
 // leader, the writes they carried, and the batches under way now.
@@ -49,4 +54,19 @@ func LogBytes(n *Node) (int64, error) {
 		total += int64(len(l.Data))
 	}
 	return total, nil
+}
+
+// ReconcilePasses counts the membership passes n made as leader.
+func ReconcilePasses(n *Node) uint64 { return n.recon.passes.Load() }
+
+// MarkGossipDead makes n's gossip view hold member id dead since an hour
+// ago, whatever gossip saw: a view that lags the truth.
+func MarkGossipDead(n *Node, id string) {
+	g := n.gossip
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if m, ok := g.members[id]; ok {
+		m.state = memberlist.StateDead
+		m.since = time.Now().Add(-time.Hour)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -29,6 +30,8 @@ type reconciler struct {
 	absent map[string]time.Time
 	// retry delays probes of members whose cluster port failed the check.
 	retry map[string]probeRetry
+	// passes counts the leader's reconcile passes (tests wait for them).
+	passes atomic.Uint64
 }
 
 type probeRetry struct {
@@ -61,6 +64,7 @@ func (n *Node) membershipLoop() {
 					break
 				}
 			}
+			n.recon.passes.Add(1)
 		} else {
 			n.recon.wasLeader = false
 		}
