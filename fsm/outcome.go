@@ -7,7 +7,7 @@ const outcomeWindow = 1 << 16
 
 // outcomes remembers the state machine's refusals of recently applied
 // entries. A leader that loses leadership while its entry is in flight
-// learns from the log whether the entry committed (cluster/apply.go), but
+// learns from the log whether the entry committed (cluster/propose.go, resolveLost), but
 // raft then has no response for it: Outcome supplies the result the entry
 // had. Refusals are rare (validation happens before proposing), so only
 // they are stored; any other index in the window succeeded.
