@@ -29,7 +29,8 @@ type Cluster interface {
 	// AdminToken is the nodes' rpc.admin_token, for the admin calls that
 	// export state (FetchState).
 	AdminToken() string
-	// Kill stops the node with SIGKILL; Start starts it again.
+	// Kill stops the node with SIGKILL; Start starts it again and leaves
+	// a running node as it is.
 	Kill(ctx context.Context, node string) error
 	Start(ctx context.Context, node string) error
 	// Pause freezes the node (SIGSTOP or docker pause); Resume thaws it.

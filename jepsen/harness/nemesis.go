@@ -75,6 +75,9 @@ type NemesisOptions struct {
 	// ReapWait bounds the wait for a killed node's removal from the raft
 	// configuration in the remove nemesis (0: do not wait).
 	ReapWait time.Duration
+	// Settle bounds the wait, before a fault that loses a disk, for every
+	// node to answer as a voter (default 1 minute).
+	Settle time.Duration
 }
 
 func (o *NemesisOptions) defaults() {
@@ -92,6 +95,9 @@ func (o *NemesisOptions) defaults() {
 	}
 	if o.MaxFaults <= 0 {
 		o.MaxFaults = 10_000
+	}
+	if o.Settle <= 0 {
+		o.Settle = time.Minute
 	}
 }
 
@@ -237,7 +243,36 @@ func (n *nemesis) wipeBehindLaggingPeer(ctx context.Context) (Fault, bool) {
 	return f, true
 }
 
+// settled waits, at most d, until every node answers and is a voter. A
+// fault that loses a disk (remove, wipe) starts only then: after a heal
+// that failed, a second disk loss would take two voters' state at once,
+// which no raft cluster survives without an operator, and the run would
+// test the harness rather than kvnode. A stopped node is started again.
+func (n *nemesis) settled(ctx context.Context, d time.Duration) error {
+	sctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	// Every node first: the voters may need the missing one for a quorum.
+	for _, node := range n.c.Nodes() {
+		// Start leaves a running node as it is.
+		if err := n.c.Start(sctx, node); err != nil {
+			return fmt.Errorf("%s: %w", node, err)
+		}
+	}
+	for _, node := range n.c.Nodes() {
+		if _, ok := waitVoter(sctx, n.c, node, true, d); !ok {
+			return fmt.Errorf("%s is not a voter after %s", node, d)
+		}
+	}
+	return nil
+}
+
 func (n *nemesis) inject(ctx context.Context, kind string) Fault {
+	if kind == NemesisReplace || kind == NemesisWipe {
+		if err := n.settled(ctx, n.opts.Settle); err != nil {
+			n.logger.Warn("disk-loss fault skipped: the cluster is not whole", "kind", kind, "err", err)
+			return Fault{Kind: kind, Start: n.clock.now(), End: n.clock.now(), Err: "skipped: " + err.Error()}
+		}
+	}
 	var node, note string
 	var leader bool
 	var offset time.Duration

@@ -236,9 +236,24 @@ func (l *Processes) Kill(ctx context.Context, node string) error {
 }
 
 // Start implements Cluster.
+// Like `docker start`, it leaves a running node as it is: a second process
+// on the same data dir and ports would be a fault no nemesis asked for.
 func (l *Processes) Start(ctx context.Context, node string) error {
-	if err := l.spawn(node); err != nil {
-		return err
+	l.mu.Lock()
+	pr := l.procs[node]
+	l.mu.Unlock()
+	running := false
+	if pr != nil {
+		select {
+		case <-pr.done:
+		default:
+			running = true
+		}
+	}
+	if !running {
+		if err := l.spawn(node); err != nil {
+			return err
+		}
 	}
 	return waitNode(ctx, l, node, 60*time.Second)
 }

@@ -5,7 +5,7 @@
 # evict workload on the bounded storage included) and every nemesis (wipe
 # twice, so that both of its variants run) against a compose project named
 # for this run, then the unsafe-reads test. The project is torn down whatever
-# happens. Without docker it falls back to local processes (no partitions).
+# happens. The harness's unit tests run first. Without docker it falls back to local processes (no partitions).
 # Bounded: the harness is killed after 290 s, the test after 4 minutes.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -31,6 +31,9 @@ fi
 echo "jepsen smoke: $mode cluster, $DURATION, $NEMESES, output in $OUT"
 
 cd jepsen
+# The checkers' own tests first (mutation tests: doctored histories they
+# must reject); -short leaves out the ones that start a cluster.
+CGO_ENABLED=0 $GO test -trimpath -short -count=1 ./...
 # The same flags as kvnode's build, so the harness reuses its compiled packages.
 CGO_ENABLED=0 $GO build -trimpath -o "$OUT.bin" ./cmd/jepsen
 timeout -s INT 290 "$OUT.bin" -mode=$mode -image="$FP_IMAGE" -project="$PROJECT" -kvnode="$PWD/../bin/failpoint/kvnode" \
