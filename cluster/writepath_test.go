@@ -197,3 +197,70 @@ func TestWritePath_FollowersNoticeADeadLeaderByItsClosedConnections(t *testing.T
 		return c.Store(next, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item("k", "v2")})
 	})
 }
+
+// Writes that share log entries (coalesced on the leader, forwarded in
+// batches by followers) keep the promises a client sees one write at a
+// time: once a Set is acknowledged by any node, a linearizable read on any
+// other node and a local read on the node that acknowledged it return that
+// value (each writer is its key's only writer, so nothing later can
+// replace it), and every node ends with the same state.
+func TestWritePath_CoalescedWritesAreLinearizableOnEveryNode(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{Storages: map[string]string{"mem": "memory"}})
+	leader := c.WaitLeader()
+	n := c.Nodes[leader].Node
+	c.Poll("every member reported its version", func() string {
+		if !cluster.BatchesOK(n) {
+			return "not yet"
+		}
+		return ""
+	})
+	const writers, rounds = 12, 25
+	before := n.FSM().AppliedIndex()
+	deadline := time.Now().Add(time.Minute)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			key := fmt.Sprintf("w%d", w)
+			for r := 0; r < rounds && time.Now().Before(deadline); r++ {
+				at := (w + r) % len(c.Nodes) // leader and followers in turn
+				other := (at + 1) % len(c.Nodes)
+				want := fmt.Sprintf("%d", r)
+				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+				err := c.Store(at, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item(key, want)})
+				if err != nil {
+					cancel()
+					t.Errorf("%s=%s through node %d: %v", key, want, at, err)
+					return
+				}
+				for _, read := range []struct {
+					node  int
+					level cluster.Consistency
+					name  string
+				}{{other, cluster.ReadLinearizable, "linearizable"}, {at, cluster.ReadLocal, "local"}} {
+					items, err := c.Store(read.node, "mem", read.level).MGet(ctx, []string{key})
+					switch {
+					case err != nil:
+						t.Errorf("read %s on node %d after its write was acknowledged: %v", key, read.node, err)
+					case len(items) != 1 || string(items[0].Value) != want:
+						t.Errorf("%s read of %s on node %d after %s was acknowledged by node %d: %v",
+							read.name, key, read.node, want, at, items)
+					}
+				}
+				cancel()
+				if t.Failed() {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	entries := n.FSM().AppliedIndex() - before
+	t.Logf("%d writes took %d log entries", writers*rounds, entries)
+	if entries >= writers*rounds {
+		t.Logf("%d writes took %d entries: the writes were not coalesced this run", writers*rounds, entries)
+	}
+	c.EnsureSame()
+}
