@@ -17,6 +17,7 @@ LINT = $(GO) tool -modfile=$(CURDIR)/tools/go.mod golangci-lint
 vet:
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
+	./scripts/check-versions.sh
 	cd jepsen && $(GO) mod tidy -diff
 	cd tools && $(GO) mod tidy -diff
 	$(LINT) run ./...
