@@ -4,8 +4,9 @@
 # harness for JEPSEN_SMOKE_DURATION (default 120s) with every workload (the
 # evict workload on the bounded storage included) and every nemesis (wipe
 # twice, so that both of its variants run) against a compose project named
-# for this run, then the unsafe-reads test. The project is torn down whatever
-# happens. The harness's unit tests run first. Without docker it falls back to local processes (no partitions).
+# for this run, then the unsafe-reads test. The harness's own unit tests (the
+# checkers' mutation tests) run first. The project is torn down whatever
+# happens. Without docker it falls back to local processes (no partitions).
 # Bounded: the harness is killed after 290 s, the test after 4 minutes.
 set -eu
 cd "$(dirname "$0")/../.."
