@@ -49,11 +49,11 @@ func boundedLocal(t *testing.T, lim drivers.Limits, clock *fakeClock) (*drivers.
 
 func val(n int) []byte { return []byte(strings.Repeat("v", n)) }
 
-// TestLocal_FloodStaysWithinMaxMemory writes ten times max_memory through
+// TestStandalone_FloodStaysWithinMaxMemory writes ten times max_memory through
 // concurrent writers under each evicting policy: no write fails, the engine
 // is within its limit after every batch, and the storage ends up nearly
 // full rather than evicted empty.
-func TestLocal_FloodStaysWithinMaxMemory(t *testing.T) {
+func TestStandalone_FloodStaysWithinMaxMemory(t *testing.T) {
 	for _, policy := range []drivers.Policy{drivers.PolicyLRU, drivers.PolicyRandom, drivers.PolicyTTL} {
 		t.Run(policy.String(), func(t *testing.T) {
 			clock := &fakeClock{}
@@ -97,10 +97,10 @@ func TestLocal_FloodStaysWithinMaxMemory(t *testing.T) {
 	}
 }
 
-// TestLocal_LRUKeepsWhatIsRead reads a hot set while a flood of cold keys
+// TestStandalone_LRUKeepsWhatIsRead reads a hot set while a flood of cold keys
 // ten times the storage's size goes through: every hot key survives, and
 // the cold keys written first are gone.
-func TestLocal_LRUKeepsWhatIsRead(t *testing.T) {
+func TestStandalone_LRUKeepsWhatIsRead(t *testing.T) {
 	clock := &fakeClock{}
 	clock.add(time.Hour)
 	per := drivers.EntryUsage(16, 100, false)
@@ -133,11 +133,11 @@ func TestLocal_LRUKeepsWhatIsRead(t *testing.T) {
 	}
 }
 
-// TestLocal_TTLEvictsNearestDeadlinesFirst fills a storage with keys of
+// TestStandalone_TTLEvictsNearestDeadlinesFirst fills a storage with keys of
 // known deadlines and some without a TTL, then writes more: the keys
 // evicted are exactly those with the nearest deadlines, never one without a
 // TTL; once only keys without a TTL are left, writes fail as under reject.
-func TestLocal_TTLEvictsNearestDeadlinesFirst(t *testing.T) {
+func TestStandalone_TTLEvictsNearestDeadlinesFirst(t *testing.T) {
 	clock := &fakeClock{}
 	clock.add(time.Hour)
 	per := drivers.EntryUsage(16, 100, true)
@@ -187,9 +187,9 @@ func TestLocal_TTLEvictsNearestDeadlinesFirst(t *testing.T) {
 	}
 }
 
-// TestLocal_RejectFailsWholeAndNamesTheStorage checks the reject policy's
+// TestStandalone_RejectFailsWholeAndNamesTheStorage checks the reject policy's
 // error and that a multi-item Set that cannot fit changes nothing.
-func TestLocal_RejectFailsWholeAndNamesTheStorage(t *testing.T) {
+func TestStandalone_RejectFailsWholeAndNamesTheStorage(t *testing.T) {
 	clock := &fakeClock{}
 	per := drivers.EntryUsage(1, 10, false)
 	l, e := boundedLocal(t, drivers.Limits{MaxBytes: 3 * per}, clock)
@@ -215,9 +215,9 @@ func TestLocal_RejectFailsWholeAndNamesTheStorage(t *testing.T) {
 	}
 }
 
-// TestLocal_OversizedWriteEvictsNothing checks that a write larger than the
+// TestStandalone_OversizedWriteEvictsNothing checks that a write larger than the
 // whole limit fails without evicting anything for it.
-func TestLocal_OversizedWriteEvictsNothing(t *testing.T) {
+func TestStandalone_OversizedWriteEvictsNothing(t *testing.T) {
 	clock := &fakeClock{}
 	per := drivers.EntryUsage(1, 10, false)
 	l, e := boundedLocal(t, drivers.Limits{MaxBytes: 3 * per, Policy: drivers.PolicyLRU}, clock)

@@ -44,7 +44,7 @@ func openBolt(t *testing.T) drivers.Engine {
 	return e
 }
 
-func TestLocal_GroupCommitCoalescesConcurrentWrites(t *testing.T) {
+func TestStandalone_GroupCommitCoalescesConcurrentWrites(t *testing.T) {
 	ce := &countingEngine{Engine: openBolt(t)}
 	l := drivers.NewStandalone(ce, drivers.StandaloneOptions{Driver: "boltdb", SweepInterval: -1})
 	t.Cleanup(func() { _ = l.Close() })
@@ -87,7 +87,7 @@ func TestLocal_GroupCommitCoalescesConcurrentWrites(t *testing.T) {
 	t.Logf("%d writes in %d fsynced batches", writers*each, ce.applies.Load())
 }
 
-func TestLocal_StampsWritesWithItsClock(t *testing.T) {
+func TestStandalone_StampsWritesWithItsClock(t *testing.T) {
 	clk := &fakeClock{}
 	clk.ns.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	l := drivers.NewStandalone(memory.New(), drivers.StandaloneOptions{Clock: clk.now, SweepInterval: -1})
@@ -112,7 +112,7 @@ func TestLocal_StampsWritesWithItsClock(t *testing.T) {
 	}
 }
 
-func TestLocal_SweepRemovesExpiredKeys(t *testing.T) {
+func TestStandalone_SweepRemovesExpiredKeys(t *testing.T) {
 	clk := &fakeClock{}
 	clk.ns.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	e := memory.New()
@@ -139,7 +139,7 @@ func TestLocal_SweepRemovesExpiredKeys(t *testing.T) {
 	}
 }
 
-func TestLocal_CloseWaitsAndRefusesLaterCalls(t *testing.T) {
+func TestStandalone_CloseWaitsAndRefusesLaterCalls(t *testing.T) {
 	l := drivers.NewStandalone(openBolt(t), drivers.StandaloneOptions{SweepInterval: time.Millisecond})
 	var wg sync.WaitGroup
 	for i := range 8 {
