@@ -66,6 +66,8 @@ type Node struct {
 	tracer trace.Tracer // nil without Options.Tracing
 	// stamper stamps proposals: the clock, floored at the replicated one.
 	stamper drivers.Stamper
+	// localReads is the time local reads judge expiry by (localReadTime).
+	localReads *drivers.ReadClock
 	// id is the node's identity and addr its raft address (identity.go).
 	id   identity
 	addr string
@@ -154,6 +156,7 @@ func Open(cfg Config, f *fsm.FSM, opts Options) (*Node, error) {
 	n := &Node{cfg: cfg, opts: opts, fsm: f, stop: make(chan struct{}),
 		logger: opts.Logger.With("component", "cluster", "node", cfg.NodeID)}
 	n.stamper = drivers.NewStamper(opts.Clock, f.Clock)
+	n.localReads = drivers.NewReadClock(n.stamper)
 	if opts.Tracing != nil {
 		n.tracer = opts.Tracing.Tracer("github.com/kvnode/kvnode/cluster")
 	}

@@ -242,5 +242,6 @@ func (n *Node) readTime() int64 {
 }
 
 // localReadTime is the time a local read judges expiry by: this node's
-// clock, never below the replicated clock it has applied.
-func (n *Node) localReadTime() int64 { return n.stampNow() }
+// clock, never below the replicated clock it has applied nor below a time
+// an earlier local read on this node used (drivers.ReadClock).
+func (n *Node) localReadTime() int64 { return n.localReads.Now() }

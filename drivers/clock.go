@@ -1,6 +1,9 @@
 package drivers
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Stamper is where every write gets its time: the Now an Op carries, which
 // every engine judges expiry and eviction by when it applies the Op (the
@@ -41,4 +44,34 @@ func (s Stamper) Stamp(ops []Op) int64 {
 		ops[i].Now = now
 	}
 	return now
+}
+
+// ReadClock is the time one node's reads judge expiry by: its Stamper's
+// time, never below a time it returned before. A clock that steps back
+// (an NTP step, a resumed VM, an operator, a skew fault) would otherwise
+// let a read show a key that an earlier read on the same node found
+// expired; with it, expiry seen on a node stays seen there. The price is
+// that after a backward step keys hide early by up to the size of the step
+// until the clock has caught up, which the skew bound already allows.
+type ReadClock struct {
+	s    Stamper
+	last atomic.Int64
+}
+
+// NewReadClock returns a ReadClock over s.
+func NewReadClock(s Stamper) *ReadClock { return &ReadClock{s: s} }
+
+// Now returns s.Now(), or the latest time returned before when that is
+// later.
+func (c *ReadClock) Now() int64 {
+	now := c.s.Now()
+	for {
+		last := c.last.Load()
+		if now <= last {
+			return last
+		}
+		if c.last.CompareAndSwap(last, now) {
+			return now
+		}
+	}
 }

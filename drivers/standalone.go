@@ -65,6 +65,7 @@ func NewStandalone(e Engine, opts StandaloneOptions) *Standalone {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	gc := &groupCommit{e: e, clock: NewStamper(opts.Clock, nil), storage: opts.Storage}
+	gc.reads = NewReadClock(gc.clock)
 	l := &Standalone{
 		EngineStore: NewEngineStore(e, gc, EngineStoreOptions{SpanPrefix: opts.Driver, Tracer: opts.Tracer, Owned: true}),
 		gc:          gc,
@@ -134,8 +135,10 @@ func (l *Standalone) Close() error {
 
 // groupCommit is Standalone's committer.
 type groupCommit struct {
-	e       Engine
-	clock   Stamper
+	e     Engine
+	clock Stamper
+	// reads is the time reads judge expiry by: the clock, never going back.
+	reads   *ReadClock
 	storage string
 
 	mu    sync.Mutex
@@ -154,8 +157,9 @@ type writeReq struct {
 	done chan struct{}
 }
 
-// ReadTime implements Committer: reads judge expiry by the wall clock.
-func (g *groupCommit) ReadTime(context.Context) (int64, error) { return g.clock.Now(), nil }
+// ReadTime implements Committer: reads judge expiry by the wall clock,
+// never going back (ReadClock).
+func (g *groupCommit) ReadTime(context.Context) (int64, error) { return g.reads.Now(), nil }
 
 // Commit implements Committer: it applies op and returns once it is
 // applied (and, for a persistent engine, synced). A writer that finds no

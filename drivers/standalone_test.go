@@ -169,3 +169,25 @@ func TestStandalone_CloseWaitsAndRefusesLaterCalls(t *testing.T) {
 		t.Fatalf("Delete after Close: %v, want ErrClosed", err)
 	}
 }
+
+// A clock that steps back (NTP, a resumed VM) does not bring back a key a
+// read already found expired.
+func TestStandalone_ExpirySeenStaysSeenWhenTheClockStepsBack(t *testing.T) {
+	clk := &fakeClock{}
+	clk.ns.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	l := drivers.NewStandalone(memory.New(), drivers.StandaloneOptions{Clock: clk.now, SweepInterval: -1})
+	t.Cleanup(func() { _ = l.Close() })
+	ctx := t.Context()
+	deadline := clk.now().Add(time.Second)
+	if err := l.Set(ctx, []drivers.Item{{Key: "k", Value: []byte("v"), Timeout: deadline.Format(time.RFC3339), Deadline: deadline.UnixNano()}}); err != nil {
+		t.Fatal(err)
+	}
+	clk.add(2 * time.Second)
+	if got, _ := l.MGet(ctx, []string{"k"}); len(got) != 0 {
+		t.Fatalf("served after its deadline: %v", got)
+	}
+	clk.add(-2 * time.Second)
+	if got, _ := l.MGet(ctx, []string{"k"}); len(got) != 0 {
+		t.Fatalf("after the clock stepped back, a key already seen expired is served again: %v", got)
+	}
+}
