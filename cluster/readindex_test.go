@@ -75,23 +75,35 @@ func TestReadIndex_LeaderNeverServesBelowWhatAFollowerServed(t *testing.T) {
 	}
 }
 
+// unsweptCluster starts a cluster with a "mem" storage whose expired keys
+// stay in the engines (no sweep), hidden by time alone.
+func unsweptCluster(t *testing.T) *clustertest.Cluster {
+	t.Helper()
+	return clustertest.New(t, clustertest.Options{
+		Storages: map[string]string{"mem": "memory"},
+		Tune:     func(cfg *cluster.Config) { cfg.SweepInterval = time.Hour },
+	})
+}
+
+// ttlItem is k=v expiring at deadline, as the RPC layer decodes it.
+func ttlItem(k, v string, deadline time.Time) drivers.Item {
+	it := item(k, v)
+	it.Timeout, it.Deadline = deadline.UTC().Format(time.RFC3339Nano), deadline.UnixNano()
+	return it
+}
+
 // Linearizable reads judge expiry by the cluster's replicated clock, not by
 // the clock of the node that serves them: a key one read saw expire never
 // reappears, not on a node whose clock is behind, and not after that node
 // becomes leader.
 func TestReadIndex_ExpiryNeverGoesBackUnderClockSkew(t *testing.T) {
-	c := clustertest.New(t, clustertest.Options{
-		Storages: map[string]string{"mem": "memory"},
-		// No sweep: the key stays in the engines, hidden by time alone.
-		Tune: func(cfg *cluster.Config) { cfg.SweepInterval = time.Hour },
-	})
+	c := unsweptCluster(t)
 	leader := c.WaitLeader()
 	slow := c.Followers(leader)[0]
 	c.SetClockOffset(slow, -5*time.Second)
 
 	deadline := time.Now().Add(time.Second).UTC()
-	it := item("k", "v")
-	it.Timeout, it.Deadline = deadline.Format(time.RFC3339Nano), deadline.UnixNano()
+	it := ttlItem("k", "v", deadline)
 	c.Retry("set with ttl", func(ctx context.Context) error {
 		return c.Store(leader, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{it})
 	})
@@ -127,16 +139,11 @@ func TestReadIndex_ExpiryNeverGoesBackUnderClockSkew(t *testing.T) {
 // back (here a skew that ends) does not bring back, on that node, a key a
 // read there already found expired.
 func TestReadIndex_LocalExpirySeenStaysSeenWhenTheClockStepsBack(t *testing.T) {
-	c := clustertest.New(t, clustertest.Options{
-		Storages: map[string]string{"mem": "memory"},
-		// No sweep: the key stays in the engines, hidden by time alone.
-		Tune: func(cfg *cluster.Config) { cfg.SweepInterval = time.Hour },
-	})
+	c := unsweptCluster(t)
 	leader := c.WaitLeader()
 	f := c.Followers(leader)[0]
 	deadline := time.Now().Add(time.Minute).UTC()
-	it := item("k", "v")
-	it.Timeout, it.Deadline = deadline.Format(time.RFC3339Nano), deadline.UnixNano()
+	it := ttlItem("k", "v", deadline)
 	c.Retry("set with ttl", func(ctx context.Context) error {
 		return c.Store(f, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{it})
 	})

@@ -60,10 +60,11 @@ func TestWritePath_FollowerReadsItsAcknowledgedWritesFromAnyConnection(t *testin
 	}
 }
 
-// Concurrent writes on a leader share log entries, each with its own
-// result (a refused write fails alone); while a member has not reported a
-// log version that can apply batches, each write is its own entry.
-func TestWritePath_LeaderCoalescesConcurrentWritesOnlyWhenEveryMemberCan(t *testing.T) {
+// coalescingCluster starts a cluster with a "mem" storage and waits until
+// its leader may put several writes in one entry (every member reported a
+// log version that can apply batches).
+func coalescingCluster(t *testing.T) (*clustertest.Cluster, int, *cluster.Node) {
+	t.Helper()
 	c := clustertest.New(t, clustertest.Options{Storages: map[string]string{"mem": "memory"}})
 	leader := c.WaitLeader()
 	n := c.Nodes[leader].Node
@@ -73,6 +74,14 @@ func TestWritePath_LeaderCoalescesConcurrentWritesOnlyWhenEveryMemberCan(t *test
 		}
 		return ""
 	})
+	return c, leader, n
+}
+
+// Concurrent writes on a leader share log entries, each with its own
+// result (a refused write fails alone); while a member has not reported a
+// log version that can apply batches, each write is its own entry.
+func TestWritePath_LeaderCoalescesConcurrentWritesOnlyWhenEveryMemberCan(t *testing.T) {
+	c, leader, n := coalescingCluster(t)
 	const writers = 32
 	// burst writes concurrently on the leader and returns how many log
 	// entries they took.
@@ -205,15 +214,7 @@ func TestWritePath_FollowersNoticeADeadLeaderByItsClosedConnections(t *testing.T
 // value (each writer is its key's only writer, so nothing later can
 // replace it), and every node ends with the same state.
 func TestWritePath_CoalescedWritesAreLinearizableOnEveryNode(t *testing.T) {
-	c := clustertest.New(t, clustertest.Options{Storages: map[string]string{"mem": "memory"}})
-	leader := c.WaitLeader()
-	n := c.Nodes[leader].Node
-	c.Poll("every member reported its version", func() string {
-		if !cluster.BatchesOK(n) {
-			return "not yet"
-		}
-		return ""
-	})
+	c, _, n := coalescingCluster(t)
 	const writers, rounds = 12, 25
 	before := n.FSM().AppliedIndex()
 	deadline := time.Now().Add(time.Minute)

@@ -33,6 +33,18 @@ type fakeClock struct{ ns atomic.Int64 }
 func (c *fakeClock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
 func (c *fakeClock) add(d time.Duration) { c.ns.Add(int64(d)) }
 
+// clockedStandalone is a Standalone over e on a fake clock set to 2030,
+// closed when the test ends; opts.Clock is set.
+func clockedStandalone(t *testing.T, e drivers.Engine, opts drivers.StandaloneOptions) (*drivers.Standalone, *fakeClock) {
+	t.Helper()
+	clk := &fakeClock{}
+	clk.ns.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	opts.Clock = clk.now
+	l := drivers.NewStandalone(e, opts)
+	t.Cleanup(func() { _ = l.Close() })
+	return l, clk
+}
+
 func openBolt(t *testing.T) drivers.Engine {
 	t.Helper()
 	cfg := boltdb.Config{File: filepath.Join(t.TempDir(), "rr.db")}
@@ -88,10 +100,7 @@ func TestStandalone_GroupCommitCoalescesConcurrentWrites(t *testing.T) {
 }
 
 func TestStandalone_StampsWritesWithItsClock(t *testing.T) {
-	clk := &fakeClock{}
-	clk.ns.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	l := drivers.NewStandalone(memory.New(), drivers.StandaloneOptions{Clock: clk.now, SweepInterval: -1})
-	t.Cleanup(func() { _ = l.Close() })
+	l, clk := clockedStandalone(t, memory.New(), drivers.StandaloneOptions{SweepInterval: -1})
 	ctx := t.Context()
 
 	past := clk.now().Add(-time.Second)
@@ -113,11 +122,8 @@ func TestStandalone_StampsWritesWithItsClock(t *testing.T) {
 }
 
 func TestStandalone_SweepRemovesExpiredKeys(t *testing.T) {
-	clk := &fakeClock{}
-	clk.ns.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	e := memory.New()
-	l := drivers.NewStandalone(e, drivers.StandaloneOptions{Clock: clk.now, SweepInterval: -1, SweepBatch: 3})
-	t.Cleanup(func() { _ = l.Close() })
+	l, clk := clockedStandalone(t, e, drivers.StandaloneOptions{SweepInterval: -1, SweepBatch: 3})
 
 	d := clk.now().Add(time.Minute)
 	var items []drivers.Item
@@ -173,10 +179,7 @@ func TestStandalone_CloseWaitsAndRefusesLaterCalls(t *testing.T) {
 // A clock that steps back (NTP, a resumed VM) does not bring back a key a
 // read already found expired.
 func TestStandalone_ExpirySeenStaysSeenWhenTheClockStepsBack(t *testing.T) {
-	clk := &fakeClock{}
-	clk.ns.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	l := drivers.NewStandalone(memory.New(), drivers.StandaloneOptions{Clock: clk.now, SweepInterval: -1})
-	t.Cleanup(func() { _ = l.Close() })
+	l, clk := clockedStandalone(t, memory.New(), drivers.StandaloneOptions{SweepInterval: -1})
 	ctx := t.Context()
 	deadline := clk.now().Add(time.Second)
 	if err := l.Set(ctx, []drivers.Item{{Key: "k", Value: []byte("v"), Timeout: deadline.Format(time.RFC3339), Deadline: deadline.UnixNano()}}); err != nil {

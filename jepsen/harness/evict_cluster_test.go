@@ -21,11 +21,8 @@ func TestEventFollowerSeesEvictions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}
-	c := testCluster(t, false)
+	c := writableCluster(t, false)
 	ctx := t.Context()
-	if err := WaitWritable(ctx, c, time.Minute); err != nil {
-		t.Fatal(err)
-	}
 	// The leader puts its configured limits into the replicated state at
 	// its first sweep; writes before that would not be bounded.
 	waitLimits(t, c)

@@ -37,11 +37,8 @@ func TestClockFailpointMovesExpiry(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}
-	c := startTestCluster(t, false, true)
+	c := writableCluster(t, true)
 	ctx := t.Context()
-	if err := WaitWritable(ctx, c, time.Minute); err != nil {
-		t.Fatal(err)
-	}
 	cl, err := client.Dial(ctx, c.Addr("node1"), client.WithPoolSize(1))
 	if err != nil {
 		t.Fatal(err)

@@ -17,11 +17,8 @@ func TestDiskLossWaitsForAWholeCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}
-	c := testCluster(t, false)
+	c := writableCluster(t, false)
 	ctx := t.Context()
-	if err := WaitWritable(ctx, c, time.Minute); err != nil {
-		t.Fatal(err)
-	}
 	n := &nemesis{c: c, clock: runClock{start: time.Now()}, rng: rand.New(rand.NewPCG(1, 2)),
 		logger: slog.New(slog.DiscardHandler),
 		opts:   NemesisOptions{Kinds: []string{NemesisWipe}, Settle: time.Millisecond}}

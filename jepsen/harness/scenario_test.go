@@ -72,6 +72,17 @@ func startTestCluster(t *testing.T, unsafe, failpoints bool) Cluster {
 	return l
 }
 
+// writableCluster is startTestCluster once a linearizable write through
+// any node is acknowledged (at most a minute).
+func writableCluster(t *testing.T, failpoints bool) Cluster {
+	t.Helper()
+	c := startTestCluster(t, false, failpoints)
+	if err := WaitWritable(t.Context(), c, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func runStaleRead(t *testing.T, unsafe bool) ([]Op, []Anomaly) {
 	t.Helper()
 	if testing.Short() {
