@@ -31,6 +31,8 @@ type DockerOptions struct {
 	UnsafeLocalReads bool
 	// ReapAfter sets cluster.reap_after (0: the compose default).
 	ReapAfter time.Duration
+	// LogStore sets cluster.raft.log_store ("": the compose default, boltdb).
+	LogStore string
 	// Overrides are compose files applied over ComposeFile, e.g.
 	// jepsen/docker/compose.static-peers.yml.
 	Overrides []string
@@ -94,6 +96,9 @@ func StartDocker(ctx context.Context, opts DockerOptions) (*Docker, error) {
 		"KVNODE_SECRETS_DIR="+secrets)
 	if opts.ReapAfter > 0 {
 		d.env = append(d.env, "KVNODE_REAP_AFTER="+opts.ReapAfter.String())
+	}
+	if opts.LogStore != "" {
+		d.env = append(d.env, "KVNODE_LOG_STORE="+opts.LogStore)
 	}
 	for i, n := range d.Nodes() {
 		p, err := freePort()

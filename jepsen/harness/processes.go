@@ -23,6 +23,8 @@ type ProcessesOptions struct {
 	UnsafeLocalReads bool
 	// ReapAfter sets cluster.reap_after (0: kvnode's default).
 	ReapAfter time.Duration
+	// LogStore sets cluster.raft.log_store ("": kvnode's default, boltdb).
+	LogStore string
 	// Failpoints serves each node's fault-injection endpoint on the
 	// loopback; Binary must be built with -tags failpoint.
 	Failpoints bool
@@ -146,6 +148,9 @@ func (l *Processes) spawn(node string) error {
 		"-o", "cluster.tls.key="+filepath.Join(secrets, node+"-key.pem"))
 	if l.opts.ReapAfter > 0 {
 		cmd.Args = append(cmd.Args, "-o", "cluster.reap_after="+l.opts.ReapAfter.String())
+	}
+	if l.opts.LogStore != "" {
+		cmd.Args = append(cmd.Args, "-o", "cluster.raft.log_store="+l.opts.LogStore)
 	}
 	cmd.Env = append(os.Environ(), "HOSTNAME="+node,
 		fmt.Sprintf("KVNODE_CLUSTER_UNSAFE_LOCAL_LINEARIZABLE_READS=%t", l.opts.UnsafeLocalReads))

@@ -47,6 +47,7 @@ func run() int {
 		unsafe   = flag.Bool("unsafe-local-reads", false, "start the cluster with cluster.unsafe.local_linearizable_reads (the checker must fail)")
 		skew     = flag.Duration("ttl-skew", 50*time.Millisecond, "clock skew bound of the TTL check")
 		seed     = flag.Uint64("seed", 0, "random seed (default: time)")
+		logStore = flag.String("log-store", "", "cluster.raft.log_store of every node: boltdb or wal (default: kvnode's, boltdb)")
 		reap     = flag.Duration("reap-after", 10*time.Second, "cluster.reap_after: how long a dead node stays a voter (the remove nemesis waits for it)")
 	)
 	flag.Parse()
@@ -84,7 +85,7 @@ func run() int {
 		}
 	}
 	cs := clusterSpec{mode: *mode, image: *image, compose: *compose, project: *project, binary: *binary, out: *out,
-		unsafe: *unsafe, reap: *reap, static: *static}
+		unsafe: *unsafe, reap: *reap, static: *static, logStore: *logStore}
 	for _, k := range kinds {
 		if !slices.Contains(harness.AllNemeses, k) {
 			logger.Error("unknown nemesis", "nemesis", k, "known", harness.AllNemeses)
@@ -140,6 +141,7 @@ func run() int {
 // clusterSpec is what the flags say about the cluster to start.
 type clusterSpec struct {
 	mode, image, compose, project, binary, out string
+	logStore                                   string
 	unsafe, static, failpoints                 bool
 	reap                                       time.Duration
 }
@@ -174,9 +176,9 @@ func startCluster(ctx context.Context, cs clusterSpec, logger *slog.Logger) (har
 				return nil, err
 			}
 		}
-		logger.Info("starting docker cluster", "project", project, "image", cs.image, "failpoints", cs.failpoints, "static_peers", cs.static)
+		logger.Info("starting docker cluster", "project", project, "image", cs.image, "failpoints", cs.failpoints, "static_peers", cs.static, "log_store", cs.logStore)
 		return harness.StartDocker(ctx, harness.DockerOptions{ComposeFile: abs, Project: project, Image: cs.image, UnsafeLocalReads: cs.unsafe,
-			ReapAfter: cs.reap, Overrides: overrides, Failpoints: cs.failpoints, Logger: logger})
+			ReapAfter: cs.reap, LogStore: cs.logStore, Overrides: overrides, Failpoints: cs.failpoints, Logger: logger})
 	case "local":
 		binary := cs.binary
 		if binary == "" {
@@ -189,9 +191,9 @@ func startCluster(ctx context.Context, cs clusterSpec, logger *slog.Logger) (har
 		if err != nil {
 			return nil, err
 		}
-		logger.Info("starting local processes", "binary", binary, "dir", cs.out, "failpoints", cs.failpoints, "static_peers", cs.static)
+		logger.Info("starting local processes", "binary", binary, "dir", cs.out, "failpoints", cs.failpoints, "static_peers", cs.static, "log_store", cs.logStore)
 		return harness.StartProcesses(ctx, harness.ProcessesOptions{Binary: binary, Config: cfg, Dir: cs.out, UnsafeLocalReads: cs.unsafe,
-			ReapAfter: cs.reap, Failpoints: cs.failpoints, StaticPeers: cs.static})
+			ReapAfter: cs.reap, LogStore: cs.logStore, Failpoints: cs.failpoints, StaticPeers: cs.static})
 	}
 	return nil, fmt.Errorf("unknown mode %q (want docker, local or auto)", mode)
 }
