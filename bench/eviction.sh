@@ -11,14 +11,14 @@
 # Prints markdown on stdout.
 #
 # Usage: bench/eviction.sh [KVNODE_BINARY]
-# Env:   BENCH_DURATION=10s  BENCH_REPS=3  BENCH_MAX_MEMORY=64MiB  BENCH_KEYSPACE=5000000
+# Env:   BENCH_DURATION=30s  BENCH_REPS=3  BENCH_MAX_MEMORY=64MiB  BENCH_KEYSPACE=5000000
 #        BENCH_FLOOD=  BENCH_SAMPLE=30s  BENCH_PORT=18500  BENCH_C=16
 #        BENCH_ONLY_FLOOD=1 skips the throughput runs; BENCH_KEEP_LOGS=1 prints the nodes' logs' ends
 # Needs: go (unless a binary is given), jq.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-DURATION=${BENCH_DURATION:-10s}
+DURATION=${BENCH_DURATION:-30s}
 REPS=${BENCH_REPS:-3}
 MAXMEM=${BENCH_MAX_MEMORY:-64MiB}
 KEYSPACE=${BENCH_KEYSPACE:-5000000}
