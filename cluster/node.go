@@ -44,6 +44,10 @@ type Options struct {
 	// BootID returns the id of the machine's current boot (recovery.go);
 	// nil reads Linux's.
 	BootID func() string
+	// UnsyncedEngines says the persistent engines were opened without
+	// fsync (drivers.Env.Unsynced): the node records it in its running
+	// marker, so that after an OS crash CheckEngineFiles has them rebuilt.
+	UnsyncedEngines bool
 	// Limits are the configured limits of bounded storages, by name; the
 	// leader makes them the replicated ones (evict.go).
 	Limits map[string]drivers.Limits
@@ -412,6 +416,11 @@ func (n *Node) teardown() error {
 	}
 	if n.stores != nil {
 		err := n.stores.Close()
+		if err == nil && n.marked {
+			// Raft has stopped: nothing more is applied. Unsynced engines'
+			// files must be whole before the marker calls the stop clean.
+			err = n.syncEngines()
+		}
 		if err == nil && n.marked {
 			n.markStopped()
 		}

@@ -12,19 +12,31 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/kvnode/kvnode/drivers"
 	eventlog "github.com/kvnode/kvnode/log"
 )
 
-// With cluster.raft.no_sync the raft log is not fsynced: a process crash
-// loses nothing (the page cache survives), but an OS crash or power loss
-// can drop the log's tail, and with it entries this node acknowledged, and
-// its vote. That is amnesia (identity.go): the node must not go on as the
-// voter it was. Open finds out in two ways:
+// Two things a node writes are not fsynced, and an OS crash or power loss
+// (not a process crash: the kernel's page cache outlives the process) can
+// lose or tear them. The node finds out from its running marker: it did
+// not stop cleanly, and the machine has booted since it started (Linux's
+// boot id changed), so its page cache is gone.
 //
-//   - a persistent engine holds entries the log no longer has (boltdb
-//     fsyncs each batch even with no_sync), or
-//   - the node did not stop cleanly, and the machine has booted since it
-//     started (Linux's boot id changed), so its page cache is gone.
+// Persistent storages' files on a cluster node (drivers.Env.Unsynced):
+// the raft log and snapshots are their durable record, so bbolt commits
+// without its two fdatasyncs per batch. After an OS crash such a file may
+// be torn in ways bbolt cannot see (a meta page written before the pages it
+// points to), so CheckEngineFiles, before the engines are opened, answers
+// ErrEnginesTorn: the caller moves the files aside (Quarantine) and they
+// are rebuilt from the latest snapshot and the log.
+//
+// The raft log itself with cluster.raft.no_sync: an OS crash can drop its
+// tail, and with it entries this node acknowledged, and its vote. That is
+// amnesia (identity.go): the node must not go on as the voter it was. Open
+// finds out in two ways:
+//
+//   - a persistent engine holds entries the log no longer has, or
+//   - the running marker, as above.
 //
 // Then Open fails with ErrRaftStateLost when the cluster has other voters:
 // the caller closes the engines, moves the raft state and the engines'
@@ -44,6 +56,10 @@ var (
 	// entries its raft log lost: Quarantine the engines' files and open
 	// again, which rebuilds them from the log.
 	ErrEnginesAhead = errors.New("storage ahead of the raft log (raft.no_sync and an OS crash or power loss)")
+	// ErrEnginesTorn means the persistent storages' files were committed
+	// without fsync and the machine restarted while the node was running:
+	// Quarantine them before opening them; raft rebuilds them.
+	ErrEnginesTorn = errors.New("storage files written without fsync may be torn (an OS crash or power loss while the node ran)")
 )
 
 // runningFile marks a node that has not stopped cleanly.
@@ -56,6 +72,28 @@ const bootIDFile = "/proc/sys/kernel/random/boot_id"
 type running struct {
 	BootID string `json:"boot_id"`
 	NoSync bool   `json:"no_sync"`
+	// EnginesUnsynced: the persistent engines commit without fsync.
+	EnginesUnsynced bool `json:"engines_unsynced,omitempty"`
+}
+
+// crashedAcrossBoot reports whether the node with this marker did not
+// stop cleanly and the machine has booted since (boot unknown: no).
+func (r running) crashedAcrossBoot(hadMarker bool, boot string) bool {
+	return hadMarker && r.BootID != "" && boot != "" && r.BootID != boot
+}
+
+// CheckEngineFiles returns ErrEnginesTorn when the persistent storages'
+// files in dataDir cannot be trusted (see above); call it before opening
+// them. bootID returns the machine's current boot id; nil reads Linux's.
+func CheckEngineFiles(dataDir string, bootID func() string) error {
+	prev, hadMarker := readRunning(dataDir)
+	if bootID == nil {
+		bootID = linuxBootID
+	}
+	if prev.EnginesUnsynced && prev.crashedAcrossBoot(hadMarker, bootID()) {
+		return fmt.Errorf("%w: marked running in %s by boot %s", ErrEnginesTorn, dataDir, prev.BootID)
+	}
+	return nil
 }
 
 // checkDurability decides, before raft starts, whether this node's raft
@@ -67,7 +105,7 @@ func (n *Node) checkDurability() error {
 	}
 	prev, hadMarker := readRunning(n.cfg.DataDir)
 	boot := n.bootID()
-	rebooted := hadMarker && prev.NoSync && prev.BootID != "" && boot != "" && prev.BootID != boot
+	rebooted := prev.NoSync && prev.crashedAcrossBoot(hadMarker, boot)
 	switch {
 	case len(ahead) > 0 && !n.cfg.Raft.NoSync:
 		return fmt.Errorf("%w: %s: it belongs to another cluster or the data dir was replaced; move the storage file away to start empty",
@@ -90,7 +128,7 @@ func (n *Node) checkDurability() error {
 		n.logger.Warn("raft.no_sync: the machine restarted while this node, the only voter, was running: "+
 			"writes acknowledged just before may be lost", "data_dir", n.cfg.DataDir)
 	}
-	return writeRunning(n.cfg.DataDir, running{BootID: boot, NoSync: n.cfg.Raft.NoSync})
+	return writeRunning(n.cfg.DataDir, running{BootID: boot, NoSync: n.cfg.Raft.NoSync, EnginesUnsynced: n.opts.UnsyncedEngines})
 }
 
 // enginesAhead describes the persistent engines whose applied index is
@@ -158,6 +196,11 @@ func (n *Node) bootID() string {
 	if n.opts.BootID != nil {
 		return n.opts.BootID()
 	}
+	return linuxBootID()
+}
+
+// linuxBootID reads the current boot's id ("" where unknown).
+func linuxBootID() string {
 	b, err := os.ReadFile(bootIDFile)
 	if err != nil {
 		return ""
@@ -197,6 +240,19 @@ func writeRunning(dir string, r running) error {
 	return nil
 }
 
+// syncEngines makes what the persistent engines applied durable.
+func (n *Node) syncEngines() error {
+	for _, name := range n.fsm.Names() {
+		e, _ := n.fsm.Engine(name)
+		if s, ok := e.(drivers.Syncer); ok {
+			if err := s.Sync(); err != nil {
+				return fmt.Errorf("storage %q: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
 // markStopped records a clean stop: the raft log was closed in order.
 func (n *Node) markStopped() {
 	if err := os.Remove(filepath.Join(n.cfg.DataDir, runningFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -206,10 +262,10 @@ func (n *Node) markStopped() {
 	_ = syncDir(n.cfg.DataDir)
 }
 
-// Quarantine moves aside, into dataDir/lost-<time>, what the error Open
+// Quarantine moves aside, into dataDir/lost-<time>-<n>, what the error Open
 // returned says cannot be trusted: for ErrRaftStateLost the raft state and
 // identity in dataDir and every file in engineFiles, for ErrEnginesAhead
-// the engine files only. The engines must be closed. It returns the
+// and ErrEnginesTorn the engine files only. The engines must be closed. It returns the
 // directory the files went to, which the operator may delete.
 func Quarantine(dataDir string, engineFiles []string, cause error) (string, error) {
 	var files []string
@@ -217,14 +273,20 @@ func Quarantine(dataDir string, engineFiles []string, cause error) (string, erro
 	case errors.Is(cause, ErrRaftStateLost):
 		files = append(files, eventlog.StateFiles(dataDir)...)
 		files = append(files, filepath.Join(dataDir, identityFile), filepath.Join(dataDir, runningFile))
-		files = append(files, engineFiles...)
-	case errors.Is(cause, ErrEnginesAhead):
-		files = append(files, engineFiles...)
+	case errors.Is(cause, ErrEnginesAhead), errors.Is(cause, ErrEnginesTorn):
 	default:
 		return "", fmt.Errorf("quarantine: %w", cause)
 	}
-	dir := filepath.Join(dataDir, "lost-"+time.Now().UTC().Format("20060102T150405Z"))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	for _, f := range engineFiles {
+		// With its side files (<file>.*): an engine opening would take
+		// up, e.g. the live file an interrupted boltdb restore set aside.
+		side, _ := filepath.Glob(f + ".*")
+		files = append(append(files, f), side...)
+	}
+	// A directory of its own: two quarantines within a second (a torn
+	// storage file, then lost raft state) keep both sets apart.
+	dir, err := os.MkdirTemp(dataDir, "lost-"+time.Now().UTC().Format("20060102T150405Z")+"-")
+	if err != nil {
 		return "", fmt.Errorf("quarantine: %w", err)
 	}
 	for i, f := range files {

@@ -58,3 +58,34 @@ func TestRecovery_NoSyncNodeRebootedUncleanlyRejoinsAsANewMember(t *testing.T) {
 	c.Restart(victim)
 	c.EnsureSame()
 }
+
+// Storage files written without fsync are distrusted only after an OS
+// crash: the node did not stop cleanly and the machine booted since. A
+// process crash (same boot) leaves the page cache, and with it whole
+// files; a marker from a version that synced them says nothing of them.
+func TestCheckEngineFiles_OnlyAnUncleanStopAcrossABootTearsUnsyncedFiles(t *testing.T) {
+	boot := func() string { return "boot-2" }
+	for _, c := range []struct {
+		name, marker string
+		torn         bool
+	}{
+		{"clean stop", "", false},
+		{"process crash", `{"boot_id":"boot-2","engines_unsynced":true}`, false},
+		{"OS crash", `{"boot_id":"boot-1","engines_unsynced":true}`, true},
+		{"OS crash, engines synced", `{"boot_id":"boot-1","no_sync":true}`, false},
+		{"boot unknown", `{"boot_id":"","engines_unsynced":true}`, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if c.marker != "" {
+				if err := os.WriteFile(filepath.Join(dir, "running.json"), []byte(c.marker), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := cluster.CheckEngineFiles(dir, boot)
+			if got := errors.Is(err, cluster.ErrEnginesTorn); got != c.torn {
+				t.Fatalf("CheckEngineFiles = %v, torn %t, want %t", err, got, c.torn)
+			}
+		})
+	}
+}

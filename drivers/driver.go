@@ -111,6 +111,12 @@ type Env struct {
 	// taken in (cluster.data_dir), so that nodes sharing a working
 	// directory never share a file; "" for a standalone storage.
 	DataDir string
+	// Unsynced tells a replicated storage's persistent engine that its
+	// writes are durable in the raft log: it need not fsync each Apply
+	// (bbolt's two fdatasyncs per batch on every node), and it is rebuilt
+	// from the log after an OS crash (cluster.CheckEngineFiles). It must
+	// still leave its files whole on Close.
+	Unsynced bool
 	// Given reports whether the storage's section gave key a value, for a
 	// driver whose behaviour without the key differs from that with its
 	// default value (nil: no key was given).

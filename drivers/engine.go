@@ -154,3 +154,10 @@ type Stats struct {
 	// Rejected the writes it refused with ErrFull, since it started.
 	Evicted, Rejected int64
 }
+
+// Syncer is a persistent engine that may commit without fsync
+// (Env.Unsynced): Sync makes everything applied so far durable. A cluster
+// node calls it once raft has stopped, before it records a clean stop.
+type Syncer interface {
+	Sync() error
+}

@@ -23,7 +23,7 @@ func openRaft(cfg *config.Config, env storageEnv, p *config.Problems) (*replicat
 	cc := cfg.ClusterConfig
 	r := &replicatedSet{engines: map[string]drivers.Engine{}}
 	opts := cluster.Options{Logger: logger, RPCAddr: cfg.RPC.Listen, Tracing: env.tp,
-		Limits: map[string]drivers.Limits{}, EvictionSamples: map[string]int{}}
+		Limits: map[string]drivers.Limits{}, EvictionSamples: map[string]int{}, UnsyncedEngines: true}
 	for i := range cfg.Storages {
 		sc := &cfg.Storages[i]
 		if !sc.Driver.Replicable() || sc.Settings == nil {
@@ -36,7 +36,8 @@ func openRaft(cfg *config.Config, env storageEnv, p *config.Problems) (*replicat
 		}
 		// Relative files live in the node's data dir, so nodes sharing a
 		// working directory (three local processes) never share a file.
-		env := drivers.Env{Storage: sc.Name, Logger: logger.With("storage", sc.Name), DataDir: cc.DataDir, Given: sc.Given}
+		// Unsynced: the raft log is the storage's durable record (cluster/recovery.go).
+		env := drivers.Env{Storage: sc.Name, Logger: logger.With("storage", sc.Name), DataDir: cc.DataDir, Given: sc.Given, Unsynced: true}
 		e, err := sc.Driver.OpenEngine(sc.Settings, env)
 		if err != nil {
 			p.AddStorage(sc, err)
@@ -126,6 +127,18 @@ func openReplicated(cfg *config.Config, env storageEnv, p *config.Problems) (*re
 	if err := os.MkdirAll(cc.DataDir, 0o750); err != nil {
 		p.Add("cluster.data_dir", err)
 		return nil, nil
+	}
+	if err := cluster.CheckEngineFiles(cc.DataDir, nil); err != nil {
+		// An OS crash while the storages' files were written without
+		// fsync: move them aside before bbolt reads them; raft rebuilds
+		// them from its snapshot and log.
+		dir, qerr := cluster.Quarantine(cc.DataDir, engineFiles(cfg), err)
+		if qerr != nil {
+			p.Add("cluster", fmt.Errorf("%w; moving them aside failed: %w", err, qerr))
+			return nil, nil
+		}
+		logger.Error("recovering from an OS crash or power loss: storage files moved aside, rebuilt from the raft log",
+			"cause", err, "moved_to", dir)
 	}
 	r, err := openRaft(cfg, env, p)
 	if errors.Is(err, cluster.ErrRaftStateLost) || errors.Is(err, cluster.ErrEnginesAhead) {

@@ -19,7 +19,9 @@
 // # Durability
 //
 // Apply commits a whole batch of ops, and the applied index, in one bbolt
-// read-write transaction: one fsync per batch. Group commit (turning many
+// read-write transaction: one fsync per batch, or none on a cluster node
+// (WithoutSync), where the raft log is the durable record and the file is
+// rebuilt from it after an OS crash. Group commit (turning many
 // concurrent client writes into one batch) is the caller's job. Ops are
 // validated whole before the transaction touches anything, so the only way an
 // op can fail half-way is an I/O error, which rolls the whole batch back.

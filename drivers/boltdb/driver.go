@@ -38,11 +38,16 @@ func open(settings any, env drivers.Env) (drivers.Store, error) {
 }
 
 // openInDataDir opens a replicated storage's engine, its file taken in the
-// node's data directory when relative.
+// node's data directory when relative, without fsync when the raft log is
+// its durable record (env.Unsynced).
 func openInDataDir(settings any, env drivers.Env) (drivers.Engine, error) {
 	cfg := *settings.(*Config)
 	cfg.File = file(settings, env.DataDir)
-	e, err := Open(cfg, env.Logger)
+	var opts []Option
+	if env.Unsynced {
+		opts = append(opts, WithoutSync())
+	}
+	e, err := Open(cfg, env.Logger, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("file: %w", err)
 	}

@@ -31,6 +31,8 @@ type Engine struct {
 	cfg    Config
 	log    *slog.Logger
 	bucket []byte
+	// noSync skips bbolt's fsyncs (WithoutSync).
+	noSync bool
 
 	// wmu serialises Apply, Restore and Close, so that the cached applied
 	// index and counters move in commit order.
@@ -46,10 +48,22 @@ type Engine struct {
 	bytes   atomic.Int64
 }
 
+// Option changes how Open opens a file.
+type Option func(*Engine)
+
+// WithoutSync commits without fsync, for an engine whose writes are made
+// durable elsewhere: a cluster node's raft log, from which the file is
+// rebuilt when it cannot be trusted. A process crash loses nothing (the
+// kernel's page cache has every committed page); an OS crash or power loss
+// can leave the file torn, so whoever opens it after one must not (see
+// cluster.CheckEngineFiles). Close syncs the file, so a clean stop leaves
+// it whole.
+func WithoutSync() Option { return func(e *Engine) { e.noSync = true } }
+
 // Open opens (or creates) the database file named by cfg, creating the
 // buckets it needs. Defaults are applied to unset fields. A file held by
 // another process makes Open fail after cfg.LockTimeout instead of hanging.
-func Open(cfg Config, logger *slog.Logger) (*Engine, error) {
+func Open(cfg Config, logger *slog.Logger, opts ...Option) (*Engine, error) {
 	cfg.InitDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -58,6 +72,9 @@ func Open(cfg Config, logger *slog.Logger) (*Engine, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{cfg: cfg, log: logger.With("file", cfg.File), bucket: []byte(cfg.Bucket)}
+	for _, o := range opts {
+		o(e)
+	}
 	if err := finishRestore(cfg.File); err != nil {
 		return nil, err
 	}
@@ -102,6 +119,7 @@ func (e *Engine) openBolt(path string, readOnly bool) (db *bolt.DB, err error) {
 		FreelistType:    bolt.FreelistMapType,
 		InitialMmapSize: initialMmapSize,
 		ReadOnly:        readOnly,
+		NoSync:          e.noSync && !readOnly,
 		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
 			file, err := os.OpenFile(name, flag, perm)
 			f = file
@@ -373,6 +391,20 @@ func (e *Engine) Close() error {
 	e.cur = nil
 	if err := h.release(); err != nil {
 		return fmt.Errorf("boltdb: close %q: %w", e.cfg.File, err)
+	}
+	return nil
+}
+
+// Sync implements drivers.Syncer: the file's committed pages reach the
+// disk (a no-op cost for a file opened with sync, whose commits did).
+func (e *Engine) Sync() error {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.cur == nil {
+		return drivers.ErrClosed
+	}
+	if err := e.cur.db.Sync(); err != nil {
+		return fmt.Errorf("boltdb: sync %q: %w", e.cfg.File, err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package boltdb
 
 import (
+	"errors"
 	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
@@ -33,10 +34,15 @@ func (h *handle) acquire() { h.refs.Add(1) }
 
 // release drops a reference and closes the file with the last one. bbolt's
 // Close waits for open read transactions, so a Snapshot rolls its own back
-// before it releases.
+// before it releases. A file committed without fsync (WithoutSync) is
+// synced first: what a clean stop leaves is whole.
 func (h *handle) release() error {
 	if h.refs.Add(-1) > 0 {
 		return nil
 	}
-	return h.db.Close()
+	var err error
+	if h.db.NoSync && !h.db.IsReadOnly() {
+		err = h.db.Sync()
+	}
+	return errors.Join(err, h.db.Close())
 }

@@ -54,6 +54,40 @@ func TestRestartKeepsValuesTTLsAndIndex(t *testing.T) {
 	}
 }
 
+// WithoutSync (a cluster node's engine: the raft log is the durable
+// record) commits without fsync, and a clean Close still leaves a whole
+// file with every value and the applied index.
+func TestWithoutSyncCommitsUnsyncedAndCloseLeavesItWhole(t *testing.T) {
+	cfg := testConfig(t)
+	e, err := Open(cfg, nil, WithoutSync())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.cur.db.NoSync {
+		t.Fatal("WithoutSync: bbolt still fsyncs every commit")
+	}
+	mustApply(t, e, 7, setOp(sec, item("a", "1", 0), item("b", "2", 100*sec)))
+	if err := e.Sync(); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	mustApply(t, e, 8, setOp(sec, item("c", "3", 0)))
+	before := hash(t, e)
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Sync(); !errors.Is(err, drivers.ErrClosed) {
+		t.Fatalf("Sync after Close = %v, want ErrClosed", err)
+	}
+
+	e = openEngine(t, cfg)
+	if e.cur.db.NoSync {
+		t.Fatal("a file opened without the option does not fsync")
+	}
+	if e.AppliedIndex() != 8 || hash(t, e) != before {
+		t.Fatalf("after reopening: applied index %d, same content %t", e.AppliedIndex(), hash(t, e) == before)
+	}
+}
+
 // TestRoadRunnerReadsOurFile opens the file the way RoadRunner's boltdb
 // driver does: bucket "default", gob-decode a []byte. RoadRunner keeps TTLs
 // in memory and never reads kvnode's buckets, so every value is there for
