@@ -150,7 +150,7 @@ func openWALDir(path string) (*walStore, error) {
 }
 
 // walStore is a raft-wal WAL that closes its metadata database too: the
-// WAL's Close (v0.4.0) leaves it open, with its file lock, so opening the
+// WAL's Close (v0.4.1) leaves it open, with its file lock, so opening the
 // same WAL again in this process (a restart in tests, a migration) would
 // wait for the lock forever.
 type walStore struct {
