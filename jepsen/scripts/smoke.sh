@@ -43,10 +43,12 @@ CGO_ENABLED=0 $GO test -trimpath -short -count=1 ./...
 CGO_ENABLED=0 $GO build -trimpath -o "$OUT.bin" ./cmd/jepsen
 timeout -s INT 290 "$OUT.bin" -mode=$mode -image="$FP_IMAGE" -project="$PROJECT" -kvnode="$PWD/../bin/failpoint/kvnode" \
 	-duration="$DURATION" -nemeses="$NEMESES" -out="$OUT"
+# About three faults fit in a minute: the disk-loss and slow-disk ones first,
+# as what a log store must survive.
 if [ "$WAL_DURATION" != 0 ]; then
-	echo "jepsen smoke: the same on log_store wal, $WAL_DURATION, kill,wipe,partition,slow-disk"
+	echo "jepsen smoke: the same on log_store wal, $WAL_DURATION, wipe,slow-disk,kill,partition"
 	timeout -s INT 150 "$OUT.bin" -mode=$mode -image="$FP_IMAGE" -project="${PROJECT}wal" -kvnode="$PWD/../bin/failpoint/kvnode" \
-		-log-store=wal -duration="$WAL_DURATION" -nemeses=kill,wipe,partition,slow-disk -out="$OUT-wal"
+		-log-store=wal -duration="$WAL_DURATION" -nemeses=wipe,slow-disk,kill,partition -out="$OUT-wal"
 fi
 rm -f "$OUT.bin"
 KVNODE_BIN="$PWD/../bin/kvnode" KVNODE_IMAGE="$IMAGE" CGO_ENABLED=0 $GO test -trimpath -count=1 -timeout 4m -run 'TestUnsafeReadsAreCaught|TestSafeReadsPassTheSameScenario' ./harness/
