@@ -37,10 +37,9 @@ func freePorts(t *testing.T, n int) []int {
 
 // With raft.no_sync the raft log is not fsynced: after a power loss the
 // storage can be ahead of the log (its pages reached the disk, the log's
-// tail did not). The node
-// used to refuse to start ("belongs to another cluster") and needed hand
-// repair; now it moves the suspect state aside, rejoins as a new member
-// and catches up.
+// tail did not). The node used to refuse to start ("belongs to another
+// cluster") and needed hand repair; now it moves the suspect state aside,
+// rejoins as a new member and catches up.
 func TestServe_NoSyncNodeWhoseLogLostItsTailRecoversByItself(t *testing.T) {
 	b := startBoltCluster(t, "no_sync: true, ")
 	b.writeAndReplicate(t)
@@ -77,10 +76,14 @@ func TestServe_NoSyncNodeWhoseLogLostItsTailRecoversByItself(t *testing.T) {
 func TestServe_StorageFileTornByAnOSCrashIsRebuiltFromTheLog(t *testing.T) {
 	b := startBoltCluster(t, "")
 	b.writeAndReplicate(t)
+	dir := b.dirs[2]
+	// What a running node leaves for the next start to judge by.
+	if m, err := os.ReadFile(filepath.Join(dir, "running.json")); err != nil || !bytes.Contains(m, []byte(`"engines_unsynced":true`)) {
+		t.Fatalf("running marker %q (%v): want engines_unsynced", m, err)
+	}
 	if err := b.nodes[2].stop(t); err != nil {
 		t.Fatal(err)
 	}
-	dir := b.dirs[2]
 	if _, err := os.Stat(filepath.Join(dir, "running.json")); !os.IsNotExist(err) {
 		t.Fatalf("a clean stop left the running marker (stat: %v)", err)
 	}
