@@ -3,9 +3,11 @@ module github.com/kvnode/kvnode/bench/rrserver
 go 1.26.8
 
 require (
+	github.com/roadrunner-server/api/v4 v4.24.0
 	github.com/roadrunner-server/boltdb/v5 v5.1.9
 	github.com/roadrunner-server/config/v5 v5.1.9
 	github.com/roadrunner-server/endure/v2 v2.6.2
+	github.com/roadrunner-server/goridge/v3 v3.8.3
 	github.com/roadrunner-server/kv/v5 v5.2.9
 	github.com/roadrunner-server/logger/v5 v5.1.9
 	github.com/roadrunner-server/memory/v5 v5.2.9
@@ -24,9 +26,7 @@ require (
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
 	github.com/pelletier/go-toml/v2 v2.2.4 // indirect
-	github.com/roadrunner-server/api/v4 v4.24.0 // indirect
 	github.com/roadrunner-server/errors v1.4.1 // indirect
-	github.com/roadrunner-server/goridge/v3 v3.8.3 // indirect
 	github.com/roadrunner-server/tcplisten v1.5.2 // indirect
 	github.com/sagikazarmark/locafero v0.11.0 // indirect
 	github.com/sourcegraph/conc v0.3.1-0.20240121214520-5f936abd7ae8 // indirect
