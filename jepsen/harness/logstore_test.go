@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,23 +14,8 @@ func TestProcesses_LogStoreReachesEveryNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}
-	bin := os.Getenv("KVNODE_BIN")
-	if bin == "" {
-		bin = filepath.Join(t.TempDir(), "kvnode")
-		if err := BuildKVNode(t.Context(), "../..", bin, false); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg, err := filepath.Abs("../docker/kvnode.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	l, err := StartProcesses(t.Context(), ProcessesOptions{Binary: bin, Config: cfg, Dir: dir, LogStore: "wal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close(context.Background()) })
+	l := startLocalCluster(t, "KVNODE_BIN", ProcessesOptions{Dir: dir, LogStore: "wal"})
 	if err := WaitWritable(t.Context(), l, time.Minute); err != nil {
 		t.Fatal(err)
 	}

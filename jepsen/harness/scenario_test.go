@@ -53,10 +53,19 @@ func startTestCluster(t *testing.T, unsafe, failpoints bool) Cluster {
 		return d
 	}
 	t.Logf("local processes (docker or the image %s=%q missing, or JEPSEN_CLUSTER=local)", imageVar, image)
-	bin := os.Getenv(binVar)
-	if bin == "" {
-		bin = filepath.Join(t.TempDir(), "kvnode")
-		if err := BuildKVNode(ctx, "../..", bin, failpoints); err != nil {
+	return startLocalCluster(t, binVar, ProcessesOptions{UnsafeLocalReads: unsafe, Failpoints: failpoints})
+}
+
+// startLocalCluster starts three local processes of the binary named by
+// binVar (built, with the failpoint tag when opts.Failpoints, when unset),
+// with jepsen/docker/kvnode.yaml in a test directory: opts' Binary, Config
+// and Dir are filled in.
+func startLocalCluster(t *testing.T, binVar string, opts ProcessesOptions) *Processes {
+	t.Helper()
+	opts.Binary = os.Getenv(binVar)
+	if opts.Binary == "" {
+		opts.Binary = filepath.Join(t.TempDir(), "kvnode")
+		if err := BuildKVNode(t.Context(), "../..", opts.Binary, opts.Failpoints); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -64,7 +73,11 @@ func startTestCluster(t *testing.T, unsafe, failpoints bool) Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := StartProcesses(ctx, ProcessesOptions{Binary: bin, Config: cfg, Dir: t.TempDir(), UnsafeLocalReads: unsafe, Failpoints: failpoints})
+	opts.Config = cfg
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	l, err := StartProcesses(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
