@@ -43,6 +43,11 @@ type conn struct {
 	wmu      sync.Mutex // serialises reply frames and guards raw
 	inflight sync.WaitGroup
 	sem      chan struct{} // bounds requests in flight
+	// work hands a request to an idle worker (unbuffered: only one that
+	// waits takes it); done, closed when the read loop ends, sends idle
+	// workers home.
+	work chan *request
+	done chan struct{}
 	deadline bool          // a read deadline is set on nc
 	inFrame  bool          // the deadline set is the current frame's
 
@@ -70,6 +75,8 @@ func (s *Server) newConn(nc net.Conn) *conn {
 		br:     bufio.NewReaderSize(nc, readBufSize),
 		remote: remote,
 		sem:    make(chan struct{}, s.cfg.MaxInFlight),
+		work:   make(chan *request),
+		done:   make(chan struct{}),
 		raw:    newRawWriter(nc),
 	}
 	c.bcond.L = &c.bmu
@@ -90,6 +97,7 @@ func (c *conn) serve() {
 	default:
 		c.s.logger.Warn("rpc: closing connection", "remote", c.remote, "err", err)
 	}
+	close(c.done)
 	c.inflight.Wait()
 	_ = c.nc.Close()
 }
@@ -119,7 +127,8 @@ func (c *conn) readLoop() (err error) {
 }
 
 // dispatch serves req on the reader goroutine when that cannot block (an
-// error reply, an inline storage), else on its own goroutine.
+// error reply, an inline storage), else hands it to a worker: an idle one
+// if the connection has one, else a new one.
 func (c *conn) dispatch(req *request) {
 	if req.err != nil || req.admin == aNone && (req.st == nil || req.st.inline) {
 		c.process(req)
@@ -127,13 +136,39 @@ func (c *conn) dispatch(req *request) {
 	}
 	c.sem <- struct{}{}
 	c.inflight.Add(1)
-	go func() {
-		defer func() {
-			<-c.sem
-			c.inflight.Done()
-		}()
+	select {
+	case c.work <- req:
+	default:
+		go c.worker(req)
+	}
+}
+
+// workerIdle is how long a connection's worker waits for another request
+// before it exits.
+const workerIdle = 10 * time.Second
+
+// worker serves req, then the requests the reader hands it, until it has
+// waited workerIdle for one or the connection stops reading. Workers
+// outlive their requests because a replicated storage's call path is deep
+// enough to grow a new goroutine's stack: a goroutine per request spent an
+// eighth of a follower's CPU copying stacks under 64 readers. At most
+// MaxInFlight workers serve a connection, as many as were busy at once.
+func (c *conn) worker(req *request) {
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
 		c.process(req)
-	}()
+		<-c.sem
+		c.inflight.Done()
+		idle.Reset(workerIdle)
+		select {
+		case req = <-c.work:
+		case <-idle.C:
+			return
+		case <-c.done:
+			return
+		}
+	}
 }
 
 // readRequest reads and decodes one frame. Every header field is checked

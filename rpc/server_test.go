@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"net"
+	netrpc "net/rpc"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -175,5 +178,58 @@ func TestServer_Observer(t *testing.T) {
 		if got := <-obs.calls; got != want {
 			t.Errorf("observed %q, want %q", got, want)
 		}
+	}
+}
+
+// holdStore holds every Has until open is closed, counting the calls that
+// reached it.
+type holdStore struct {
+	drivers.Store
+	in   atomic.Int32
+	open chan struct{}
+}
+
+func (h *holdStore) Has(ctx context.Context, keys []string) ([]string, error) {
+	h.in.Add(1)
+	select {
+	case <-h.open:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return h.Store.Has(ctx, keys)
+}
+
+// A connection keeps the workers that served its requests (conn.worker)
+// for the next ones, and they leave with it: once its client is gone the
+// server holds no more goroutines than before, well within workerIdle.
+func TestServer_WorkersLeaveWithTheirConnection(t *testing.T) {
+	hold := &holdStore{Store: newMemory(t), open: make(chan struct{})}
+	srv := startServer(t, Config{}, nil, Storage{Name: "slow", Driver: redisDriver(), Store: hold})
+	base := runtime.NumGoroutine()
+
+	c := dialClient(t, srv.Server)
+	const calls = 16
+	done := make(chan *netrpc.Call, calls)
+	for range calls {
+		c.Go("kv.Has", req("slow", "k"), &kvv1.Response{}, done)
+	}
+	waitFor(t, "every call to reach the store", func() bool { return hold.in.Load() == calls })
+	close(hold.open)
+	for range calls {
+		if call := <-done; call.Error != nil {
+			t.Fatal(call.Error)
+		}
+	}
+	mustCall(t, c, "kv.Has", req("slow", "k")) // an idle worker takes it
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	deadline := time.Now().Add(workerIdle / 2)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines left after the connection closed, had %d before it", runtime.NumGoroutine(), base)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
