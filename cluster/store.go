@@ -57,7 +57,17 @@ type replicated struct {
 	level Consistency
 }
 
-var _ drivers.Committer = (*replicated)(nil)
+var (
+	_ drivers.Committer     = (*replicated)(nil)
+	_ drivers.ReadyReporter = (*replicated)(nil)
+)
+
+// ReadsReady implements drivers.ReadyReporter: a local read is ready
+// when this node has applied every write it acknowledged (ReadTime then
+// returns at once); a linearizable one never is, it asks the leader.
+func (s *replicated) ReadsReady() bool {
+	return (s.level != ReadLinearizable || s.n.cfg.Unsafe.LocalLinearizableReads) && s.n.ackedApplied()
+}
 
 // ReadTime implements drivers.Committer: it prepares a read at the
 // storage's level and returns the time it judges expiry by.

@@ -14,7 +14,9 @@ import (
 
 // A write through a follower is acknowledged once committed, before the
 // follower applies it; every later read on that follower, from any
-// connection, waits until it has: read-your-writes on the node holds.
+// connection, waits until it has: read-your-writes on the node holds. The
+// store meanwhile reports its local reads not ready (the RPC server then
+// serves them on a worker, not on the connection's reader).
 func TestWritePath_FollowerReadsItsAcknowledgedWritesFromAnyConnection(t *testing.T) {
 	c := clustertest.New(t, clustertest.Options{Storages: map[string]string{"mem": "memory"}})
 	leader := c.WaitLeader()
@@ -23,6 +25,18 @@ func TestWritePath_FollowerReadsItsAcknowledgedWritesFromAnyConnection(t *testin
 		return c.Store(f, "mem", cluster.ReadLocal).Set(ctx, []drivers.Item{item("k", "v1")})
 	})
 	c.EnsureSame()
+	ready := func(level cluster.Consistency) bool {
+		return c.Store(f, "mem", level).(drivers.ReadyReporter).ReadsReady()
+	}
+	c.Poll("local reads on the caught-up follower", func() string {
+		if ready(cluster.ReadLocal) {
+			return ""
+		}
+		return "not ready"
+	})
+	if ready(cluster.ReadLinearizable) {
+		t.Error("a linearizable read reports ready: it must ask the leader")
+	}
 
 	// The follower cannot apply anything now; the write commits on the
 	// leader and the other follower, and is acknowledged.
@@ -33,6 +47,9 @@ func TestWritePath_FollowerReadsItsAcknowledgedWritesFromAnyConnection(t *testin
 	cancel()
 	if err != nil {
 		t.Fatalf("write through the follower: %v", err)
+	}
+	if ready(cluster.ReadLocal) {
+		t.Error("a local read reports ready before the follower applied a write it acknowledged")
 	}
 	// Another connection (another caller of the node's store) reads.
 	read := make(chan string, 1)
@@ -57,6 +74,9 @@ func TestWritePath_FollowerReadsItsAcknowledgedWritesFromAnyConnection(t *testin
 	release()
 	if got := <-read; got != "v2" {
 		t.Fatalf("read after the write: %q, want v2", got)
+	}
+	if !ready(cluster.ReadLocal) {
+		t.Error("local reads not ready once the follower applied what it acknowledged")
 	}
 }
 

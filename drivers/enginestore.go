@@ -27,6 +27,12 @@ type Committer interface {
 	Commit(ctx context.Context, op Op) error
 }
 
+// ReadyReporter is a Committer or Store that can tell, without waiting,
+// that a read now would not wait for anything (other nodes, the log).
+type ReadyReporter interface {
+	ReadsReady() bool
+}
+
 // EngineStoreOptions configures an EngineStore.
 type EngineStoreOptions struct {
 	// SpanPrefix starts the store's span names: "memory:set" for a local
@@ -59,6 +65,13 @@ type EngineStore struct {
 }
 
 var _ Store = (*EngineStore)(nil)
+
+// ReadsReady reports whether a read now would not wait for the committer:
+// false when the committer cannot tell (drivers.ReadyReporter).
+func (s *EngineStore) ReadsReady() bool {
+	r, ok := s.c.(ReadyReporter)
+	return ok && r.ReadsReady()
+}
 
 // NewEngineStore serves e through c.
 func NewEngineStore(e Engine, c Committer, opts EngineStoreOptions) *EngineStore {

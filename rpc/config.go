@@ -118,6 +118,14 @@ type Storage struct {
 	// may block (disk, network, raft): a blocking inline call would hold
 	// up every later request on its connection.
 	Inline bool
+	// ReadsInline, if set, is asked per read (Has, MGet, TTL) of a Store
+	// that is not Inline whether this read would finish in microseconds
+	// without waiting (a replicated memory storage whose node has applied
+	// every write it acknowledged); the server then serves it on the
+	// reader goroutine too. Writes always go to a worker. A read found
+	// ready that must wait after all (a write acknowledged in between)
+	// waits on the reader, as briefly as the node takes to apply it.
+	ReadsInline func() bool
 }
 
 func (c *Config) setDefaults() {

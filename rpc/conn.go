@@ -127,10 +127,11 @@ func (c *conn) readLoop() (err error) {
 }
 
 // dispatch serves req on the reader goroutine when that cannot block (an
-// error reply, an inline storage), else hands it to a worker: an idle one
-// if the connection has one, else a new one.
+// error reply, an inline storage or a read its storage says is ready),
+// else hands it to a worker: an idle one if the connection has one, else
+// a new one.
 func (c *conn) dispatch(req *request) {
-	if req.err != nil || req.admin == aNone && (req.st == nil || req.st.inline) {
+	if req.err != nil || req.admin == aNone && (req.st == nil || req.st.inlineFor(req.m)) {
 		c.process(req)
 		return
 	}

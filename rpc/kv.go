@@ -13,10 +13,19 @@ import (
 
 // storage is a configured Storage as the hot path uses it.
 type storage struct {
-	name   string
-	driver drivers.Driver
-	store  drivers.Store
-	inline bool
+	name        string
+	driver      drivers.Driver
+	store       drivers.Store
+	inline      bool
+	readsInline func() bool
+}
+
+// inlineFor reports whether m may be served on the connection's reader.
+func (st *storage) inlineFor(m method) bool {
+	if st.inline {
+		return true
+	}
+	return st.readsInline != nil && (m == mHas || m == mMGet || m == mTTL) && st.readsInline()
 }
 
 // call serves one decoded request: it validates the whole request, then

@@ -80,7 +80,7 @@ func New(cfg Config, storages []Storage, tp trace.TracerProvider, logger *slog.L
 		case s.storages[st.Name] != nil:
 			return nil, fmt.Errorf("%w %q: configured twice", ErrStorage, st.Name)
 		}
-		s.storages[st.Name] = &storage{name: st.Name, driver: st.Driver, store: st.Store, inline: st.Inline}
+		s.storages[st.Name] = &storage{name: st.Name, driver: st.Driver, store: st.Store, inline: st.Inline, readsInline: st.ReadsInline}
 	}
 	// A no-op provider still allocates a context per span; skipping spans
 	// altogether keeps tracing free when it is off.

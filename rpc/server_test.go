@@ -6,6 +6,7 @@ import (
 	"net"
 	netrpc "net/rpc"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -231,5 +232,53 @@ func TestServer_WorkersLeaveWithTheirConnection(t *testing.T) {
 			t.Fatalf("%d goroutines left after the connection closed, had %d before it", runtime.NumGoroutine(), base)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// whereStore records, per call, whether it ran on a connection's reader
+// goroutine (served inline) rather than on a worker.
+type whereStore struct {
+	drivers.Store
+	onReader chan bool
+}
+
+func onReader() bool { return strings.Contains(string(debug.Stack()), "(*conn).readLoop") }
+
+func (w *whereStore) Has(ctx context.Context, keys []string) ([]string, error) {
+	w.onReader <- onReader()
+	return w.Store.Has(ctx, keys)
+}
+
+func (w *whereStore) Set(ctx context.Context, items []drivers.Item) error {
+	w.onReader <- onReader()
+	return w.Store.Set(ctx, items)
+}
+
+// Storage.ReadsInline is asked per read: a read it calls ready runs on
+// the connection's reader, one it does not on a worker; a write always
+// goes to a worker, since it may wait for other nodes.
+func TestServer_ReadsInlineOnlyWhenReady(t *testing.T) {
+	w := &whereStore{Store: newMemory(t), onReader: make(chan bool, 1)}
+	var ready atomic.Bool
+	srv := startServer(t, Config{}, nil, Storage{Name: "repl", Driver: memory.Driver(), Store: w, ReadsInline: ready.Load})
+	c := dialClient(t, srv.Server)
+	for _, tc := range []struct {
+		ready  bool
+		method string
+		inline bool
+	}{
+		{true, "kv.Has", true},
+		{false, "kv.Has", false},
+		{true, "kv.Set", false},
+	} {
+		ready.Store(tc.ready)
+		in := req("repl", "k")
+		if tc.method == "kv.Set" {
+			in = &kvv1.Request{Storage: "repl", Items: []*kvv1.Item{{Key: "k", Value: []byte("v")}}}
+		}
+		mustCall(t, c, tc.method, in)
+		if got := <-w.onReader; got != tc.inline {
+			t.Errorf("%s with reads ready=%v: served on the reader %v, want %v", tc.method, tc.ready, got, tc.inline)
+		}
 	}
 }

@@ -170,8 +170,12 @@ func newRPCServer(cfg *config.Config, stores []namedStore, env storageEnv, hooks
 	storages := make([]rpc.Storage, len(stores))
 	for i, s := range stores {
 		// A single-node memory storage answers in microseconds, so the
-		// server may run its calls on the connection's reader.
+		// server may run its calls on the connection's reader; a
+		// replicated one its reads, whenever they have nothing to wait for.
 		storages[i] = rpc.Storage{Name: s.name, Driver: s.driver, Store: s.store, Inline: s.driver.Inline && cfg.ClusterConfig == nil}
+		if r, ok := s.store.(drivers.ReadyReporter); ok && s.driver.Inline && !storages[i].Inline {
+			storages[i].ReadsInline = r.ReadsReady
+		}
 	}
 	srv, err := rpc.New(rpc.Config{
 		Listen:          cfg.RPC.Listen,
