@@ -46,10 +46,10 @@ type conn struct {
 	// work hands a request to an idle worker (unbuffered: only one that
 	// waits takes it); done, closed when the read loop ends, sends idle
 	// workers home.
-	work chan *request
-	done chan struct{}
-	deadline bool          // a read deadline is set on nc
-	inFrame  bool          // the deadline set is the current frame's
+	work     chan *request
+	done     chan struct{}
+	deadline bool // a read deadline is set on nc
+	inFrame  bool // the deadline set is the current frame's
 
 	// backlog counts the bytes of replies reserved and not yet written:
 	// reserve waits while it is full, and the reader stops reading
