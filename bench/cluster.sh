@@ -30,15 +30,8 @@ cleanup() {
 trap cleanup EXIT
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-# cpu_sample prints busy, iowait, steal and total jiffies of all CPUs; cpu_since FROM says how loaded
-# the machine was since that sample (the runs themselves included, and what the host took: steal).
-cpu_sample() { awk '/^cpu /{print $2+$3+$4+$7+$8, $6, $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
-cpu_since() {
-  read -r b0 w0 s0 t0 <<<"$1"
-  read -r b1 w1 s1 t1 <<<"$(cpu_sample)"
-  awk -v b=$((b1 - b0)) -v w=$((w1 - w0)) -v s=$((s1 - s0)) -v t=$((t1 - t0)) 'BEGIN {
-    t = (t > 0) ? t : 1; printf "CPUs %.0f%% busy, %.0f%% waiting for the disk, %.0f%% stolen by the host", 100 * b / t, 100 * w / t, 100 * s / t }'
-}
+# shellcheck source=bench/cpu.sh
+. "$ROOT/bench/cpu.sh"
 
 KV=${1:-}
 if [[ -z $KV ]]; then
@@ -167,7 +160,7 @@ cat <<MD
 \`bench/cluster.sh\`: three kvnode processes and the load generator share the machine's $(nproc)
 CPUs; memory storages, 1 key of 100 bytes per request, $DURATION per run, req/s (p99 latency).
 Errors in any run: $(for k in "${!R[@]}"; do errs "$k"; done | awk '{s += $1} END {print s + 0}').
-During the runs: $(cpu_since "$CPU0").
+CPUs during the runs: $(cpu_since "$CPU0").
 
 | run | c=1 | c=16 | c=64 | c=64 vs single node |
 |---|---:|---:|---:|---:|

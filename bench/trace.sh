@@ -36,15 +36,8 @@ cleanup() {
 trap cleanup EXIT
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-# cpu_sample prints busy, steal and total jiffies of all CPUs; cpu_since FROM prints the percent of
-# CPU time busy and stolen by the host since that sample ("88 / 6").
-cpu_sample() { awk '/^cpu /{print $2+$3+$4+$7+$8, $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
-cpu_since() {
-  read -r b0 s0 t0 <<<"$1"
-  read -r b1 s1 t1 <<<"$(cpu_sample)"
-  awk -v b=$((b1 - b0)) -v s=$((s1 - s0)) -v t=$((t1 - t0)) 'BEGIN {
-    t = (t > 0) ? t : 1; printf "%.0f / %.0f", 100 * b / t, 100 * s / t }'
-}
+# shellcheck source=bench/cpu.sh
+. "$ROOT/bench/cpu.sh"
 
 KV=${1:-}
 if [[ -z $KV ]]; then
@@ -167,9 +160,9 @@ committed per second; reads commit some too, a tick when the replicated clock la
 barrier that brings a follower the commit index. Log write: milliseconds per entry a node spent in
 the syscalls of its raft log's StoreLogs (writes and fsyncs). Run queue: milliseconds per request
 that the leader's and the follower's goroutines spent ready to run but waiting for a CPU. CPU: the
-machine's CPU time during the run, busy and stolen by the host (a virtual machine's neighbours).
+machine's CPU time during the run (bench/cpu.sh).
 
-| scenario | req/s | p50 / p99 ms | entries/s | requests per entry | leader log write ms/entry | follower log write ms/entry | run queue ms/request | CPU % busy / stolen |
+| scenario | req/s | p50 / p99 ms | entries/s | requests per entry | leader log write ms/entry | follower log write ms/entry | run queue ms/request | CPU during the run |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|
 $(printf '%s\n' "${ROWS[@]}")
 MD
